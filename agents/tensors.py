@@ -1,0 +1,63 @@
+"""Moving observations and actions between NumPy (envs) and torch (networks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def obs_to_tensor(obs: Any, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
+    """A batched observation (array or dict of arrays) as tensors; uint8 stays uint8 (encoders scale it)."""
+    if isinstance(obs, dict):
+        return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in obs.items()}
+    return torch.as_tensor(np.asarray(obs), device=device)
+
+
+def index_obs(obs: torch.Tensor | dict[str, torch.Tensor], index: Any) -> torch.Tensor | dict[str, torch.Tensor]:
+    """`obs[index]` for tensors and dicts of tensors alike."""
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+
+
+def empty_like_space(space: Any, leading: tuple[int, ...], device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Zeros shaped `leading + space.shape` in the space's dtype: rollout storage for observations or actions."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict):
+        return {key: empty_like_space(sub, leading, device) for key, sub in space.spaces.items()}  # type: ignore[misc]
+    if isinstance(space, spaces.Discrete):
+        return torch.zeros(leading, dtype=torch.int64, device=device)
+    if isinstance(space, spaces.MultiDiscrete):
+        return torch.zeros(leading + space.shape, dtype=torch.int64, device=device)
+    return torch.zeros(leading + tuple(space.shape), dtype=_torch_dtype(space.dtype), device=device)
+
+
+def store_obs(buffer: torch.Tensor | dict[str, torch.Tensor], index: int, obs: torch.Tensor | dict[str, torch.Tensor]) -> None:
+    """`buffer[index] = obs` for tensors and dicts of tensors alike."""
+    if isinstance(buffer, dict):
+        assert isinstance(obs, dict)
+        for key in buffer:
+            buffer[key][index] = obs[key]
+    else:
+        buffer[index] = obs
+
+
+def flatten_obs(obs: torch.Tensor | dict[str, torch.Tensor], dims: int = 2) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Merge the first `dims` dimensions ((T, N, ...) -> (T*N, ...))."""
+    if isinstance(obs, dict):
+        return {key: value.flatten(0, dims - 1) for key, value in obs.items()}
+    return obs.flatten(0, dims - 1)

@@ -1,0 +1,96 @@
+"""Our PPO vs Stable-Baselines3's PPO on CartPole-v1, same hyperparameters, one process run.
+
+Both use RL Zoo's CartPole PPO settings (8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, GAE 0.8,
+lr lin_1e-3, clip lin_0.2) and one torch thread. Training throughput is env steps per wall second over
+the whole `learn` (rollouts and updates); the score is the final policy's mean return over the same 10
+fixed evaluation seeds through our harness. Run: `python benchmarks/ppo_vs_sb3.py [--seeds 0 1 2]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlsuite.agents import ppo
+from rlsuite.agents.interface import TrainContext
+from rlsuite.agents.logger import MetricLogger
+from rlsuite.agents.registry import load_policy
+from rlsuite.agents.run import RunFolder
+from rlsuite.agents.settings import resolve_settings, settings_to_dict
+from rlsuite.evaluation.harness import evaluate_policy
+
+ENV_ID = "CartPole-v1"
+
+
+class SB3Policy:
+    """SB3's model.predict behind our Policy interface, so both agents face the same harness."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.observation_space = model.observation_space
+        self.action_space = model.action_space
+
+    def reset(self, num_envs: int) -> None:
+        pass
+
+    def act(self, obs, episode_start, deterministic=True):
+        return self.model.predict(obs, deterministic=deterministic)[0]
+
+
+def run_ours(seed: int, steps: int, root: Path) -> tuple[float, float]:
+    settings = resolve_settings(ppo.PPOSettings, "ppo", ENV_ID,
+                                cli_values={"seed": seed, "total_steps": steps, "eval_every": 0, "tensorboard": False})
+    run = RunFolder.create(root, agent="ppo", env_id=ENV_ID, seed=seed, settings=settings_to_dict(settings),
+                           command="benchmark", device="cpu")
+    with MetricLogger(run.path, tensorboard=False) as logger:
+        start = time.perf_counter()
+        result = ppo.train(settings, TrainContext(run=run, logger=logger))
+        elapsed = time.perf_counter() - start
+    policy = load_policy(run.path, "last").policy
+    score = np.mean([e.episode_return for e in evaluate_policy(policy, ENV_ID, episodes=10)])
+    return result.final_step / elapsed, float(score)
+
+
+def run_sb3(seed: int, steps: int) -> tuple[float, float]:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    def linear(start: float):
+        return lambda progress_remaining: progress_remaining * start
+
+    env = make_vec_env(ENV_ID, n_envs=8, seed=seed)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+                learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    elapsed = time.perf_counter() - start
+    score = np.mean([e.episode_return for e in evaluate_policy(SB3Policy(model), ENV_ID, episodes=10)])
+    return model.num_timesteps / elapsed, float(score)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            ours_sps, ours_score = run_ours(seed, args.steps, Path(tmp))
+            sb3_sps, sb3_score = run_sb3(seed, args.steps)
+            rows.append((seed, ours_sps, sb3_sps, ours_score, sb3_score))
+            print(f"seed {seed}: ours {ours_sps:7.0f} steps/s (eval {ours_score:6.1f}) | "
+                  f"sb3 {sb3_sps:7.0f} steps/s (eval {sb3_score:6.1f}) | ratio {ours_sps / sb3_sps:.2f}", flush=True)
+    ours_sps, sb3_sps = np.median([r[1] for r in rows]), np.median([r[2] for r in rows])
+    print(f"median steps/s: ours {ours_sps:.0f}, sb3 {sb3_sps:.0f}, ratio ours/sb3 {ours_sps / sb3_sps:.2f}")
+    print(f"mean final eval return: ours {np.mean([r[3] for r in rows]):.1f}, sb3 {np.mean([r[4] for r in rows]):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Building single and vector envs the same way for training, evaluation and recording.
+
+Every vector env we hand out uses Gymnasium's next-step autoreset, stated explicitly: after a step
+that ends an episode, the following step ignores its action and returns the reset observation with
+reward 0. Agents mask that one transition out (see agents/ppo.py); in exchange the final observation
+of a truncated episode arrives as an ordinary next observation, ready for bootstrapping.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+VectorMode = Literal["auto", "sync", "async", "vector_entry_point"]
+VECTOR_MODES: tuple[str, ...] = ("auto", "sync", "async", "vector_entry_point")
+
+
+class EnvError(ValueError):
+    """A user-facing problem with an env id or env settings; the message says what to do."""
+
+
+# Packages that register env ids when imported, keyed by the id prefix they own.
+_ENV_PROVIDERS: dict[str, str] = {"ALE/": "ale_py", "rlsuite/": "rlsuite.envs"}
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The spec of `env_id`, or an EnvError naming close matches."""
+    for prefix, module in _ENV_PROVIDERS.items():
+        if env_id.startswith(prefix):
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                raise EnvError(
+                    f"Env id {env_id!r} needs the package {module!r}, which is not installed ({err}). "
+                    f"Install it (for Atari: pip install 'rlsuite[atari]') and try again."
+                ) from None
+    if env_id in gym.registry:
+        return gym.registry[env_id]
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise EnvError(
+        f"Unknown env id {env_id!r}.{hint} Run `rlsuite list envs` for every registered id; "
+        f"ids of optional packages (Box2D, ALE) appear once those are installed."
+    )
+
+
+def make_env(env_id: str, render_mode: str | None = None, **env_kwargs: Any) -> gym.Env:
+    """One env, as `gym.make` builds it, after checking the id."""
+    spec = check_env_id(env_id)
+    return gym.make(spec, render_mode=render_mode, **env_kwargs)
+
+
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    mode: VectorMode = "auto",
+    record_stats: bool = True,
+    **env_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """A vector env with next-step autoreset and, by default, episode statistics in `info["episode"]`.
+
+    `mode="auto"` takes the env's natively vectorised core when it has one (`vector_entry_point`),
+    else Gymnasium's SyncVectorEnv. The caller seeds it with `reset(seed=...)`.
+    """
+    if mode not in VECTOR_MODES:
+        raise EnvError(f"Unknown vectorization mode {mode!r}; accepted: {', '.join(VECTOR_MODES)}.")
+    if num_envs < 1:
+        raise EnvError(f"num_envs must be at least 1, got {num_envs}.")
+    spec = check_env_id(env_id)
+    if mode == "auto":
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    if mode == "vector_entry_point" and spec.vector_entry_point is None:
+        raise EnvError(f"{env_id} has no natively vectorised core; use mode 'sync' or 'async'.")
+    vector_kwargs: dict[str, Any] = {}
+    if mode != "vector_entry_point":
+        vector_kwargs["autoreset_mode"] = AutoresetMode.NEXT_STEP
+    envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs, **env_kwargs)
+    autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if autoreset != AutoresetMode.NEXT_STEP:
+        envs.close()
+        raise EnvError(f"{env_id} vectorises with autoreset mode {autoreset}; rlsuite agents need next-step autoreset.")
+    if record_stats:
+        envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    return envs
+
+
+@dataclass(frozen=True)
+class ReferenceScore:
+    """Scores that normalise returns in reports: random -> 0, reference -> 1."""
+
+    random: float
+    reference: float
+    source: str
+
+
+# Gymnasium's classic envs: `reference` is the best achievable (or the usual "solved") return; `random`
+# is a uniform random policy's mean return, measured with rlsuite's harness (100 episodes, seeds 10_000+).
+_REFERENCE_SCORES: dict[str, ReferenceScore] = {
+    "CartPole-v1": ReferenceScore(random=22.0, reference=500.0, source="maximum return (500 steps)"),
+}
+
+
+def reference_score(env_id: str) -> ReferenceScore | None:
+    """The reference scores of `env_id`, or None when rlsuite knows none."""
+    return _REFERENCE_SCORES.get(env_id)

@@ -1,0 +1,149 @@
+"""Evaluate a run folder or a baseline under the common protocol and record it in the results database.
+
+This is what `rlsuite evaluate`, the demo and sweeps call: load the policy through the agent
+registry, run `harness.evaluate_policy` on the fixed evaluation seeds, optionally record the
+median-return episode as H.264 MP4, then write the run, the evaluation and every episode to the
+database in one transaction. Bad input (no checkpoint, foreign database, mismatched spaces) fails
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlsuite.agents.interface import Policy
+from rlsuite.agents.registry import get_spec, load_policy, make_baseline
+from rlsuite.agents.run import collect_versions, git_commit
+from rlsuite.envs import make_env
+from rlsuite.evaluation.harness import (
+    EvaluationError,
+    check_spaces,
+    evaluate_policy,
+    evaluation_seeds,
+    median_episode,
+)
+from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
+from rlsuite.evaluation.stats import summarize_returns
+from rlsuite.evaluation.store import ResultsStore
+from rlsuite.evaluation.video import record_episodes
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    evaluation: EvaluationRecord
+    episodes: list[EpisodeRecord]
+    summary: dict[str, Any]
+    """The machine-readable summary `rlsuite evaluate --json` prints."""
+
+
+@dataclass(frozen=True)
+class AgentUnderTest:
+    policy: Policy
+    run: RunRecord
+    env_id: str
+    checkpoint: str
+    checkpoint_step: int | None
+
+
+def baseline_run_id(agent: str, env_id: str) -> str:
+    return f"baseline:{agent}:{env_id}"
+
+
+def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id: str | None = None,
+               checkpoint: str = "best", seed: int = 0) -> AgentUnderTest:
+    """A trained run's policy (from its folder) or a baseline's policy (from its name and an env id)."""
+    if run_dir is not None:
+        step_or_name: str | int = int(checkpoint) if checkpoint.isdigit() else checkpoint
+        loaded = load_policy(run_dir, step_or_name)
+        manifest = loaded.manifest
+        run = RunRecord(run_id=manifest["name"], agent=manifest["agent"], env_id=manifest["env_id"],
+                        seed=manifest["seed"], status=manifest["status"], run_dir=str(Path(run_dir).resolve()),
+                        command=manifest.get("command"), config=manifest.get("settings", {}),
+                        versions=manifest.get("versions", {}), git_commit=manifest.get("git_commit"),
+                        error=manifest.get("error"))
+        return AgentUnderTest(loaded.policy, run, env_id or manifest["env_id"], loaded.checkpoint, loaded.step)
+    if agent is None or env_id is None:
+        raise EvaluationError("name a run folder, or a baseline agent with its env: --agent random --env CartPole-v1.")
+    get_spec(agent)
+    env = make_env(env_id)
+    try:
+        policy = make_baseline(agent, env.observation_space, env.action_space, seed=seed)
+    finally:
+        env.close()
+    commit, _ = git_commit()
+    run = RunRecord(run_id=baseline_run_id(agent, env_id), agent=agent, env_id=env_id, seed=None, status="baseline",
+                    command=f"rlsuite evaluate --agent {agent} --env {env_id}", versions=collect_versions(),
+                    git_commit=commit)
+    return AgentUnderTest(policy, run, env_id, "none", None)
+
+
+def _check_database(db: Path) -> None:
+    """Refuse a foreign or newer database before any work (and before writing anything)."""
+    if db.exists():
+        ResultsStore(db, create=False).close()
+
+
+def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic: bool = True, db: Path,
+                   video_dir: Path | None = None) -> EvaluationOutcome:
+    """Run the protocol on `subject`, record its median episode if asked, store everything."""
+    if episodes < 1:
+        raise EvaluationError(f"episodes must be at least 1, got {episodes}.")
+    _check_database(db)
+    env = make_env(subject.env_id)
+    try:
+        check_spaces(subject.policy, env, subject.env_id)
+    finally:
+        env.close()
+    seeds = evaluation_seeds(episodes)
+    records = evaluate_policy(subject.policy, subject.env_id, episodes=episodes, seeds=seeds, deterministic=deterministic)
+    evaluation = EvaluationRecord(
+        run_id=subject.run.run_id, agent=subject.run.agent, env_id=subject.env_id, checkpoint=subject.checkpoint,
+        checkpoint_step=subject.checkpoint_step, deterministic=deterministic, seeds=tuple(seeds),
+        protocol={"vectorization": "sync"},
+    )
+    if video_dir is not None:
+        median = median_episode(records)
+        video_dir.mkdir(parents=True, exist_ok=True)
+        name = subject.run.run_id.replace(":", "_").replace("/", "_")
+        video = video_dir / f"{name}-{subject.checkpoint}-seed{median.seed}.mp4"
+        record_episodes(subject.policy, subject.env_id, video, seeds=[median.seed], deterministic=deterministic)
+        stored = os.path.relpath(video.resolve(), db.resolve().parent)
+        evaluation = replace(evaluation, video_path=stored)
+    with ResultsStore(db) as store:
+        store.record_run(subject.run)
+        eval_id = store.record_evaluation(evaluation, records)
+    evaluation = replace(evaluation, eval_id=eval_id)
+    returns = np.array([r.episode_return for r in records])
+    metric_names = sorted({name for r in records for name in r.metrics})
+    summary: dict[str, Any] = {
+        "agent": subject.run.agent, "env_id": subject.env_id, "run_id": subject.run.run_id,
+        "checkpoint": subject.checkpoint, "checkpoint_step": subject.checkpoint_step, "episodes": episodes,
+        "deterministic": deterministic, "seeds": [seeds[0], seeds[-1]], "eval_id": eval_id, "db": str(db),
+        "video": evaluation.video_path,
+        **summarize_returns(returns),
+        "env_metrics": {name: float(np.mean([r.metrics[name] for r in records if name in r.metrics]))
+                        for name in metric_names},
+        "mean_length": float(np.mean([r.length for r in records])),
+    }
+    return EvaluationOutcome(evaluation, records, summary)
+
+
+def evaluate_run(run_dir: Path, *, checkpoint: str = "best", episodes: int = 20, deterministic: bool = True,
+                 db: Path = Path("results.db"), video_dir: Path | None = None, env_id: str | None = None) -> EvaluationOutcome:
+    """`rlsuite evaluate RUN_DIR`: a trained run's checkpoint under the common protocol."""
+    _check_database(db)
+    subject = load_agent(run_dir=run_dir, checkpoint=checkpoint, env_id=env_id)
+    return evaluate_agent(subject, episodes=episodes, deterministic=deterministic, db=db, video_dir=video_dir)
+
+
+def evaluate_baseline(agent: str, env_id: str, *, episodes: int = 20, deterministic: bool = True,
+                      db: Path = Path("results.db"), video_dir: Path | None = None, seed: int = 0) -> EvaluationOutcome:
+    """`rlsuite evaluate --agent random --env ENV_ID`: a baseline under the same protocol."""
+    _check_database(db)
+    subject = load_agent(agent=agent, env_id=env_id, seed=seed)
+    return evaluate_agent(subject, episodes=episodes, deterministic=deterministic, db=db, video_dir=video_dir)

@@ -1,0 +1,1175 @@
+"""Comparison reports: one self-contained HTML page and the same content in Markdown, from the database.
+
+A report answers "which agent is better, by how much, and how sure are we?" for whatever the results
+database holds. It reads only the store (and, for learning curves, the run folders it names), so it can
+be rebuilt at any time; the same database and seed give a byte-identical `report.md`.
+
+How scores are defined (one definition everywhere):
+- An agent's score on an env, per run, is the mean return of that run's latest evaluation. Runs are
+  training seeds; a baseline (random, heuristic) is one run evaluated over many episodes.
+- Per env, mean / median / IQM go across runs with stratified-bootstrap CIs (Agarwal et al. 2021). An
+  agent with a single run has nothing to resample across, so its CIs bootstrap over its episodes.
+- Across envs, scores are normalised (random = 0, reference = 1) so envs with different return scales
+  can be aggregated; an env without a reference score is an error, never a silent raw score.
+
+The page is built once as a list of blocks (`_Heading`, `_Table`, `_Figure`, ...) and rendered twice,
+to HTML and to Markdown, so the two never disagree. The HTML works offline from disk: CSS inline,
+figures as base64 data URIs, videos as relative `videos/*.mp4` files next to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from rlsuite import __version__ as rlsuite_version
+from rlsuite.agents.fileio import atomic_write_bytes
+from rlsuite.agents.logger import read_metrics
+from rlsuite.envs import reference_score
+from rlsuite.evaluation import plots, stats
+from rlsuite.evaluation.harness import median_episode
+from rlsuite.evaluation.plots import Curve, Interval
+from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
+from rlsuite.evaluation.store import ResultsStore
+
+__all__ = ["ReportError", "format_interval", "format_number", "mean_curve", "write_report"]
+
+CONFIDENCE = 0.95
+"""Confidence level of every interval in a report."""
+
+EVAL_RETURN_KEY = "eval/mean_return"
+"""The metric (agents' flat namespace) that learning curves plot."""
+
+CURVE_POINTS = 200
+"""Most points on a learning curve's common step grid; keeps the bootstrap band cheap for long runs."""
+
+TABLE_STATS = ("mean", "median", "iqm")
+AGGREGATE_ORDER = ("median", "iqm", "mean", "optimality_gap")
+STAT_TITLES = {"mean": "Mean", "median": "Median", "iqm": "IQM", "optimality_gap": "Optimality gap"}
+BEST = "\u2605"  # the star beside the best agent
+
+
+class ReportError(ValueError):
+    """A report cannot be written from this database and selection; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Number formatting (public so tests and other tools print numbers exactly as reports do).
+
+
+def _decimals(magnitude: float) -> int:
+    """Decimals that suit a magnitude: 3 below 1, 2 below 100, 1 below 10,000, then 0."""
+    return 3 if magnitude < 1 else 2 if magnitude < 100 else 1 if magnitude < 10_000 else 0
+
+
+def format_number(x: float, decimals: int | None = None) -> str:
+    """A score with `decimals` places, by default as many as its magnitude warrants (see `_decimals`)."""
+    if not math.isfinite(x):
+        return str(x)
+    d = _decimals(abs(x)) if decimals is None else decimals
+    text = f"{x:,.0f}" if d == 0 else f"{x:.{d}f}"
+    return text[1:] if text.startswith("-") and float(text.replace(",", "")) == 0 else text  # no "-0.00"
+
+
+def format_interval(point: float, low: float, high: float, decimals: int | None = None) -> str:
+    """`point [low, high]` with one number of decimals for all three (by default from the largest)."""
+    d = _decimals(max(abs(point), abs(low), abs(high))) if decimals is None else decimals
+    return f"{format_number(point, d)} [{format_number(low, d)}, {format_number(high, d)}]"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The document model: inline pieces and blocks, rendered to HTML and Markdown.
+
+
+@dataclass(frozen=True)
+class _Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Strong:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Link:
+    text: str
+    href: str  # always a relative path inside the report folder
+
+
+_Inline = str | _Code | _Strong | _Link
+_Text = tuple[_Inline, ...]
+
+
+@dataclass(frozen=True)
+class _Heading:
+    level: int
+    text: str
+    anchor: str
+
+
+@dataclass(frozen=True)
+class _Para:
+    text: _Text
+    note: bool = False  # smaller, muted: footnotes and explanations
+
+
+@dataclass(frozen=True)
+class _Bullets:
+    items: tuple[_Text, ...]
+
+
+@dataclass(frozen=True)
+class _Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[_Text, ...], ...]
+    best: frozenset[int] = frozenset()  # row indices to highlight
+    numeric: frozenset[int] = frozenset()  # right-aligned number columns
+    wrap: frozenset[int] = frozenset()  # columns of long text that may wrap (others stay on one line)
+
+
+@dataclass(frozen=True)
+class _Figure:
+    file: str  # relative path, e.g. figures/scores_CartPole-v1.png
+    png: bytes
+    alt: str
+
+
+@dataclass(frozen=True)
+class _Video:
+    file: str | None  # relative path under videos/, None when there is nothing to show
+    title: str
+    caption: _Text
+
+
+@dataclass(frozen=True)
+class _Gallery:
+    videos: tuple[_Video, ...]
+
+
+_Block = _Heading | _Para | _Bullets | _Table | _Figure | _Gallery
+
+
+def _text(*parts: _Inline) -> _Text:
+    return tuple(parts)
+
+
+# ----------------------------------------------------------------------------------------------------
+# What the report is about: the selected evaluations, grouped per env and agent.
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run's latest evaluation with its episodes; `score` is the run's score on the env."""
+
+    evaluation: EvaluationRecord
+    record: RunRecord | None
+    episodes: tuple[EpisodeRecord, ...]
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.array([ep.episode_return for ep in self.episodes], dtype=np.float64)  # (episodes,)
+
+    @property
+    def score(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def mean_length(self) -> float:
+        return float(np.mean([ep.length for ep in self.episodes]))
+
+
+@dataclass(frozen=True)
+class _Selection:
+    envs: tuple[str, ...]
+    agents: tuple[str, ...]
+    groups: Mapping[tuple[str, str], tuple[_Run, ...]]  # (env_id, agent) -> runs, ordered by (seed, run_id)
+    other_runs: tuple[RunRecord, ...]  # failed, interrupted or never-evaluated runs matching the filters
+
+    def runs(self, env_id: str, agent: str) -> tuple[_Run, ...]:
+        return self.groups.get((env_id, agent), ())
+
+    def all_runs(self) -> list[_Run]:
+        return [run for key in sorted(self.groups) for run in self.groups[key]]
+
+
+def _pairs_text(evaluations: Sequence[EvaluationRecord]) -> str:
+    pairs = sorted({(e.agent, e.env_id) for e in evaluations})
+    return "; ".join(f"{agent} on {env_id}" for agent, env_id in pairs)
+
+
+def _select(
+    store: ResultsStore, db_path: Path, envs: Sequence[str] | None, agents: Sequence[str] | None
+) -> _Selection:
+    """The newest evaluation of every run matching the filters, or a ReportError naming what exists."""
+    everything = store.latest_evaluations()
+    if not everything:
+        raise ReportError(
+            f"{db_path} holds no evaluations yet; record some with `rlsuite evaluate RUN_DIR --db {db_path}` "
+            f"or `rlsuite evaluate --agent random --env ENV_ID --db {db_path}`, then write the report."
+        )
+    have_envs = sorted({e.env_id for e in everything})
+    have_agents = sorted({e.agent for e in everything})
+    listing = f"The database has agents: {', '.join(have_agents)}; envs: {', '.join(have_envs)}."
+    for kind, wanted, have in (("env", envs, have_envs), ("agent", agents, have_agents)):
+        missing = [name for name in (wanted or ()) if name not in have]
+        if missing:
+            raise ReportError(
+                f"No evaluations of {kind} {', '.join(map(repr, missing))} in {db_path}. {listing} "
+                f"Pick from those, or evaluate the missing {kind} first with `rlsuite evaluate`."
+            )
+    chosen = [
+        e
+        for e in everything
+        if (envs is None or e.env_id in envs) and (agents is None or e.agent in agents)
+    ]
+    chosen_envs = sorted({e.env_id for e in chosen})
+    empty_envs = [env_id for env_id in (envs or ()) if env_id not in chosen_envs]
+    if not chosen or empty_envs:
+        which = ", ".join(empty_envs) or ", ".join(envs or have_envs)
+        raise ReportError(
+            f"No evaluations match the selection (env {which}, agents {', '.join(agents or have_agents)}). "
+            f"{listing} Evaluated pairs: {_pairs_text(everything)}."
+        )
+
+    records = {r.run_id: r for r in store.runs()}
+    groups: dict[tuple[str, str], list[_Run]] = {}
+    for ev in chosen:
+        assert ev.eval_id is not None  # the store assigns it
+        episodes = tuple(store.episodes(ev.eval_id))
+        run = _Run(evaluation=ev, record=records.get(ev.run_id), episodes=episodes)
+        groups.setdefault((ev.env_id, ev.agent), []).append(run)
+
+    def run_order(run: _Run) -> tuple[int, int, str]:
+        seed = run.record.seed if run.record is not None else None
+        return (seed is None, seed or 0, run.evaluation.run_id)
+
+    evaluated = {(e.run_id, e.env_id) for e in chosen}
+    other = [
+        r
+        for r in records.values()
+        if (envs is None or r.env_id in envs)
+        and (agents is None or r.agent in agents)
+        and ((r.run_id, r.env_id) not in evaluated or r.status in ("failed", "interrupted"))
+    ]
+    return _Selection(
+        envs=tuple(chosen_envs),
+        agents=tuple(sorted({e.agent for e in chosen})),
+        groups={key: tuple(sorted(runs, key=run_order)) for key, runs in groups.items()},
+        other_runs=tuple(sorted(other, key=lambda r: (r.env_id, r.agent, r.run_id))),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of an env id or agent name (rlsuite/Highway-v0 -> rlsuite_Highway-v0)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _seed_range(seeds: Sequence[int]) -> str:
+    """`a–b` for consecutive seeds, else a short list."""
+    s = sorted(seeds)
+    if not s:
+        return "none"
+    if s == list(range(s[0], s[0] + len(s))):
+        return f"{s[0]}" if len(s) == 1 else f"{s[0]}\u2013{s[-1]}"
+    if len(s) <= 6:
+        return ", ".join(map(str, s))
+    return f"{len(s)} seeds from {s[0]} to {s[-1]}"
+
+
+def _counted(counter: Counter[str], unit: str = "evaluation") -> str:
+    """`a (3 evaluations), b (1 evaluation)`, or `a (all 4 evaluations)` when there is one value."""
+    def many(n: int) -> str:
+        return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+    if len(counter) == 1:
+        (key, n), = counter.items()
+        return f"{key} ({'the only ' + unit if n == 1 else 'all ' + many(n)})"
+    return ", ".join(f"{key} ({many(n)})" for key, n in sorted(counter.items()))
+
+
+def _resolve(path_text: str, db_path: Path) -> Path | None:
+    """An existing file or folder named in the database: absolute, or relative to the working dir or the db."""
+    path = Path(path_text)
+    candidates = [path] if path.is_absolute() else [path, db_path.parent / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _score_matrix(runs: Sequence[_Run]) -> tuple[np.ndarray, bool]:
+    """(runs, 1) matrix of run scores; for a single run its episode returns, flagged True."""
+    if len(runs) == 1:
+        return runs[0].returns[:, None], True  # (episodes, 1)
+    return np.array([[run.score] for run in runs]), False  # (runs, 1)
+
+
+def _metric_means(runs: Sequence[_Run]) -> dict[str, float]:
+    """Env metric -> mean over runs of the run's mean over the episodes that report it."""
+    names = sorted({name for run in runs for ep in run.episodes for name in ep.metrics})
+    means: dict[str, float] = {}
+    for name in names:
+        per_run = [
+            float(np.mean([ep.metrics[name] for ep in run.episodes if name in ep.metrics]))
+            for run in runs
+            if any(name in ep.metrics for ep in run.episodes)
+        ]
+        means[name] = float(np.mean(per_run))
+    return means
+
+
+def _best(points: Mapping[str, float], higher_is_better: bool = True) -> set[str]:
+    if not points:
+        return set()
+    target = max(points.values()) if higher_is_better else min(points.values())
+    return {agent for agent, value in points.items() if value == target}
+
+
+def _agent_cell(agent: str, best: bool) -> _Text:
+    return _text(_Strong(agent), f" {BEST} best") if best else _text(agent)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sections.
+
+
+def _protocol_section(
+    sel: _Selection, reps: int, seed: int, confidence: float
+) -> list[_Block]:
+    runs = sel.all_runs()
+    evals = [run.evaluation for run in runs]
+    seed_sets = Counter(_seed_range(ev.seeds) for ev in evals)
+    episodes = Counter(str(len(run.episodes)) for run in runs)
+    modes = Counter("deterministic, greedy" if ev.deterministic else "stochastic, sampled" for ev in evals)
+    checkpoints = Counter(ev.checkpoint for ev in evals)
+    settings: dict[str, Counter[str]] = {}
+    for ev in evals:
+        for key, value in ev.protocol.items():
+            settings.setdefault(key, Counter())[json.dumps(value, sort_keys=True, default=str)] += 1
+    items: list[_Text] = [
+        _text(_Strong("Evaluation seeds: "), _counted(seed_sets) + "; one episode per seed"),
+        _text(_Strong("Episodes per evaluation: "), _counted(episodes)),
+        _text(_Strong("Actions: "), _counted(modes)),
+        _text(_Strong("Checkpoints evaluated: "), _counted(checkpoints)),
+    ]
+    for key in sorted(settings):
+        items.append(_text(_Strong(f"{key}: "), _counted(settings[key])))
+    items += [
+        _text(
+            _Strong("Bootstrap: "),
+            f"{reps} resamples, {confidence:.0%} percentile intervals, seed {seed}; stratified: runs are "
+            "resampled within each env.",
+        ),
+        _text(
+            _Strong("Scores: "),
+            "a run's score on an env is the mean return of its latest evaluation; runs are training seeds; "
+            "a baseline is one run evaluated over many episodes.",
+        ),
+    ]
+    blocks: list[_Block] = [_Heading(2, "Protocol", "protocol"), _Bullets(tuple(items))]
+
+    records = [run.record for run in runs if run.record is not None]
+    versions: dict[str, Counter[str]] = {}
+    for record in records:
+        for package, version in record.versions.items():
+            versions.setdefault(package, Counter())[str(version)] += 1
+    commits = Counter(record.git_commit or "unknown" for record in records if record.status != "baseline")
+    blocks.append(_Heading(3, "Software of the runs", "software"))
+    if versions:
+        rows = tuple(
+            (_text(package), _text(_counted(versions[package], "run") if len(versions[package]) > 1
+                                   else next(iter(versions[package]))))
+            for package in sorted(versions)
+        )  # fmt: skip
+        blocks.append(_Table(("Package", "Version"), rows))
+    else:
+        blocks.append(_Para(_text("The run records hold no package versions."), note=True))
+    if commits:
+        blocks.append(_Para(_text(_Strong("Git commit of the trained runs: "), _counted(commits, "run"))))
+    return blocks
+
+
+def _env_section(
+    env_id: str, sel: _Selection, colours: Mapping[str, str], reps: int, seed: int, confidence: float
+) -> list[_Block]:
+    agents = [agent for agent in sel.agents if sel.runs(env_id, agent)]
+    metric_names = sorted({name for agent in agents for name in _metric_means(sel.runs(env_id, agent))})
+    cis: dict[str, dict[str, tuple[float, float, float]]] = {}
+    single: dict[str, bool] = {}
+    for agent in agents:
+        matrix, single[agent] = _score_matrix(sel.runs(env_id, agent))
+        cis[agent] = {
+            name: stats.stratified_bootstrap_ci(
+                matrix, stats.AGGREGATES[name], reps=reps, confidence=confidence, seed=seed
+            )
+            for name in TABLE_STATS
+        }
+    best = _best({agent: cis[agent]["iqm"][0] for agent in agents})
+    rows = []
+    for agent in agents:
+        runs = sel.runs(env_id, agent)
+        metrics = _metric_means(runs)
+        rows.append(
+            (
+                _agent_cell(agent, agent in best),
+                _text(f"{len(runs)}\u2020" if single[agent] else str(len(runs))),
+                *(_text(format_interval(*cis[agent][name])) for name in TABLE_STATS),
+                _text(format_number(float(np.mean([run.mean_length for run in runs])))),
+                *(_text(format_number(metrics[m]) if m in metrics else "\u2014") for m in metric_names),
+            )
+        )
+    header = (
+        "Agent",
+        "Runs",
+        *(f"{STAT_TITLES[name]} return [{confidence:.0%} CI]" for name in TABLE_STATS),
+        "Episode length",
+        *metric_names,
+    )
+    blocks: list[_Block] = [
+        _Heading(3, env_id, f"env-{_anchor(env_id)}"),
+        _Table(
+            header,
+            tuple(rows),
+            best=frozenset(i for i, a in enumerate(agents) if a in best),
+            numeric=frozenset(range(1, len(header))),
+        ),
+        _Para(
+            _text(
+                f"Mean, median and IQM of run scores across runs, with {confidence:.0%} stratified-bootstrap "
+                f"CIs. {BEST} marks the highest IQM. Episode length and env metrics"
+                + (f" ({', '.join(metric_names)})" if metric_names else "")
+                + " are means over runs of each run's episode mean."
+            ),
+            note=True,
+        ),
+    ]
+    singles = [agent for agent in agents if single[agent]]
+    if singles:
+        counts = ", ".join(f"{a}: {len(sel.runs(env_id, a)[0].episodes)} episodes" for a in singles)
+        blocks.append(
+            _Para(
+                _text(
+                    f"\u2020 A single run ({counts}): there are no runs to resample, so its CIs bootstrap "
+                    "over the run's episodes instead, and its median and IQM are of episode returns."
+                ),
+                note=True,
+            )
+        )
+    scores = {agent: Interval(*cis[agent]["iqm"]) for agent in agents}
+    blocks.append(
+        _Figure(
+            f"figures/scores_{_slug(env_id)}.png",
+            plots.env_scores_figure(env_id, scores, colours, confidence),
+            f"IQM return per agent on {env_id} with {confidence:.0%} CIs",
+        )
+    )
+    return blocks
+
+
+@dataclass(frozen=True)
+class _Normaliser:
+    random: float
+    reference: float
+    random_source: str
+    reference_source: str
+
+
+def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, _Normaliser]:
+    """Random and reference score per env, or a ReportError saying how to provide a missing one."""
+    out: dict[str, _Normaliser] = {}
+    for env_id in sel.envs:
+        known = reference_score(env_id)
+        if env_id in references:
+            reference, reference_source = float(references[env_id]), "given to write_report(references=...)"
+        elif known is not None:
+            reference, reference_source = known.reference, known.source
+        else:
+            raise ReportError(
+                f"No reference score for {env_id}: normalised scores (random = 0, reference = 1) need one to "
+                "aggregate across envs. Add it to _REFERENCE_SCORES in envs/factory.py (ReferenceScore("
+                "random=..., reference=..., source=...)), pass references={" + repr(env_id) + ": SCORE} to "
+                "write_report, or report this env on its own (--env)."
+            )
+        if known is not None:
+            random, random_source = known.random, "rlsuite reference table"
+        elif sel.runs(env_id, "random"):
+            runs = sel.runs(env_id, "random")
+            random = float(np.mean([run.score for run in runs]))
+            episodes = sum(len(run.episodes) for run in runs)
+            random_source = f"random agent in this database ({episodes} episodes)"
+        else:
+            raise ReportError(
+                f"No random score for {env_id}: normalisation needs one. Evaluate the random agent "
+                f"(`rlsuite evaluate --agent random --env {env_id}`) and include it in the report, or add a "
+                "ReferenceScore for the env to envs/factory.py."
+            )
+        if reference == random:
+            raise ReportError(
+                f"The reference score of {env_id} equals its random score ({reference}); normalised scores "
+                "need reference != random. Fix the reference score (envs/factory.py or references=...)."
+            )
+        out[env_id] = _Normaliser(random, reference, random_source, reference_source)
+    return out
+
+
+def _normalised_matrix(
+    agent: str, sel: _Selection, norms: Mapping[str, _Normaliser]
+) -> tuple[np.ndarray, str, list[str]]:
+    """(rows, envs) normalised scores of an agent evaluated on every env, its row kind, and notes.
+
+    Rows are runs (truncated to the fewest runs any env has, in seed order) when every env has 2+ runs;
+    otherwise the single run's episodes, like the per-env tables.
+    """
+    groups = [sel.runs(env_id, agent) for env_id in sel.envs]
+    notes: list[str] = []
+    n_runs = min(len(runs) for runs in groups)
+    if n_runs >= 2:
+        if any(len(runs) > n_runs for runs in groups):
+            notes.append(f"{agent}: envs have different numbers of runs; the first {n_runs} by seed are used.")
+        columns = [np.array([run.score for run in runs[:n_runs]]) for runs in groups]  # envs x (runs,)
+        kind = f"{n_runs} runs"
+    else:
+        if any(len(runs) > 1 for runs in groups):
+            notes.append(f"{agent}: an env has a single run, so only the first run of each env is used.")
+        n_eps = min(len(runs[0].episodes) for runs in groups)
+        if any(len(runs[0].episodes) > n_eps for runs in groups):
+            notes.append(f"{agent}: evaluations differ in length; the first {n_eps} episodes are used.")
+        columns = [runs[0].returns[:n_eps] for runs in groups]
+        kind = f"1 run\u2020 ({n_eps} episodes)"
+    normalised = [
+        stats.normalize(col, norms[env_id].random, norms[env_id].reference)
+        for env_id, col in zip(sel.envs, columns, strict=True)
+    ]
+    return np.stack(normalised, axis=1), kind, notes  # (rows, envs)
+
+
+def _across_section(
+    sel: _Selection,
+    colours: Mapping[str, str],
+    references: Mapping[str, float],
+    reps: int,
+    seed: int,
+    confidence: float,
+) -> list[_Block]:
+    norms = _normalisers(sel, references)
+    blocks: list[_Block] = [
+        _Heading(2, "Across envs", "across-envs"),
+        _Para(
+            _text(
+                "Scores are normalised per env so that the random agent scores 0 and the reference scores 1, "
+                "then aggregated over all envs. CIs: stratified bootstrap over runs within each env "
+                f"({reps} resamples, seed {seed}). Optimality gap: mean shortfall below 1 (lower is better)."
+            )
+        ),
+        _Table(
+            ("Env", "Random score", "Reference score", "Random from", "Reference from"),
+            tuple(
+                (
+                    _text(env_id),
+                    _text(format_number(n.random)),
+                    _text(format_number(n.reference)),
+                    _text(n.random_source),
+                    _text(n.reference_source),
+                )
+                for env_id, n in norms.items()
+            ),
+            numeric=frozenset({1, 2}),
+            wrap=frozenset({3, 4}),
+        ),
+    ]
+    complete = [a for a in sel.agents if all(sel.runs(env_id, a) for env_id in sel.envs)]
+    missing = [a for a in sel.agents if a not in complete]
+    matrices: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    notes: list[str] = []
+    for agent in complete:
+        matrices[agent], kinds[agent], agent_notes = _normalised_matrix(agent, sel, norms)
+        notes += agent_notes
+    if missing:
+        notes.append(
+            f"Left out of the aggregates (not evaluated on every selected env): {', '.join(missing)}."
+        )
+    if not matrices:
+        blocks.append(_Para(_text("No agent was evaluated on every selected env; nothing to aggregate."), note=True))
+        blocks += [_Para(_text(note), note=True) for note in notes]
+        return blocks
+
+    aggregates = {
+        agent: {
+            name: stats.stratified_bootstrap_ci(
+                matrix, stats.AGGREGATES[name], reps=reps, confidence=confidence, seed=seed
+            )
+            for name in AGGREGATE_ORDER
+        }
+        for agent, matrix in matrices.items()
+    }
+    best = _best({agent: agg["iqm"][0] for agent, agg in aggregates.items()})
+    order = sorted(matrices)
+    blocks.append(_Heading(3, "Aggregate scores", "aggregates"))
+    blocks.append(
+        _Table(
+            ("Agent", "Rows per env", *(f"{STAT_TITLES[n]} [{confidence:.0%} CI]" for n in AGGREGATE_ORDER)),
+            tuple(
+                (
+                    _agent_cell(agent, agent in best),
+                    _text(kinds[agent]),
+                    *(_text(format_interval(*aggregates[agent][name], decimals=3)) for name in AGGREGATE_ORDER),
+                )
+                for agent in order
+            ),
+            best=frozenset(i for i, agent in enumerate(order) if agent in best),
+            numeric=frozenset(range(2, 2 + len(AGGREGATE_ORDER))),
+        )
+    )
+    if any("\u2020" in kind for kind in kinds.values()):
+        notes.append(
+            "\u2020 Agents with a single run per env (baselines) are aggregated over their episodes."
+        )
+    blocks += [_Para(_text(note), note=True) for note in notes]
+    blocks.append(
+        _Figure(
+            "figures/aggregates.png",
+            plots.aggregates_figure(
+                {a: {n: Interval(*aggregates[a][n]) for n in AGGREGATE_ORDER} for a in order}, colours, confidence
+            ),
+            "Aggregate metrics of normalised scores with confidence intervals",
+        )
+    )
+
+    if len(matrices) >= 2:
+        ranked = sorted(matrices, key=lambda a: (-aggregates[a]["iqm"][0], a))
+        pairs = []
+        for i, x in enumerate(ranked):
+            for y in ranked[i + 1 :]:
+                ci = stats.probability_of_improvement_ci(
+                    matrices[x], matrices[y], reps=reps, confidence=confidence, seed=seed
+                )
+                pairs.append((x, y, Interval(*ci)))
+        blocks += [
+            _Heading(3, "Probability of improvement", "probability-of-improvement"),
+            _Para(
+                _text(
+                    "P(X > Y): the chance that a run of X scores higher than a run of Y on an env, averaged "
+                    "over envs (ties count half); 0.5 means no evidence either way."
+                )
+            ),
+            _Table(
+                ("Comparison", f"P(X > Y) [{confidence:.0%} CI]"),
+                tuple(
+                    (_text(f"P({x} > {y})"), _text(format_interval(iv.point, iv.low, iv.high, decimals=3)))
+                    for x, y, iv in pairs
+                ),
+                numeric=frozenset({1}),
+            ),
+            _Figure(
+                "figures/probability_of_improvement.png",
+                plots.improvement_figure(pairs, colours, confidence),
+                "Probability of improvement between each pair of agents",
+            ),
+        ]
+    return blocks
+
+
+def _eval_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of eval/mean_return, sorted by step with one value per step (the last logged)."""
+    metrics = read_metrics(run_dir)
+    if EVAL_RETURN_KEY not in metrics:
+        return None
+    steps, values = metrics[EVAL_RETURN_KEY]
+    last = dict(zip(steps.tolist(), values.tolist(), strict=True))  # a resumed run may log a step twice
+    keys = sorted(last)
+    return np.array(keys, dtype=np.float64), np.array([last[k] for k in keys], dtype=np.float64)
+
+
+def mean_curve(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], reps: int, confidence: float, seed: int
+) -> Curve | None:
+    """Mean of runs' curves on the steps all of them cover, with a percentile bootstrap band over runs.
+
+    Runs evaluate at slightly different steps, so each is linearly interpolated onto a common grid
+    (the union of their steps within the shared range, at most CURVE_POINTS points). None when the runs
+    share no step range.
+    """
+    lo = max(float(s[0]) for s, _ in curves)
+    hi = min(float(s[-1]) for s, _ in curves)
+    if lo > hi:
+        return None
+    grid = np.unique(np.concatenate([s[(s >= lo) & (s <= hi)] for s, _ in curves]))  # (G,)
+    if grid.size > CURVE_POINTS:
+        grid = np.linspace(lo, hi, CURVE_POINTS)
+    ys = np.stack([np.interp(grid, s, v) for s, v in curves])  # (N, G)
+    mean = ys.mean(axis=0)  # (G,)
+    n = len(curves)
+    if n == 1:
+        return Curve(grid, mean, mean, mean, 1)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=reps) / n  # (R, N): resampled-run counts / N
+    boot = weights @ ys  # (R, G): the mean curve of each bootstrap resample of runs
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(boot, [tail, 100.0 - tail], axis=0)  # (G,) each
+    return Curve(grid, mean, low, high, n)
+
+
+def _curves_section(
+    sel: _Selection, db_path: Path, colours: Mapping[str, str], reps: int, seed: int, confidence: float
+) -> list[_Block]:
+    blocks: list[_Block] = [
+        _Heading(2, "Learning curves", "learning-curves"),
+        _Para(
+            _text(
+                f"{EVAL_RETURN_KEY} logged during training (periodic evaluation) against env steps: the mean "
+                f"over runs (seeds) with a {confidence:.0%} bootstrap band over runs. Runs are interpolated "
+                "onto the steps they all cover."
+            )
+        ),
+    ]
+    for env_id in sel.envs:
+        curves: dict[str, Curve] = {}
+        notes: list[str] = []
+        for agent in sel.agents:
+            trained = [run for run in sel.runs(env_id, agent) if run.record is not None and run.record.run_dir]
+            raw = []
+            for run in trained:
+                assert run.record is not None and run.record.run_dir is not None
+                folder = _resolve(run.record.run_dir, db_path)
+                curve = None if folder is None else _eval_curve(folder)
+                if folder is None:
+                    notes.append(f"{run.record.run_id}: run folder {run.record.run_dir} is missing; skipped.")
+                elif curve is None:
+                    notes.append(f"{run.record.run_id}: no {EVAL_RETURN_KEY} in {folder}/metrics.csv; skipped.")
+                else:
+                    raw.append(curve)
+            if raw:
+                combined = mean_curve(raw, reps, confidence, seed)
+                if combined is None:
+                    notes.append(f"{agent}: its runs share no range of env steps; no curve drawn.")
+                else:
+                    curves[agent] = combined
+        blocks.append(_Heading(3, env_id, f"curves-{_anchor(env_id)}"))
+        if curves:
+            baselines = {  # agents without curves (baselines) appear as flat lines at their score
+                agent: float(np.mean([run.score for run in sel.runs(env_id, agent)]))
+                for agent in sel.agents
+                if agent not in curves and sel.runs(env_id, agent)
+                and all(run.record is None or not run.record.run_dir for run in sel.runs(env_id, agent))
+            }
+            blocks.append(
+                _Figure(
+                    f"figures/curves_{_slug(env_id)}.png",
+                    plots.learning_curves_figure(env_id, curves, colours, confidence, baselines),
+                    f"Learning curves on {env_id}",
+                )
+            )
+        else:
+            blocks.append(_Para(_text("No learning curves: no trained run with a metrics.csv."), note=True))
+        blocks += [_Para(_text(note), note=True) for note in notes]
+    return blocks
+
+
+def _video_for(
+    env_id: str, agent: str, sel: _Selection, db_path: Path, videos: dict[str, Path]
+) -> _Video:
+    """The video of the median-score run that has one; registers the file to copy in `videos`."""
+    title = f"{agent} on {env_id}"
+    with_video = [run for run in sel.runs(env_id, agent) if run.evaluation.video_path]
+    if not with_video:
+        return _Video(
+            None,
+            title,
+            _text(
+                "No video recorded. Record one with ",
+                _Code(f"rlsuite evaluate ... --video-dir DIR --db {db_path.name}"),
+                ".",
+            ),
+        )
+    ranked = sorted(with_video, key=lambda run: (run.score, run.evaluation.run_id))
+    run = ranked[(len(ranked) - 1) // 2]
+    assert run.evaluation.video_path is not None
+    source = _resolve(run.evaluation.video_path, db_path)
+    if source is None or not source.is_file():
+        return _Video(None, title, _text(f"The recorded video {run.evaluation.video_path} is missing."))
+    file = f"videos/{_slug(agent)}__{_slug(env_id)}{source.suffix.lower() or '.mp4'}"
+    videos[file] = source
+    episode = median_episode(run.episodes)
+    return _Video(
+        file,
+        title,
+        _text(
+            f"Run {run.evaluation.run_id}, checkpoint {run.evaluation.checkpoint}: the median-return episode "
+            f"(episode {episode.index}, seed {episode.seed}, return {format_number(episode.episode_return)}, "
+            f"{episode.length} steps)."
+        ),
+    )
+
+
+def _videos_section(sel: _Selection, db_path: Path, videos: dict[str, Path]) -> list[_Block]:
+    blocks: list[_Block] = [
+        _Heading(2, "Videos", "videos"),
+        _Para(
+            _text(
+                "One episode per agent and env: the median-return episode of the evaluation (of the run with "
+                "the median score when several runs have videos), so it shows typical behaviour, not the best."
+            )
+        ),
+    ]
+    for env_id in sel.envs:
+        blocks.append(_Heading(3, env_id, f"videos-{_anchor(env_id)}"))
+        blocks.append(
+            _Gallery(
+                tuple(
+                    _video_for(env_id, agent, sel, db_path, videos)
+                    for agent in sel.agents
+                    if sel.runs(env_id, agent)
+                )
+            )
+        )
+    return blocks
+
+
+def _failures_section(sel: _Selection) -> list[_Block]:
+    blocks: list[_Block] = [_Heading(2, "Failed, interrupted and unevaluated runs", "failed-runs")]
+    if not sel.other_runs:
+        blocks.append(_Para(_text("None: every run in the selection finished and was evaluated.")))
+        return blocks
+    blocks.append(
+        _Para(
+            _text(
+                "These runs have no evaluation in the tables above. Each can be reproduced with its command."
+            )
+        )
+    )
+    rows = tuple(
+        (
+            _text(r.run_id),
+            _text(r.agent),
+            _text(r.env_id),
+            _text("\u2014" if r.seed is None else str(r.seed)),
+            _text(r.status if r.status in ("failed", "interrupted") else f"{r.status}, not evaluated"),
+            _text(r.error or "\u2014"),
+            _text(_Code(r.command)) if r.command else _text("\u2014 (no command recorded)"),
+        )
+        for r in sel.other_runs
+    )
+    header = ("Run", "Agent", "Env", "Seed", "Status", "Error", "Command")
+    blocks.append(_Table(header, rows, wrap=frozenset({5, 6})))
+    return blocks
+
+
+# ----------------------------------------------------------------------------------------------------
+# Raw episodes.
+
+EPISODE_COLUMNS = (
+    "agent", "env_id", "run_id", "eval_id", "checkpoint", "checkpoint_step", "deterministic",
+    "episode", "seed", "return", "length",
+)  # fmt: skip
+
+
+def _episodes_csv(sel: _Selection) -> str:
+    """Every episode behind the report, one row each, env metrics as extra columns (empty when absent)."""
+    runs = sel.all_runs()
+    metric_names = sorted({name for run in runs for ep in run.episodes for name in ep.metrics})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*EPISODE_COLUMNS, *metric_names])
+    for run in runs:
+        ev = run.evaluation
+        for ep in run.episodes:
+            writer.writerow(
+                [
+                    ev.agent, ev.env_id, ev.run_id, ev.eval_id, ev.checkpoint,
+                    "" if ev.checkpoint_step is None else ev.checkpoint_step, int(ev.deterministic),
+                    ep.index, ep.seed, repr(float(ep.episode_return)), ep.length,
+                    *(repr(float(ep.metrics[m])) if m in ep.metrics else "" for m in metric_names),
+                ]
+            )  # fmt: skip
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering.
+
+_CSS = """
+:root { --fg: #1c2330; --muted: #5d6778; --line: #e2e6ed; --head: #f2f4f8; --best: #fff5cf;
+        --accent: #1f5fbf; --code: #f3f4f7; }
+* { box-sizing: border-box; }
+html { background: #eef1f5; }
+body { margin: 0; color: var(--fg);
+       font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1120px; margin: 0 auto; padding: 40px 56px 72px; background: #fff;
+       min-height: 100vh; box-shadow: 0 0 0 1px var(--line); }
+h1 { font-size: 30px; line-height: 1.2; margin: 0 0 6px; letter-spacing: -0.01em; }
+h2 { font-size: 22px; margin: 48px 0 14px; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
+h3 { font-size: 17px; margin: 30px 0 10px; }
+p { margin: 8px 0; max-width: 80ch; }
+p.meta { color: var(--muted); margin: 0 0 4px; }
+p.note { color: var(--muted); font-size: 13.5px; }
+ul { margin: 8px 0; padding-left: 22px; } li { margin: 3px 0; }
+a { color: var(--accent); }
+nav.toc { background: var(--head); border: 1px solid var(--line); border-radius: 8px; padding: 10px 18px;
+          margin: 22px 0 8px; font-size: 14px; }
+nav.toc ol { margin: 4px 0; padding-left: 20px; columns: 2; }
+.table-wrap { overflow-x: auto; margin: 10px 0 6px; }
+table { border-collapse: collapse; font-size: 14px; font-variant-numeric: tabular-nums; }
+th, td { padding: 7px 12px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top;
+         white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 22ch; }
+th { background: var(--head); font-weight: 600; border-bottom: 2px solid #cdd4de; white-space: nowrap; }
+td.num, th.num { text-align: right; white-space: nowrap; }
+tr.best td { background: var(--best); }
+tr.best td:first-child { box-shadow: inset 3px 0 0 #e0a800; }
+code { font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
+       background: var(--code); padding: 1px 5px; border-radius: 4px; overflow-wrap: anywhere; }
+figure { margin: 16px 0 26px; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 22px; margin: 10px 0; }
+.gallery figure { margin: 0; }
+video { display: block; width: 100%; max-height: 420px; background: #111; border-radius: 6px; }
+.missing { display: flex; align-items: center; justify-content: center; height: 120px; border-radius: 6px;
+           border: 1px dashed #c4cad4; color: var(--muted); font-size: 13px; }
+footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
+@media print { html { background: #fff; } main { box-shadow: none; padding: 0; } }
+"""
+
+
+def _html_inline(part: _Inline) -> str:
+    if isinstance(part, str):
+        return html.escape(part)
+    if isinstance(part, _Code):
+        return f"<code>{html.escape(part.text)}</code>"
+    if isinstance(part, _Strong):
+        return f"<strong>{html.escape(part.text)}</strong>"
+    return f'<a href="{html.escape(part.href)}">{html.escape(part.text)}</a>'
+
+
+def _html_text(text: _Text) -> str:
+    return "".join(_html_inline(part) for part in text)
+
+
+def _html_block(block: _Block) -> str:
+    if isinstance(block, _Heading):
+        return f'<h{block.level} id="{block.anchor}">{html.escape(block.text)}</h{block.level}>'
+    if isinstance(block, _Para):
+        cls = ' class="note"' if block.note else ""
+        return f"<p{cls}>{_html_text(block.text)}</p>"
+    if isinstance(block, _Bullets):
+        return "<ul>" + "".join(f"<li>{_html_text(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, _Table):
+        def cls(i: int) -> str:
+            return ' class="num"' if i in block.numeric else ' class="wrap"' if i in block.wrap else ""
+
+        head = "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(block.header))
+        body = []
+        for r, row in enumerate(block.rows):
+            tr = '<tr class="best">' if r in block.best else "<tr>"
+            body.append(tr + "".join(f"<td{cls(i)}>{_html_text(c)}</td>" for i, c in enumerate(row)) + "</tr>")
+        return (
+            f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>"
+        )
+    if isinstance(block, _Figure):
+        data = base64.b64encode(block.png).decode("ascii")
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt)}">'
+            f'<figcaption>{html.escape(block.alt)} (<a href="{html.escape(block.file)}">PNG</a>)</figcaption>'
+            "</figure>"
+        )
+    items = []
+    for video in block.videos:
+        if video.file is None:
+            media = f'<div class="missing">{html.escape(video.title)}: no video</div>'
+        elif video.file.endswith(".gif"):
+            media = f'<img src="{html.escape(video.file)}" alt="{html.escape(video.title)}">'
+        else:
+            media = (
+                f'<video controls muted playsinline preload="metadata" src="{html.escape(video.file)}">'
+                f'<a href="{html.escape(video.file)}">{html.escape(video.title)}</a></video>'
+            )
+        items.append(
+            f"<figure>{media}<figcaption><strong>{html.escape(video.title)}</strong>. "
+            f"{_html_text(video.caption)}</figcaption></figure>"
+        )
+    return f'<div class="gallery">{"".join(items)}</div>'
+
+
+def _render_html(title: str, meta: Sequence[_Text], blocks: Sequence[_Block]) -> str:
+    toc = "".join(
+        f'<li><a href="#{b.anchor}">{html.escape(b.text)}</a></li>'
+        for b in blocks
+        if isinstance(b, _Heading) and b.level == 2
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<main>",
+        f"<h1>{html.escape(title)}</h1>",
+        *(f'<p class="meta">{_html_text(line)}</p>' for line in meta),
+        f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>',
+        *(_html_block(block) for block in blocks),
+        f"<footer>Written by rlsuite {html.escape(rlsuite_version)}.</footer>",
+        "</main>",
+        "</body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _md_inline(part: _Inline, in_table: bool) -> str:
+    if isinstance(part, str):
+        text = part
+    elif isinstance(part, _Code):
+        fence = "``" if "`" in part.text else "`"
+        text = f"{fence}{part.text}{fence}"
+    elif isinstance(part, _Strong):
+        text = f"**{part.text.strip()}**" + (" " if part.text.endswith(" ") else "")
+    else:
+        text = f"[{part.text}]({part.href})"
+    return text.replace("|", "\\|").replace("\n", " ") if in_table else text
+
+
+def _md_text(text: _Text, in_table: bool = False) -> str:
+    return "".join(_md_inline(part, in_table) for part in text)
+
+
+def _md_block(block: _Block) -> str:
+    if isinstance(block, _Heading):
+        return f"{'#' * block.level} {block.text}"
+    if isinstance(block, _Para):
+        return f"*{_md_text(block.text)}*" if block.note else _md_text(block.text)
+    if isinstance(block, _Bullets):
+        return "\n".join(f"- {_md_text(item)}" for item in block.items)
+    if isinstance(block, _Table):
+        def row(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(cells) + " |"
+
+        rule = ["---:" if i in block.numeric else "---" for i in range(len(block.header))]
+        lines = [row([h.replace("|", "\\|") for h in block.header]), row(rule)]
+        lines += [row([_md_text(cell, in_table=True) for cell in cells]) for cells in block.rows]
+        return "\n".join(lines)
+    if isinstance(block, _Figure):
+        return f"![{block.alt}]({block.file})"
+    lines = []
+    for video in block.videos:
+        head = f"[{video.title}]({video.file})" if video.file else f"{video.title} (no video)"
+        lines.append(f"- {head}: {_md_text(video.caption)}")
+    return "\n".join(lines)
+
+
+def _render_md(title: str, meta: Sequence[_Text], blocks: Sequence[_Block]) -> str:
+    parts = [f"# {title}", "\n".join(f"{_md_text(line)}  " for line in meta).rstrip()]
+    parts += [_md_block(block) for block in blocks]
+    return "\n\n".join(parts) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The entry point.
+
+
+def write_report(
+    db_path: Path,
+    out_dir: Path,
+    *,
+    envs: Sequence[str] | None = None,
+    agents: Sequence[str] | None = None,
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    references: Mapping[str, float] | None = None,
+    now: datetime | None = None,
+) -> Path:
+    """Write report.html, report.md, episodes.csv, figures/ and videos/ into `out_dir`; return the HTML path.
+
+    `envs` / `agents` restrict the report (None: everything in the database). `references` adds or
+    overrides reference scores per env id (normalisation across envs needs one for every env). `now`
+    fixes the "generated at" line (tests); everything else is a function of the database and `seed`.
+    """
+    db_path, out_dir = Path(db_path), Path(out_dir)
+    if not db_path.exists():
+        raise ReportError(
+            f"No results database at {db_path}; pass --db with the file `rlsuite evaluate` wrote "
+            "(default results.db)."
+        )
+    with ResultsStore(db_path, create=False) as store:
+        sel = _select(store, db_path, list(envs) if envs else None, list(agents) if agents else None)
+    colours = plots.agent_colors(sel.agents)
+    videos: dict[str, Path] = {}
+    generated = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+    blocks: list[_Block] = _protocol_section(sel, reps, seed, confidence)
+    blocks.append(_Heading(2, "Results per env", "per-env"))
+    for env_id in sel.envs:
+        blocks += _env_section(env_id, sel, colours, reps, seed, confidence)
+    if len(sel.envs) >= 2:
+        blocks += _across_section(sel, colours, dict(references or {}), reps, seed, confidence)
+    blocks += _curves_section(sel, db_path, colours, reps, seed, confidence)
+    blocks += _videos_section(sel, db_path, videos)
+    blocks += _failures_section(sel)
+    blocks += [
+        _Heading(2, "Raw data", "raw-data"),
+        _Para(
+            _text(
+                "Every episode behind this report, one row each (agent, env, run, evaluation, checkpoint, "
+                "episode index, seed, return, length and the env's metrics): ",
+                _Link("episodes.csv", "episodes.csv"),
+                ".",
+            )
+        ),
+    ]
+
+    title = "rlsuite comparison report"
+    meta = [
+        _text(f"Generated at {generated} by rlsuite {rlsuite_version} from ", _Code(db_path.name), "."),
+        _text(f"Envs: {', '.join(sel.envs)}. Agents: {', '.join(sel.agents)}."),
+    ]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [block for block in blocks if isinstance(block, _Figure)]
+    if figures:
+        (out_dir / "figures").mkdir(exist_ok=True)
+    for figure in figures:
+        _write(out_dir / figure.file, figure.png)
+    if videos:
+        (out_dir / "videos").mkdir(exist_ok=True)
+    for file, source in sorted(videos.items()):
+        _write(out_dir / file, source.read_bytes())
+    _write(out_dir / "episodes.csv", _episodes_csv(sel).encode("utf-8"))
+    _write(out_dir / "report.md", _render_md(title, meta, blocks).encode("utf-8"))
+    html_path = out_dir / "report.html"
+    _write(html_path, _render_html(title, meta, blocks).encode("utf-8"))
+    return html_path
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomic write, then rw-r--r--: the temp file behind an atomic write is private (0600), but a report
+    is made to be shared (zipped, served, opened by another user)."""
+    atomic_write_bytes(path, data)
+    path.chmod(0o644)

@@ -1,0 +1,226 @@
+"""The `rlsuite` command: list, train, evaluate, record, report, demo.
+
+Every user-facing error from the layers below is a ValueError subclass with an actionable message;
+this module prints it as one paragraph and exits with code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="rlsuite: train agents, evaluate them with one protocol, record videos, write reports.")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes whose messages are written for users (imported lazily: the CLI starts fast)."""
+    from rlsuite.agents.checkpoint import CheckpointError
+    from rlsuite.agents.interface import AgentError
+    from rlsuite.agents.run import RunError
+    from rlsuite.agents.settings import ConfigError
+    from rlsuite.envs import EnvError
+    from rlsuite.evaluation.harness import EvaluationError
+    from rlsuite.evaluation.report import ReportError
+    from rlsuite.evaluation.stats import StatsError
+    from rlsuite.evaluation.store import StoreError
+    from rlsuite.evaluation.video import VideoError
+    from rlsuite.policies import SpaceError
+
+    return (AgentError, CheckpointError, ConfigError, EnvError, EvaluationError, ReportError, RunError,
+            SpaceError, StatsError, StoreError, VideoError)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _command_line() -> str:
+    return shlex.join(["rlsuite", *sys.argv[1:]])
+
+
+@app.command("list")
+def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> None:
+    """List every registered env id or agent name, with a one-line description."""
+    if what == "agents":
+        from rlsuite.agents.registry import AGENTS
+
+        table = Table("agent", "kind", "description")
+        for spec in AGENTS.values():
+            table.add_row(spec.name, "trained" if spec.trainable else "baseline", spec.description)
+        console.print(table)
+    elif what == "envs":
+        import gymnasium as gym
+
+        import rlsuite.envs  # noqa: F401  (registers the rlsuite/ namespace)
+
+        table = Table("env id", "entry point", "vectorised core")
+        for env_id, spec in sorted(gym.registry.items()):
+            entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__name__", "")
+            table.add_row(env_id, str(entry), "yes" if spec.vector_entry_point else "")
+        console.print(table)
+    else:
+        _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")
+
+
+@app.command()
+def train(
+    agent: Annotated[str, typer.Option(help="Agent name (see `rlsuite list agents`).")] = "ppo",
+    env: Annotated[str, typer.Option(help="Gymnasium env id, e.g. CartPole-v1 or rlsuite/Highway-v0.")] = "CartPole-v1",
+    steps: Annotated[Optional[int], typer.Option(help="Total env steps (default: the preset's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Training seed.")] = None,
+    n_envs: Annotated[Optional[int], typer.Option("--n-envs", help="Parallel envs (default: the preset's).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of settings (flat, or default + per-env blocks).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one setting: key=value (repeatable).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder to create (default: runs/<agent>-<env>-s<seed>-<time>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
+) -> None:
+    """Train an agent; prints the run folder as the last line."""
+    from rlsuite import train as training
+
+    try:
+        if resume is not None:
+            run, result = training.resume(resume, show_progress=not no_progress)
+        else:
+            cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
+            run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
+                                         run_dir=run_dir, command=_command_line(), show_progress=not no_progress)
+    except _user_errors() as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        err_console.print("aborted.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if result.status == "interrupted":
+        err_console.print(f"interrupted at step {result.final_step}; resume with: rlsuite train --resume {run.path}")
+        print(run.path)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    print(run.path)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
+    agent: Annotated[Optional[str], typer.Option(help="A baseline agent (random, ...) instead of a run folder.")] = None,
+    env: Annotated[Optional[str], typer.Option(help="Env id (a baseline's; for a run, default: the one it trained on).")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes (one fixed seed each).")] = 20,
+    deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic", help="Greedy or sampled actions.")] = True,
+    db: Annotated[Path, typer.Option(help="Results database (SQLite) to record into.")] = Path("results.db"),
+    video_dir: Annotated[Optional[Path], typer.Option(help="Also record the median-return episode as MP4 here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+) -> None:
+    """Evaluate a trained run or a baseline with the common protocol and record the results."""
+    from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
+
+    try:
+        if (run_dir is None) == (agent is None):
+            _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+        if run_dir is not None:
+            outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
+                                   db=db, video_dir=video_dir, env_id=env)
+        else:
+            if env is None:
+                _fail(f"--agent {agent} needs --env ENV_ID.")
+            assert agent is not None and env is not None
+            outcome = evaluate_baseline(agent, env, episodes=episodes, deterministic=deterministic, db=db,
+                                        video_dir=video_dir)
+    except _user_errors() as err:
+        _fail(str(err))
+    if as_json:
+        print(json.dumps(outcome.summary, indent=2))
+        return
+    summary = outcome.summary
+    table = Table("agent", "env", "checkpoint", "episodes", "mean", "95% CI", "median", "IQM", "std")
+    table.add_row(summary["agent"], summary["env_id"], summary["checkpoint"], str(summary["episodes"]),
+                  f"{summary['mean']:.2f}", f"[{summary['mean_ci_low']:.2f}, {summary['mean_ci_high']:.2f}]",
+                  f"{summary['median']:.2f}", f"{summary['iqm']:.2f}", f"{summary['std']:.2f}")
+    console.print(table)
+    console.print(f"recorded in {db} (evaluation {summary['eval_id']})")
+
+
+@app.command()
+def record(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
+    agent: Annotated[Optional[str], typer.Option(help="A baseline agent instead of a run folder.")] = None,
+    env: Annotated[Optional[str], typer.Option(help="Env id for a baseline agent.")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
+    episodes: Annotated[int, typer.Option(help="Episodes to record, one after another.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the first episode (default: the first evaluation seed).")] = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic")] = True,
+    out: Annotated[Path, typer.Option(help="The MP4 file to write (H.264, plays in browsers).")] = Path("episode.mp4"),
+    gif: Annotated[Optional[Path], typer.Option(help="Also write a small animated GIF preview here.")] = None,
+) -> None:
+    """Render evaluation episodes to an H.264 MP4 with step, action, reward and return overlaid."""
+    from rlsuite.evaluation.evaluate import load_agent
+    from rlsuite.evaluation.video import record_episodes
+
+    try:
+        if (run_dir is None) == (agent is None):
+            _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+        subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
+        seeds = None if seed is None else [seed + i for i in range(episodes)]
+        records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
+                                  deterministic=deterministic, gif=gif)
+    except _user_errors() as err:
+        _fail(str(err))
+    for rec in records:
+        console.print(f"episode seed {rec.seed}: return {rec.episode_return:.2f}, length {rec.length}")
+    print(out)
+
+
+@app.command()
+def report(
+    db: Annotated[Path, typer.Option(help="Results database to read.")] = Path("results.db"),
+    env: Annotated[Optional[list[str]], typer.Option(help="Only these env ids (repeatable).")] = None,
+    agent: Annotated[Optional[list[str]], typer.Option(help="Only these agents (repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures.")] = Path("report"),
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (reports are reproducible).")] = 0,
+) -> None:
+    """Write a self-contained HTML + Markdown comparison report from the results database."""
+    from rlsuite.evaluation.report import write_report
+
+    try:
+        html = write_report(db, out, envs=env or None, agents=agent or None, seed=seed)
+    except _user_errors() as err:
+        _fail(str(err))
+    print(html)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the run, database, video and report.")] = Path("demo"),
+    steps: Annotated[int, typer.Option(help="PPO training steps on CartPole-v1.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+) -> None:
+    """The main job: train PPO on CartPole-v1, evaluate it against random, record a video, write the report."""
+    from rlsuite.demo import run_demo
+
+    try:
+        html = run_demo(out, steps=steps, seed=seed, console=err_console)
+    except _user_errors() as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    print(html)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

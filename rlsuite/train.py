@@ -1,0 +1,132 @@
+"""Training orchestration: wire settings, env, agent, periodic evaluation and the run folder.
+
+Everything that can be wrong with the user's input (agent, env id, config, spaces) is checked before
+the run folder is created, so bad input never leaves a folder behind that looks like a run.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from rlsuite.agents.checkpoint import load_checkpoint
+from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
+from rlsuite.agents.logger import MetricLogger
+from rlsuite.agents.registry import agent_module
+from rlsuite.agents.run import RunError, RunFolder
+from rlsuite.agents.settings import TrainSettings, resolve_settings, settings_from_dict, settings_to_dict
+from rlsuite.agents.tensors import resolve_device
+from rlsuite.envs import make_env
+from rlsuite.evaluation.harness import make_eval_callback
+
+DEFAULT_RUNS_ROOT = Path("runs")
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to finish its update and checkpoint; a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def prepare_settings(agent: str, env_id: str, *, config_file: Path | None = None,
+                     cli_values: Mapping[str, Any] | None = None, set_args: Sequence[str] = ()) -> TrainSettings:
+    """Resolved settings for `agent` on `env_id`, after checking the env and that the agent handles its spaces."""
+    module = agent_module(agent)
+    settings = resolve_settings(module.Settings, agent, env_id, config_file=config_file,
+                                cli_values=cli_values or {}, set_args=set_args)
+    env = make_env(env_id)
+    try:
+        module.check_spaces(env.observation_space, env.action_space)
+    finally:
+        env.close()
+    return settings
+
+
+def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_from: Path | None = None,
+                 console: Console | None = None, show_progress: bool = True) -> TrainResult:
+    """Train inside an existing run folder and keep its manifest's status true, whatever happens."""
+    module = agent_module(agent)
+    console = console or Console(stderr=True)
+    resume_step = None
+    if resume_from is not None:
+        resume_step = int(load_checkpoint(resume_from)[1]["step"])
+    evaluate = (make_eval_callback(settings.env_id, episodes=settings.eval_episodes)
+                if settings.eval_every > 0 else None)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[sps]:>6.0f} steps/s"), TextColumn("return {task.fields[ret]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not show_progress,
+    )
+    task = progress.add_task(f"{agent} {settings.env_id}", total=settings.total_steps,
+                             completed=resume_step or 0, sps=0.0, ret="-")
+
+    def on_progress(step: int, metrics: Mapping[str, float]) -> None:
+        ret = metrics.get("eval/mean_return", metrics.get("charts/recent_return"))
+        progress.update(task, completed=min(step, settings.total_steps), sps=metrics.get("charts/sps", 0.0),
+                        ret="-" if ret is None else f"{ret:.1f}")
+
+    with MetricLogger(run.path, tensorboard=settings.tensorboard, resume_step=resume_step) as logger, \
+            _StopFlag() as stop, progress:
+        ctx = TrainContext(run=run, logger=logger, evaluate=evaluate, progress=on_progress,
+                           stop_requested=lambda: stop.requested, resume_from=resume_from)
+        try:
+            result = module.train(settings, ctx)
+        except KeyboardInterrupt:
+            run.set_status("interrupted", error="aborted by a second Ctrl-C before a checkpoint was written")
+            raise
+        except BaseException as err:
+            run.set_status("failed", error=f"{type(err).__name__}: {err}")
+            (run.path / "error.txt").write_text(traceback.format_exc())
+            raise
+    run.set_status(result.status, final_step=result.final_step)
+    return result
+
+
+def train(agent: str, env_id: str, *, config_file: Path | None = None, cli_values: Mapping[str, Any] | None = None,
+          set_args: Sequence[str] = (), run_dir: Path | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
+          command: str = "", console: Console | None = None, show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
+    """`rlsuite train`: validate everything, create the run folder, train."""
+    settings = prepare_settings(agent, env_id, config_file=config_file, cli_values=cli_values, set_args=set_args)
+    root, name = (run_dir.parent, run_dir.name) if run_dir is not None else (runs_root, None)
+    device = str(resolve_device(settings.device))
+    run = RunFolder.create(root, agent=agent, env_id=env_id, seed=settings.seed, settings=settings_to_dict(settings),
+                           command=command, device=device, name=name)
+    return run, run_training(agent, settings, run, console=console, show_progress=show_progress)
+
+
+def resume(run_dir: Path, *, console: Console | None = None, show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
+    """`rlsuite train --resume RUN_DIR`: continue from the latest checkpoint with the same settings."""
+    run = RunFolder.open(run_dir)
+    manifest = run.manifest
+    if manifest["status"] == "finished":
+        raise RunError(f"{run_dir} already finished ({manifest.get('final_step')} steps); "
+                       f"train a new run, or raise total_steps with a new run folder.")
+    module = agent_module(manifest["agent"])
+    settings = settings_from_dict(module.Settings, manifest["settings"])
+    checkpoint = run.find_checkpoint("last")
+    step = int(load_checkpoint(checkpoint)[1]["step"])  # fails with a clear CheckpointError when corrupt
+    if not isinstance(settings, TrainSettings):
+        raise AgentError(f"run {run_dir} holds settings of an unknown kind")
+    run.mark_resumed(step)
+    return run, run_training(manifest["agent"], settings, run, resume_from=checkpoint, console=console,
+                             show_progress=show_progress)

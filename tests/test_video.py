@@ -1,0 +1,193 @@
+"""Episode videos: checked with ffprobe (an independent decoder), and against the evaluation harness."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlsuite.evaluation.harness import evaluate_policy
+from rlsuite.evaluation.video import VideoError, annotate, record_episodes, write_gif, write_mp4
+
+torch.set_num_threads(1)
+
+CARTPOLE = gym.make("CartPole-v1")
+
+
+class LeanPolicy:
+    """CartPole: push toward the pole's lean; deterministic, short seed-dependent episodes (~45 steps)."""
+
+    observation_space = CARTPOLE.observation_space
+    action_space = CARTPOLE.action_space
+
+    def reset(self, num_envs: int) -> None:
+        pass
+
+    def act(self, obs: Any, episode_start: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return (obs[:, 2] > 0).astype(np.int64)  # (n,)
+
+
+@pytest.fixture(scope="module")
+def ffprobe() -> str:
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        pytest.skip(
+            "ffprobe not found: install ffmpeg (Debian/Ubuntu: apt-get install -y ffmpeg; macOS: brew install ffmpeg)"
+        )
+    return exe
+
+
+def probe(ffprobe: str, path: Path) -> dict[str, Any]:
+    """The first video stream as ffprobe decodes it, with every frame counted."""
+    result = subprocess.run(
+        [ffprobe, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,pix_fmt,width,height,nb_read_frames,r_frame_rate", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout)["streams"][0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_recorded_cartpole_is_browser_ready_h264(tmp_path, ffprobe):
+    out, gif = tmp_path / "videos" / "episodes.mp4", tmp_path / "videos" / "preview.gif"
+    seeds = [1_000_000, 1_000_001]
+    records = record_episodes(LeanPolicy(), "CartPole-v1", out, episodes=2, seeds=seeds, gif=gif)
+
+    stream = probe(ffprobe, out)
+    assert stream["codec_name"] == "h264"
+    assert stream["pix_fmt"] == "yuv420p"
+    assert int(stream["nb_read_frames"]) == sum(r.length + 1 for r in records)  # reset frame + one per step
+    assert (stream["width"], stream["height"]) == (600, 400)
+    assert stream["r_frame_rate"] == "50/1"  # CartPole's render_fps: real time
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while downloading
+
+    # The same episodes as the harness measures for those seeds.
+    assert records == evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=2, seeds=seeds)
+
+    assert gif.read_bytes()[:4] == b"GIF8"
+    preview = probe(ffprobe, gif)
+    assert preview["width"] <= 320
+    assert int(preview["nb_read_frames"]) == int(
+        np.ceil(int(stream["nb_read_frames"]) / 3)
+    )  # every 3rd: 50 -> ~17 fps
+    assert leftovers(out.parent) == []
+
+
+def test_default_seeds_are_the_evaluation_seeds(tmp_path):
+    records = record_episodes(LeanPolicy(), "CartPole-v1", tmp_path / "a.mp4", overlay=False, fps=25)
+    assert records == evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=1)
+
+
+def test_write_mp4_pads_odd_sizes_and_counts_frames(tmp_path, ffprobe):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (31, 45, 3), dtype=np.uint8) for _ in range(7)]
+    out = tmp_path / "odd.mp4"
+    assert write_mp4(iter(frames), out, fps=10) == 7
+    stream = probe(ffprobe, out)
+    assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (46, 32, 7)
+    assert stream["pix_fmt"] == "yuv420p"
+
+
+def test_write_gif_downscales(tmp_path, ffprobe):
+    frames = [np.full((100, 640, 3), 40 * k, dtype=np.uint8) for k in range(5)]
+    out = tmp_path / "small.gif"
+    assert write_gif(frames, out, fps=5, max_width=320) == 5
+    assert out.read_bytes()[:4] == b"GIF8"
+    stream = probe(ffprobe, out)
+    assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (320, 50, 5)
+
+
+def test_bad_frames_raise_and_leave_no_file(tmp_path):
+    out = tmp_path / "x.mp4"
+    with pytest.raises(VideoError, match="no frames"):
+        write_mp4([], out)
+    with pytest.raises(VideoError, match="uint8"):
+        write_mp4([np.zeros((8, 8, 3), dtype=np.float32)], out)
+    with pytest.raises(VideoError, match="one size"):
+        write_mp4([np.zeros((8, 8, 3), np.uint8), np.zeros((10, 8, 3), np.uint8)], out)
+
+    def failing():
+        yield np.zeros((8, 8, 3), np.uint8)
+        raise RuntimeError("policy crashed")
+
+    with pytest.raises(RuntimeError, match="policy crashed"):
+        write_mp4(failing(), out)
+    assert list(tmp_path.iterdir()) == []  # no half-written video, no temp file
+
+
+def test_failed_rewrite_keeps_the_old_video(tmp_path):
+    out = tmp_path / "keep.mp4"
+    write_mp4([np.zeros((8, 8, 3), np.uint8)] * 3, out)
+    before = out.read_bytes()
+    with pytest.raises(VideoError):
+        write_mp4([np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)], out)
+    assert out.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def test_annotate_keeps_shape_and_draws():
+    frame = np.full((400, 600, 3), 255, dtype=np.uint8)
+    original = frame.copy()
+    out = annotate(frame, ["CartPole-v1", "step 3", "action 1", "reward 1", "return 3"])
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    assert np.array_equal(frame, original)  # the input is untouched
+    changed = np.any(out != frame, axis=2)  # (H, W)
+    assert changed[:50, :100].any()  # the text box sits top-left...
+    assert not changed[300:, 300:].any()  # ...and leaves the rest of the picture alone
+    assert (out[changed] != 0).any() and (out[changed] < 255).any()  # dark box and light text
+
+
+def test_annotate_upscales_atari_sized_frames():
+    frame = np.random.default_rng(1).integers(0, 256, (84, 84, 3), dtype=np.uint8)
+    out = annotate(frame, ["ALE/Breakout-v5  episode 1/1  seed 1000000", "step 0"])
+    assert out.shape == (336, 336, 3)  # a whole factor (4) so pixels stay square
+    untouched = out[-84:, -84:]  # bottom-right corner: no text, nearest-neighbour copies of the frame
+    assert np.array_equal(untouched[::4, ::4], frame[-21:, -21:])
+
+
+class NoPixelsEnv(gym.Env):
+    """An env that renders nothing (its metadata offers no rgb_array)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    observation_space = CARTPOLE.observation_space
+    action_space = CARTPOLE.action_space
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        return np.zeros(4, dtype=np.float32), {}
+
+    def step(self, action: int):
+        return np.zeros(4, dtype=np.float32), 0.0, True, False, {}
+
+
+class NoRenderArgEnv(NoPixelsEnv):
+    """An env whose constructor does not even take render_mode."""
+
+    def __init__(self) -> None:
+        self.render_mode = None
+
+
+@pytest.mark.parametrize("entry_point", [NoPixelsEnv, NoRenderArgEnv])
+def test_env_without_rgb_array_raises(tmp_path, entry_point):
+    env_id = f"VideoTest{entry_point.__name__}-v0"
+    gym.register(env_id, entry_point=entry_point)
+    try:
+        with pytest.raises(VideoError, match="cannot render rgb_array"):
+            record_episodes(LeanPolicy(), env_id, tmp_path / "none.mp4")
+    finally:
+        del gym.registry[env_id]
+    assert list(tmp_path.iterdir()) == []
