@@ -38,7 +38,14 @@ from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
 from rlsuite.agents.run import step_checkpoint_name
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
-from rlsuite.agents.tensors import empty_like_space, flatten_obs, index_obs, obs_to_tensor, resolve_device, store_obs
+from rlsuite.agents.tensors import (
+    empty_like_space,
+    flatten_obs,
+    index_obs,
+    obs_to_tensor,
+    resolve_device,
+    store_obs,
+)
 from rlsuite.envs import make_env, make_vec_env
 from rlsuite.policies import LSTMCore, SpaceError, ValueHead, is_image_space, make_action_head, make_encoder
 
@@ -234,7 +241,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // batch_size)
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, eps=1e-5, foreach=True)
+    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, eps=1e-5, fused=True)  # one kernel for all tensors
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -276,12 +283,13 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     obs_buf = empty_like_space(obs_space, (s.n_steps, s.n_envs), device)
     actions_buf = empty_like_space(act_space, (s.n_steps, s.n_envs), device)
     logprobs_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
-    rewards_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
-    terminated_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
-    dones_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
     values_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
-    starts_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
-    valid_buf = torch.zeros((s.n_steps, s.n_envs), dtype=torch.bool, device=device)
+    # Per-step scalars from the env stay in NumPy during the rollout and cross to torch once per update.
+    rewards_np = np.zeros((s.n_steps, s.n_envs), dtype=np.float32)
+    terminated_np = np.zeros((s.n_steps, s.n_envs), dtype=np.float32)
+    dones_np = np.zeros((s.n_steps, s.n_envs), dtype=np.float32)
+    starts_np = np.zeros((s.n_steps, s.n_envs), dtype=np.float32)
+    valid_np = np.zeros((s.n_steps, s.n_envs), dtype=np.float32)
 
     raw_obs, _ = envs.reset(seed=env_seed)
     prev_done = np.zeros(s.n_envs, dtype=bool)  # the previous step ended an episode: this step is a reset step
@@ -312,10 +320,11 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 obs = raw_obs
             obs_t = obs_to_tensor(obs, device)
             store_obs(obs_buf, step, obs_t)
-            starts_buf[step] = torch.as_tensor(episode_start, dtype=torch.float32, device=device)
-            valid_buf[step] = torch.as_tensor(~prev_done, device=device)
+            starts_np[step] = episode_start
+            valid_np[step] = ~prev_done
             with torch.inference_mode():
-                actor_f, critic_f, lstm_state = network.features(obs_t, lstm_state, starts_buf[step][None])
+                step_starts = torch.as_tensor(starts_np[step][None], device=device) if lstm_state is not None else None
+                actor_f, critic_f, lstm_state = network.features(obs_t, lstm_state, step_starts)
                 dist = network.actor(actor_f)
                 action = dist.sample()
                 logprobs_buf[step] = dist.log_prob(action)
@@ -326,9 +335,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
             done = np.logical_or(terminated, truncated)
             if reward_scaler is not None:
                 reward = reward_scaler.scale(reward, done)
-            rewards_buf[step] = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            terminated_buf[step] = torch.as_tensor(terminated, dtype=torch.float32, device=device)
-            dones_buf[step] = torch.as_tensor(done, dtype=torch.float32, device=device)
+            rewards_np[step], terminated_np[step], dones_np[step] = reward, terminated, done
             episode_start, prev_done = prev_done, done  # the step after a reset step starts an episode
             if "episode" in info:
                 for i in np.flatnonzero(info["_episode"]):
@@ -342,6 +349,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
             next_starts = torch.as_tensor(episode_start, dtype=torch.float32, device=device)[None]
             _, critic_f, _ = network.features(obs_to_tensor(next_obs, device), lstm_state, next_starts)
             next_value = network.critic(critic_f)
+        rewards_buf, terminated_buf, dones_buf, starts_buf, valid_buf = (
+            torch.as_tensor(x, device=device) for x in (rewards_np, terminated_np, dones_np, starts_np, valid_np))
         advantages, returns = compute_gae(rewards_buf, values_buf, next_value, terminated_buf, dones_buf,
                                           s.gamma, s.gae_lambda)
 
@@ -351,7 +360,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         flat_actions = actions_buf.flatten(0, 1)
         flat = {name: buf.flatten(0, 1) for name, buf in (("logprobs", logprobs_buf), ("advantages", advantages),
                                                            ("returns", returns), ("values", values_buf),
-                                                           ("valid", valid_buf.float()))}
+                                                           ("valid", valid_buf))}
         env_indices = np.arange(s.n_envs)
         clip_fractions, approx_kl = [], torch.zeros(())
         for _epoch in range(s.n_epochs):
@@ -364,7 +373,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 # flat index of (t, env) is t * n_envs + env
                 minibatches = [(np.arange(s.n_steps)[:, None] * s.n_envs + g[None, :]).ravel() for g in env_groups]
                 lstm_args = [(tuple(x[:, g] for x in initial_lstm_state), starts_buf[:, g]) for g in env_groups]
-            for mb_inds, (mb_state, mb_starts) in zip(minibatches, lstm_args):
+            for mb_inds, (mb_state, mb_starts) in zip(minibatches, lstm_args, strict=True):
                 mb_valid = flat["valid"][mb_inds]  # (M,) 0 for reset steps
                 n_valid = mb_valid.sum().clamp(min=1.0)
                 actor_f, critic_f, _ = network.features(index_obs(flat_obs, mb_inds), mb_state, mb_starts)
@@ -397,13 +406,13 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm)
+                nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
                 optimizer.step()
             if s.target_kl is not None and float(approx_kl) > s.target_kl:
                 break
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
-        valid = valid_buf.flatten()
+        valid = valid_buf.flatten().bool()
         y_pred, y_true = values_buf.flatten()[valid], returns.flatten()[valid]
         var_y = torch.var(y_true)
         explained_var = float("nan") if var_y == 0 else float(1 - torch.var(y_true - y_pred) / var_y)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -25,7 +26,7 @@ _PALETTE = (
     "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
 )  # fmt: skip
 
-_STYLE = {
+_STYLE: Any = {  # matplotlib types rcParams keys as Literals; a plain dict is what it accepts at runtime
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.titleweight": "bold",

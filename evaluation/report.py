@@ -443,7 +443,7 @@ def _env_section(
         "Agent",
         "Runs",
         *(f"{STAT_TITLES[name]} return [{confidence:.0%} CI]" for name in TABLE_STATS),
-        "Episode length",
+        "Length (steps)",
         *metric_names,
     )
     blocks: list[_Block] = [
@@ -457,7 +457,7 @@ def _env_section(
         _Para(
             _text(
                 f"Mean, median and IQM of run scores across runs, with {confidence:.0%} stratified-bootstrap "
-                f"CIs. {BEST} marks the highest IQM. Episode length and env metrics"
+                f"CIs. {BEST} marks the highest IQM. Episode length (env steps) and env metrics"
                 + (f" ({', '.join(metric_names)})" if metric_names else "")
                 + " are means over runs of each run's episode mean."
             ),
@@ -564,6 +564,12 @@ def _normalised_matrix(
     return np.stack(normalised, axis=1), kind, notes  # (rows, envs)
 
 
+def _normalised_ci(ci: tuple[float, float, float]) -> str:
+    """Normalised scores and probabilities live near [0, 1]: always three decimals."""
+    point, low, high = ci
+    return format_interval(point, low, high, decimals=3)
+
+
 def _across_section(
     sel: _Selection,
     colours: Mapping[str, str],
@@ -634,7 +640,7 @@ def _across_section(
                 (
                     _agent_cell(agent, agent in best),
                     _text(kinds[agent]),
-                    *(_text(format_interval(*aggregates[agent][name], decimals=3)) for name in AGGREGATE_ORDER),
+                    *(_text(_normalised_ci(aggregates[agent][name])) for name in AGGREGATE_ORDER),
                 )
                 for agent in order
             ),
@@ -677,7 +683,7 @@ def _across_section(
             _Table(
                 ("Comparison", f"P(X > Y) [{confidence:.0%} CI]"),
                 tuple(
-                    (_text(f"P({x} > {y})"), _text(format_interval(iv.point, iv.low, iv.high, decimals=3)))
+                    (_text(f"P({x} > {y})"), _text(_normalised_ci((iv.point, iv.low, iv.high))))
                     for x, y, iv in pairs
                 ),
                 numeric=frozenset({1}),
@@ -855,17 +861,25 @@ def _failures_section(sel: _Selection) -> list[_Block]:
     blocks.append(
         _Para(
             _text(
-                "These runs have no evaluation in the tables above. Each can be reproduced with its command."
+                "Runs that failed or were interrupted, and runs with no evaluation, so that none is dropped "
+                "silently. Each can be reproduced with its command."
             )
         )
     )
+    evaluated = {(run.evaluation.run_id, run.evaluation.env_id) for run in sel.all_runs()}
+
+    def status(r: RunRecord) -> str:
+        if (r.run_id, r.env_id) in evaluated:
+            return f"{r.status} (its last checkpoint is evaluated above)"
+        return r.status if r.status in ("failed", "interrupted") else f"{r.status}, not evaluated"
+
     rows = tuple(
         (
             _text(r.run_id),
             _text(r.agent),
             _text(r.env_id),
             _text("\u2014" if r.seed is None else str(r.seed)),
-            _text(r.status if r.status in ("failed", "interrupted") else f"{r.status}, not evaluated"),
+            _text(status(r)),
             _text(r.error or "\u2014"),
             _text(_Code(r.command)) if r.command else _text("\u2014 (no command recorded)"),
         )
@@ -934,8 +948,10 @@ table { border-collapse: collapse; font-size: 14px; font-variant-numeric: tabula
 th, td { padding: 7px 12px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top;
          white-space: nowrap; }
 td.wrap { white-space: normal; min-width: 22ch; }
-th { background: var(--head); font-weight: 600; border-bottom: 2px solid #cdd4de; white-space: nowrap; }
-td.num, th.num { text-align: right; white-space: nowrap; }
+th { background: var(--head); font-weight: 600; border-bottom: 2px solid #cdd4de; white-space: normal;
+     vertical-align: bottom; }
+td.num, th.num { text-align: right; }
+td.num { white-space: nowrap; }
 tr.best td { background: var(--best); }
 tr.best td:first-child { box-shadow: inset 3px 0 0 #e0a800; }
 code { font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
@@ -971,8 +987,8 @@ def _html_block(block: _Block) -> str:
     if isinstance(block, _Heading):
         return f'<h{block.level} id="{block.anchor}">{html.escape(block.text)}</h{block.level}>'
     if isinstance(block, _Para):
-        cls = ' class="note"' if block.note else ""
-        return f"<p{cls}>{_html_text(block.text)}</p>"
+        note = ' class="note"' if block.note else ""
+        return f"<p{note}>{_html_text(block.text)}</p>"
     if isinstance(block, _Bullets):
         return "<ul>" + "".join(f"<li>{_html_text(item)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, _Table):
@@ -1156,20 +1172,14 @@ def write_report(
     if figures:
         (out_dir / "figures").mkdir(exist_ok=True)
     for figure in figures:
-        _write(out_dir / figure.file, figure.png)
+        atomic_write_bytes(out_dir / figure.file, figure.png)
     if videos:
         (out_dir / "videos").mkdir(exist_ok=True)
     for file, source in sorted(videos.items()):
-        _write(out_dir / file, source.read_bytes())
-    _write(out_dir / "episodes.csv", _episodes_csv(sel).encode("utf-8"))
-    _write(out_dir / "report.md", _render_md(title, meta, blocks).encode("utf-8"))
+        atomic_write_bytes(out_dir / file, source.read_bytes())
+    atomic_write_bytes(out_dir / "episodes.csv", _episodes_csv(sel).encode("utf-8"))
+    atomic_write_bytes(out_dir / "report.md", _render_md(title, meta, blocks).encode("utf-8"))
     html_path = out_dir / "report.html"
-    _write(html_path, _render_html(title, meta, blocks).encode("utf-8"))
+    atomic_write_bytes(html_path, _render_html(title, meta, blocks).encode("utf-8"))
     return html_path
 
-
-def _write(path: Path, data: bytes) -> None:
-    """Atomic write, then rw-r--r--: the temp file behind an atomic write is private (0600), but a report
-    is made to be shared (zipped, served, opened by another user)."""
-    atomic_write_bytes(path, data)
-    path.chmod(0o644)

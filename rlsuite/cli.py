@@ -10,7 +10,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -80,13 +80,13 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
 def train(
     agent: Annotated[str, typer.Option(help="Agent name (see `rlsuite list agents`).")] = "ppo",
     env: Annotated[str, typer.Option(help="Gymnasium env id, e.g. CartPole-v1 or rlsuite/Highway-v0.")] = "CartPole-v1",
-    steps: Annotated[Optional[int], typer.Option(help="Total env steps (default: the preset's).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Training seed.")] = None,
-    n_envs: Annotated[Optional[int], typer.Option("--n-envs", help="Parallel envs (default: the preset's).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file of settings (flat, or default + per-env blocks).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one setting: key=value (repeatable).")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder to create (default: runs/<agent>-<env>-s<seed>-<time>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Total env steps (default: the preset's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    n_envs: Annotated[int | None, typer.Option("--n-envs", help="Parallel envs (default: the preset's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings (flat, or default + per-env blocks).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one setting: key=value (repeatable).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default: runs/<agent>-<env>-s<seed>-<time>).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
 ) -> None:
     """Train an agent; prints the run folder as the last line."""
@@ -113,14 +113,14 @@ def train(
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
-    agent: Annotated[Optional[str], typer.Option(help="A baseline agent (random, ...) instead of a run folder.")] = None,
-    env: Annotated[Optional[str], typer.Option(help="Env id (a baseline's; for a run, default: the one it trained on).")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
+    agent: Annotated[str | None, typer.Option(help="A baseline agent (random, ...) instead of a run folder.")] = None,
+    env: Annotated[str | None, typer.Option(help="Env id (a baseline's; for a run, default: the one it trained on).")] = None,
     checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
     episodes: Annotated[int, typer.Option(help="Evaluation episodes (one fixed seed each).")] = 20,
     deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic", help="Greedy or sampled actions.")] = True,
     db: Annotated[Path, typer.Option(help="Results database (SQLite) to record into.")] = Path("results.db"),
-    video_dir: Annotated[Optional[Path], typer.Option(help="Also record the median-return episode as MP4 here.")] = None,
+    video_dir: Annotated[Path | None, typer.Option(help="Also record the median-return episode as MP4 here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
 ) -> None:
     """Evaluate a trained run or a baseline with the common protocol and record the results."""
@@ -154,15 +154,15 @@ def evaluate(
 
 @app.command()
 def record(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
-    agent: Annotated[Optional[str], typer.Option(help="A baseline agent instead of a run folder.")] = None,
-    env: Annotated[Optional[str], typer.Option(help="Env id for a baseline agent.")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
+    agent: Annotated[str | None, typer.Option(help="A baseline agent instead of a run folder.")] = None,
+    env: Annotated[str | None, typer.Option(help="Env id for a baseline agent.")] = None,
     checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
     episodes: Annotated[int, typer.Option(help="Episodes to record, one after another.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the first episode (default: the first evaluation seed).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the first episode (default: the first evaluation seed).")] = None,
     deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic")] = True,
     out: Annotated[Path, typer.Option(help="The MP4 file to write (H.264, plays in browsers).")] = Path("episode.mp4"),
-    gif: Annotated[Optional[Path], typer.Option(help="Also write a small animated GIF preview here.")] = None,
+    gif: Annotated[Path | None, typer.Option(help="Also write a small animated GIF preview here.")] = None,
 ) -> None:
     """Render evaluation episodes to an H.264 MP4 with step, action, reward and return overlaid."""
     from rlsuite.evaluation.evaluate import load_agent
@@ -185,8 +185,8 @@ def record(
 @app.command()
 def report(
     db: Annotated[Path, typer.Option(help="Results database to read.")] = Path("results.db"),
-    env: Annotated[Optional[list[str]], typer.Option(help="Only these env ids (repeatable).")] = None,
-    agent: Annotated[Optional[list[str]], typer.Option(help="Only these agents (repeatable).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Only these env ids (repeatable).")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures.")] = Path("report"),
     seed: Annotated[int, typer.Option(help="Bootstrap seed (reports are reproducible).")] = 0,
 ) -> None:

@@ -182,7 +182,7 @@ def test_report_files_exist_and_per_env_table_marks_the_best_agent(fixture_db: d
     success = np.mean([np.mean(r >= 400) for r in runs])
     assert ppo[5] == format_number(lengths) and ppo[6] == format_number(success)
     header = next(line for line in table.splitlines() if line.startswith("| Agent"))
-    assert header.endswith("| Episode length | success |")
+    assert header.endswith("| Length (steps) | success |")
 
 
 def test_table_cis_equal_stratified_bootstrap_on_the_same_data(fixture_db: dict) -> None:
