@@ -64,8 +64,9 @@ class PPOSettings(TrainSettings):
     """Discount factor."""
     gae_lambda: float = 0.95
     """GAE lambda: 0 is one-step TD, 1 is Monte Carlo."""
-    minibatch_size: int = 64
-    """Transitions per gradient step (must divide n_envs * n_steps)."""
+    n_minibatches: int = 4
+    """Gradient steps per epoch; each takes n_envs * n_steps / n_minibatches transitions (whole env
+    sequences when recurrent)."""
     n_epochs: int = 10
     """Passes over each rollout."""
     clip_coef: float = 0.2
@@ -108,15 +109,12 @@ class PPOSettings(TrainSettings):
     def validate(self) -> None:
         super().validate()
         batch_size = self.n_envs * self.n_steps
-        if self.minibatch_size < 1 or batch_size % self.minibatch_size != 0:
+        if not 1 <= self.n_minibatches <= batch_size:
+            raise ConfigError(f"n_minibatches must lie in [1, n_envs * n_steps = {batch_size}], got {self.n_minibatches}.")
+        if self.recurrent and self.n_minibatches > self.n_envs:
             raise ConfigError(
-                f"minibatch_size={self.minibatch_size} must divide the rollout size n_envs * n_steps = "
-                f"{self.n_envs} * {self.n_steps} = {batch_size}; choose e.g. {batch_size // 4} or {batch_size}."
-            )
-        if self.recurrent and self.n_envs % (batch_size // self.minibatch_size) != 0:
-            raise ConfigError(
-                f"recurrent PPO splits minibatches by env: n_envs={self.n_envs} must be a multiple of the number "
-                f"of minibatches ({batch_size // self.minibatch_size}); set minibatch_size to a multiple of n_steps."
+                f"recurrent PPO splits minibatches by env: n_minibatches={self.n_minibatches} cannot exceed "
+                f"n_envs={self.n_envs}; lower n_minibatches or raise n_envs."
             )
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -237,7 +235,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     check_spaces(obs_space, act_space)
 
     batch_size = s.n_envs * s.n_steps
-    n_minibatches = batch_size // s.minibatch_size
+    n_minibatches = s.n_minibatches
     num_updates = max(1, s.total_steps // batch_size)
 
     network = ActorCritic(obs_space, act_space, s).to(device)

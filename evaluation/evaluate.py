@@ -97,6 +97,8 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
     env = make_env(subject.env_id)
     try:
         check_spaces(subject.policy, env, subject.env_id)
+    except EvaluationError as err:
+        raise EvaluationError(f"{err} {subject.run.run_id} was trained on {subject.run.env_id}.") from None
     finally:
         env.close()
     seeds = evaluation_seeds(episodes)

@@ -43,7 +43,7 @@ def test_list_agents_and_envs(tmp_path):
     (["--set", "learning_rat=0.1"], ["learning_rat", "learning_rate"]),
     (["--set", "n_epochs=many"], ["n_epochs", "many"]),
     (["--set", "activation=sigmoid"], ["activation", "tanh"]),
-    (["--set", "minibatch_size=100"], ["minibatch_size", "divide"]),
+    (["--set", "n_minibatches=0"], ["n_minibatches", "[1,"]),
 ])
 def test_bad_training_input_is_a_clear_error_and_leaves_no_run(tmp_path, args, fragments):
     result = rlsuite("train", *args, "--steps", "256", cwd=tmp_path)
@@ -83,7 +83,7 @@ def test_train_writes_a_complete_run_folder_and_survives_ctrl_c(tmp_path):
 
     # Ctrl-C: finish the update, checkpoint, mark interrupted, exit 130; then resume to the end.
     run_dir = tmp_path / "runs" / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "rlsuite.cli", "train", "--steps", "40000", "--n-envs", "4",
+    proc = subprocess.Popen([sys.executable, "-m", "rlsuite.cli", "train", "--steps", "40960", "--n-envs", "4",
                              "--set", "eval_every=0", "--run-dir", str(run_dir), "--no-progress"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -95,13 +95,13 @@ def test_train_writes_a_complete_run_folder_and_survives_ctrl_c(tmp_path):
     assert proc.returncode == 130, stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
-    assert 0 < manifest["final_step"] < 40000
+    assert 0 < manifest["final_step"] < 40960
     assert (run_dir / "checkpoints" / "last.safetensors").exists()
 
     resumed = rlsuite("train", "--resume", str(run_dir), "--no-progress", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "finished" and manifest["final_step"] == 40000
+    assert manifest["status"] == "finished" and manifest["final_step"] == 40960
     assert len(manifest["resumed"]) == 1
     steps = read_metrics(run_dir)["charts/learning_rate"][0]
     assert len(steps) == len(set(steps.tolist()))  # no update logged twice across the resume
@@ -110,7 +110,7 @@ def test_train_writes_a_complete_run_folder_and_survives_ctrl_c(tmp_path):
 def test_resume_with_a_corrupt_checkpoint_is_refused(tmp_path):
     run_dir = tmp_path / "runs" / "tiny"
     result = rlsuite("train", "--steps", "256", "--n-envs", "4", "--set", "eval_every=0", "--set", "n_steps=32",
-                     "--set", "minibatch_size=64", "--run-dir", str(run_dir), "--no-progress", cwd=tmp_path)
+                     "--run-dir", str(run_dir), "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

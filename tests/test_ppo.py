@@ -98,7 +98,7 @@ def _context(tmp_path: Path, settings: ppo.PPOSettings, stop_after: int | None =
 
 
 def _small_settings(env_id="CartPole-v1", **overrides) -> ppo.PPOSettings:
-    base = dict(total_steps=1024, n_envs=4, n_steps=32, minibatch_size=64, n_epochs=2, eval_every=0,
+    base = dict(total_steps=1024, n_envs=4, n_steps=32, n_minibatches=2, n_epochs=2, eval_every=0,
                 tensorboard=False)
     base.update(overrides)
     return resolve_settings(ppo.PPOSettings, "ppo", env_id, cli_values=base)
@@ -168,7 +168,7 @@ gym.register("rlsuite-test/DictObs-v0", entry_point=_DictObsEnv)
 @pytest.mark.parametrize("env_id, overrides", [
     ("Pendulum-v1", {"normalize_obs": True, "normalize_reward": True}),
     ("Pendulum-v1", {"squash": "tanh"}),
-    ("CartPole-v1", {"recurrent": True, "lstm_hidden": 16, "minibatch_size": 64}),
+    ("CartPole-v1", {"recurrent": True, "lstm_hidden": 16, "n_minibatches": 2}),
     ("rlsuite-test/DictObs-v0", {}),
 ])
 def test_spaces_train_and_reload(tmp_path, env_id, overrides):

@@ -1,0 +1,96 @@
+"""`rlsuite evaluate`, `record` and `report` on a real trained run: reproducible, stored, and strict on bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_cli import assert_user_error, rlsuite
+
+from rlsuite.evaluation.store import ResultsStore
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    run_dir = root / "runs" / "ppo-short"
+    result = rlsuite("train", "--steps", "3072", "--n-envs", "4", "--set", "eval_every=1024", "--set", "eval_episodes=3",
+                     "--run-dir", str(run_dir), "--no-progress", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def _evaluate_json(run_dir: Path, db: Path, *extra: str) -> dict:
+    result = rlsuite("evaluate", str(run_dir), "--episodes", "5", "--db", str(db), "--json", *extra, cwd=db.parent)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_same_checkpoint_same_seeds_same_returns(trained_run, tmp_path):
+    db = tmp_path / "results.db"
+    first = _evaluate_json(trained_run, db, "--checkpoint", "last")
+    second = _evaluate_json(trained_run, db, "--checkpoint", "last")
+    assert first["checkpoint"] == "last" and first["checkpoint_step"] == 3072
+    assert first["seeds"] == [1_000_000, 1_000_004]
+    with ResultsStore(db, create=False) as store:
+        (run,) = store.runs(agent="ppo")
+        evaluations = store.evaluations(run_id=run.run_id)
+        assert len(evaluations) == 2
+        returns = [[e.episode_return for e in store.episodes(ev.eval_id)] for ev in evaluations]
+    assert returns[0] == returns[1]
+    assert first["mean"] == second["mean"] == pytest.approx(sum(returns[0]) / 5)
+    assert run.command.startswith("rlsuite train") and run.status == "finished"
+
+
+def test_baseline_record_and_report(trained_run, tmp_path):
+    db = tmp_path / "results.db"
+    _evaluate_json(trained_run, db, "--video-dir", str(tmp_path / "videos"))
+    baseline = rlsuite("evaluate", "--agent", "random", "--env", "CartPole-v1", "--episodes", "5", "--db", str(db),
+                       "--json", cwd=tmp_path)
+    assert baseline.returncode == 0, baseline.stderr
+    assert json.loads(baseline.stdout)["run_id"] == "baseline:random:CartPole-v1"
+
+    video = tmp_path / "ppo.mp4"
+    recorded = rlsuite("record", str(trained_run), "--out", str(video), "--gif", str(tmp_path / "ppo.gif"), cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                            "stream=codec_name,pix_fmt", "-of", "json", str(video)], capture_output=True, text=True)
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert stream == {"codec_name": "h264", "pix_fmt": "yuv420p"}
+    assert (tmp_path / "ppo.gif").read_bytes()[:4] == b"GIF8"
+
+    report = rlsuite("report", "--db", str(db), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "ppo" in markdown and "random" in markdown
+    assert list((tmp_path / "report" / "videos").glob("*.mp4"))
+
+
+def test_bad_evaluation_input_writes_nothing(trained_run, tmp_path):
+    # An env whose observations differ from the ones the agent was trained on.
+    db = tmp_path / "results.db"
+    assert_user_error(rlsuite("evaluate", str(trained_run), "--env", "Pendulum-v1", "--db", str(db), cwd=tmp_path),
+                      "CartPole-v1")
+    assert not db.exists()
+
+    # A run folder without any checkpoint.
+    empty_run = tmp_path / "runs" / "nocheckpoint"
+    (empty_run / "checkpoints").mkdir(parents=True)
+    manifest = json.loads((trained_run / "manifest.json").read_text())
+    (empty_run / "manifest.json").write_text(json.dumps(manifest))
+    assert_user_error(rlsuite("evaluate", str(empty_run), "--db", str(db), cwd=tmp_path), "checkpoint")
+    assert not db.exists()
+
+    # A database that is not ours, and an empty file pretending to be one in a report.
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    before = foreign.read_bytes()
+    assert_user_error(rlsuite("evaluate", str(trained_run), "--db", str(foreign), cwd=tmp_path), "not an rlsuite")
+    assert foreign.read_bytes() == before
+    assert_user_error(rlsuite("report", "--db", str(tmp_path / "missing.db"), "--out", str(tmp_path / "r"),
+                              cwd=tmp_path), "missing.db")
+    assert not (tmp_path / "r").exists()
