@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rlsuite.agents.checkpoint import load_checkpoint
+from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import agent_module
@@ -76,7 +76,7 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
     console = console or Console(stderr=True)
     resume_step = None
     if resume_from is not None:
-        resume_step = int(load_checkpoint(resume_from)[1]["step"])
+        resume_step = int(read_checkpoint_meta(resume_from)["step"])
     evaluate = (make_eval_callback(settings.env_id, episodes=settings.eval_episodes)
                 if settings.eval_every > 0 else None)
     progress = Progress(
@@ -98,6 +98,8 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
                            stop_requested=lambda: stop.requested, resume_from=resume_from)
         try:
             result = module.train(settings, ctx)
+            if result.status == "finished":  # whole rollouts may stop a little short of total_steps
+                progress.update(task, completed=settings.total_steps)
         except KeyboardInterrupt:
             run.set_status("interrupted", error="aborted by a second Ctrl-C before a checkpoint was written")
             raise
