@@ -138,7 +138,6 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
 def evaluate_run(run_dir: Path, *, checkpoint: str = "best", episodes: int = 20, deterministic: bool = True,
                  db: Path = Path("results.db"), video_dir: Path | None = None, env_id: str | None = None) -> EvaluationOutcome:
     """`rlsuite evaluate RUN_DIR`: a trained run's checkpoint under the common protocol."""
-    _check_database(db)
     subject = load_agent(run_dir=run_dir, checkpoint=checkpoint, env_id=env_id)
     return evaluate_agent(subject, episodes=episodes, deterministic=deterministic, db=db, video_dir=video_dir)
 
@@ -146,6 +145,5 @@ def evaluate_run(run_dir: Path, *, checkpoint: str = "best", episodes: int = 20,
 def evaluate_baseline(agent: str, env_id: str, *, episodes: int = 20, deterministic: bool = True,
                       db: Path = Path("results.db"), video_dir: Path | None = None, seed: int = 0) -> EvaluationOutcome:
     """`rlsuite evaluate --agent random --env ENV_ID`: a baseline under the same protocol."""
-    _check_database(db)
     subject = load_agent(agent=agent, env_id=env_id, seed=seed)
     return evaluate_agent(subject, episodes=episodes, deterministic=deterministic, db=db, video_dir=video_dir)

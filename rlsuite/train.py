@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
-from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
+from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import agent_module
 from rlsuite.agents.run import RunError, RunFolder
@@ -134,8 +134,6 @@ def resume(run_dir: Path, *, console: Console | None = None, show_progress: bool
     settings = settings_from_dict(module.Settings, manifest["settings"])
     checkpoint = run.find_checkpoint("last")
     step = int(load_checkpoint(checkpoint)[1]["step"])  # fails with a clear CheckpointError when corrupt
-    if not isinstance(settings, TrainSettings):
-        raise AgentError(f"run {run_dir} holds settings of an unknown kind")
     run.mark_resumed(step)
     return run, run_training(manifest["agent"], settings, run, resume_from=checkpoint, console=console,
                              show_progress=show_progress)
