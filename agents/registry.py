@@ -28,6 +28,12 @@ class AgentSpec:
     description: str
     module: str | None
     """Module holding Settings/check_spaces/train/load_policy; None for baselines."""
+    controller: str | None = None
+    """For an env's heuristic baseline: "module:Class" of a controller in the env's file. The class is built
+    as `Class(env)` from one plain instance of the env being evaluated (for its spaces and parameters) and
+    has the Policy methods `reset(num_envs)` and `act(obs, episode_start, deterministic)`."""
+    env_prefixes: tuple[str, ...] = ()
+    """Env ids a heuristic baseline applies to (prefix match); empty means every env."""
 
     @property
     def trainable(self) -> bool:
@@ -39,6 +45,19 @@ AGENTS: dict[str, AgentSpec] = {
     for spec in (
         AgentSpec("ppo", "Proximal Policy Optimization: clipped surrogate, GAE, optional LSTM (hand-written)", "rlsuite.agents.ppo"),
         AgentSpec("random", "Uniform random actions: the score that normalises to 0", None),
+        # --- DQN family (issue 4) ---
+
+        # --- policy-gradient family (issue 4) ---
+
+        # --- Stable-Baselines3 (issue 5) ---
+
+        # --- driving baselines (issue 6) ---
+
+        # --- traffic controllers (issue 7) ---
+
+        # --- robot-arm baselines (issue 8) ---
+
+        # --- end of registry ---
     )
 }
 
@@ -67,12 +86,26 @@ def agent_module(name: str) -> ModuleType:
     return importlib.import_module(spec.module)
 
 
-def make_baseline(name: str, observation_space: gym.Space, action_space: gym.Space, seed: int = 0) -> Policy:
-    """A policy for an agent that is not trained (random, or an env's heuristic)."""
+def make_baseline(name: str, env: gym.Env, seed: int = 0) -> Policy:
+    """A policy for an agent that is not trained: random, or an env's heuristic controller.
+
+    `env` is one plain instance of the env to be evaluated; a controller reads its spaces and parameters
+    (never its live state: the controller acts on observations like any agent).
+    """
     spec = get_spec(name)
     if spec.trainable:
         raise AgentError(f"{name!r} is trained, not a baseline: evaluate one of its run folders instead.")
-    return RandomPolicy(observation_space, action_space, seed=seed)
+    if spec.controller is None:
+        return RandomPolicy(env.observation_space, env.action_space, seed=seed)
+    env_id = env.spec.id if env.spec is not None else ""
+    if spec.env_prefixes and not env_id.startswith(spec.env_prefixes):
+        raise AgentError(
+            f"The baseline {name!r} is a controller for {', '.join(spec.env_prefixes)} envs and cannot drive "
+            f"{env_id or 'this env'}; the random baseline works on every env: --agent random."
+        )
+    module_name, _, class_name = spec.controller.partition(":")
+    controller_cls = getattr(importlib.import_module(module_name), class_name)
+    return controller_cls(env)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,21 @@ has no plugin entry points, so a process that builds our envs must import `rlsui
 factory here does), or use Gymnasium's module prefix: `gym.make("rlsuite.envs:rlsuite/<Env>-v0")`.
 """
 
+from gymnasium.envs.registration import register
+
 from rlsuite.envs.factory import EnvError, check_env_id, make_env, make_vec_env, reference_score
+
+# Each env family registers its ids below, with string entry points so nothing heavy is imported here.
+# --- memory task (issue 4) ---
+register(id="rlsuite/MemoryCue-v0", entry_point="rlsuite.envs.memory:MemoryCueEnv",
+         vector_entry_point="rlsuite.envs.memory:MemoryCueVectorEnv")
+
+# --- driving (issue 6) ---
+
+# --- traffic (issue 7) ---
+
+# --- robot arm and spoken commands (issue 8) ---
+
+# --- end of registrations ---
 
 __all__ = ["EnvError", "check_env_id", "make_env", "make_vec_env", "reference_score"]

@@ -102,6 +102,18 @@ class ReferenceScore:
 # is a uniform random policy's mean return, measured with rlsuite's harness (100 episodes, seeds 10_000+).
 _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "CartPole-v1": ReferenceScore(random=22.0, reference=500.0, source="maximum return (500 steps)"),
+    # --- memory task (issue 4) ---
+    "rlsuite/MemoryCue-v0": ReferenceScore(random=0.25, reference=1.0, source="chance with 4 cues; always right"),
+
+    # --- driving (issue 6) ---
+
+    # --- traffic (issue 7) ---
+
+    # --- robot arm and spoken commands (issue 8) ---
+
+    # --- Atari (issue 9) ---
+
+    # --- end of reference scores ---
 }
 
 

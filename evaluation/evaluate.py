@@ -72,7 +72,7 @@ def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id:
     get_spec(agent)
     env = make_env(env_id)
     try:
-        policy = make_baseline(agent, env.observation_space, env.action_space, seed=seed)
+        policy = make_baseline(agent, env, seed=seed)
     finally:
         env.close()
     commit, _ = git_commit()
