@@ -36,6 +36,7 @@ from rlsuite.agents.checkpoint import (
 )
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatParameters
 from rlsuite.agents.run import step_checkpoint_name
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import (
@@ -47,7 +48,15 @@ from rlsuite.agents.tensors import (
     store_obs,
 )
 from rlsuite.envs import make_env, make_vec_env
-from rlsuite.policies import LSTMCore, SpaceError, ValueHead, is_image_space, make_action_head, make_encoder
+from rlsuite.policies import (
+    Encoder,
+    LSTMCore,
+    SpaceError,
+    ValueHead,
+    is_image_space,
+    make_action_head,
+    make_encoder,
+)
 
 AGENT_NAME = "ppo"
 
@@ -148,7 +157,7 @@ class ActorCritic(nn.Module):
         if s.recurrent and not shared:
             raise ConfigError("recurrent PPO needs share_encoder=true (one LSTM feeds both heads).")
 
-        def encoder() -> nn.Module:
+        def encoder() -> Encoder:
             return make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
 
         self.actor_encoder = encoder()
@@ -239,7 +248,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // batch_size)
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, eps=1e-5, fused=True)  # one kernel for all tensors
+    flat_params = FlatParameters(network)  # one buffer: clipping and Adam are a few kernels (agents/optim.py)
+    optimizer = torch.optim.Adam([flat_params.param], lr=s.learning_rate, eps=1e-5, fused=True)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -280,6 +290,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     # --- rollout storage: (T, N, ...) ------------------------------------------------------------------------
     obs_buf = empty_like_space(obs_space, (s.n_steps, s.n_envs), device)
     actions_buf = empty_like_space(act_space, (s.n_steps, s.n_envs), device)
+    assert isinstance(actions_buf, torch.Tensor)  # check_spaces admits no Dict actions
     logprobs_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
     values_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
     # Per-step scalars from the env stay in NumPy during the rollout and cross to torch once per update.
@@ -366,6 +377,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 minibatches = np.array_split(np.random.permutation(batch_size), n_minibatches)
                 lstm_args: list[tuple[Any, Any]] = [(None, None)] * n_minibatches
             else:  # whole env sequences, so the LSTM replays each one from its rollout-start state
+                assert initial_lstm_state is not None
                 np.random.shuffle(env_indices)
                 env_groups = np.array_split(env_indices, n_minibatches)
                 # flat index of (t, env) is t * n_envs + env
@@ -402,9 +414,9 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 entropy_loss = (entropy * mb_valid).sum() / n_valid
 
                 loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-                optimizer.zero_grad(set_to_none=True)
+                flat_params.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
+                flat_params.clip_grad_norm_(s.max_grad_norm)
                 optimizer.step()
             if s.target_kl is not None and float(approx_kl) > s.target_kl:
                 break
