@@ -1,0 +1,909 @@
+"""Highway: an ego vehicle among IDM/MOBIL traffic on a straight multi-lane road, natively vectorised.
+
+## Description
+The decision-making task of highway-env (Leurent 2018), rebuilt around one NumPy core whose state arrays
+are shaped `(num_envs, num_vehicles)`: car following (IDM), lane changes (MOBIL), the neighbour search
+(one sort per substep), the lateral controllers, the kinematic bicycle model and all-pairs collision
+checks are array operations, with no Python loop over vehicles or envs in `step`. The single env is the
+same core with one row.
+
+Traffic vehicles follow the Intelligent Driver Model (Treiber et al. 2000) towards their own desired
+speed and exponent, and change lane with MOBIL (Kesting et al. 2007) with their own politeness, at most
+once per `lane_change_delay`. The ego (vehicle 0) is driven by the agent. Units are SI: metres, seconds,
+m/s, m/s^2, radians. Lane 0 is the leftmost lane, lane `lanes_count - 1` the rightmost; `y` grows to the
+right, lane `l` is centred on `y = l * lane_width`.
+
+Settings match highway-env's `highway-fast-v0` by default: 3 lanes, 20 traffic vehicles, simulation at
+5 Hz, decisions at 1 Hz, 30 s episodes, the same spawn rule, the same IDM/MOBIL constants, the same
+target-speed semantics and the same reward. Unlike `highway-fast-v0`, collisions are checked between all
+vehicles (`collision_scope="all"`), so no vehicle can pass through another.
+
+## Action space
+- `action="discrete"` (default): `Discrete(5)` meta-actions as in highway-env: 0 LANE_LEFT, 1 IDLE,
+  2 LANE_RIGHT, 3 FASTER, 4 SLOWER. FASTER/SLOWER pick the target speed one step above/below the one
+  closest to the current speed in `target_speeds` (default 20, 25, 30 m/s); a speed controller
+  (time constant 0.6 s) and a lateral position/heading controller track the target speed and lane.
+  `info["action_mask"]` marks impossible actions (no lane beyond the road edge, no speed beyond the ends).
+- `action="continuous"`: `Box(-1, 1, (2,))`: acceleration (times 5 m/s^2) and front-wheel steering angle
+  (times pi/4 rad) of the kinematic bicycle model.
+
+## Observation space
+Chosen with `observation=`:
+
+| kind | space | content |
+| --- | --- | --- |
+| `kinematics` (default) | `Box(-1, 1, (obs_vehicles * 6,), float32)` | rows of (presence, x, y, vx, vy, heading), flattened: the ego, then the `obs_vehicles - 1` nearest vehicles by distance (ahead only unless `see_behind`); empty rows are 0 |
+| `occupancy` | `Box(-1, 1, (4 * 11 * 11,), float32)` | grid around the ego (cells of 5 m over +-27.5 m), features (presence, vx, vy, on_road), flattened feature-major |
+| `pixels` | `Box(0, 255, (frame_stack, image_size, image_size), uint8)` | top-down grayscale image around the ego (road 80, lane lines 140, traffic 190, ego 255), `frame_stack` latest frames |
+| `dict` | `Dict(kinematics=..., pixels=...)` | both of the above |
+
+Kinematics normalisation (then clipped to [-1, 1]): x over +-200 m (5 x 40 m/s), y over
++-lanes_count x lane_width, vx and vy over +-80 m/s, heading over +-pi. With `absolute=False` (default)
+the ego row holds x = 0, its lateral position y, its velocity and heading, and the other rows hold
+positions and velocities relative to the ego; with `absolute=True` every row holds absolute values, x
+measured from the start of the road over +-road_length.
+
+## Rewards
+As in highway-env: `collision_reward * crashed + right_lane_reward * lane / (lanes_count - 1) +
+high_speed_reward * clip((forward_speed - 20) / (30 - 20), 0, 1) + lane_change_reward * [lane change
+action]`, mapped linearly from [collision_reward, high_speed_reward + right_lane_reward] to [0, 1] when
+`normalize_reward`, then multiplied by `on_road`. Each term is in `info` (`collision_reward`,
+`right_lane_reward`, `high_speed_reward`, `on_road_reward`), with metrics: `crashed`, `speed` (m/s),
+`distance` (m travelled since reset), `lane_changes` (since reset), `min_ttc` (smallest time-to-collision
+with the vehicle ahead in the ego's lane over the step's substeps, s; inf when not closing in).
+
+## Starting state
+Vehicles are placed as highway-env places them: the ego first, on a random lane (or `initial_lane`) at
+25 m/s, then each traffic vehicle on a random lane ahead of the last one, `spacing * (12 + speed) *
+exp(-5/40 * lanes_count) * U(0.9, 1.1)` metres further, at a speed drawn in [0.7, 0.8] x speed_limit that
+is also its desired speed; IDM exponent in [3.5, 4.5], politeness in `politeness_range`, lane-change
+timer phase in [0, 1) s. Every draw comes from the env's seeded generator.
+
+## Episode end
+Terminates when the ego crashes (or leaves the road with `offroad_terminal`); truncates after `duration`
+seconds (30 decisions by default).
+
+## Arguments
+`gym.make("rlsuite/Highway-v0", **fields of HighwayParams)`, e.g. `lanes_count=4, vehicles_count=50,
+observation="pixels"`. `gym.make_vec("rlsuite/Highway-v0", num_envs=256, vectorization_mode=
+"vector_entry_point")` gives the batched core, row i equal to a single env reset with seed + i, with
+next-step autoreset (default; the step after an episode ends returns the reset observation, reward 0,
+and ignores its action) or same-step autoreset (`autoreset_mode="same_step"`: the reset observation
+comes at once and the last one is in `info["final_obs"]`). `render_mode="rgb_array"` draws a frame with
+OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (continuous actions),
+`rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-Dense-v0` (4 lanes, 50 vehicles, as
+highway-v0).
+
+## Version history
+- v0: first version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+# Vehicle and controller constants of highway-env (vehicle/kinematics.py, controller.py, behavior.py).
+LENGTH = 5.0  # [m]
+WIDTH = 2.0  # [m]
+MAX_SPEED = 40.0  # [m/s]
+TAU_ACC = 0.6  # [s] speed controller time constant
+TAU_HEADING = 0.2  # [s]
+TAU_LATERAL = 0.6  # [s]
+MAX_STEERING = np.pi / 3  # [rad]
+LANE_MARGIN = 1.0  # [m] a vehicle within lane_width / 2 + margin of a lane centre counts as on that lane
+# IDM (behavior.py). The gap is measured centre to centre, hence the car length inside DISTANCE_WANTED.
+ACC_MAX = 6.0  # [m/s^2]
+COMFORT_ACC_MAX = 3.0  # [m/s^2]
+COMFORT_ACC_MIN = -5.0  # [m/s^2]
+DISTANCE_WANTED = 5.0 + LENGTH  # [m]
+TIME_WANTED = 1.5  # [s]
+# MOBIL
+LANE_CHANGE_MIN_ACC_GAIN = 0.2  # [m/s^2]
+LANE_CHANGE_MAX_BRAKING_IMPOSED = 2.0  # [m/s^2]
+# Continuous actions (highway-env ContinuousAction defaults)
+ACCELERATION_RANGE = 5.0  # [m/s^2]
+STEERING_RANGE = np.pi / 4  # [rad]
+
+ACTIONS = ("LANE_LEFT", "IDLE", "LANE_RIGHT", "FASTER", "SLOWER")
+LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = range(5)
+OBSERVATIONS = ("kinematics", "occupancy", "pixels", "dict")
+ACTION_KINDS = ("discrete", "continuous")
+KIN_FEATURES = ("presence", "x", "y", "vx", "vy", "heading")
+GRID_FEATURES = ("presence", "vx", "vy", "on_road")
+GRID_HALF, GRID_STEP = 27.5, 5.0  # [m]
+GRID_CELLS = int(round(2 * GRID_HALF / GRID_STEP))
+PERCEPTION_DISTANCE = 5.0 * MAX_SPEED  # [m]
+# Grayscale levels of the pixel observation.
+PIX_ROAD, PIX_LINE, PIX_TRAFFIC, PIX_EGO = 80, 140, 190, 255
+
+
+@dataclass(frozen=True)
+class HighwayParams:
+    """Everything that defines a Highway env; every field can be passed to gym.make."""
+
+    lanes_count: int = 3
+    """Number of lanes."""
+    vehicles_count: int = 20
+    """Number of traffic vehicles (besides the controlled ones)."""
+    controlled_vehicles: int = 1
+    """Vehicles driven by actions (more than 1 only in the PettingZoo env)."""
+    duration: float = 30.0
+    """Episode length [s]."""
+    simulation_frequency: int = 5
+    """Physics substeps per second [Hz]."""
+    policy_frequency: int = 1
+    """Decisions per second [Hz]; must divide simulation_frequency."""
+    lane_width: float = 4.0
+    """[m]"""
+    road_length: float = 10_000.0
+    """Length of the road [m]; beyond it a vehicle is off the road."""
+    speed_limit: float = 30.0
+    """Caps every IDM desired speed [m/s]."""
+    vehicles_density: float = 1.0
+    """Traffic density: spacing between spawned traffic vehicles scales with 1 / density."""
+    ego_spacing: float = 1.5
+    """Spacing factor in front of each controlled vehicle at spawn."""
+    ego_speed: float = 25.0
+    """Initial speed of the controlled vehicles [m/s]."""
+    initial_lane: int | None = None
+    """Lane of the controlled vehicles at spawn; None draws one at random."""
+    target_speeds: tuple[float, ...] = (20.0, 25.0, 30.0)
+    """Speeds that FASTER/SLOWER step through [m/s], evenly spaced."""
+    politeness_range: tuple[float, float] = (0.0, 0.3)
+    """MOBIL politeness of each traffic vehicle, drawn uniformly."""
+    delta_range: tuple[float, float] = (3.5, 4.5)
+    """IDM acceleration exponent of each traffic vehicle, drawn uniformly."""
+    lane_change_delay: float = 1.0
+    """Traffic vehicles consider a lane change at most this often [s]."""
+    collision_scope: str = "all"
+    """'all': every pair of vehicles can collide; 'controlled': only pairs with a controlled vehicle (highway-fast-v0)."""
+    collision_reward: float = -1.0
+    right_lane_reward: float = 0.1
+    high_speed_reward: float = 0.4
+    lane_change_reward: float = 0.0
+    reward_speed_range: tuple[float, float] = (20.0, 30.0)
+    """Forward speeds mapped to 0..1 for high_speed_reward [m/s]."""
+    normalize_reward: bool = True
+    offroad_terminal: bool = False
+    action: str = "discrete"
+    """'discrete' meta-actions or 'continuous' (acceleration, steering)."""
+    observation: str = "kinematics"
+    """'kinematics', 'occupancy', 'pixels' or 'dict' (kinematics and pixels)."""
+    obs_vehicles: int = 5
+    """Rows of the kinematics observation, the ego included."""
+    absolute: bool = False
+    """Kinematics in absolute coordinates instead of relative to the ego."""
+    see_behind: bool = False
+    """Kinematics may list vehicles behind the ego."""
+    image_size: int = 84
+    """Side of the square pixel observation [px]."""
+    image_scale: float = 1.5
+    """Pixels per metre of the pixel observation."""
+    frame_stack: int = 4
+    """Latest frames stacked in the pixel observation (1, 3 or 4 so CNNs read them as channels)."""
+
+    def __post_init__(self) -> None:
+        def fail(msg: str) -> None:
+            raise ValueError(f"Highway: {msg}")
+
+        if self.lanes_count < 1:
+            fail(f"lanes_count must be 1 or more, got {self.lanes_count}.")
+        if self.vehicles_count < 0 or self.controlled_vehicles < 1:
+            fail("vehicles_count must be 0 or more and controlled_vehicles 1 or more.")
+        if self.simulation_frequency < 1 or self.policy_frequency < 1 or self.simulation_frequency % self.policy_frequency:
+            fail(f"policy_frequency ({self.policy_frequency}) must divide simulation_frequency ({self.simulation_frequency}).")
+        if self.duration <= 0 or self.lane_width <= 0 or self.vehicles_density <= 0:
+            fail("duration, lane_width and vehicles_density must be positive.")
+        if self.initial_lane is not None and not 0 <= self.initial_lane < self.lanes_count:
+            fail(f"initial_lane must be None or in 0..{self.lanes_count - 1}, got {self.initial_lane}.")
+        if len(self.target_speeds) < 2 or any(b <= a for a, b in zip(self.target_speeds, self.target_speeds[1:], strict=False)):
+            fail(f"target_speeds must hold 2 or more increasing speeds, got {self.target_speeds}.")
+        if self.collision_scope not in ("all", "controlled"):
+            fail(f"collision_scope must be 'all' or 'controlled', got {self.collision_scope!r}.")
+        if self.action not in ACTION_KINDS:
+            fail(f"action must be one of {', '.join(ACTION_KINDS)}, got {self.action!r}.")
+        if self.observation not in OBSERVATIONS:
+            fail(f"observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}.")
+        if self.obs_vehicles < 1:
+            fail(f"obs_vehicles must be 1 or more, got {self.obs_vehicles}.")
+        if self.frame_stack not in (1, 3, 4):
+            fail(f"frame_stack must be 1, 3 or 4 (read as image channels), got {self.frame_stack}.")
+        if self.image_size < 36:
+            fail(f"image_size must be 36 or more (the smallest image NatureCNN reads), got {self.image_size}.")
+
+    @property
+    def num_vehicles(self) -> int:
+        return self.controlled_vehicles + self.vehicles_count
+
+    @property
+    def substeps(self) -> int:
+        return self.simulation_frequency // self.policy_frequency
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.simulation_frequency
+
+    @property
+    def max_steps(self) -> int:
+        return int(round(self.duration * self.policy_frequency))
+
+
+def _fields_of(kwargs: dict[str, Any]) -> HighwayParams:
+    names = {f.name for f in dataclasses.fields(HighwayParams)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise ValueError(f"Highway: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}.")
+    return HighwayParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
+    return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
+
+
+def idm_acceleration(
+    speed: np.ndarray, desired_speed: np.ndarray, delta: np.ndarray, gap: np.ndarray | None, closing_speed: np.ndarray | None
+) -> np.ndarray:
+    """IDM acceleration [m/s^2] of a follower at `speed` with a leader `gap` metres ahead (centre to centre)
+    approaching it at `closing_speed` (follower minus leader, along the follower's heading); gap None or
+    NaN entries mean no leader."""
+    acc = COMFORT_ACC_MAX * (1.0 - np.power(np.maximum(speed, 0.0) / np.abs(_not_zero(desired_speed)), delta))
+    if gap is None or closing_speed is None:
+        return acc
+    d_star = DISTANCE_WANTED + speed * TIME_WANTED + speed * closing_speed / (2.0 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+    interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
+    return acc - np.where(np.isnan(gap), 0.0, np.nan_to_num(interaction))
+
+
+def mobil_incentive(
+    self_pred_a: np.ndarray, self_a: np.ndarray, new_f_pred_a: np.ndarray, new_f_a: np.ndarray,
+    old_f_pred_a: np.ndarray, old_f_a: np.ndarray, politeness: np.ndarray,
+) -> np.ndarray:
+    """MOBIL's incentive [m/s^2]: my gain plus politeness times my new and old followers' gains."""
+    return self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
+
+
+class HighwayCore:
+    """The state of `num_envs` highways of `num_vehicles` vehicles each, and their dynamics.
+
+    Arrays are (E, V) with E envs and V vehicles; vehicles 0..K-1 are the controlled ones. Index V stands
+    for "no vehicle" in neighbour arrays.
+    """
+
+    def __init__(self, params: HighwayParams, num_envs: int) -> None:
+        self.p = params
+        E, V, K = num_envs, params.num_vehicles, params.controlled_vehicles
+        self.num_envs = E
+        self.x = np.zeros((E, V))  # [m] longitudinal
+        self.y = np.zeros((E, V))  # [m] lateral, lane l centred on l * lane_width
+        self.heading = np.zeros((E, V))  # [rad]
+        self.speed = np.zeros((E, V))  # [m/s]
+        self.target_lane = np.zeros((E, V), dtype=np.int64)
+        self.desired_speed = np.zeros((E, V))  # [m/s] IDM desired speed, or the controlled vehicles' target speed
+        self.delta = np.full((E, V), 4.0)
+        self.politeness = np.zeros((E, V))
+        self.timer = np.zeros((E, V))  # [s] since the last lane-change decision
+        self.crashed = np.zeros((E, V), dtype=bool)
+        self.controlled = np.zeros(V, dtype=bool)
+        self.controlled[:K] = True
+        self.speed_index = np.zeros((E, K), dtype=np.int64)
+        self.steps = np.zeros(E, dtype=np.int64)
+        self.x_start = np.zeros((E, K))
+        self.lane_changes = np.zeros((E, K), dtype=np.int64)
+        self.continuous = np.zeros((E, K, 2))  # (acceleration [m/s^2], steering [rad])
+        self.min_ttc = np.full((E, K), np.inf)
+        self.frames: np.ndarray | None = None
+        if params.observation in ("pixels", "dict"):
+            self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
+        self._target_speeds = np.asarray(params.target_speeds, dtype=np.float64)
+
+    # ---- reset -------------------------------------------------------------------------------------
+    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Spawn fresh traffic in `rows`, drawing from `rngs[i]` for row `rows[i]` (highway-env's rule)."""
+        p, K, V, L = self.p, self.p.controlled_vehicles, self.p.num_vehicles, self.p.lanes_count
+        others = [len(a) for a in np.array_split(np.arange(p.vehicles_count), K)]  # near_split
+        chain_controlled = np.cumsum([0] + [1 + n for n in others[:-1]])  # chain positions of controlled vehicles
+        is_ctrl = np.zeros(V, dtype=bool)
+        is_ctrl[chain_controlled] = True
+        to_index = np.concatenate([np.flatnonzero(is_ctrl), np.flatnonzero(~is_ctrl)])  # array slot -> chain position
+        density_spacing = np.where(is_ctrl, p.ego_spacing, 1.0 / p.vehicles_density)
+        for row, rng in zip(rows, rngs, strict=True):  # a handful of vector draws per resetting row
+            lane = rng.integers(L, size=V)
+            speed = rng.uniform(0.7, 0.8, size=V) * p.speed_limit  # [m/s]
+            jitter = rng.uniform(0.9, 1.1, size=V)
+            delta = rng.uniform(*p.delta_range, size=V)
+            politeness = rng.uniform(*p.politeness_range, size=V)
+            timer = rng.uniform(0.0, p.lane_change_delay, size=V)
+            if p.initial_lane is not None:
+                lane[is_ctrl] = p.initial_lane
+            speed[is_ctrl] = p.ego_speed
+            offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
+            x = 3.0 * offset[0] + np.cumsum(offset * jitter)  # [m] each one ahead of the previous
+            self.x[row] = x[to_index]
+            self.y[row] = lane[to_index] * p.lane_width
+            self.target_lane[row] = lane[to_index]
+            self.speed[row] = speed[to_index]
+            self.desired_speed[row] = speed[to_index]
+            self.delta[row] = np.where(self.controlled, 4.0, delta[to_index])
+            self.politeness[row] = politeness[to_index]
+            self.timer[row] = timer[to_index]
+        self.heading[rows] = 0.0
+        self.crashed[rows] = False
+        self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
+        self.desired_speed[rows, :K] = self._target_speeds[self.speed_index[rows]]
+        self.steps[rows] = 0
+        self.x_start[rows] = self.x[rows, :K]
+        self.lane_changes[rows] = 0
+        self.continuous[rows] = 0.0
+        self.min_ttc[rows] = np.inf
+        if self.frames is not None:
+            frame = self.pixels()[rows]  # (R, H, W)
+            self.frames[rows] = frame[:, None]
+
+    # ---- geometry helpers ---------------------------------------------------------------------------
+    def lane_of(self, y: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(y / self.p.lane_width), 0, self.p.lanes_count - 1).astype(np.int64)
+
+    def _speed_to_index(self, speed: np.ndarray) -> np.ndarray:
+        ts = self._target_speeds
+        frac = (speed - ts[0]) / (ts[-1] - ts[0])
+        return np.clip(np.rint(frac * (ts.size - 1)), 0, ts.size - 1).astype(np.int64)
+
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(front, rear), each (E, V, L): the nearest vehicle ahead of / behind each vehicle on each lane.
+
+        One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
+        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
+        E, V, L = self.x.shape[0], self.x.shape[1], self.p.lanes_count
+        centres = np.arange(L) * self.p.lane_width  # (L,)
+        onlane = np.abs(self.y[:, :, None] - centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, V, L)
+        order = np.argsort(self.x, axis=1, kind="stable")  # (E, V) vehicle at each sorted position
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(V), (E, V)), axis=1)  # (E, V) sorted position of each vehicle
+        on_sorted = np.take_along_axis(onlane, order[:, :, None], axis=1)  # (E, V, L)
+        pos = np.arange(V)[None, :, None]
+        after = np.minimum.accumulate(np.where(on_sorted, pos, V)[:, ::-1], axis=1)[:, ::-1]  # first on-lane position >= k
+        before = np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=1)  # last on-lane position <= k
+        nxt = np.concatenate([after[:, 1:], np.full((E, 1, L), V)], axis=1)  # first on-lane position > k
+        prv = np.concatenate([np.full((E, 1, L), -1), before[:, :-1]], axis=1)  # last on-lane position < k
+        order_ext = np.concatenate([order, np.full((E, 1), V)], axis=1)  # (E, V + 1); position V / -1 -> "none"
+        front_pos = np.take_along_axis(nxt, rank[:, :, None], axis=1)  # (E, V, L)
+        rear_pos = np.take_along_axis(prv, rank[:, :, None], axis=1)
+        rear_pos = np.where(rear_pos < 0, V, rear_pos)
+        front = np.take_along_axis(order_ext[:, :, None], front_pos, axis=1)
+        rear = np.take_along_axis(order_ext[:, :, None], rear_pos, axis=1)
+        return front, rear
+
+    def _table(self) -> np.ndarray:
+        """(E * (V + 1), 8) per-vehicle columns for IDM, with a NaN row per env standing for "no vehicle"."""
+        E, V = self.x.shape
+        cos, sin = np.cos(self.heading), np.sin(self.heading)
+        cols = np.stack([self.x, self.speed, self.speed * cos, self.speed * sin, cos, sin,
+                         np.minimum(self.desired_speed, self.p.speed_limit), self.delta], axis=-1)  # (E, V, 8)
+        table = np.full((E, V + 1, 8), np.nan)
+        table[:, :V] = cols
+        return table.reshape(E * (V + 1), 8)
+
+    def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
+        """IDM acceleration [m/s^2] of vehicles `follower` (E, M) behind `leader` (E, M); 0 where no follower."""
+        E, V = self.x.shape
+        base = (np.arange(E) * (V + 1))[:, None]
+        f, ld = table[base + follower], table[base + leader]  # (E, M, 8)
+        closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
+        gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
+        acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
+        return np.nan_to_num(acc, nan=0.0)
+
+    # ---- step --------------------------------------------------------------------------------------
+    def apply_meta_actions(self, actions: np.ndarray) -> None:
+        """Discrete meta-actions (E, K) set the controlled vehicles' target lane and target speed."""
+        K, L = self.p.controlled_vehicles, self.p.lanes_count
+        faster, slower = actions == FASTER, actions == SLOWER
+        current = self._speed_to_index(self.speed[:, :K])
+        self.speed_index = np.where(faster, current + 1, np.where(slower, current - 1, self.speed_index))
+        self.speed_index = np.clip(self.speed_index, 0, self._target_speeds.size - 1)
+        self.desired_speed[:, :K] = self._target_speeds[self.speed_index]
+        shift = np.where(actions == LANE_LEFT, -1, np.where(actions == LANE_RIGHT, 1, 0))
+        self.target_lane[:, :K] = np.clip(self.target_lane[:, :K] + shift, 0, L - 1)
+
+    def set_continuous(self, actions: np.ndarray) -> None:
+        a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)  # (E, K, 2)
+        self.continuous = a * np.array([ACCELERATION_RANGE, STEERING_RANGE])
+
+    def action_mask(self) -> np.ndarray:
+        """(E, K, 5): which meta-actions change something (IDLE always)."""
+        K, L = self.p.controlled_vehicles, self.p.lanes_count
+        lane = self.lane_of(self.y[:, :K])
+        return np.stack([lane > 0, np.ones_like(lane, dtype=bool), lane < L - 1,
+                         self.speed_index < self._target_speeds.size - 1, self.speed_index > 0], axis=-1)
+
+    def _steering(self) -> np.ndarray:
+        """Lateral position then heading controller towards each vehicle's target lane centre [rad]."""
+        lateral = self.y - self.target_lane * self.p.lane_width  # [m] off the target lane centre
+        speed = _not_zero(self.speed)
+        heading_cmd = np.arcsin(np.clip(-lateral / TAU_LATERAL / speed, -1, 1))
+        heading_ref = np.clip(heading_cmd, -np.pi / 4, np.pi / 4)  # straight road: lane heading 0
+        wrapped = (heading_ref - self.heading + np.pi) % (2 * np.pi) - np.pi
+        heading_rate = wrapped / TAU_HEADING  # [rad/s]
+        slip = np.arcsin(np.clip(LENGTH / 2 / speed * heading_rate, -1, 1))
+        return np.clip(np.arctan(2 * np.tan(slip)), -MAX_STEERING, MAX_STEERING)
+
+    def _abort_lane_changes(self, lane: np.ndarray) -> None:
+        """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
+        ahead, closer than the IDM desired gap (highway-env's change_lane_policy)."""
+        V = self.x.shape[1]
+        changing = (lane != self.target_lane) & ~self.controlled
+        if not changing.any():
+            return
+        dx = self.x[:, None, :] - self.x[:, :, None]  # (E, i, j) x_j - x_i
+        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)
+        dv = ((vx[:, :, None] - vx[:, None, :]) * np.cos(self.heading)[:, :, None]
+              + (vy[:, :, None] - vy[:, None, :]) * np.sin(self.heading)[:, :, None])  # (E, i, j) [m/s]
+        d_star = DISTANCE_WANTED + self.speed[:, :, None] * TIME_WANTED + self.speed[:, :, None] * dv / (
+            2 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+        rival = ((self.target_lane[:, None, :] == self.target_lane[:, :, None]) & (lane[:, None, :] != self.target_lane[:, :, None])
+                 & (dx > 0) & (dx < d_star) & ~np.eye(V, dtype=bool))
+        self.target_lane = np.where(changing & rival.any(axis=2), lane, self.target_lane)
+
+    def substep(self) -> None:
+        """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions."""
+        p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
+        E, V = self.x.shape
+        lane = self.lane_of(self.y)
+        front, rear = self.neighbours()
+        self._abort_lane_changes(lane)
+        due = ~self.controlled & ~self.crashed & (lane == self.target_lane) & (self.timer > p.lane_change_delay)
+        self.timer = np.where(due, 0.0, self.timer)
+        due &= np.abs(self.speed) >= 1.0
+
+        def on(neigh: np.ndarray, lanes: np.ndarray) -> np.ndarray:  # (E, V, L) at lanes (E, V) -> (E, V)
+            return np.take_along_axis(neigh, np.clip(lanes, 0, p.lanes_count - 1)[:, :, None], axis=2)[:, :, 0]
+
+        me = np.broadcast_to(np.arange(V), (E, V))
+        own_front, target_front = on(front, lane), on(front, self.target_lane)
+        pairs = [(me, own_front), (me, target_front)]
+        if due.any():  # MOBIL: every IDM acceleration it compares, for both sides, in one batched call
+            old_fol = on(rear, lane)
+            pairs += [(old_fol, me), (old_fol, own_front)]
+            for side in (-1, 1):
+                new_pre, new_fol = on(front, lane + side), on(rear, lane + side)
+                pairs += [(me, new_pre), (new_fol, new_pre), (new_fol, me)]
+        table = self._table()
+        accs = np.split(self._idm(table, np.concatenate([f for f, _ in pairs], 1), np.concatenate([ld for _, ld in pairs], 1)),
+                        len(pairs), axis=1)  # each (E, V)
+        if due.any():
+            self_a, old_f_a, old_f_pred_a = accs[0], accs[2], accs[3]
+            for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
+                self_pred_a, new_f_a, new_f_pred_a = accs[4 + 3 * n: 7 + 3 * n]
+                gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, self.politeness)
+                cand = lane + side
+                ok = (due & (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED)
+                      & (gain >= LANE_CHANGE_MIN_ACC_GAIN))
+                self.target_lane = np.where(ok, cand, self.target_lane)
+        acc = np.where(lane != self.target_lane, np.minimum(accs[0], accs[1]), accs[0])  # IDM on both lanes while changing
+        acc = np.clip(acc, -ACC_MAX, ACC_MAX)
+        steering = self._steering()
+        if p.action == "continuous":
+            acc[:, :K], steering[:, :K] = self.continuous[:, :, 0], self.continuous[:, :, 1]
+        else:
+            acc[:, :K] = (self.desired_speed[:, :K] - self.speed[:, :K]) / TAU_ACC  # speed controller
+        steering = np.clip(steering, -MAX_STEERING, MAX_STEERING)
+        # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
+        acc = np.where(self.crashed, -self.speed, acc)
+        steering = np.where(self.crashed, 0.0, steering)
+        acc = np.where(self.speed > MAX_SPEED, np.minimum(acc, MAX_SPEED - self.speed), acc)
+        acc = np.where(self.speed < -MAX_SPEED, np.maximum(acc, -MAX_SPEED - self.speed), acc)
+        self._record_ttc(own_front[:, :K])
+        # Kinematic bicycle model, centre of gravity in the middle.
+        x_before, y_before = self.x, self.y
+        beta = np.arctan(0.5 * np.tan(steering))  # [rad] slip angle
+        self.x = self.x + self.speed * np.cos(self.heading + beta) * dt
+        self.y = self.y + self.speed * np.sin(self.heading + beta) * dt
+        self.heading = self.heading + self.speed * np.sin(beta) / (LENGTH / 2) * dt
+        self.speed = self.speed + acc * dt
+        self.timer = self.timer + dt
+        self._collide(x_before, y_before)
+
+    def _record_ttc(self, ahead: np.ndarray) -> None:
+        """Keep the smallest time-to-collision [s] of the controlled vehicles with the vehicle `ahead` (E, K)."""
+        K, V = self.p.controlled_vehicles, self.x.shape[1]
+        has = ahead < V
+        a = np.where(has, ahead, 0)
+        x_ahead, v_ahead = np.take_along_axis(self.x, a, axis=1), np.take_along_axis(self.speed, a, axis=1)
+        gap = np.maximum(x_ahead - self.x[:, :K] - LENGTH, 0.0)  # [m] bumper to bumper
+        closing = self.speed[:, :K] - v_ahead  # [m/s]
+        ttc = np.where(has & (closing > 0), gap / np.where(closing > 0, closing, 1.0), np.inf)
+        self.min_ttc = np.minimum(self.min_ttc, ttc)
+
+    def _collide(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
+        """Mark as crashed every pair whose footprints overlap, or whose order flipped while side by side.
+
+        Footprints are the axis-aligned boxes around the rotated rectangles (exact at heading 0, a few cm
+        larger at lane-change headings). The second test catches a pass-through within one substep."""
+        V = self.x.shape[1]
+        c, s = np.abs(np.cos(self.heading)), np.abs(np.sin(self.heading))
+        half_x = (LENGTH * c + WIDTH * s) / 2  # (E, V) [m]
+        half_y = (LENGTH * s + WIDTH * c) / 2
+        dx = self.x[:, None, :] - self.x[:, :, None]  # (E, V, V)
+        dy = np.abs(self.y[:, None, :] - self.y[:, :, None])
+        side_by_side = dy < half_y[:, None, :] + half_y[:, :, None]
+        overlap = side_by_side & (np.abs(dx) < half_x[:, None, :] + half_x[:, :, None])
+        dx_before = x_before[:, None, :] - x_before[:, :, None]
+        dy_before = np.abs(y_before[:, None, :] - y_before[:, :, None])
+        flipped = (np.sign(dx) * np.sign(dx_before) < 0) & (side_by_side | (dy_before < WIDTH))
+        hit = (overlap | flipped) & ~np.eye(V, dtype=bool)
+        if self.p.collision_scope == "controlled":
+            hit &= self.controlled[None, :, None] | self.controlled[None, None, :]
+        self.crashed |= hit.any(axis=2)
+
+    def step(self, actions: np.ndarray) -> None:
+        """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
+        K = self.p.controlled_vehicles
+        lane_before = self.lane_of(self.y[:, :K])
+        if self.p.action == "discrete":
+            self.apply_meta_actions(np.asarray(actions).reshape(-1, K).astype(np.int64))
+        else:
+            self.set_continuous(np.asarray(actions).reshape(-1, K, 2))
+        self.min_ttc = np.full_like(self.min_ttc, np.inf)
+        self._actions = actions
+        for _ in range(self.p.substeps):
+            self.substep()
+        self.steps += 1
+        self.lane_changes += self.lane_of(self.y[:, :K]) != lane_before
+        if self.frames is not None:
+            self.frames[:, :-1] = self.frames[:, 1:]
+            self.frames[:, -1] = self.pixels()
+
+    # ---- outputs -----------------------------------------------------------------------------------
+    def on_road(self) -> np.ndarray:
+        p, K = self.p, self.p.controlled_vehicles
+        y, x = self.y[:, :K], self.x[:, :K]
+        return (y >= -p.lane_width / 2) & (y <= (p.lanes_count - 0.5) * p.lane_width) & (x >= 0) & (x <= p.road_length)
+
+    def rewards(self, actions: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(E, K) rewards and their terms."""
+        p, K = self.p, self.p.controlled_vehicles
+        lane = self.target_lane[:, :K] if p.action == "discrete" else self.lane_of(self.y[:, :K])
+        forward = self.speed[:, :K] * np.cos(self.heading[:, :K])  # [m/s]
+        lo, hi = p.reward_speed_range
+        terms = {
+            "collision_reward": self.crashed[:, :K].astype(np.float64),
+            "right_lane_reward": lane / max(p.lanes_count - 1, 1),
+            "high_speed_reward": np.clip((forward - lo) / (hi - lo), 0.0, 1.0),
+            "on_road_reward": self.on_road().astype(np.float64),
+        }
+        changed = np.zeros_like(forward)
+        if actions is not None and p.action == "discrete":
+            a = np.asarray(actions).reshape(-1, K)
+            changed = ((a == LANE_LEFT) | (a == LANE_RIGHT)).astype(np.float64)
+        reward = (p.collision_reward * terms["collision_reward"] + p.right_lane_reward * terms["right_lane_reward"]
+                  + p.high_speed_reward * terms["high_speed_reward"] + p.lane_change_reward * changed)
+        if p.normalize_reward:
+            low, high = p.collision_reward, p.high_speed_reward + p.right_lane_reward
+            reward = (reward - low) / (high - low)
+        return reward * terms["on_road_reward"], terms
+
+    def terminated(self) -> np.ndarray:
+        K = self.p.controlled_vehicles
+        done = self.crashed[:, :K].copy()
+        if self.p.offroad_terminal:
+            done |= ~self.on_road()
+        return done  # (E, K)
+
+    def truncated(self) -> np.ndarray:
+        return self.steps >= self.p.max_steps  # (E,)
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        K = self.p.controlled_vehicles
+        return {
+            "crashed": self.crashed[:, :K].copy(),
+            "speed": self.speed[:, :K].copy(),
+            "distance": self.x[:, :K] - self.x_start,
+            "lane_changes": self.lane_changes.copy(),
+            "min_ttc": self.min_ttc.copy(),
+        }
+
+    def kinematics(self) -> np.ndarray:
+        """(E, K, obs_vehicles, 6) normalised kinematics rows for each controlled vehicle."""
+        p, K, N = self.p, self.p.controlled_vehicles, self.p.obs_vehicles
+        E, V = self.x.shape
+        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)  # (E, V)
+        out = np.zeros((E, K, N, 6))
+        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
+        dy = self.y[:, None, :] - self.y[:, :K, None]
+        dist = np.hypot(dx, dy)
+        visible = dist <= PERCEPTION_DISTANCE
+        if not p.see_behind:
+            visible &= dx > -2 * LENGTH
+        visible &= ~np.eye(K, V, dtype=bool)[None]
+        key = np.where(visible, dist, np.inf)
+        nearest = np.argsort(key, axis=2, kind="stable")[:, :, : N - 1]  # (E, K, N-1)
+        present = np.take_along_axis(key, nearest, axis=2) < np.inf
+        x_scale, y_scale, v_scale = PERCEPTION_DISTANCE, p.lanes_count * p.lane_width, 2 * MAX_SPEED
+        if p.absolute:
+            x_scale = p.road_length
+
+        def rows(arr: np.ndarray) -> np.ndarray:  # (E, V) -> (E, K, N-1)
+            return np.take_along_axis(np.broadcast_to(arr[:, None, :], (E, K, V)), nearest, axis=2)
+
+        ego = (self.x[:, :K] if p.absolute else np.zeros((E, K)), self.y[:, :K], vx[:, :K], vy[:, :K], self.heading[:, :K])
+        out[:, :, 0, 0] = 1.0
+        for f, value in enumerate(ego):
+            out[:, :, 0, f + 1] = value
+        if N > 1:
+            others = [rows(self.x), rows(self.y), rows(vx), rows(vy), rows(self.heading)]
+            if not p.absolute:
+                for f, arr in enumerate((self.x, self.y, vx, vy)):
+                    others[f] = others[f] - arr[:, :K, None]
+            out[:, :, 1:, 0] = present
+            for f, value in enumerate(others):
+                out[:, :, 1:, f + 1] = np.where(present, value, 0.0)
+        out[..., 1] /= x_scale
+        out[..., 2] /= y_scale
+        out[..., 3:5] /= v_scale
+        out[..., 5] = (out[..., 5] + np.pi) % (2 * np.pi) - np.pi
+        out[..., 5] /= np.pi
+        return np.clip(out, -1.0, 1.0)
+
+    def occupancy(self) -> np.ndarray:
+        """(E, K, 4, 11, 11) occupancy grid around each controlled vehicle, road-aligned."""
+        p, K = self.p, self.p.controlled_vehicles
+        E, V = self.x.shape
+        grid = np.zeros((E, K, len(GRID_FEATURES), GRID_CELLS, GRID_CELLS))
+        centres = (np.arange(GRID_CELLS) + 0.5) * GRID_STEP - GRID_HALF  # [m] cell centres relative to the ego
+        y_cells = self.y[:, :K, None] + centres  # (E, K, C) absolute lateral position of each cell row
+        on_road = (y_cells >= -p.lane_width / 2) & (y_cells <= (p.lanes_count - 0.5) * p.lane_width)
+        grid[:, :, 3] = on_road[:, :, :, None]
+        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
+        dy = self.y[:, None, :] - self.y[:, :K, None]
+        col = np.floor((dx + GRID_HALF) / GRID_STEP).astype(np.int64)
+        row = np.floor((dy + GRID_HALF) / GRID_STEP).astype(np.int64)
+        inside = (col >= 0) & (col < GRID_CELLS) & (row >= 0) & (row < GRID_CELLS)
+        e, k, v = np.nonzero(inside)
+        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)
+        r, c = row[e, k, v], col[e, k, v]
+        grid[e, k, 0, r, c] = 1.0
+        grid[e, k, 1, r, c] = np.clip((vx[e, v] - vx[e, k]) / (2 * MAX_SPEED), -1, 1)
+        grid[e, k, 2, r, c] = np.clip((vy[e, v] - vy[e, k]) / (2 * MAX_SPEED), -1, 1)
+        return grid
+
+    def pixels(self) -> np.ndarray:
+        """(E, S, S) grayscale top-down image around controlled vehicle 0, rasterised with two matmuls.
+
+        Pixel centres map to world coordinates; a vehicle lights the pixels whose centre lies in its
+        (axis-aligned) footprint: image = rows (E, S, V) @ cols (E, V, S), one product per row."""
+        p, S = self.p, self.p.image_size
+        scale = p.image_scale  # [px/m]
+        centre = (np.arange(S) + 0.5 - S / 2) / scale  # [m] pixel centres relative to the ego
+        wx = self.x[:, :1] + centre + S * 0.2 / scale  # (E, S) ego drawn at 30% from the left
+        wy = self.y[:, :1] + centre  # (E, S)
+        in_rows = np.abs(wy[:, :, None] - self.y[:, None, :]) <= WIDTH / 2  # (E, S, V)
+        in_cols = np.abs(wx[:, None, :] - self.x[:, :, None]) <= LENGTH / 2  # (E, V, S)
+        level = np.where(np.arange(self.x.shape[1]) == 0, PIX_EGO, PIX_TRAFFIC)  # (V,)
+        cars = np.matmul(in_rows.astype(np.float32) * level.astype(np.float32), in_cols.astype(np.float32))  # (E, S, S)
+        road = (wy >= -p.lane_width / 2) & (wy <= (p.lanes_count - 0.5) * p.lane_width)  # (E, S)
+        lines = np.zeros_like(road)
+        half_px = 0.5 / scale
+        for boundary in (np.arange(p.lanes_count + 1) - 0.5) * p.lane_width:
+            lines |= np.abs(wy - boundary) <= half_px
+        background = np.where(lines, PIX_LINE, np.where(road, PIX_ROAD, 0)).astype(np.float32)[:, :, None]
+        img = np.where(cars > 0, np.minimum(cars, 255), background)
+        return img.astype(np.uint8)
+
+
+# ---- spaces and observations shared by the single and vector envs -------------------------------------
+def _observation_space(p: HighwayParams) -> gym.Space:
+    kin = gym.spaces.Box(-1.0, 1.0, (p.obs_vehicles * len(KIN_FEATURES),), np.float32)
+    pix = gym.spaces.Box(0, 255, (p.frame_stack, p.image_size, p.image_size), np.uint8)
+    if p.observation == "kinematics":
+        return kin
+    if p.observation == "occupancy":
+        return gym.spaces.Box(-1.0, 1.0, (len(GRID_FEATURES) * GRID_CELLS * GRID_CELLS,), np.float32)
+    if p.observation == "pixels":
+        return pix
+    return gym.spaces.Dict({"kinematics": kin, "pixels": pix})
+
+
+def _action_space(p: HighwayParams) -> gym.Space:
+    if p.action == "discrete":
+        return gym.spaces.Discrete(len(ACTIONS))
+    return gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def _observe(core: HighwayCore) -> Any:
+    """Batched observations of controlled vehicle 0: (E, ...) arrays or a dict of them."""
+    p, E = core.p, core.num_envs
+    if p.observation == "kinematics":
+        return core.kinematics()[:, 0].reshape(E, -1).astype(np.float32)
+    if p.observation == "occupancy":
+        return core.occupancy()[:, 0].reshape(E, -1).astype(np.float32)
+    assert core.frames is not None
+    if p.observation == "pixels":
+        return core.frames.copy()
+    return {"kinematics": core.kinematics()[:, 0].reshape(E, -1).astype(np.float32), "pixels": core.frames.copy()}
+
+
+def _info(core: HighwayCore, terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-env info arrays of controlled vehicle 0."""
+    info = {name: value[:, 0] for name, value in core.metrics().items()}
+    info.update({name: value[:, 0] for name, value in terms.items()})
+    if core.p.action == "discrete":
+        info["action_mask"] = core.action_mask()[:, 0]
+    return info
+
+
+def _index(obs: Any, i: int) -> Any:
+    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
+
+
+class HighwayEnv(gym.Env):
+    """The single env: one row of the vectorised core."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.params = _fields_of(kwargs)
+        if self.params.controlled_vehicles != 1:
+            raise ValueError("Highway: the gym env drives one vehicle; for several learning vehicles use highway_parallel_env().")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"Highway: render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.render_mode = render_mode
+        self.observation_space = _observation_space(self.params)
+        self.action_space = _action_space(self.params)
+        self.core = HighwayCore(self.params, 1)
+        self._last_reward = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.core.reset_rows(np.array([0]), [self.np_random])
+        _, terms = self.core.rewards(None)
+        self._last_reward = 0.0
+        return _index(_observe(self.core), 0), _scalar_info(_info(self.core, terms))
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        actions = np.asarray(action)[None]  # (1, ...) a batch of one
+        self.core.step(actions)
+        reward, terms = self.core.rewards(actions)
+        self._last_reward = float(reward[0, 0])
+        info = _scalar_info(_info(self.core, terms))
+        return (_index(_observe(self.core), 0), self._last_reward, bool(self.core.terminated()[0, 0]),
+                bool(self.core.truncated()[0]), info)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return render_frame(self.core, 0, self._last_reward)
+
+
+def _scalar_info(info: dict[str, np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        row = v[0]
+        out[k] = row.copy() if isinstance(row, np.ndarray) else row.item()
+    return out
+
+
+class HighwayVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` highways stepped together in array operations; next-step (default) or same-step autoreset."""
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 5}
+
+    def __init__(self, num_envs: int, render_mode: str | None = None, autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+                 **kwargs: Any) -> None:
+        self.params = _fields_of(kwargs)
+        if self.params.controlled_vehicles != 1:
+            raise ValueError("Highway: the vector env drives one vehicle per row; use highway_parallel_env() for several.")
+        mode = AutoresetMode(autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"Highway: autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}.")
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_observation_space = _observation_space(self.params)
+        self.single_action_space = _action_space(self.params)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.core = HighwayCore(self.params, num_envs)
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._last_reward = np.zeros(num_envs)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        if seed is not None:
+            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+            # The same seeding as gym.Env.reset, so row i equals a single env reset with seed + i.
+            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+        self.core.reset_rows(np.arange(self.num_envs), self._rngs)
+        self._needs_reset[:] = False
+        self._last_reward[:] = 0.0
+        _, terms = self.core.rewards(None)
+        return _observe(self.core), _info(self.core, terms)
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = np.asarray(actions)
+        self.core.step(actions)
+        rewards, terms = self.core.rewards(actions)
+        rewards = rewards[:, 0]
+        terminated, truncated = self.core.terminated()[:, 0], self.core.truncated()
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            restarting = np.flatnonzero(self._needs_reset)  # these rows ignore their action
+            if restarting.size:
+                self.core.reset_rows(restarting, [self._rngs[i] for i in restarting])
+                rewards[restarting] = 0.0
+                terminated[restarting] = truncated[restarting] = False
+                _, terms = self.core.rewards(None)
+            self._needs_reset = terminated | truncated
+            obs, info = _observe(self.core), _info(self.core, terms)
+        else:
+            done = np.flatnonzero(terminated | truncated)
+            obs, info = _observe(self.core), _info(self.core, terms)
+            if done.size:
+                final_obs = np.empty(self.num_envs, dtype=object)
+                for i in done:
+                    final_obs[i] = _index(obs, i)
+                info = {**info, "final_obs": final_obs, "_final_obs": terminated | truncated,
+                        "final_info": dict(info), "_final_info": terminated | truncated}
+                self.core.reset_rows(done, [self._rngs[i] for i in done])
+                _, terms = self.core.rewards(None)
+                obs = _observe(self.core)
+                info.update(_info(self.core, terms))
+        self._last_reward = rewards
+        return obs, rewards, terminated, truncated, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(render_frame(self.core, i, float(self._last_reward[i])) for i in range(self.num_envs))
+
+
+# ---- rendering ----------------------------------------------------------------------------------------
+RENDER_SIZE = (720, 160)  # [px] width, height
+RENDER_SCALE = 6.0  # [px/m]
+COLOURS = {"road": (60, 60, 60), "grass": (70, 110, 60), "line": (230, 230, 230), "traffic": (60, 120, 220),
+           "ego": (60, 200, 90), "agent": (230, 200, 40), "crashed": (220, 50, 50), "text": (255, 255, 255)}
+
+
+def render_frame(core: HighwayCore, row: int, reward: float) -> np.ndarray:
+    """An RGB frame (H, W, 3) of env `row` centred on its first controlled vehicle, drawn with OpenCV."""
+    import cv2
+
+    p = core.p
+    W, H = RENDER_SIZE
+    img = np.empty((H, W, 3), dtype=np.uint8)
+    img[:] = COLOURS["grass"]
+    x0 = core.x[row, 0] - 0.3 * W / RENDER_SCALE  # [m] world x at the left edge
+    y0 = (p.lanes_count - 1) * p.lane_width / 2 - H / 2 / RENDER_SCALE  # [m] world y at the top edge
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int(round((x - x0) * RENDER_SCALE)), int(round((y - y0) * RENDER_SCALE))
+
+    top, bottom = px(0, -p.lane_width / 2)[1], px(0, (p.lanes_count - 0.5) * p.lane_width)[1]
+    cv2.rectangle(img, (0, top), (W - 1, bottom), COLOURS["road"], -1)
+    dash = 3.0  # [m]
+    for i in range(p.lanes_count + 1):
+        y = (i - 0.5) * p.lane_width
+        row_px = px(0, y)[1]
+        if i in (0, p.lanes_count):
+            cv2.line(img, (0, row_px), (W - 1, row_px), COLOURS["line"], 2)
+            continue
+        start = np.floor(x0 / (2 * dash)) * 2 * dash
+        for xs in np.arange(start, x0 + W / RENDER_SCALE, 2 * dash):
+            cv2.line(img, px(xs, y), px(xs + dash, y), COLOURS["line"], 1)
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * np.array([LENGTH / 2, WIDTH / 2])
+    for v in np.argsort(-np.arange(core.x.shape[1])):  # controlled vehicles drawn last, on top
+        c, s = np.cos(core.heading[row, v]), np.sin(core.heading[row, v])
+        world = corners @ np.array([[c, s], [-s, c]]) + np.array([core.x[row, v], core.y[row, v]])
+        poly = np.array([px(*pt) for pt in world], dtype=np.int32)
+        role = "crashed" if core.crashed[row, v] else "ego" if v == 0 else "agent" if core.controlled[v] else "traffic"
+        cv2.fillPoly(img, [poly], COLOURS[role], lineType=cv2.LINE_AA)
+        cv2.polylines(img, [poly], True, (20, 20, 20), 1, lineType=cv2.LINE_AA)
+    text = f"t {core.steps[row] / p.policy_frequency:4.0f} s   speed {core.speed[row, 0]:5.1f} m/s   reward {reward:5.2f}"
+    cv2.putText(img, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["text"], 1, cv2.LINE_AA)
+    return img
