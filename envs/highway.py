@@ -391,10 +391,9 @@ class HighwayCore:
         return table.reshape(E * (V + 1), 8)
 
     def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
-        """IDM acceleration [m/s^2] of vehicles `follower` (E, M) behind `leader` (E, M); 0 where no follower."""
-        E, V = self.x.shape
-        base = (np.arange(E) * (V + 1))[:, None]
-        f, ld = table[base + follower], table[base + leader]  # (E, M, 8)
+        """IDM acceleration [m/s^2] of followers behind leaders, both given as rows of `table` (flat ids,
+        any shape); 0 where there is no follower."""
+        f, ld = table[follower], table[leader]  # (..., 8)
         closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
         gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
         acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
@@ -436,20 +435,46 @@ class HighwayCore:
 
     def _abort_lane_changes(self, lane: np.ndarray) -> None:
         """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
-        ahead, closer than the IDM desired gap (highway-env's change_lane_policy)."""
-        V = self.x.shape[1]
-        changing = (lane != self.target_lane) & ~self.controlled
-        if not changing.any():
+        ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
+        that are changing lane are compared with the others: (C, V) arrays."""
+        e, i = np.nonzero((lane != self.target_lane) & ~self.controlled)  # (C,)
+        if e.size == 0:
             return
-        dx = self.x[:, None, :] - self.x[:, :, None]  # (E, i, j) x_j - x_i
-        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)
-        dv = ((vx[:, :, None] - vx[:, None, :]) * np.cos(self.heading)[:, :, None]
-              + (vy[:, :, None] - vy[:, None, :]) * np.sin(self.heading)[:, :, None])  # (E, i, j) [m/s]
-        d_star = DISTANCE_WANTED + self.speed[:, :, None] * TIME_WANTED + self.speed[:, :, None] * dv / (
-            2 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
-        rival = ((self.target_lane[:, None, :] == self.target_lane[:, :, None]) & (lane[:, None, :] != self.target_lane[:, :, None])
-                 & (dx > 0) & (dx < d_star) & ~np.eye(V, dtype=bool))
-        self.target_lane = np.where(changing & rival.any(axis=2), lane, self.target_lane)
+        x, v, h = self.x[e], self.speed[e], self.heading[e]  # (C, V) every vehicle of the changer's env
+        dx = x - self.x[e, i][:, None]  # [m] x_j - x_i
+        vi, hi = self.speed[e, i][:, None], self.heading[e, i][:, None]
+        dv = (vi * np.cos(hi) - v * np.cos(h)) * np.cos(hi) + (vi * np.sin(hi) - v * np.sin(h)) * np.sin(hi)  # [m/s]
+        d_star = DISTANCE_WANTED + vi * TIME_WANTED + vi * dv / (2 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+        target = self.target_lane[e, i][:, None]
+        rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
+        rival[np.arange(e.size), i] = False
+        abort = rival.any(axis=1)
+        self.target_lane[e[abort], i[abort]] = lane[e[abort], i[abort]]
+
+    def _mobil(self, table: np.ndarray, front: np.ndarray, rear: np.ndarray, lane: np.ndarray, due: np.ndarray) -> None:
+        """MOBIL lane-change decisions of the D traffic vehicles that are due, all IDM terms in one batch."""
+        p, V = self.p, self.x.shape[1]
+        e, i = np.nonzero(due)  # (D,)
+        if e.size == 0:
+            return
+        base = e * (V + 1)
+        me, cur = base + i, lane[e, i]
+        old_pre, old_fol = base + front[e, i, cur], base + rear[e, i, cur]
+        followers, leaders = [me, old_fol, old_fol], [old_pre, me, old_pre]
+        for side in (-1, 1):
+            c = np.clip(cur + side, 0, p.lanes_count - 1)
+            new_pre, new_fol = base + front[e, i, c], base + rear[e, i, c]
+            followers += [me, new_fol, new_fol]
+            leaders += [new_pre, new_pre, me]
+        acc = self._idm(table, np.stack(followers), np.stack(leaders))  # (9, D)
+        self_a, old_f_a, old_f_pred_a = acc[0], acc[1], acc[2]
+        for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
+            self_pred_a, new_f_a, new_f_pred_a = acc[3 + 3 * n], acc[4 + 3 * n], acc[5 + 3 * n]
+            gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, self.politeness[e, i])
+            cand = cur + side
+            ok = ((cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED)
+                  & (gain >= LANE_CHANGE_MIN_ACC_GAIN))
+            self.target_lane[e[ok], i[ok]] = cand[ok]
 
     def substep(self) -> None:
         """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions."""
@@ -457,36 +482,17 @@ class HighwayCore:
         E, V = self.x.shape
         lane = self.lane_of(self.y)
         front, rear = self.neighbours()
+        table = self._table()
         self._abort_lane_changes(lane)
         due = ~self.controlled & ~self.crashed & (lane == self.target_lane) & (self.timer > p.lane_change_delay)
         self.timer = np.where(due, 0.0, self.timer)
-        due &= np.abs(self.speed) >= 1.0
-
-        def on(neigh: np.ndarray, lanes: np.ndarray) -> np.ndarray:  # (E, V, L) at lanes (E, V) -> (E, V)
-            return np.take_along_axis(neigh, np.clip(lanes, 0, p.lanes_count - 1)[:, :, None], axis=2)[:, :, 0]
-
-        me = np.broadcast_to(np.arange(V), (E, V))
-        own_front, target_front = on(front, lane), on(front, self.target_lane)
-        pairs = [(me, own_front), (me, target_front)]
-        if due.any():  # MOBIL: every IDM acceleration it compares, for both sides, in one batched call
-            old_fol = on(rear, lane)
-            pairs += [(old_fol, me), (old_fol, own_front)]
-            for side in (-1, 1):
-                new_pre, new_fol = on(front, lane + side), on(rear, lane + side)
-                pairs += [(me, new_pre), (new_fol, new_pre), (new_fol, me)]
-        table = self._table()
-        accs = np.split(self._idm(table, np.concatenate([f for f, _ in pairs], 1), np.concatenate([ld for _, ld in pairs], 1)),
-                        len(pairs), axis=1)  # each (E, V)
-        if due.any():
-            self_a, old_f_a, old_f_pred_a = accs[0], accs[2], accs[3]
-            for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
-                self_pred_a, new_f_a, new_f_pred_a = accs[4 + 3 * n: 7 + 3 * n]
-                gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, self.politeness)
-                cand = lane + side
-                ok = (due & (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED)
-                      & (gain >= LANE_CHANGE_MIN_ACC_GAIN))
-                self.target_lane = np.where(ok, cand, self.target_lane)
-        acc = np.where(lane != self.target_lane, np.minimum(accs[0], accs[1]), accs[0])  # IDM on both lanes while changing
+        self._mobil(table, front, rear, lane, due & (np.abs(self.speed) >= 1.0))
+        rows, me = np.arange(E)[:, None], np.arange(V)[None, :]
+        base = rows * (V + 1)
+        own_front = front[rows, me, lane]  # (E, V)
+        leaders = np.stack([own_front, front[rows, me, self.target_lane]]) + base  # (2, E, V)
+        acc2 = self._idm(table, np.broadcast_to(base + me, leaders.shape), leaders)
+        acc = np.where(lane != self.target_lane, np.minimum(acc2[0], acc2[1]), acc2[0])  # IDM on both lanes while changing
         acc = np.clip(acc, -ACC_MAX, ACC_MAX)
         steering = self._steering()
         if p.action == "continuous":
@@ -497,8 +503,7 @@ class HighwayCore:
         # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
         acc = np.where(self.crashed, -self.speed, acc)
         steering = np.where(self.crashed, 0.0, steering)
-        acc = np.where(self.speed > MAX_SPEED, np.minimum(acc, MAX_SPEED - self.speed), acc)
-        acc = np.where(self.speed < -MAX_SPEED, np.maximum(acc, -MAX_SPEED - self.speed), acc)
+        acc = np.clip(acc, -MAX_SPEED - self.speed, MAX_SPEED - self.speed) if np.abs(self.speed).max() > MAX_SPEED else acc
         self._record_ttc(own_front[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
@@ -525,22 +530,23 @@ class HighwayCore:
         """Mark as crashed every pair whose footprints overlap, or whose order flipped while side by side.
 
         Footprints are the axis-aligned boxes around the rotated rectangles (exact at heading 0, a few cm
-        larger at lane-change headings). The second test catches a pass-through within one substep."""
-        V = self.x.shape[1]
+        larger at lane-change headings). The second test catches a pass-through within one substep.
+        Pairs are (E, A, V): A = V vehicles ("all"), or only the controlled ones ("controlled")."""
+        A = self.x.shape[1] if self.p.collision_scope == "all" else self.p.controlled_vehicles
         c, s = np.abs(np.cos(self.heading)), np.abs(np.sin(self.heading))
         half_x = (LENGTH * c + WIDTH * s) / 2  # (E, V) [m]
         half_y = (LENGTH * s + WIDTH * c) / 2
-        dx = self.x[:, None, :] - self.x[:, :, None]  # (E, V, V)
-        dy = np.abs(self.y[:, None, :] - self.y[:, :, None])
-        side_by_side = dy < half_y[:, None, :] + half_y[:, :, None]
-        overlap = side_by_side & (np.abs(dx) < half_x[:, None, :] + half_x[:, :, None])
-        dx_before = x_before[:, None, :] - x_before[:, :, None]
-        dy_before = np.abs(y_before[:, None, :] - y_before[:, :, None])
-        flipped = (np.sign(dx) * np.sign(dx_before) < 0) & (side_by_side | (dy_before < WIDTH))
-        hit = (overlap | flipped) & ~np.eye(V, dtype=bool)
-        if self.p.collision_scope == "controlled":
-            hit &= self.controlled[None, :, None] | self.controlled[None, None, :]
-        self.crashed |= hit.any(axis=2)
+        dx = self.x[:, None, :] - self.x[:, :A, None]  # (E, A, V)
+        dy = np.abs(self.y[:, None, :] - self.y[:, :A, None])
+        side_by_side = dy < half_y[:, None, :] + half_y[:, :A, None]
+        overlap = side_by_side & (np.abs(dx) < half_x[:, None, :] + half_x[:, :A, None])
+        flipped = dx * (x_before[:, None, :] - x_before[:, :A, None]) < 0
+        flipped &= side_by_side | (np.abs(y_before[:, None, :] - y_before[:, :A, None]) < WIDTH)
+        hit = overlap | flipped
+        hit[:, np.arange(A), np.arange(A)] = False
+        self.crashed[:, :A] |= hit.any(axis=2)
+        if A < self.x.shape[1]:
+            self.crashed |= hit.any(axis=1)
 
     def step(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
@@ -799,7 +805,8 @@ class HighwayVectorEnv(gym.vector.VectorEnv):
         self.params = _fields_of(kwargs)
         if self.params.controlled_vehicles != 1:
             raise ValueError("Highway: the vector env drives one vehicle per row; use highway_parallel_env() for several.")
-        mode = AutoresetMode(autoreset_mode)
+        names = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
+        mode = names.get(autoreset_mode, autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"Highway: autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}.")
         self.metadata = {**self.metadata, "autoreset_mode": mode}
