@@ -279,7 +279,7 @@ def test_no_vehicle_passes_through_another(seed: int) -> None:
     for _ in range(30):
         core.apply_meta_actions(rng.integers(5, size=(16, 1)))
         for _ in range(params.substeps):
-            x0, y0 = core.x.copy(), core.y.copy()
+            x0 = core.x.copy()
             core.substep()
             dx0 = x0[:, None, :] - x0[:, :, None]
             dx1 = core.x[:, None, :] - core.x[:, :, None]
