@@ -258,7 +258,8 @@ def idm_acceleration(
         return acc
     d_star = DISTANCE_WANTED + speed * TIME_WANTED + speed * closing_speed / (2.0 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
     interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
-    return acc - np.where(np.isnan(gap), 0.0, np.nan_to_num(interaction))
+    interaction[np.isnan(gap)] = 0.0  # no leader, no interaction
+    return acc - interaction
 
 
 def mobil_incentive(
@@ -302,6 +303,7 @@ class HighwayCore:
         if params.observation in ("pixels", "dict"):
             self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
         self._target_speeds = np.asarray(params.target_speeds, dtype=np.float64)
+        self._rows = np.arange(E)[:, None]  # (E, 1) for fancy indexing row by row
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -348,7 +350,7 @@ class HighwayCore:
 
     # ---- geometry helpers ---------------------------------------------------------------------------
     def lane_of(self, y: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(y / self.p.lane_width), 0, self.p.lanes_count - 1).astype(np.int64)
+        return np.minimum(np.maximum(np.rint(y / self.p.lane_width), 0), self.p.lanes_count - 1).astype(np.int64)
 
     def _speed_to_index(self, speed: np.ndarray) -> np.ndarray:
         ts = self._target_speeds
@@ -361,23 +363,25 @@ class HighwayCore:
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
         A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
         E, V, L = self.x.shape[0], self.x.shape[1], self.p.lanes_count
+        rows = self._rows  # (E, 1)
         centres = np.arange(L) * self.p.lane_width  # (L,)
         onlane = np.abs(self.y[:, :, None] - centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, V, L)
         order = np.argsort(self.x, axis=1, kind="stable")  # (E, V) vehicle at each sorted position
         rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.broadcast_to(np.arange(V), (E, V)), axis=1)  # (E, V) sorted position of each vehicle
-        on_sorted = np.take_along_axis(onlane, order[:, :, None], axis=1)  # (E, V, L)
+        rank[rows, order] = np.arange(V)  # (E, V) sorted position of each vehicle
+        on_sorted = onlane[rows, order]  # (E, V, L)
         pos = np.arange(V)[None, :, None]
         after = np.minimum.accumulate(np.where(on_sorted, pos, V)[:, ::-1], axis=1)[:, ::-1]  # first on-lane position >= k
         before = np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=1)  # last on-lane position <= k
-        nxt = np.concatenate([after[:, 1:], np.full((E, 1, L), V)], axis=1)  # first on-lane position > k
-        prv = np.concatenate([np.full((E, 1, L), -1), before[:, :-1]], axis=1)  # last on-lane position < k
-        order_ext = np.concatenate([order, np.full((E, 1), V)], axis=1)  # (E, V + 1); position V / -1 -> "none"
-        front_pos = np.take_along_axis(nxt, rank[:, :, None], axis=1)  # (E, V, L)
-        rear_pos = np.take_along_axis(prv, rank[:, :, None], axis=1)
-        rear_pos = np.where(rear_pos < 0, V, rear_pos)
-        front = np.take_along_axis(order_ext[:, :, None], front_pos, axis=1)
-        rear = np.take_along_axis(order_ext[:, :, None], rear_pos, axis=1)
+        before[before < 0] = V  # V marks "none"
+        nxt = np.empty((E, V + 1, L), dtype=np.int64)  # first on-lane position > k; row V: "none"
+        nxt[:, : V - 1], nxt[:, V - 1 :] = after[:, 1:], V
+        prv = np.empty((E, V + 1, L), dtype=np.int64)  # last on-lane position < k
+        prv[:, :1], prv[:, 1:V], prv[:, V] = V, before[:, :-1], V
+        order_ext = np.empty((E, V + 1), dtype=np.int64)
+        order_ext[:, :V], order_ext[:, V] = order, V  # position V -> "no vehicle"
+        front = order_ext[rows[:, :, None], nxt[rows, rank]]  # (E, V, L)
+        rear = order_ext[rows[:, :, None], prv[rows, rank]]
         return front, rear
 
     def _table(self) -> np.ndarray:
@@ -397,7 +401,8 @@ class HighwayCore:
         closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
         gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
         acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
-        return np.nan_to_num(acc, nan=0.0)
+        acc[np.isnan(acc)] = 0.0  # no follower
+        return acc
 
     # ---- step --------------------------------------------------------------------------------------
     def apply_meta_actions(self, actions: np.ndarray) -> None:
@@ -426,12 +431,12 @@ class HighwayCore:
         """Lateral position then heading controller towards each vehicle's target lane centre [rad]."""
         lateral = self.y - self.target_lane * self.p.lane_width  # [m] off the target lane centre
         speed = _not_zero(self.speed)
-        heading_cmd = np.arcsin(np.clip(-lateral / TAU_LATERAL / speed, -1, 1))
-        heading_ref = np.clip(heading_cmd, -np.pi / 4, np.pi / 4)  # straight road: lane heading 0
+        heading_cmd = np.arcsin(np.minimum(np.maximum(-lateral / TAU_LATERAL / speed, -1.0), 1.0))
+        heading_ref = np.minimum(np.maximum(heading_cmd, -np.pi / 4), np.pi / 4)  # straight road: lane heading 0
         wrapped = (heading_ref - self.heading + np.pi) % (2 * np.pi) - np.pi
         heading_rate = wrapped / TAU_HEADING  # [rad/s]
-        slip = np.arcsin(np.clip(LENGTH / 2 / speed * heading_rate, -1, 1))
-        return np.clip(np.arctan(2 * np.tan(slip)), -MAX_STEERING, MAX_STEERING)
+        slip = np.arcsin(np.minimum(np.maximum(LENGTH / 2 / speed * heading_rate, -1.0), 1.0))
+        return np.minimum(np.maximum(np.arctan(2 * np.tan(slip)), -MAX_STEERING), MAX_STEERING)
 
     def _abort_lane_changes(self, lane: np.ndarray) -> None:
         """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
@@ -493,17 +498,20 @@ class HighwayCore:
         leaders = np.stack([own_front, front[rows, me, self.target_lane]]) + base  # (2, E, V)
         acc2 = self._idm(table, np.broadcast_to(base + me, leaders.shape), leaders)
         acc = np.where(lane != self.target_lane, np.minimum(acc2[0], acc2[1]), acc2[0])  # IDM on both lanes while changing
-        acc = np.clip(acc, -ACC_MAX, ACC_MAX)
+        acc = np.minimum(np.maximum(acc, -ACC_MAX), ACC_MAX)
         steering = self._steering()
         if p.action == "continuous":
             acc[:, :K], steering[:, :K] = self.continuous[:, :, 0], self.continuous[:, :, 1]
         else:
             acc[:, :K] = (self.desired_speed[:, :K] - self.speed[:, :K]) / TAU_ACC  # speed controller
-        steering = np.clip(steering, -MAX_STEERING, MAX_STEERING)
         # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
-        acc = np.where(self.crashed, -self.speed, acc)
-        steering = np.where(self.crashed, 0.0, steering)
-        acc = np.clip(acc, -MAX_SPEED - self.speed, MAX_SPEED - self.speed) if np.abs(self.speed).max() > MAX_SPEED else acc
+        if p.action == "continuous":
+            steering = np.minimum(np.maximum(steering, -MAX_STEERING), MAX_STEERING)
+        if self.crashed.any():
+            acc = np.where(self.crashed, -self.speed, acc)
+            steering = np.where(self.crashed, 0.0, steering)
+        if np.abs(self.speed).max() > MAX_SPEED:
+            acc = np.clip(acc, -MAX_SPEED - self.speed, MAX_SPEED - self.speed)
         self._record_ttc(own_front[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y

@@ -289,3 +289,28 @@ def test_no_vehicle_passes_through_another(seed: int) -> None:
             e, i, j = np.nonzero(swapped | overlapping)
             assert core.crashed[e, i].all() and core.crashed[e, j].all()
     assert core.crashed.any()  # dense random traffic with a random ego does crash: the check was exercised
+
+
+def test_neighbour_search_matches_a_slow_loop() -> None:
+    """The sorted-scan neighbour search against the obvious double loop, on random scenes."""
+    params = HighwayParams(vehicles_count=15, lanes_count=4)
+    core = HighwayCore(params, 6)
+    rng = np.random.default_rng(0)
+    core.x = rng.uniform(0, 120, size=core.x.shape).round(0)  # rounded: ties in x happen
+    core.y = rng.uniform(-2, 14, size=core.y.shape)
+    front, rear = core.neighbours()
+    E, V = core.x.shape
+    for e in range(E):
+        for i in range(V):
+            for lane in range(4):
+                ahead, behind = (np.inf, V), (-np.inf, V)
+                for j in range(V):
+                    if j == i or abs(core.y[e, j] - 4.0 * lane) > 3.0:
+                        continue
+                    dx = core.x[e, j] - core.x[e, i]
+                    if dx > 0 or (dx == 0 and j > i):  # ties: the later vehicle in (stable) order is ahead
+                        ahead = min(ahead, (dx, j))
+                    else:
+                        behind = max(behind, (dx, j)) if behind[1] == V or dx > behind[0] or (dx == behind[0] and j > behind[1]) else behind
+                assert front[e, i, lane] == ahead[1], (e, i, lane)
+                assert rear[e, i, lane] == behind[1], (e, i, lane)
