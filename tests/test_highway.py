@@ -314,3 +314,32 @@ def test_neighbour_search_matches_a_slow_loop() -> None:
                         behind = max(behind, (dx, j)) if behind[1] == V or dx > behind[0] or (dx == behind[0] and j > behind[1]) else behind
                 assert front[e, i, lane] == ahead[1], (e, i, lane)
                 assert rear[e, i, lane] == behind[1], (e, i, lane)
+
+
+# ---- several learning vehicles (PettingZoo) -------------------------------------------------------------
+def test_parallel_env_passes_pettingzoo_api_and_seed_tests() -> None:
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    from rlsuite.envs.highway import highway_parallel_env
+
+    parallel_api_test(highway_parallel_env(), num_cycles=35)
+    parallel_seed_test(highway_parallel_env)
+
+
+def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own() -> None:
+    from rlsuite.envs.highway import highway_parallel_env
+
+    env = highway_parallel_env(controlled_vehicles=3)
+    env.reset(seed=0)
+    core = env.core
+    # Wreck a stopped car 6 m ahead of vehicle_1 only: it crashes on the first substep.
+    core.x[0, 3], core.y[0, 3], core.speed[0, 3], core.crashed[0, 3] = core.x[0, 1] + 6.0, core.y[0, 1], 0.0, True
+    _, rewards, terminations, truncations, infos = env.step({a: IDLE for a in env.agents})
+    assert terminations == {"vehicle_0": False, "vehicle_1": True, "vehicle_2": False}
+    assert infos["vehicle_1"]["crashed"] and not infos["vehicle_0"]["crashed"]
+    for agent, info in infos.items():  # each reward is the single env's formula on that vehicle's own terms
+        raw = -info["collision_reward"] + 0.1 * info["right_lane_reward"] + 0.4 * info["high_speed_reward"]
+        assert rewards[agent] == pytest.approx((raw + 1) / 1.5 * info["on_road_reward"])
+    assert env.agents == ["vehicle_0", "vehicle_2"]
+    _, rewards, *_ = env.step({a: FASTER for a in env.agents})
+    assert set(rewards) == {"vehicle_0", "vehicle_2"}
