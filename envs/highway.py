@@ -163,6 +163,12 @@ class HighwayParams:
     """IDM acceleration exponent of each traffic vehicle, drawn uniformly."""
     lane_change_delay: float = 1.0
     """Traffic vehicles consider a lane change at most this often [s]."""
+    merge_ramp: bool = False
+    """Add an on-ramp right of the rightmost lane that ends at `ramp_end`; its vehicles must merge."""
+    ramp_end: float = 400.0
+    """Where the ramp ends [m]: its end acts as a wall."""
+    ramp_vehicles: int = 3
+    """How many of the traffic vehicles start on the ramp (with merge_ramp)."""
     collision_scope: str = "all"
     """'all': every pair of vehicles can collide; 'controlled': only pairs with a controlled vehicle (highway-fast-v0)."""
     collision_reward: float = -1.0
@@ -216,12 +222,19 @@ class HighwayParams:
             fail(f"obs_vehicles must be 1 or more, got {self.obs_vehicles}.")
         if self.frame_stack not in (1, 3, 4):
             fail(f"frame_stack must be 1, 3 or 4 (read as image channels), got {self.frame_stack}.")
+        if self.merge_ramp and not 0 <= self.ramp_vehicles <= self.vehicles_count:
+            fail(f"ramp_vehicles must be in 0..vehicles_count ({self.vehicles_count}), got {self.ramp_vehicles}.")
         if self.image_size < 36:
             fail(f"image_size must be 36 or more (the smallest image NatureCNN reads), got {self.image_size}.")
 
     @property
     def num_vehicles(self) -> int:
         return self.controlled_vehicles + self.vehicles_count
+
+    @property
+    def all_lanes(self) -> int:
+        """Lanes including the ramp (the ramp is lane `lanes_count`)."""
+        return self.lanes_count + int(self.merge_ramp)
 
     @property
     def substeps(self) -> int:
@@ -328,6 +341,10 @@ class HighwayCore:
             speed[is_ctrl] = p.ego_speed
             offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
             x = 3.0 * offset[0] + np.cumsum(offset * jitter)  # [m] each one ahead of the previous
+            if p.merge_ramp and p.ramp_vehicles:  # the last traffic vehicles wait on the ramp, 30 m apart or more
+                n = p.ramp_vehicles
+                ramp_x = p.ramp_end - 60.0 - np.cumsum(30.0 + rng.uniform(0.0, 40.0, size=n))  # [m]
+                x[-n:], lane[-n:] = ramp_x, L
             self.x[row] = x[to_index]
             self.y[row] = lane[to_index] * p.lane_width
             self.target_lane[row] = lane[to_index]
@@ -351,7 +368,7 @@ class HighwayCore:
 
     # ---- geometry helpers ---------------------------------------------------------------------------
     def lane_of(self, y: np.ndarray) -> np.ndarray:
-        return np.minimum(np.maximum(np.rint(y / self.p.lane_width), 0), self.p.lanes_count - 1).astype(np.int64)
+        return np.minimum(np.maximum(np.rint(y / self.p.lane_width), 0), self.p.all_lanes - 1).astype(np.int64)
 
     def _speed_to_index(self, speed: np.ndarray) -> np.ndarray:
         ts = self._target_speeds
@@ -363,7 +380,7 @@ class HighwayCore:
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
         A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
-        E, V, L = self.x.shape[0], self.x.shape[1], self.p.lanes_count
+        E, V, L = self.x.shape[0], self.x.shape[1], self.p.all_lanes
         rows = self._rows  # (E, 1)
         centres = np.arange(L) * self.p.lane_width  # (L,)
         onlane = np.abs(self.y[:, :, None] - centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, V, L)
@@ -415,7 +432,9 @@ class HighwayCore:
         self.speed_index = np.clip(self.speed_index, 0, self._target_speeds.size - 1)
         self.desired_speed[:, :K] = self._target_speeds[self.speed_index]
         shift = np.where(actions == LANE_LEFT, -1, np.where(actions == LANE_RIGHT, 1, 0))
-        self.target_lane[:, :K] = np.clip(self.target_lane[:, :K] + shift, 0, L - 1)
+        target = self.target_lane[:, :K]
+        highest = np.where(target >= L, L, L - 1)  # the ramp can be left, never entered
+        self.target_lane[:, :K] = np.clip(target + shift, 0, highest)
 
     def set_continuous(self, actions: np.ndarray) -> None:
         a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)  # (E, K, 2)
@@ -468,7 +487,7 @@ class HighwayCore:
         old_pre, old_fol = base + front[e, i, cur], base + rear[e, i, cur]
         followers, leaders = [me, old_fol, old_fol], [old_pre, me, old_pre]
         for side in (-1, 1):
-            c = np.clip(cur + side, 0, p.lanes_count - 1)
+            c = np.clip(cur + side, 0, p.all_lanes - 1)
             new_pre, new_fol = base + front[e, i, c], base + rear[e, i, c]
             followers += [me, new_fol, new_fol]
             leaders += [new_pre, new_pre, me]
@@ -478,8 +497,11 @@ class HighwayCore:
             self_pred_a, new_f_a, new_f_pred_a = acc[3 + 3 * n], acc[4 + 3 * n], acc[5 + 3 * n]
             gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, self.politeness[e, i])
             cand = cur + side
-            ok = ((cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED)
-                  & (gain >= LANE_CHANGE_MIN_ACC_GAIN))
+            # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only
+            # safety counts there: no hard braking for me or for my new follower (highway-env's route rule).
+            on_ramp = cur >= p.lanes_count
+            worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, gain >= LANE_CHANGE_MIN_ACC_GAIN)
+            ok = (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED) & worth
             self.target_lane[e[ok], i[ok]] = cand[ok]
 
     def substep(self) -> None:
@@ -499,6 +521,11 @@ class HighwayCore:
         leaders = np.stack([own_front, front[rows, me, self.target_lane]]) + base  # (2, E, V)
         acc2 = self._idm(table, np.broadcast_to(base + me, leaders.shape), leaders)
         acc = np.where(lane != self.target_lane, np.minimum(acc2[0], acc2[1]), acc2[0])  # IDM on both lanes while changing
+        if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
+            on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
+            wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
+                                    p.ramp_end + LENGTH / 2 - self.x, self.speed)
+            acc = np.where(on_ramp, np.minimum(acc, wall), acc)
         acc = np.minimum(np.maximum(acc, -ACC_MAX), ACC_MAX)
         steering = self._steering()
         if p.action == "continuous":
@@ -556,6 +583,9 @@ class HighwayCore:
         self.crashed[:, :A] |= hit.any(axis=2)
         if A < self.x.shape[1]:
             self.crashed |= hit.any(axis=1)
+        if self.p.merge_ramp:  # driving into the ramp's end
+            ramp_side = self.y + half_y > (self.p.lanes_count - 0.5) * self.p.lane_width
+            self.crashed |= ramp_side & (self.x + half_x > self.p.ramp_end) & (x_before + half_x <= self.p.ramp_end)
 
     def step(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
@@ -577,9 +607,14 @@ class HighwayCore:
 
     # ---- outputs -----------------------------------------------------------------------------------
     def on_road(self) -> np.ndarray:
-        p, K = self.p, self.p.controlled_vehicles
-        y, x = self.y[:, :K], self.x[:, :K]
-        return (y >= -p.lane_width / 2) & (y <= (p.lanes_count - 0.5) * p.lane_width) & (x >= 0) & (x <= p.road_length)
+        K = self.p.controlled_vehicles
+        return self.road_at(self.x[:, :K], self.y[:, :K])
+
+    def road_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Whether world points (x, y) [m] are on the road (main lanes, or the ramp before its end)."""
+        p = self.p
+        edge = np.where(p.merge_ramp & (x <= p.ramp_end), p.all_lanes - 0.5, p.lanes_count - 0.5) * p.lane_width
+        return (y >= -p.lane_width / 2) & (y <= edge) & (x >= 0) & (x <= p.road_length)
 
     def rewards(self, actions: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(E, K) rewards and their terms."""
@@ -589,7 +624,7 @@ class HighwayCore:
         lo, hi = p.reward_speed_range
         terms = {
             "collision_reward": self.crashed[:, :K].astype(np.float64),
-            "right_lane_reward": lane / max(p.lanes_count - 1, 1),
+            "right_lane_reward": np.minimum(lane, p.lanes_count - 1) / max(p.lanes_count - 1, 1),
             "high_speed_reward": np.clip((forward - lo) / (hi - lo), 0.0, 1.0),
             "on_road_reward": self.on_road().astype(np.float64),
         }
@@ -668,13 +703,13 @@ class HighwayCore:
 
     def occupancy(self) -> np.ndarray:
         """(E, K, 4, 11, 11) occupancy grid around each controlled vehicle, road-aligned."""
-        p, K = self.p, self.p.controlled_vehicles
+        K = self.p.controlled_vehicles
         E, V = self.x.shape
         grid = np.zeros((E, K, len(GRID_FEATURES), GRID_CELLS, GRID_CELLS))
         centres = (np.arange(GRID_CELLS) + 0.5) * GRID_STEP - GRID_HALF  # [m] cell centres relative to the ego
         y_cells = self.y[:, :K, None] + centres  # (E, K, C) absolute lateral position of each cell row
-        on_road = (y_cells >= -p.lane_width / 2) & (y_cells <= (p.lanes_count - 0.5) * p.lane_width)
-        grid[:, :, 3] = on_road[:, :, :, None]
+        x_cells = self.x[:, :K, None] + centres  # (E, K, C)
+        grid[:, :, 3] = self.road_at(x_cells[:, :, None, :], y_cells[:, :, :, None])  # (E, K, rows, cols)
         dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
         dy = self.y[:, None, :] - self.y[:, :K, None]
         col = np.floor((dx + GRID_HALF) / GRID_STEP).astype(np.int64)
@@ -702,12 +737,12 @@ class HighwayCore:
         in_cols = np.abs(wx[:, None, :] - self.x[:, :, None]) <= LENGTH / 2  # (E, V, S)
         level = np.where(np.arange(self.x.shape[1]) == 0, PIX_EGO, PIX_TRAFFIC)  # (V,)
         cars = np.matmul(in_rows.astype(np.float32) * level.astype(np.float32), in_cols.astype(np.float32))  # (E, S, S)
-        road = (wy >= -p.lane_width / 2) & (wy <= (p.lanes_count - 0.5) * p.lane_width)  # (E, S)
-        lines = np.zeros_like(road)
+        road = self.road_at(wx[:, None, :], wy[:, :, None])  # (E, S, S)
+        lines = np.zeros(wy.shape, dtype=bool)  # (E, S)
         half_px = 0.5 / scale
         for boundary in (np.arange(p.lanes_count + 1) - 0.5) * p.lane_width:
             lines |= np.abs(wy - boundary) <= half_px
-        background = np.where(lines, PIX_LINE, np.where(road, PIX_ROAD, 0)).astype(np.float32)[:, :, None]
+        background = np.where(lines[:, :, None] & road, PIX_LINE, np.where(road, PIX_ROAD, 0)).astype(np.float32)
         img = np.where(cars > 0, np.minimum(cars, 255), background)
         return img.astype(np.uint8)
 
@@ -902,6 +937,9 @@ def render_frame(core: HighwayCore, row: int, reward: float) -> np.ndarray:
 
     top, bottom = px(0, -p.lane_width / 2)[1], px(0, (p.lanes_count - 0.5) * p.lane_width)[1]
     cv2.rectangle(img, (0, top), (W - 1, bottom), COLOURS["road"], -1)
+    if p.merge_ramp:
+        ramp_bottom = px(0, (p.all_lanes - 0.5) * p.lane_width)[1]
+        cv2.rectangle(img, (0, bottom), (px(p.ramp_end, 0)[0], ramp_bottom), COLOURS["road"], -1)
     dash = 3.0  # [m]
     for i in range(p.lanes_count + 1):
         y = (i - 0.5) * p.lane_width

@@ -16,6 +16,7 @@ from rlsuite.envs.highway import (
     IDLE,
     LANE_LEFT,
     LANE_RIGHT,
+    LENGTH,
     SLOWER,
     HighwayCore,
     HighwayEnv,
@@ -343,3 +344,24 @@ def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own() -> None:
     assert env.agents == ["vehicle_0", "vehicle_2"]
     _, rewards, *_ = env.step({a: FASTER for a in env.agents})
     assert set(rewards) == {"vehicle_0", "vehicle_2"}
+
+
+# ---- merge ramp -----------------------------------------------------------------------------------------
+def test_merge_ramp_vehicles_merge_or_wait_and_never_drive_past_its_end() -> None:
+    env = gym.make("rlsuite/Merge-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    merged = 0
+    for seed in range(3):
+        env.reset(seed=seed)
+        core = env.unwrapped.core
+        ramp = core.p.lanes_count
+        assert (core.target_lane[0, -3:] == ramp).all()  # the last three traffic vehicles start on the ramp
+        for _ in range(30):
+            _, _, terminated, truncated, info = env.step(IDLE)
+            on_ramp = core.lane_of(core.y[0]) == ramp
+            assert not (on_ramp & (core.x[0] + LENGTH / 2 > core.p.ramp_end) & ~core.crashed[0]).any()
+            assert not info["action_mask"][LANE_RIGHT] or core.lane_of(core.y[0, :1])[0] < ramp - 1  # never into the ramp
+            if terminated or truncated:
+                break
+        merged += int((core.lane_of(core.y[0, -3:]) < ramp).sum())
+    assert merged >= 3  # MOBIL's mandatory merge does happen
