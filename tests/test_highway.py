@@ -365,3 +365,38 @@ def test_merge_ramp_vehicles_merge_or_wait_and_never_drive_past_its_end() -> Non
                 break
         merged += int((core.lane_of(core.y[0, -3:]) < ramp).sum())
     assert merged >= 3  # MOBIL's mandatory merge does happen
+
+
+# ---- learning -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ppo_beats_the_idm_baseline_within_its_preset_budget(tmp_path) -> None:
+    """PPO with the kinematics observation and the preset's budget (agents/presets/ppo.yaml) against the
+    IDM-only ego: a higher mean return, or a crash rate under 10% at a higher mean speed."""
+    import torch
+
+    from rlsuite.agents.registry import load_policy, make_baseline
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import settings_to_dict
+    from rlsuite.envs import make_env, reference_score
+    from rlsuite.evaluation.harness import evaluate_policy
+    from rlsuite.train import prepare_settings, run_training
+
+    torch.set_num_threads(1)
+    settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": 0, "tensorboard": False})
+    run = RunFolder.create(tmp_path, agent="ppo", env_id=ENV_ID, seed=0, settings=settings_to_dict(settings),
+                           command="test", device="cpu")
+    run_training("ppo", settings, run, show_progress=False)
+
+    def measure(policy) -> tuple[float, float, float]:
+        episodes = evaluate_policy(policy, ENV_ID, episodes=50, n_envs=25)
+        returns = [e.episode_return for e in episodes]
+        crashes = [e.metrics["crashed"] for e in episodes]
+        speeds = [e.metrics["distance"] / e.length for e in episodes]  # [m/s] mean over the episode (1 s steps)
+        return float(np.mean(returns)), float(np.mean(crashes)), float(np.mean(speeds))
+
+    ppo_return, ppo_crash, ppo_speed = measure(load_policy(run.path, "best").policy)
+    idm_return, _, idm_speed = measure(make_baseline("highway-idm", make_env(ENV_ID)))
+    assert idm_return == pytest.approx(reference_score(ENV_ID).reference, abs=1.0)  # the table holds IDM's score
+    assert ppo_return > idm_return or (ppo_crash < 0.1 and ppo_speed > idm_speed), (
+        f"PPO: return {ppo_return:.2f}, crash rate {ppo_crash:.2f}, speed {ppo_speed:.2f}; "
+        f"IDM: return {idm_return:.2f}, speed {idm_speed:.2f}")
