@@ -52,6 +52,10 @@ AGENTS: dict[str, AgentSpec] = {
         # --- Stable-Baselines3 (issue 5) ---
 
         # --- driving baselines (issue 6) ---
+        AgentSpec("highway-idm", "Highway ego that keeps its lane, speed set by IDM (the reference score)", None,
+                  controller="rlsuite.envs.highway:IDMController", env_prefixes=("rlsuite/Highway", "rlsuite/Merge")),
+        AgentSpec("highway-mobil", "Highway ego with IDM speed and MOBIL lane changes with a keep-right bias", None,
+                  controller="rlsuite.envs.highway:MOBILController", env_prefixes=("rlsuite/Highway", "rlsuite/Merge")),
 
         # --- traffic controllers (issue 7) ---
 

@@ -15,6 +15,15 @@ register(id="rlsuite/MemoryCue-v0", entry_point="rlsuite.envs.memory:MemoryCueEn
          vector_entry_point="rlsuite.envs.memory:MemoryCueVectorEnv")
 
 # --- driving (issue 6) ---
+for _id, _kwargs in (
+    ("rlsuite/Highway-v0", {}),
+    ("rlsuite/Highway-Continuous-v0", {"action": "continuous"}),
+    ("rlsuite/Highway-Pixels-v0", {"observation": "pixels"}),
+    ("rlsuite/Highway-Dense-v0", {"lanes_count": 4, "vehicles_count": 50}),
+    ("rlsuite/Merge-v0", {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 12, "ramp_vehicles": 3}),
+):
+    register(id=_id, entry_point="rlsuite.envs.highway:HighwayEnv", vector_entry_point="rlsuite.envs.highway:HighwayVectorEnv",
+             kwargs=_kwargs)
 
 # --- traffic (issue 7) ---
 

@@ -106,6 +106,7 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "rlsuite/MemoryCue-v0": ReferenceScore(random=0.25, reference=1.0, source="chance with 4 cues; always right"),
 
     # --- driving (issue 6) ---
+    "rlsuite/Highway-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
 
     # --- traffic (issue 7) ---
 

@@ -1,0 +1,1170 @@
+"""Highway: an ego vehicle among IDM/MOBIL traffic on a straight multi-lane road, natively vectorised.
+
+## Description
+The decision-making task of highway-env (Leurent 2018), rebuilt around one NumPy core whose state arrays
+are shaped `(num_envs, num_vehicles)`: car following (IDM), lane changes (MOBIL), the neighbour search
+(one sort per substep), the lateral controllers, the kinematic bicycle model and all-pairs collision
+checks are array operations, with no Python loop over vehicles or envs in `step`. The single env is the
+same core with one row.
+
+Traffic vehicles follow the Intelligent Driver Model (Treiber et al. 2000) towards their own desired
+speed and exponent, and change lane with MOBIL (Kesting et al. 2007) with their own politeness, at most
+once per `lane_change_delay`. The ego (vehicle 0) is driven by the agent. Units are SI: metres, seconds,
+m/s, m/s^2, radians. Lane 0 is the leftmost lane, lane `lanes_count - 1` the rightmost; `y` grows to the
+right, lane `l` is centred on `y = l * lane_width`.
+
+Settings match highway-env's `highway-fast-v0` by default: 3 lanes, 20 traffic vehicles, simulation at
+5 Hz, decisions at 1 Hz, 30 s episodes, the same spawn rule, the same IDM/MOBIL constants, the same
+target-speed semantics and the same reward. Unlike `highway-fast-v0`, collisions are checked between all
+vehicles (`collision_scope="all"`), so no vehicle can pass through another.
+
+## Action space
+- `action="discrete"` (default): `Discrete(5)` meta-actions as in highway-env: 0 LANE_LEFT, 1 IDLE,
+  2 LANE_RIGHT, 3 FASTER, 4 SLOWER. FASTER/SLOWER pick the target speed one step above/below the one
+  closest to the current speed in `target_speeds` (default 20, 25, 30 m/s); a speed controller
+  (time constant 0.6 s) and a lateral position/heading controller track the target speed and lane.
+  `info["action_mask"]` marks impossible actions (no lane beyond the road edge, no speed beyond the ends).
+- `action="continuous"`: `Box(-1, 1, (2,))`: acceleration (times 5 m/s^2) and front-wheel steering angle
+  (times pi/4 rad) of the kinematic bicycle model.
+
+## Observation space
+Chosen with `observation=`:
+
+| kind | space | content |
+| --- | --- | --- |
+| `kinematics` (default) | `Box(-1, 1, (obs_vehicles * 6,), float32)` | rows of (presence, x, y, vx, vy, heading), flattened: the ego, then the `obs_vehicles - 1` nearest vehicles by distance (ahead only unless `see_behind`); empty rows are 0 |
+| `occupancy` | `Box(-1, 1, (4 * 11 * 11,), float32)` | grid around the ego (cells of 5 m over +-27.5 m), features (presence, vx, vy, on_road), flattened feature-major |
+| `pixels` | `Box(0, 255, (frame_stack, image_size, image_size), uint8)` | top-down grayscale image around the ego (road 80, lane lines 140, traffic 190, ego 255), `frame_stack` latest frames |
+| `dict` | `Dict(kinematics=..., pixels=...)` | both of the above |
+
+Kinematics normalisation (then clipped to [-1, 1]): x over +-200 m (5 x 40 m/s), y over
++-lanes_count x lane_width, vx and vy over +-80 m/s, heading over +-pi. With `absolute=False` (default)
+the ego row holds x = 0, its lateral position y, its velocity and heading, and the other rows hold
+positions and velocities relative to the ego; with `absolute=True` every row holds absolute values, x
+measured from the start of the road over +-road_length.
+
+## Rewards
+As in highway-env: `collision_reward * crashed + right_lane_reward * lane / (lanes_count - 1) +
+high_speed_reward * clip((forward_speed - 20) / (30 - 20), 0, 1) + lane_change_reward * [lane change
+action]`, mapped linearly from [collision_reward, high_speed_reward + right_lane_reward] to [0, 1] when
+`normalize_reward`, then multiplied by `on_road`. Each term is in `info` (`collision_reward`,
+`right_lane_reward`, `high_speed_reward`, `on_road_reward`), with metrics: `crashed`, `speed` (m/s),
+`distance` (m travelled since reset), `lane_changes` (since reset), `min_ttc` (smallest time-to-collision
+with the vehicle ahead in the ego's lane over the step's substeps, s; inf when not closing in).
+
+## Starting state
+Vehicles are placed as highway-env places them: the ego first, on a random lane (or `initial_lane`) at
+25 m/s, then each traffic vehicle on a random lane ahead of the last one, `spacing * (12 + speed) *
+exp(-5/40 * lanes_count) * U(0.9, 1.1)` metres further, at a speed drawn in [0.7, 0.8] x speed_limit that
+is also its desired speed; IDM exponent in [3.5, 4.5], politeness in `politeness_range`, lane-change
+timer phase in [0, 1) s. Every draw comes from the env's seeded generator.
+
+## Episode end
+Terminates when the ego crashes (or leaves the road with `offroad_terminal`); truncates after `duration`
+seconds (30 decisions by default).
+
+## Arguments
+`gym.make("rlsuite/Highway-v0", **fields of HighwayParams)`, e.g. `lanes_count=4, vehicles_count=50,
+observation="pixels"`. `gym.make_vec("rlsuite/Highway-v0", num_envs=256, vectorization_mode=
+"vector_entry_point")` gives the batched core, row i equal to a single env reset with seed + i, with
+next-step autoreset (default; the step after an episode ends returns the reset observation, reward 0,
+and ignores its action) or same-step autoreset (`autoreset_mode="same_step"`: the reset observation
+comes at once and the last one is in `info["final_obs"]`). `render_mode="rgb_array"` draws a frame with
+OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (continuous actions),
+`rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-Dense-v0` (4 lanes, 50 vehicles, as
+highway-v0).
+
+## Version history
+- v0: first version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+from pettingzoo import ParallelEnv
+
+# Vehicle and controller constants of highway-env (vehicle/kinematics.py, controller.py, behavior.py).
+LENGTH = 5.0  # [m]
+WIDTH = 2.0  # [m]
+MAX_SPEED = 40.0  # [m/s]
+TAU_ACC = 0.6  # [s] speed controller time constant
+TAU_HEADING = 0.2  # [s]
+TAU_LATERAL = 0.6  # [s]
+MAX_STEERING = np.pi / 3  # [rad]
+LANE_MARGIN = 1.0  # [m] a vehicle within lane_width / 2 + margin of a lane centre counts as on that lane
+# IDM (behavior.py). The gap is measured centre to centre, hence the car length inside DISTANCE_WANTED.
+ACC_MAX = 6.0  # [m/s^2]
+COMFORT_ACC_MAX = 3.0  # [m/s^2]
+COMFORT_ACC_MIN = -5.0  # [m/s^2]
+DISTANCE_WANTED = 5.0 + LENGTH  # [m]
+TIME_WANTED = 1.5  # [s]
+# MOBIL
+LANE_CHANGE_MIN_ACC_GAIN = 0.2  # [m/s^2]
+LANE_CHANGE_MAX_BRAKING_IMPOSED = 2.0  # [m/s^2]
+# Continuous actions (highway-env ContinuousAction defaults)
+ACCELERATION_RANGE = 5.0  # [m/s^2]
+STEERING_RANGE = np.pi / 4  # [rad]
+
+ACTIONS = ("LANE_LEFT", "IDLE", "LANE_RIGHT", "FASTER", "SLOWER")
+LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = range(5)
+OBSERVATIONS = ("kinematics", "occupancy", "pixels", "dict")
+ACTION_KINDS = ("discrete", "continuous")
+KIN_FEATURES = ("presence", "x", "y", "vx", "vy", "heading")
+GRID_FEATURES = ("presence", "vx", "vy", "on_road")
+GRID_HALF, GRID_STEP = 27.5, 5.0  # [m]
+GRID_CELLS = int(round(2 * GRID_HALF / GRID_STEP))
+PERCEPTION_DISTANCE = 5.0 * MAX_SPEED  # [m]
+# Grayscale levels of the pixel observation.
+PIX_ROAD, PIX_LINE, PIX_TRAFFIC, PIX_EGO = 80, 140, 190, 255
+
+
+@dataclass(frozen=True)
+class HighwayParams:
+    """Everything that defines a Highway env; every field can be passed to gym.make."""
+
+    lanes_count: int = 3
+    """Number of lanes."""
+    vehicles_count: int = 20
+    """Number of traffic vehicles (besides the controlled ones)."""
+    controlled_vehicles: int = 1
+    """Vehicles driven by actions (more than 1 only in the PettingZoo env)."""
+    duration: float = 30.0
+    """Episode length [s]."""
+    simulation_frequency: int = 5
+    """Physics substeps per second [Hz]."""
+    policy_frequency: int = 1
+    """Decisions per second [Hz]; must divide simulation_frequency."""
+    lane_width: float = 4.0
+    """[m]"""
+    road_length: float = 10_000.0
+    """Length of the road [m]; beyond it a vehicle is off the road."""
+    speed_limit: float = 30.0
+    """Caps every IDM desired speed [m/s]."""
+    vehicles_density: float = 1.0
+    """Traffic density: spacing between spawned traffic vehicles scales with 1 / density."""
+    ego_spacing: float = 1.5
+    """Spacing factor in front of each controlled vehicle at spawn."""
+    ego_speed: float = 25.0
+    """Initial speed of the controlled vehicles [m/s]."""
+    initial_lane: int | None = None
+    """Lane of the controlled vehicles at spawn; None draws one at random."""
+    target_speeds: tuple[float, ...] = (20.0, 25.0, 30.0)
+    """Speeds that FASTER/SLOWER step through [m/s], evenly spaced."""
+    politeness_range: tuple[float, float] = (0.0, 0.3)
+    """MOBIL politeness of each traffic vehicle, drawn uniformly."""
+    delta_range: tuple[float, float] = (3.5, 4.5)
+    """IDM acceleration exponent of each traffic vehicle, drawn uniformly."""
+    lane_change_delay: float = 1.0
+    """Traffic vehicles consider a lane change at most this often [s]."""
+    merge_ramp: bool = False
+    """Add an on-ramp right of the rightmost lane that ends at `ramp_end`; its vehicles must merge."""
+    ramp_end: float = 400.0
+    """Where the ramp ends [m]: its end acts as a wall."""
+    ramp_vehicles: int = 3
+    """How many of the traffic vehicles start on the ramp (with merge_ramp)."""
+    collision_scope: str = "all"
+    """'all': every pair of vehicles can collide; 'controlled': only pairs with a controlled vehicle (highway-fast-v0)."""
+    collision_reward: float = -1.0
+    right_lane_reward: float = 0.1
+    high_speed_reward: float = 0.4
+    lane_change_reward: float = 0.0
+    reward_speed_range: tuple[float, float] = (20.0, 30.0)
+    """Forward speeds mapped to 0..1 for high_speed_reward [m/s]."""
+    normalize_reward: bool = True
+    offroad_terminal: bool = False
+    action: str = "discrete"
+    """'discrete' meta-actions or 'continuous' (acceleration, steering)."""
+    observation: str = "kinematics"
+    """'kinematics', 'occupancy', 'pixels' or 'dict' (kinematics and pixels)."""
+    obs_vehicles: int = 5
+    """Rows of the kinematics observation, the ego included."""
+    absolute: bool = False
+    """Kinematics in absolute coordinates instead of relative to the ego."""
+    see_behind: bool = False
+    """Kinematics may list vehicles behind the ego."""
+    image_size: int = 84
+    """Side of the square pixel observation [px]."""
+    image_scale: float = 1.5
+    """Pixels per metre of the pixel observation."""
+    frame_stack: int = 4
+    """Latest frames stacked in the pixel observation (1, 3 or 4 so CNNs read them as channels)."""
+
+    def __post_init__(self) -> None:
+        def fail(msg: str) -> None:
+            raise ValueError(f"Highway: {msg}")
+
+        if self.lanes_count < 1:
+            fail(f"lanes_count must be 1 or more, got {self.lanes_count}.")
+        if self.vehicles_count < 0 or self.controlled_vehicles < 1:
+            fail("vehicles_count must be 0 or more and controlled_vehicles 1 or more.")
+        if self.simulation_frequency < 1 or self.policy_frequency < 1 or self.simulation_frequency % self.policy_frequency:
+            fail(f"policy_frequency ({self.policy_frequency}) must divide simulation_frequency ({self.simulation_frequency}).")
+        if self.duration <= 0 or self.lane_width <= 0 or self.vehicles_density <= 0:
+            fail("duration, lane_width and vehicles_density must be positive.")
+        if self.initial_lane is not None and not 0 <= self.initial_lane < self.lanes_count:
+            fail(f"initial_lane must be None or in 0..{self.lanes_count - 1}, got {self.initial_lane}.")
+        if len(self.target_speeds) < 2 or any(b <= a for a, b in zip(self.target_speeds, self.target_speeds[1:], strict=False)):
+            fail(f"target_speeds must hold 2 or more increasing speeds, got {self.target_speeds}.")
+        if self.collision_scope not in ("all", "controlled"):
+            fail(f"collision_scope must be 'all' or 'controlled', got {self.collision_scope!r}.")
+        if self.action not in ACTION_KINDS:
+            fail(f"action must be one of {', '.join(ACTION_KINDS)}, got {self.action!r}.")
+        if self.observation not in OBSERVATIONS:
+            fail(f"observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}.")
+        if self.obs_vehicles < 1:
+            fail(f"obs_vehicles must be 1 or more, got {self.obs_vehicles}.")
+        if self.frame_stack not in (1, 3, 4):
+            fail(f"frame_stack must be 1, 3 or 4 (read as image channels), got {self.frame_stack}.")
+        if self.merge_ramp and not 0 <= self.ramp_vehicles <= self.vehicles_count:
+            fail(f"ramp_vehicles must be in 0..vehicles_count ({self.vehicles_count}), got {self.ramp_vehicles}.")
+        if self.image_size < 36:
+            fail(f"image_size must be 36 or more (the smallest image NatureCNN reads), got {self.image_size}.")
+
+    @property
+    def num_vehicles(self) -> int:
+        return self.controlled_vehicles + self.vehicles_count
+
+    @property
+    def all_lanes(self) -> int:
+        """Lanes including the ramp (the ramp is lane `lanes_count`)."""
+        return self.lanes_count + int(self.merge_ramp)
+
+    @property
+    def substeps(self) -> int:
+        return self.simulation_frequency // self.policy_frequency
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.simulation_frequency
+
+    @property
+    def max_steps(self) -> int:
+        return int(round(self.duration * self.policy_frequency))
+
+
+def _fields_of(kwargs: dict[str, Any]) -> HighwayParams:
+    names = {f.name for f in dataclasses.fields(HighwayParams)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise ValueError(f"Highway: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}.")
+    return HighwayParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
+    return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
+
+
+def idm_acceleration(
+    speed: np.ndarray, desired_speed: np.ndarray, delta: np.ndarray, gap: np.ndarray | None, closing_speed: np.ndarray | None
+) -> np.ndarray:
+    """IDM acceleration [m/s^2] of a follower at `speed` with a leader `gap` metres ahead (centre to centre)
+    approaching it at `closing_speed` (follower minus leader, along the follower's heading); gap None or
+    NaN entries mean no leader."""
+    acc = COMFORT_ACC_MAX * (1.0 - np.power(np.maximum(speed, 0.0) / np.abs(_not_zero(desired_speed)), delta))
+    if gap is None or closing_speed is None:
+        return acc
+    d_star = DISTANCE_WANTED + speed * TIME_WANTED + speed * closing_speed / (2.0 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+    interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
+    interaction[np.isnan(gap)] = 0.0  # no leader, no interaction
+    return acc - interaction
+
+
+def mobil_incentive(
+    self_pred_a: np.ndarray, self_a: np.ndarray, new_f_pred_a: np.ndarray, new_f_a: np.ndarray,
+    old_f_pred_a: np.ndarray, old_f_a: np.ndarray, politeness: np.ndarray,
+) -> np.ndarray:
+    """MOBIL's incentive [m/s^2]: my gain plus politeness times my new and old followers' gains."""
+    return self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
+
+
+COLLISION_WINDOW = 4  # vehicles ahead in x order that each vehicle is checked against (see HighwayCore._collide)
+
+
+def _pair_hits(x1: np.ndarray, y1: np.ndarray, xb1: np.ndarray, yb1: np.ndarray, hx1: np.ndarray, hy1: np.ndarray,
+               x2: np.ndarray, y2: np.ndarray, xb2: np.ndarray, yb2: np.ndarray, hx2: np.ndarray, hy2: np.ndarray) -> np.ndarray:
+    """Whether vehicles 1 and 2 (broadcast arrays: positions now and before [m], half extents [m]) collide:
+    footprints overlap, or they swapped x order while side by side."""
+    dx = x2 - x1
+    side_by_side = np.abs(y2 - y1) < hy1 + hy2
+    overlap = side_by_side & (np.abs(dx) < hx1 + hx2)
+    flipped = (dx * (xb2 - xb1) < 0) & (side_by_side | (np.abs(yb2 - yb1) < WIDTH))
+    return overlap | flipped
+
+
+class HighwayCore:
+    """The state of `num_envs` highways of `num_vehicles` vehicles each, and their dynamics.
+
+    Arrays are (E, V) with E envs and V vehicles; vehicles 0..K-1 are the controlled ones. Index V stands
+    for "no vehicle" in neighbour arrays.
+    """
+
+    def __init__(self, params: HighwayParams, num_envs: int) -> None:
+        self.p = params
+        E, V, K = num_envs, params.num_vehicles, params.controlled_vehicles
+        self.num_envs = E
+        self.x = np.zeros((E, V))  # [m] longitudinal
+        self.y = np.zeros((E, V))  # [m] lateral, lane l centred on l * lane_width
+        self.heading = np.zeros((E, V))  # [rad]
+        self.speed = np.zeros((E, V))  # [m/s]
+        self.target_lane = np.zeros((E, V), dtype=np.int64)
+        self.desired_speed = np.zeros((E, V))  # [m/s] IDM desired speed, or the controlled vehicles' target speed
+        self.delta = np.full((E, V), 4.0)
+        self.politeness = np.zeros((E, V))
+        self.timer = np.zeros((E, V))  # [s] since the last lane-change decision
+        self.crashed = np.zeros((E, V), dtype=bool)
+        self.controlled = np.zeros(V, dtype=bool)
+        self.controlled[:K] = True
+        self.speed_index = np.zeros((E, K), dtype=np.int64)
+        self.steps = np.zeros(E, dtype=np.int64)
+        self.x_start = np.zeros((E, K))
+        self.lane_changes = np.zeros((E, K), dtype=np.int64)
+        self.continuous = np.zeros((E, K, 2))  # (acceleration [m/s^2], steering [rad])
+        self.min_ttc = np.full((E, K), np.inf)
+        self.frames: np.ndarray | None = None
+        if params.observation in ("pixels", "dict"):
+            self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
+        self._target_speeds = np.asarray(params.target_speeds, dtype=np.float64)
+        self._rows = np.arange(E)[:, None]  # (E, 1) for fancy indexing row by row
+
+    # ---- reset -------------------------------------------------------------------------------------
+    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Spawn fresh traffic in `rows`, drawing from `rngs[i]` for row `rows[i]` (highway-env's rule)."""
+        p, K, V, L = self.p, self.p.controlled_vehicles, self.p.num_vehicles, self.p.lanes_count
+        others = [len(a) for a in np.array_split(np.arange(p.vehicles_count), K)]  # near_split
+        chain_controlled = np.cumsum([0] + [1 + n for n in others[:-1]])  # chain positions of controlled vehicles
+        is_ctrl = np.zeros(V, dtype=bool)
+        is_ctrl[chain_controlled] = True
+        to_index = np.concatenate([np.flatnonzero(is_ctrl), np.flatnonzero(~is_ctrl)])  # array slot -> chain position
+        density_spacing = np.where(is_ctrl, p.ego_spacing, 1.0 / p.vehicles_density)
+        for row, rng in zip(rows, rngs, strict=True):  # a handful of vector draws per resetting row
+            lane = rng.integers(L, size=V)
+            speed = rng.uniform(0.7, 0.8, size=V) * p.speed_limit  # [m/s]
+            jitter = rng.uniform(0.9, 1.1, size=V)
+            delta = rng.uniform(*p.delta_range, size=V)
+            politeness = rng.uniform(*p.politeness_range, size=V)
+            timer = rng.uniform(0.0, p.lane_change_delay, size=V)
+            if p.initial_lane is not None:
+                lane[is_ctrl] = p.initial_lane
+            speed[is_ctrl] = p.ego_speed
+            offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
+            x = 3.0 * offset[0] + np.cumsum(offset * jitter)  # [m] each one ahead of the previous
+            if p.merge_ramp and p.ramp_vehicles:  # the last traffic vehicles wait on the ramp, 30 m apart or more
+                n = p.ramp_vehicles
+                ramp_x = p.ramp_end - 60.0 - np.cumsum(30.0 + rng.uniform(0.0, 40.0, size=n))  # [m]
+                x[-n:], lane[-n:] = ramp_x, L
+            self.x[row] = x[to_index]
+            self.y[row] = lane[to_index] * p.lane_width
+            self.target_lane[row] = lane[to_index]
+            self.speed[row] = speed[to_index]
+            self.desired_speed[row] = speed[to_index]
+            self.delta[row] = np.where(self.controlled, 4.0, delta[to_index])
+            self.politeness[row] = politeness[to_index]
+            self.timer[row] = timer[to_index]
+        self.heading[rows] = 0.0
+        self.crashed[rows] = False
+        self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
+        self.desired_speed[rows, :K] = self._target_speeds[self.speed_index[rows]]
+        self.steps[rows] = 0
+        self.x_start[rows] = self.x[rows, :K]
+        self.lane_changes[rows] = 0
+        self.continuous[rows] = 0.0
+        self.min_ttc[rows] = np.inf
+        if self.frames is not None:
+            frame = self.pixels()[rows]  # (R, H, W)
+            self.frames[rows] = frame[:, None]
+
+    # ---- geometry helpers ---------------------------------------------------------------------------
+    def lane_of(self, y: np.ndarray) -> np.ndarray:
+        return np.minimum(np.maximum(np.rint(y / self.p.lane_width), 0), self.p.all_lanes - 1).astype(np.int64)
+
+    def _speed_to_index(self, speed: np.ndarray) -> np.ndarray:
+        ts = self._target_speeds
+        frac = (speed - ts[0]) / (ts[-1] - ts[0])
+        return np.clip(np.rint(frac * (ts.size - 1)), 0, ts.size - 1).astype(np.int64)
+
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(front, rear), each (E, V, L): the nearest vehicle ahead of / behind each vehicle on each lane.
+
+        One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
+        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
+        E, V, L = self.x.shape[0], self.x.shape[1], self.p.all_lanes
+        rows = self._rows  # (E, 1)
+        centres = np.arange(L) * self.p.lane_width  # (L,)
+        onlane = np.abs(self.y[:, :, None] - centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, V, L)
+        order = np.argsort(self.x, axis=1, kind="stable")  # (E, V) vehicle at each sorted position
+        rank = np.empty_like(order)
+        rank[rows, order] = np.arange(V)  # (E, V) sorted position of each vehicle
+        on_sorted = onlane[rows, order]  # (E, V, L)
+        pos = np.arange(V)[None, :, None]
+        after = np.minimum.accumulate(np.where(on_sorted, pos, V)[:, ::-1], axis=1)[:, ::-1]  # first on-lane position >= k
+        before = np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=1)  # last on-lane position <= k
+        before[before < 0] = V  # V marks "none"
+        nxt = np.empty((E, V + 1, L), dtype=np.int64)  # first on-lane position > k; row V: "none"
+        nxt[:, : V - 1], nxt[:, V - 1 :] = after[:, 1:], V
+        prv = np.empty((E, V + 1, L), dtype=np.int64)  # last on-lane position < k
+        prv[:, :1], prv[:, 1:V], prv[:, V] = V, before[:, :-1], V
+        order_ext = np.empty((E, V + 1), dtype=np.int64)
+        order_ext[:, :V], order_ext[:, V] = order, V  # position V -> "no vehicle"
+        front = order_ext[rows[:, :, None], nxt[rows, rank]]  # (E, V, L)
+        rear = order_ext[rows[:, :, None], prv[rows, rank]]
+        return front, rear
+
+    def _table(self) -> np.ndarray:
+        """(E * (V + 1), 8) per-vehicle columns for IDM, with a NaN row per env standing for "no vehicle"."""
+        E, V = self.x.shape
+        cos, sin = np.cos(self.heading), np.sin(self.heading)
+        cols = np.stack([self.x, self.speed, self.speed * cos, self.speed * sin, cos, sin,
+                         np.minimum(self.desired_speed, self.p.speed_limit), self.delta], axis=-1)  # (E, V, 8)
+        table = np.full((E, V + 1, 8), np.nan)
+        table[:, :V] = cols
+        return table.reshape(E * (V + 1), 8)
+
+    def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
+        """IDM acceleration [m/s^2] of followers behind leaders, both given as rows of `table` (flat ids,
+        any shape); 0 where there is no follower."""
+        f, ld = table[follower], table[leader]  # (..., 8)
+        closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
+        gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
+        acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
+        acc[np.isnan(acc)] = 0.0  # no follower
+        return acc
+
+    # ---- step --------------------------------------------------------------------------------------
+    def apply_meta_actions(self, actions: np.ndarray) -> None:
+        """Discrete meta-actions (E, K) set the controlled vehicles' target lane and target speed."""
+        K, L = self.p.controlled_vehicles, self.p.lanes_count
+        faster, slower = actions == FASTER, actions == SLOWER
+        current = self._speed_to_index(self.speed[:, :K])
+        self.speed_index = np.where(faster, current + 1, np.where(slower, current - 1, self.speed_index))
+        self.speed_index = np.clip(self.speed_index, 0, self._target_speeds.size - 1)
+        self.desired_speed[:, :K] = self._target_speeds[self.speed_index]
+        shift = np.where(actions == LANE_LEFT, -1, np.where(actions == LANE_RIGHT, 1, 0))
+        target = self.target_lane[:, :K]
+        highest = np.where(target >= L, L, L - 1)  # the ramp can be left, never entered
+        self.target_lane[:, :K] = np.clip(target + shift, 0, highest)
+
+    def set_continuous(self, actions: np.ndarray) -> None:
+        a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)  # (E, K, 2)
+        self.continuous = a * np.array([ACCELERATION_RANGE, STEERING_RANGE])
+
+    def action_mask(self) -> np.ndarray:
+        """(E, K, 5): which meta-actions change something (IDLE always)."""
+        K, L = self.p.controlled_vehicles, self.p.lanes_count
+        lane = self.lane_of(self.y[:, :K])
+        return np.stack([lane > 0, np.ones_like(lane, dtype=bool), lane < L - 1,
+                         self.speed_index < self._target_speeds.size - 1, self.speed_index > 0], axis=-1)
+
+    def _steering(self) -> np.ndarray:
+        """Lateral position then heading controller towards each vehicle's target lane centre [rad]."""
+        lateral = self.y - self.target_lane * self.p.lane_width  # [m] off the target lane centre
+        speed = _not_zero(self.speed)
+        heading_cmd = np.arcsin(np.minimum(np.maximum(-lateral / TAU_LATERAL / speed, -1.0), 1.0))
+        heading_ref = np.minimum(np.maximum(heading_cmd, -np.pi / 4), np.pi / 4)  # straight road: lane heading 0
+        wrapped = (heading_ref - self.heading + np.pi) % (2 * np.pi) - np.pi
+        heading_rate = wrapped / TAU_HEADING  # [rad/s]
+        slip = np.arcsin(np.minimum(np.maximum(LENGTH / 2 / speed * heading_rate, -1.0), 1.0))
+        return np.minimum(np.maximum(np.arctan(2 * np.tan(slip)), -MAX_STEERING), MAX_STEERING)
+
+    def _abort_lane_changes(self, lane: np.ndarray) -> None:
+        """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
+        ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
+        that are changing lane are compared with the others: (C, V) arrays."""
+        e, i = np.nonzero((lane != self.target_lane) & ~self.controlled)  # (C,)
+        if e.size == 0:
+            return
+        x, v, h = self.x[e], self.speed[e], self.heading[e]  # (C, V) every vehicle of the changer's env
+        dx = x - self.x[e, i][:, None]  # [m] x_j - x_i
+        vi, hi = self.speed[e, i][:, None], self.heading[e, i][:, None]
+        dv = (vi * np.cos(hi) - v * np.cos(h)) * np.cos(hi) + (vi * np.sin(hi) - v * np.sin(h)) * np.sin(hi)  # [m/s]
+        d_star = DISTANCE_WANTED + vi * TIME_WANTED + vi * dv / (2 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+        target = self.target_lane[e, i][:, None]
+        rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
+        rival[np.arange(e.size), i] = False
+        abort = rival.any(axis=1)
+        self.target_lane[e[abort], i[abort]] = lane[e[abort], i[abort]]
+
+    def _mobil(self, table: np.ndarray, front: np.ndarray, rear: np.ndarray, lane: np.ndarray, due: np.ndarray) -> None:
+        """MOBIL lane-change decisions of the D traffic vehicles that are due, all IDM terms in one batch."""
+        p, V = self.p, self.x.shape[1]
+        e, i = np.nonzero(due)  # (D,)
+        if e.size == 0:
+            return
+        base = e * (V + 1)
+        me, cur = base + i, lane[e, i]
+        old_pre, old_fol = base + front[e, i, cur], base + rear[e, i, cur]
+        followers, leaders = [me, old_fol, old_fol], [old_pre, me, old_pre]
+        for side in (-1, 1):
+            c = np.clip(cur + side, 0, p.all_lanes - 1)
+            new_pre, new_fol = base + front[e, i, c], base + rear[e, i, c]
+            followers += [me, new_fol, new_fol]
+            leaders += [new_pre, new_pre, me]
+        acc = self._idm(table, np.stack(followers), np.stack(leaders))  # (9, D)
+        self_a, old_f_a, old_f_pred_a = acc[0], acc[1], acc[2]
+        for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
+            self_pred_a, new_f_a, new_f_pred_a = acc[3 + 3 * n], acc[4 + 3 * n], acc[5 + 3 * n]
+            gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, self.politeness[e, i])
+            cand = cur + side
+            # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only
+            # safety counts there: no hard braking for me or for my new follower (highway-env's route rule).
+            on_ramp = cur >= p.lanes_count
+            worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, gain >= LANE_CHANGE_MIN_ACC_GAIN)
+            ok = (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED) & worth
+            self.target_lane[e[ok], i[ok]] = cand[ok]
+
+    def substep(self) -> None:
+        """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions."""
+        p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
+        E, V = self.x.shape
+        lane = self.lane_of(self.y)
+        front, rear = self.neighbours()
+        table = self._table()
+        self._abort_lane_changes(lane)
+        due = ~self.controlled & ~self.crashed & (lane == self.target_lane) & (self.timer > p.lane_change_delay)
+        self.timer = np.where(due, 0.0, self.timer)
+        self._mobil(table, front, rear, lane, due & (np.abs(self.speed) >= 1.0))
+        rows, me = np.arange(E)[:, None], np.arange(V)[None, :]
+        base = rows * (V + 1)
+        own_front = front[rows, me, lane]  # (E, V)
+        leaders = np.stack([own_front, front[rows, me, self.target_lane]]) + base  # (2, E, V)
+        acc2 = self._idm(table, np.broadcast_to(base + me, leaders.shape), leaders)
+        acc = np.where(lane != self.target_lane, np.minimum(acc2[0], acc2[1]), acc2[0])  # IDM on both lanes while changing
+        if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
+            on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
+            wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
+                                    p.ramp_end + LENGTH / 2 - self.x, self.speed)
+            acc = np.where(on_ramp, np.minimum(acc, wall), acc)
+        acc = np.minimum(np.maximum(acc, -ACC_MAX), ACC_MAX)
+        steering = self._steering()
+        if p.action == "continuous":
+            acc[:, :K], steering[:, :K] = self.continuous[:, :, 0], self.continuous[:, :, 1]
+        else:
+            acc[:, :K] = (self.desired_speed[:, :K] - self.speed[:, :K]) / TAU_ACC  # speed controller
+        # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
+        if p.action == "continuous":
+            steering = np.minimum(np.maximum(steering, -MAX_STEERING), MAX_STEERING)
+        if self.crashed.any():
+            acc = np.where(self.crashed, -self.speed, acc)
+            steering = np.where(self.crashed, 0.0, steering)
+        if np.abs(self.speed).max() > MAX_SPEED:
+            acc = np.clip(acc, -MAX_SPEED - self.speed, MAX_SPEED - self.speed)
+        self._record_ttc(own_front[:, :K])
+        # Kinematic bicycle model, centre of gravity in the middle.
+        x_before, y_before = self.x, self.y
+        beta = np.arctan(0.5 * np.tan(steering))  # [rad] slip angle
+        self.x = self.x + self.speed * np.cos(self.heading + beta) * dt
+        self.y = self.y + self.speed * np.sin(self.heading + beta) * dt
+        self.heading = self.heading + self.speed * np.sin(beta) / (LENGTH / 2) * dt
+        self.speed = self.speed + acc * dt
+        self.timer = self.timer + dt
+        self._collide(x_before, y_before)
+
+    def _record_ttc(self, ahead: np.ndarray) -> None:
+        """Keep the smallest time-to-collision [s] of the controlled vehicles with the vehicle `ahead` (E, K)."""
+        K, V = self.p.controlled_vehicles, self.x.shape[1]
+        has = ahead < V
+        a = np.where(has, ahead, 0)
+        x_ahead, v_ahead = np.take_along_axis(self.x, a, axis=1), np.take_along_axis(self.speed, a, axis=1)
+        gap = np.maximum(x_ahead - self.x[:, :K] - LENGTH, 0.0)  # [m] bumper to bumper
+        closing = self.speed[:, :K] - v_ahead  # [m/s]
+        ttc = np.where(has & (closing > 0), gap / np.where(closing > 0, closing, 1.0), np.inf)
+        self.min_ttc = np.minimum(self.min_ttc, ttc)
+
+    def _collide(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
+        """Mark as crashed every pair whose footprints overlap, or whose order flipped while side by side.
+
+        Footprints are the axis-aligned boxes around the rotated rectangles (exact at heading 0, a few cm
+        larger at lane-change headings). The second test catches a pass-through within one substep.
+        With `collision_scope="all"`, pairs are taken along the x order, each vehicle with the next
+        COLLISION_WINDOW ones: (E, V, W) arrays instead of (E, V, V). That is exact whenever any W + 1
+        consecutive vehicles span more than one substep's reach (rows where they do not get the full check)."""
+        p, E, V = self.p, self.x.shape[0], self.x.shape[1]
+        c, s = np.abs(np.cos(self.heading)), np.abs(np.sin(self.heading))
+        half_x = (LENGTH * c + WIDTH * s) / 2  # (E, V) [m]
+        half_y = (LENGTH * s + WIDTH * c) / 2
+        state = (self.x, self.y, x_before, y_before, half_x, half_y)
+        if p.collision_scope == "controlled":
+            hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V) rows i, cols j
+            hit &= self.controlled[:, None] | self.controlled[None, :]
+            np.einsum("evv->ev", hit)[...] = False
+            self.crashed |= hit.any(axis=2)
+        else:
+            w = min(COLLISION_WINDOW, V - 1)
+            rows = self._rows
+            order = np.argsort(self.x, axis=1, kind="stable")
+            xs, ys, xb, yb, hx, hy = (a[rows, order] for a in state)  # sorted along x
+            hit_sorted = np.zeros((E, V), dtype=bool)
+            for o in range(1, w + 1):  # vehicle at sorted position k against the one at k + o
+                h = _pair_hits(xs[:, :-o], ys[:, :-o], xb[:, :-o], yb[:, :-o], hx[:, :-o], hy[:, :-o],
+                               xs[:, o:], ys[:, o:], xb[:, o:], yb[:, o:], hx[:, o:], hy[:, o:])
+                hit_sorted[:, o:] |= h
+                hit_sorted[:, :-o] |= h
+            self.crashed[rows, order] |= hit_sorted
+            reach = 2 * (MAX_SPEED + ACC_MAX) * p.dt + LENGTH + WIDTH  # [m] farther pairs can neither touch nor cross
+            crowded = np.flatnonzero((xs[:, w:] - xs[:, :-w] < reach).any(axis=1)) if w < V - 1 else np.arange(E)
+            if crowded.size:
+                sub = tuple(a[crowded] for a in state)
+                hit = _pair_hits(*(a[:, :, None] for a in sub), *(a[:, None, :] for a in sub))  # (C, V, V)
+                np.einsum("evv->ev", hit)[...] = False
+                self.crashed[crowded] |= hit.any(axis=2)
+        if p.merge_ramp:  # driving into the ramp's end
+            ramp_side = self.y + half_y > (p.lanes_count - 0.5) * p.lane_width
+            self.crashed |= ramp_side & (self.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
+
+    def step(self, actions: np.ndarray) -> None:
+        """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
+        K = self.p.controlled_vehicles
+        lane_before = self.lane_of(self.y[:, :K])
+        if self.p.action == "discrete":
+            self.apply_meta_actions(np.asarray(actions).reshape(-1, K).astype(np.int64))
+        else:
+            self.set_continuous(np.asarray(actions).reshape(-1, K, 2))
+        self.min_ttc = np.full_like(self.min_ttc, np.inf)
+        self._actions = actions
+        for _ in range(self.p.substeps):
+            self.substep()
+        self.steps += 1
+        self.lane_changes += self.lane_of(self.y[:, :K]) != lane_before
+        if self.frames is not None:
+            self.frames[:, :-1] = self.frames[:, 1:]
+            self.frames[:, -1] = self.pixels()
+
+    # ---- outputs -----------------------------------------------------------------------------------
+    def on_road(self) -> np.ndarray:
+        K = self.p.controlled_vehicles
+        return self.road_at(self.x[:, :K], self.y[:, :K])
+
+    def road_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Whether world points (x, y) [m] are on the road (main lanes, or the ramp before its end)."""
+        p = self.p
+        edge = np.where(p.merge_ramp & (x <= p.ramp_end), p.all_lanes - 0.5, p.lanes_count - 0.5) * p.lane_width
+        return (y >= -p.lane_width / 2) & (y <= edge) & (x >= 0) & (x <= p.road_length)
+
+    def rewards(self, actions: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(E, K) rewards and their terms."""
+        p, K = self.p, self.p.controlled_vehicles
+        lane = self.target_lane[:, :K] if p.action == "discrete" else self.lane_of(self.y[:, :K])
+        forward = self.speed[:, :K] * np.cos(self.heading[:, :K])  # [m/s]
+        lo, hi = p.reward_speed_range
+        terms = {
+            "collision_reward": self.crashed[:, :K].astype(np.float64),
+            "right_lane_reward": np.minimum(lane, p.lanes_count - 1) / max(p.lanes_count - 1, 1),
+            "high_speed_reward": np.clip((forward - lo) / (hi - lo), 0.0, 1.0),
+            "on_road_reward": self.on_road().astype(np.float64),
+        }
+        changed = np.zeros_like(forward)
+        if actions is not None and p.action == "discrete":
+            a = np.asarray(actions).reshape(-1, K)
+            changed = ((a == LANE_LEFT) | (a == LANE_RIGHT)).astype(np.float64)
+        reward = (p.collision_reward * terms["collision_reward"] + p.right_lane_reward * terms["right_lane_reward"]
+                  + p.high_speed_reward * terms["high_speed_reward"] + p.lane_change_reward * changed)
+        if p.normalize_reward:
+            low, high = p.collision_reward, p.high_speed_reward + p.right_lane_reward
+            reward = (reward - low) / (high - low)
+        return reward * terms["on_road_reward"], terms
+
+    def terminated(self) -> np.ndarray:
+        K = self.p.controlled_vehicles
+        done = self.crashed[:, :K].copy()
+        if self.p.offroad_terminal:
+            done |= ~self.on_road()
+        return done  # (E, K)
+
+    def truncated(self) -> np.ndarray:
+        return self.steps >= self.p.max_steps  # (E,)
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        K = self.p.controlled_vehicles
+        return {
+            "crashed": self.crashed[:, :K].copy(),
+            "speed": self.speed[:, :K].copy(),
+            "distance": self.x[:, :K] - self.x_start,
+            "lane_changes": self.lane_changes.copy(),
+            "min_ttc": self.min_ttc.copy(),
+        }
+
+    def kinematics(self) -> np.ndarray:
+        """(E, K, obs_vehicles, 6) normalised kinematics rows for each controlled vehicle."""
+        p, K, N = self.p, self.p.controlled_vehicles, self.p.obs_vehicles
+        E, V = self.x.shape
+        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)  # (E, V)
+        out = np.zeros((E, K, N, 6))
+        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
+        dy = self.y[:, None, :] - self.y[:, :K, None]
+        dist = np.hypot(dx, dy)
+        visible = dist <= PERCEPTION_DISTANCE
+        if not p.see_behind:
+            visible &= dx > -2 * LENGTH
+        visible &= ~np.eye(K, V, dtype=bool)[None]
+        key = np.where(visible, dist, np.inf)
+        nearest = np.argsort(key, axis=2, kind="stable")[:, :, : N - 1]  # (E, K, N-1)
+        present = np.take_along_axis(key, nearest, axis=2) < np.inf
+        x_scale, y_scale, v_scale = PERCEPTION_DISTANCE, p.lanes_count * p.lane_width, 2 * MAX_SPEED
+        if p.absolute:
+            x_scale = p.road_length
+
+        def rows(arr: np.ndarray) -> np.ndarray:  # (E, V) -> (E, K, N-1)
+            return np.take_along_axis(np.broadcast_to(arr[:, None, :], (E, K, V)), nearest, axis=2)
+
+        ego = (self.x[:, :K] if p.absolute else np.zeros((E, K)), self.y[:, :K], vx[:, :K], vy[:, :K], self.heading[:, :K])
+        out[:, :, 0, 0] = 1.0
+        for f, value in enumerate(ego):
+            out[:, :, 0, f + 1] = value
+        if N > 1:
+            others = [rows(self.x), rows(self.y), rows(vx), rows(vy), rows(self.heading)]
+            if not p.absolute:
+                for f, arr in enumerate((self.x, self.y, vx, vy)):
+                    others[f] = others[f] - arr[:, :K, None]
+            out[:, :, 1:, 0] = present
+            for f, value in enumerate(others):
+                out[:, :, 1:, f + 1] = np.where(present, value, 0.0)
+        out[..., 1] /= x_scale
+        out[..., 2] /= y_scale
+        out[..., 3:5] /= v_scale
+        out[..., 5] = (out[..., 5] + np.pi) % (2 * np.pi) - np.pi
+        out[..., 5] /= np.pi
+        return np.clip(out, -1.0, 1.0)
+
+    def occupancy(self) -> np.ndarray:
+        """(E, K, 4, 11, 11) occupancy grid around each controlled vehicle, road-aligned."""
+        K = self.p.controlled_vehicles
+        E, V = self.x.shape
+        grid = np.zeros((E, K, len(GRID_FEATURES), GRID_CELLS, GRID_CELLS))
+        centres = (np.arange(GRID_CELLS) + 0.5) * GRID_STEP - GRID_HALF  # [m] cell centres relative to the ego
+        y_cells = self.y[:, :K, None] + centres  # (E, K, C) absolute lateral position of each cell row
+        x_cells = self.x[:, :K, None] + centres  # (E, K, C)
+        grid[:, :, 3] = self.road_at(x_cells[:, :, None, :], y_cells[:, :, :, None])  # (E, K, rows, cols)
+        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
+        dy = self.y[:, None, :] - self.y[:, :K, None]
+        col = np.floor((dx + GRID_HALF) / GRID_STEP).astype(np.int64)
+        row = np.floor((dy + GRID_HALF) / GRID_STEP).astype(np.int64)
+        inside = (col >= 0) & (col < GRID_CELLS) & (row >= 0) & (row < GRID_CELLS)
+        e, k, v = np.nonzero(inside)
+        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)
+        r, c = row[e, k, v], col[e, k, v]
+        grid[e, k, 0, r, c] = 1.0
+        grid[e, k, 1, r, c] = np.clip((vx[e, v] - vx[e, k]) / (2 * MAX_SPEED), -1, 1)
+        grid[e, k, 2, r, c] = np.clip((vy[e, v] - vy[e, k]) / (2 * MAX_SPEED), -1, 1)
+        return grid
+
+    def pixels(self) -> np.ndarray:
+        """(E, S, S) grayscale top-down image around controlled vehicle 0, rasterised with two matmuls.
+
+        Pixel centres map to world coordinates; a vehicle lights the pixels whose centre lies in its
+        (axis-aligned) footprint: image = rows (E, S, V) @ cols (E, V, S), one product per row."""
+        p, S = self.p, self.p.image_size
+        scale = p.image_scale  # [px/m]
+        centre = (np.arange(S) + 0.5 - S / 2) / scale  # [m] pixel centres relative to the ego
+        wx = self.x[:, :1] + centre + S * 0.2 / scale  # (E, S) ego drawn at 30% from the left
+        wy = self.y[:, :1] + centre  # (E, S)
+        in_rows = np.abs(wy[:, :, None] - self.y[:, None, :]) <= WIDTH / 2  # (E, S, V)
+        in_cols = np.abs(wx[:, None, :] - self.x[:, :, None]) <= LENGTH / 2  # (E, V, S)
+        level = np.where(np.arange(self.x.shape[1]) == 0, PIX_EGO, PIX_TRAFFIC)  # (V,)
+        cars = np.matmul(in_rows.astype(np.float32) * level.astype(np.float32), in_cols.astype(np.float32))  # (E, S, S)
+        road = self.road_at(wx[:, None, :], wy[:, :, None])  # (E, S, S)
+        lines = np.zeros(wy.shape, dtype=bool)  # (E, S)
+        half_px = 0.5 / scale
+        for boundary in (np.arange(p.lanes_count + 1) - 0.5) * p.lane_width:
+            lines |= np.abs(wy - boundary) <= half_px
+        background = np.where(lines[:, :, None] & road, PIX_LINE, np.where(road, PIX_ROAD, 0)).astype(np.float32)
+        img = np.where(cars > 0, np.minimum(cars, 255), background)
+        return img.astype(np.uint8)
+
+
+# ---- spaces and observations shared by the single and vector envs -------------------------------------
+def _observation_space(p: HighwayParams) -> gym.Space:
+    kin = gym.spaces.Box(-1.0, 1.0, (p.obs_vehicles * len(KIN_FEATURES),), np.float32)
+    pix = gym.spaces.Box(0, 255, (p.frame_stack, p.image_size, p.image_size), np.uint8)
+    if p.observation == "kinematics":
+        return kin
+    if p.observation == "occupancy":
+        return gym.spaces.Box(-1.0, 1.0, (len(GRID_FEATURES) * GRID_CELLS * GRID_CELLS,), np.float32)
+    if p.observation == "pixels":
+        return pix
+    return gym.spaces.Dict({"kinematics": kin, "pixels": pix})
+
+
+def _action_space(p: HighwayParams) -> gym.Space:
+    if p.action == "discrete":
+        return gym.spaces.Discrete(len(ACTIONS))
+    return gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def _observe(core: HighwayCore) -> Any:
+    """Batched observations of controlled vehicle 0: (E, ...) arrays or a dict of them."""
+    p, E = core.p, core.num_envs
+    if p.observation == "kinematics":
+        return core.kinematics()[:, 0].reshape(E, -1).astype(np.float32)
+    if p.observation == "occupancy":
+        return core.occupancy()[:, 0].reshape(E, -1).astype(np.float32)
+    assert core.frames is not None
+    if p.observation == "pixels":
+        return core.frames.copy()
+    return {"kinematics": core.kinematics()[:, 0].reshape(E, -1).astype(np.float32), "pixels": core.frames.copy()}
+
+
+def _info(core: HighwayCore, terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-env info arrays of controlled vehicle 0."""
+    info = {name: value[:, 0] for name, value in core.metrics().items()}
+    info.update({name: value[:, 0] for name, value in terms.items()})
+    if core.p.action == "discrete":
+        info["action_mask"] = core.action_mask()[:, 0]
+    return info
+
+
+def _index(obs: Any, i: int) -> Any:
+    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
+
+
+class HighwayEnv(gym.Env):
+    """The single env: one row of the vectorised core."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.params = _fields_of(kwargs)
+        if self.params.controlled_vehicles != 1:
+            raise ValueError("Highway: the gym env drives one vehicle; for several learning vehicles use highway_parallel_env().")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"Highway: render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.render_mode = render_mode
+        self.observation_space = _observation_space(self.params)
+        self.action_space = _action_space(self.params)
+        self.core = HighwayCore(self.params, 1)
+        self._last_reward = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.core.reset_rows(np.array([0]), [self.np_random])
+        _, terms = self.core.rewards(None)
+        self._last_reward = 0.0
+        return _index(_observe(self.core), 0), _scalar_info(_info(self.core, terms))
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        actions = np.asarray(action)[None]  # (1, ...) a batch of one
+        self.core.step(actions)
+        reward, terms = self.core.rewards(actions)
+        self._last_reward = float(reward[0, 0])
+        info = _scalar_info(_info(self.core, terms))
+        return (_index(_observe(self.core), 0), self._last_reward, bool(self.core.terminated()[0, 0]),
+                bool(self.core.truncated()[0]), info)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return render_frame(self.core, 0, self._last_reward)
+
+
+def _scalar_info(info: dict[str, np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        row = v[0]
+        out[k] = row.copy() if isinstance(row, np.ndarray) else row.item()
+    return out
+
+
+class HighwayVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` highways stepped together in array operations; next-step (default) or same-step autoreset."""
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 5}
+
+    def __init__(self, num_envs: int, render_mode: str | None = None, autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+                 **kwargs: Any) -> None:
+        self.params = _fields_of(kwargs)
+        if self.params.controlled_vehicles != 1:
+            raise ValueError("Highway: the vector env drives one vehicle per row; use highway_parallel_env() for several.")
+        names = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
+        mode = names.get(autoreset_mode, autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"Highway: autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}.")
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_observation_space = _observation_space(self.params)
+        self.single_action_space = _action_space(self.params)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.core = HighwayCore(self.params, num_envs)
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._last_reward = np.zeros(num_envs)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        if seed is not None:
+            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+            # The same seeding as gym.Env.reset, so row i equals a single env reset with seed + i.
+            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+        self.core.reset_rows(np.arange(self.num_envs), self._rngs)
+        self._needs_reset[:] = False
+        self._last_reward[:] = 0.0
+        _, terms = self.core.rewards(None)
+        return _observe(self.core), _info(self.core, terms)
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = np.asarray(actions)
+        self.core.step(actions)
+        rewards, terms = self.core.rewards(actions)
+        rewards = rewards[:, 0]
+        terminated, truncated = self.core.terminated()[:, 0], self.core.truncated()
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            restarting = np.flatnonzero(self._needs_reset)  # these rows ignore their action
+            if restarting.size:
+                self.core.reset_rows(restarting, [self._rngs[i] for i in restarting])
+                rewards[restarting] = 0.0
+                terminated[restarting] = truncated[restarting] = False
+                _, terms = self.core.rewards(None)
+            self._needs_reset = terminated | truncated
+            obs, info = _observe(self.core), _info(self.core, terms)
+        else:
+            done = np.flatnonzero(terminated | truncated)
+            obs, info = _observe(self.core), _info(self.core, terms)
+            if done.size:
+                final_obs = np.empty(self.num_envs, dtype=object)
+                for i in done:
+                    final_obs[i] = _index(obs, i)
+                info = {**info, "final_obs": final_obs, "_final_obs": terminated | truncated,
+                        "final_info": dict(info), "_final_info": terminated | truncated}
+                self.core.reset_rows(done, [self._rngs[i] for i in done])
+                _, terms = self.core.rewards(None)
+                obs = _observe(self.core)
+                info.update(_info(self.core, terms))
+        self._last_reward = rewards
+        return obs, rewards, terminated, truncated, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(render_frame(self.core, i, float(self._last_reward[i])) for i in range(self.num_envs))
+
+
+# ---- rendering ----------------------------------------------------------------------------------------
+RENDER_SIZE = (720, 160)  # [px] width, height
+RENDER_SCALE = 6.0  # [px/m]
+COLOURS = {"road": (60, 60, 60), "grass": (70, 110, 60), "line": (230, 230, 230), "traffic": (60, 120, 220),
+           "ego": (60, 200, 90), "agent": (230, 200, 40), "crashed": (220, 50, 50), "text": (255, 255, 255)}
+
+
+def render_frame(core: HighwayCore, row: int, reward: float) -> np.ndarray:
+    """An RGB frame (H, W, 3) of env `row` centred on its first controlled vehicle, drawn with OpenCV."""
+    import cv2
+
+    p = core.p
+    W, H = RENDER_SIZE
+    img = np.empty((H, W, 3), dtype=np.uint8)
+    img[:] = COLOURS["grass"]
+    x0 = core.x[row, 0] - 0.3 * W / RENDER_SCALE  # [m] world x at the left edge
+    y0 = (p.lanes_count - 1) * p.lane_width / 2 - H / 2 / RENDER_SCALE  # [m] world y at the top edge
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int(round((x - x0) * RENDER_SCALE)), int(round((y - y0) * RENDER_SCALE))
+
+    top, bottom = px(0, -p.lane_width / 2)[1], px(0, (p.lanes_count - 0.5) * p.lane_width)[1]
+    cv2.rectangle(img, (0, top), (W - 1, bottom), COLOURS["road"], -1)
+    if p.merge_ramp:
+        ramp_bottom = px(0, (p.all_lanes - 0.5) * p.lane_width)[1]
+        cv2.rectangle(img, (0, bottom), (px(p.ramp_end, 0)[0], ramp_bottom), COLOURS["road"], -1)
+    dash = 3.0  # [m]
+    for i in range(p.lanes_count + 1):
+        y = (i - 0.5) * p.lane_width
+        row_px = px(0, y)[1]
+        if i in (0, p.lanes_count):
+            cv2.line(img, (0, row_px), (W - 1, row_px), COLOURS["line"], 2)
+            continue
+        start = np.floor(x0 / (2 * dash)) * 2 * dash
+        for xs in np.arange(start, x0 + W / RENDER_SCALE, 2 * dash):
+            cv2.line(img, px(xs, y), px(xs + dash, y), COLOURS["line"], 1)
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * np.array([LENGTH / 2, WIDTH / 2])
+    for v in np.argsort(-np.arange(core.x.shape[1])):  # controlled vehicles drawn last, on top
+        c, s = np.cos(core.heading[row, v]), np.sin(core.heading[row, v])
+        world = corners @ np.array([[c, s], [-s, c]]) + np.array([core.x[row, v], core.y[row, v]])
+        poly = np.array([px(*pt) for pt in world], dtype=np.int32)
+        role = "crashed" if core.crashed[row, v] else "ego" if v == 0 else "agent" if core.controlled[v] else "traffic"
+        cv2.fillPoly(img, [poly], COLOURS[role], lineType=cv2.LINE_AA)
+        cv2.polylines(img, [poly], True, (20, 20, 20), 1, lineType=cv2.LINE_AA)
+    text = f"t {core.steps[row] / p.policy_frequency:4.0f} s   speed {core.speed[row, 0]:5.1f} m/s   reward {reward:5.2f}"
+    cv2.putText(img, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["text"], 1, cv2.LINE_AA)
+    return img
+
+
+# ---- baseline controllers (wrapped as agents by agents/registry.py) --------------------------------------
+class IDMController:
+    """An ego that never changes lane and sets its target speed by IDM towards the fastest target speed.
+
+    Reads the kinematics observation (or the `kinematics` entry of a Dict observation) like any agent:
+    the vehicle ahead is the nearest visible one ahead whose lateral offset is under half a lane. IDM's
+    acceleration picks the meta-action: FASTER above +`threshold`, SLOWER below -`threshold`, else IDLE.
+    """
+
+    threshold = 1.0  # [m/s^2]
+
+    def __init__(self, env: gym.Env) -> None:
+        params = getattr(env.unwrapped, "params", None)
+        if not isinstance(params, HighwayParams) or params.observation not in ("kinematics", "dict") or params.action != "discrete":
+            raise ValueError("The Highway baselines need a Highway env with discrete actions and observation "
+                             "'kinematics' or 'dict' (they read the vehicles' kinematics).")
+        self.params = params
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+
+    def reset(self, num_envs: int) -> None:
+        pass
+
+    def _vehicles(self, obs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Present mask, dx, dy relative to the ego [m], longitudinal speeds [m/s]: others (B, N-1); ego speed (B,)."""
+        p = self.params
+        kin = np.asarray(obs["kinematics"] if isinstance(obs, dict) else obs, dtype=np.float64)
+        rows = kin.reshape(kin.shape[0], p.obs_vehicles, len(KIN_FEATURES))  # (B, N, 6)
+        x = rows[..., 1] * (p.road_length if p.absolute else PERCEPTION_DISTANCE)
+        y = rows[..., 2] * p.lanes_count * p.lane_width
+        vx = rows[..., 3] * 2 * MAX_SPEED
+        if p.absolute:
+            dx, dy, v = x[:, 1:] - x[:, :1], y[:, 1:] - y[:, :1], vx[:, 1:]
+        else:
+            dx, dy, v = x[:, 1:], y[:, 1:], vx[:, 1:] + vx[:, :1]
+        return rows[:, 1:, 0] > 0.5, dx, dy, v, vx[:, 0]
+
+    def _lane_acc(self, present: np.ndarray, dx: np.ndarray, dy: np.ndarray, v: np.ndarray, speed: np.ndarray, offset: float) -> np.ndarray:
+        """IDM acceleration [m/s^2] of the ego if it drove `offset` metres to the side, behind that lane's leader."""
+        ahead = present & (np.abs(dy - offset) < self.params.lane_width / 2) & (dx > 0)
+        gap = np.where(ahead, dx, np.inf)
+        lead = np.argmin(gap, axis=1)
+        has = np.isfinite(gap.min(axis=1))
+        lead_gap = np.where(has, gap.min(axis=1), np.nan)
+        lead_v = np.take_along_axis(v, lead[:, None], axis=1)[:, 0]
+        desired = np.full_like(speed, self.params.target_speeds[-1])
+        acc = idm_acceleration(speed, desired, np.full_like(speed, 4.0), lead_gap, speed - lead_v)
+        return np.nan_to_num(acc, nan=0.0)
+
+    def act(self, obs: Any, episode_start: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        present, dx, dy, v, speed = self._vehicles(obs)
+        acc = self._lane_acc(present, dx, dy, v, speed, 0.0)
+        return np.where(acc > self.threshold, FASTER, np.where(acc < -self.threshold, SLOWER, IDLE)).astype(np.int64)
+
+
+class MOBILController(IDMController):
+    """IDM speed choice plus MOBIL lane changes: move to a side lane when the ego's IDM acceleration there
+    beats the current lane's by `gain` (a keep-right bias of `right_bias` added to the right lane), and no
+    visible vehicle alongside or just behind in that lane would be cut off."""
+
+    gain = 0.2  # [m/s^2] MOBIL's threshold
+    right_bias = 0.2  # [m/s^2]
+    clearance = 2 * LENGTH  # [m] no vehicle within this much behind (or alongside) in the target lane
+
+    def act(self, obs: Any, episode_start: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        p = self.params
+        present, dx, dy, v, speed = self._vehicles(obs)
+        kin = np.asarray(obs["kinematics"] if isinstance(obs, dict) else obs).reshape(len(speed), p.obs_vehicles, -1)
+        y_ego = kin[:, 0, 2] * p.lanes_count * p.lane_width  # [m] absolute lateral position in both modes
+        lane = np.clip(np.rint(y_ego / p.lane_width), 0, p.lanes_count - 1)
+        acc = self._lane_acc(present, dx, dy, v, speed, 0.0)
+        actions = np.where(acc > self.threshold, FASTER, np.where(acc < -self.threshold, SLOWER, IDLE)).astype(np.int64)
+        best = np.full_like(acc, -np.inf)
+        for side, action, bias in ((-1, LANE_LEFT, 0.0), (1, LANE_RIGHT, self.right_bias)):
+            offset = side * p.lane_width
+            exists = (lane + side >= 0) & (lane + side < p.lanes_count)
+            blocked = (present & (np.abs(dy - offset) < p.lane_width / 2) & (np.abs(dx) < self.clearance)).any(axis=1)
+            side_acc = self._lane_acc(present, dx, dy, v, speed, offset)
+            advantage = side_acc - acc + bias
+            take = exists & ~blocked & (advantage >= self.gain) & (advantage > best)
+            actions = np.where(take, action, actions)
+            best = np.where(take, advantage, best)
+        return actions
+
+
+# ---- several learning vehicles: a PettingZoo ParallelEnv -----------------------------------------------
+class HighwayParallelEnv(ParallelEnv):
+    """Several learning vehicles on one highway, each with its own observation, reward and termination.
+
+    Agents `vehicle_0 .. vehicle_{K-1}` (K = `controlled_vehicles`, default 3) each drive with the single
+    env's action space and see the kinematics (or occupancy) observation centred on themselves; each gets
+    the reward of the single env computed for its own vehicle. An agent that crashes terminates and leaves
+    `agents`; its wreck stays on the road as an obstacle. All remaining agents truncate at the time limit.
+    Built with `highway_parallel_env(**fields of HighwayParams)`.
+    """
+
+    metadata = {"name": "rlsuite_highway_v0", "render_modes": ["rgb_array"], "render_fps": 5, "is_parallelizable": True}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("controlled_vehicles", 3)
+        self.params = _fields_of(kwargs)
+        if self.params.observation not in ("kinematics", "occupancy"):
+            raise ValueError("Highway multi-agent: observation must be 'kinematics' or 'occupancy' (one view per vehicle).")
+        self.render_mode = render_mode
+        self.possible_agents = [f"vehicle_{k}" for k in range(self.params.controlled_vehicles)]
+        self.agents = list(self.possible_agents)
+        self._obs_space = _observation_space(self.params)
+        self._act_space = _action_space(self.params)
+        self.core = HighwayCore(self.params, 1)
+        self._rng = np.random.default_rng()
+        self._alive = np.ones(self.params.controlled_vehicles, dtype=bool)
+
+    def observation_space(self, agent: str) -> gym.Space:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> gym.Space:
+        return self._act_space
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        per_vehicle = self.core.kinematics() if self.params.observation == "kinematics" else self.core.occupancy()
+        flat = per_vehicle[0].reshape(self.params.controlled_vehicles, -1).astype(np.float32)  # (K, D)
+        return {a: flat[k] for k, a in enumerate(self.possible_agents) if a in self.agents}
+
+    def _infos(self, terms: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+        metrics = {**self.core.metrics(), **terms}
+        if self.params.action == "discrete":
+            metrics["action_mask"] = self.core.action_mask()
+        out = {}
+        for k, a in enumerate(self.possible_agents):
+            if a in self.agents:
+                out[a] = {name: (v[0, k].copy() if v[0, k].ndim else v[0, k].item()) for name, v in metrics.items()}
+        return out
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if seed is not None:
+            self._rng = gym.utils.seeding.np_random(seed)[0]
+        self.core.reset_rows(np.array([0]), [self._rng])
+        self.agents = list(self.possible_agents)
+        self._alive[:] = True
+        _, terms = self.core.rewards(None)
+        return self._observations(), self._infos(terms)
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        K = self.params.controlled_vehicles
+        if self.params.action == "discrete":
+            batch = np.full((1, K), IDLE, dtype=np.int64)  # finished agents' wrecks ignore actions anyway
+        else:
+            batch = np.zeros((1, K, 2))
+        for k, a in enumerate(self.possible_agents):
+            if a in actions and self._alive[k]:
+                batch[0, k] = actions[a]
+        self.core.step(batch)
+        reward, terms = self.core.rewards(batch)
+        terminated, truncated = self.core.terminated()[0], bool(self.core.truncated()[0])
+        live = [a for k, a in enumerate(self.possible_agents) if self._alive[k]]
+        rewards = {a: float(reward[0, int(a.split("_")[1])]) for a in live}
+        terminations = {a: bool(terminated[int(a.split("_")[1])]) for a in live}
+        truncations = {a: truncated for a in live}
+        observations, infos = self._observations(), self._infos(terms)
+        self._alive &= ~terminated
+        self.agents = [a for a in live if not (terminations[a] or truncations[a])]
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return render_frame(self.core, 0, 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def highway_parallel_env(**kwargs: Any) -> HighwayParallelEnv:
+    """The multi-agent Highway (PettingZoo Parallel API); see HighwayParallelEnv."""
+    return HighwayParallelEnv(**kwargs)

@@ -1,0 +1,402 @@
+"""Highway: API checkers, determinism, single/vector equivalence, and physics against hand-computed cases."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
+from rlsuite.envs.highway import (
+    FASTER,
+    IDLE,
+    LANE_LEFT,
+    LANE_RIGHT,
+    LENGTH,
+    SLOWER,
+    HighwayCore,
+    HighwayEnv,
+    HighwayParams,
+    idm_acceleration,
+)
+
+ENV_ID = "rlsuite/Highway-v0"
+
+
+# ---- API -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("observation", ["kinematics", "occupancy", "pixels", "dict"])
+def test_passes_gymnasium_check_env(observation: str) -> None:
+    check_env(HighwayEnv(observation=observation), skip_render_check=True)
+
+
+@pytest.mark.slow
+def test_passes_sb3_check_env_discrete_and_continuous() -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(HighwayEnv(), warn=False)
+    sb3_check_env(HighwayEnv(action="continuous"), warn=False)
+
+
+def test_bad_arguments_say_what_is_accepted() -> None:
+    with pytest.raises(ValueError, match="observation must be one of kinematics"):
+        HighwayEnv(observation="lidar")
+    with pytest.raises(ValueError, match="unknown argument.*lanes"):
+        HighwayEnv(lanes=3)
+    with pytest.raises(ValueError, match="policy_frequency"):
+        HighwayEnv(simulation_frequency=5, policy_frequency=2)
+
+
+def _rollout(env: gym.Env, seed: int, steps: int) -> tuple[list, list]:
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    observations, frames = [obs], [env.render()]
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(5)))
+        observations.append(obs)
+        frames.append(env.render())
+        if terminated or truncated:
+            obs, _ = env.reset()
+            observations.append(obs)
+    return observations, frames
+
+
+def test_same_seed_and_actions_give_identical_observations_and_frames() -> None:
+    first = _rollout(gym.make(ENV_ID, observation="dict", render_mode="rgb_array"), 3, 12)
+    second = _rollout(gym.make(ENV_ID, observation="dict", render_mode="rgb_array"), 3, 12)
+    for a, b in zip(first[0], second[0], strict=True):
+        np.testing.assert_array_equal(a["kinematics"], b["kinematics"])
+        np.testing.assert_array_equal(a["pixels"], b["pixels"])
+    for a, b in zip(first[1], second[1], strict=True):
+        assert a.shape == (160, 720, 3) and a.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+    other = _rollout(gym.make(ENV_ID, observation="dict"), 4, 0)
+    assert not np.array_equal(first[0][0]["kinematics"], other[0][0]["kinematics"])
+
+
+def test_rendered_frame_shows_road_and_vehicles_headless() -> None:
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    colours = {tuple(c) for c in frame.reshape(-1, 3)[::7]}
+    assert (60, 60, 60) in colours and (60, 200, 90) in colours and (60, 120, 220) in colours  # road, ego, traffic
+
+
+@pytest.mark.parametrize("observation", ["kinematics", "pixels"])
+def test_vector_rows_equal_single_envs_through_autoreset(observation: str) -> None:
+    num_envs, steps = 4, 35  # past the 30-step time limit, so every row autoresets at least once
+    vec = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", observation=observation)
+    singles = [gym.make(ENV_ID, observation=observation) for _ in range(num_envs)]
+    vec_obs, _ = vec.reset(seed=100)
+    single_obs = [env.reset(seed=100 + i)[0] for i, env in enumerate(singles)]
+    np.testing.assert_array_equal(vec_obs, np.stack(single_obs))
+    rng = np.random.default_rng(0)
+    pending = np.zeros(num_envs, dtype=bool)
+    for _ in range(steps):
+        actions = rng.integers(5, size=num_envs)
+        vec_obs, rewards, terminated, truncated, info = vec.step(actions)
+        for i, env in enumerate(singles):
+            if pending[i]:  # next-step autoreset: the vector row resets, ignoring its action
+                obs, reward, term, trunc = env.reset()[0], 0.0, False, False
+            else:
+                obs, reward, term, trunc, single_info = env.step(actions[i])
+                assert info["speed"][i] == single_info["speed"]
+            np.testing.assert_array_equal(vec_obs[i], obs)
+            assert (rewards[i], terminated[i], truncated[i]) == (reward, term, trunc)
+        pending = terminated | truncated
+
+
+def test_same_step_autoreset_returns_the_reset_observation_at_once() -> None:
+    vec = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", autoreset_mode="same_step", duration=2)
+    single = gym.make(ENV_ID, duration=2)
+    vec.reset(seed=5)
+    single.reset(seed=5)
+    vec.step(np.ones(3, dtype=int))
+    single.step(1)
+    obs, _, _, truncated, info = vec.step(np.ones(3, dtype=int))
+    last, *_ = single.step(1)
+    assert truncated.all() and info["_final_obs"].all()
+    np.testing.assert_array_equal(info["final_obs"][0], last)
+    np.testing.assert_array_equal(obs[0], single.reset(seed=None)[0])  # the next episode, from the same generator
+
+
+def test_creation_and_steps_in_a_spawned_subprocess() -> None:
+    make = functools.partial(gym.make, "rlsuite.envs:rlsuite/Highway-v0")  # the module prefix registers in the child
+    vec = gym.vector.AsyncVectorEnv([make, make], context="spawn")
+    try:
+        obs, _ = vec.reset(seed=0)
+        obs2, *_ = vec.step(np.array([IDLE, FASTER]))
+        assert obs.shape == obs2.shape == (2, 30)
+        np.testing.assert_array_equal(obs[0], gym.make(ENV_ID).reset(seed=0)[0])
+    finally:
+        vec.close()
+
+
+def test_action_mask_and_target_speed_semantics() -> None:
+    env = HighwayEnv(initial_lane=0)
+    _, info = env.reset(seed=0)
+    np.testing.assert_array_equal(info["action_mask"], [False, True, True, True, True])  # leftmost lane, mid speed
+    core = env.core
+    assert core.desired_speed[0, 0] == 25.0  # 25 m/s is target speed index 1 of (20, 25, 30)
+    env.step(FASTER)
+    assert core.desired_speed[0, 0] == 30.0
+    _, _, _, _, info = env.step(FASTER)
+    assert core.desired_speed[0, 0] == 30.0 and not info["action_mask"][FASTER]
+    closest = int(np.clip(np.rint((core.speed[0, 0] - 20.0) / 5.0), 0, 2))
+    env.step(SLOWER)  # one below the target speed closest to the current speed
+    assert core.desired_speed[0, 0] == (20.0, 25.0, 30.0)[max(closest - 1, 0)]
+    env.step(LANE_LEFT)  # no lane beyond the left edge
+    assert core.target_lane[0, 0] == 0
+    env.step(LANE_RIGHT)
+    assert core.target_lane[0, 0] == 1
+
+
+def test_reward_is_highway_envs_formula_of_the_reported_terms() -> None:
+    env = HighwayEnv()
+    env.reset(seed=1)
+    for action in (FASTER, LANE_RIGHT, IDLE, SLOWER):
+        _, reward, _, _, info = env.step(action)
+        raw = -1.0 * info["collision_reward"] + 0.1 * info["right_lane_reward"] + 0.4 * info["high_speed_reward"]
+        assert reward == pytest.approx((raw + 1.0) / 1.5 * info["on_road_reward"])
+        forward = env.core.speed[0, 0] * math.cos(env.core.heading[0, 0])  # [m/s] along the road
+        assert info["high_speed_reward"] == pytest.approx(np.clip((forward - 20) / 10, 0, 1))
+
+
+# ---- physics against hand-computed cases --------------------------------------------------------------
+def _scene(vehicles: list[tuple[float, int, float]], **kwargs) -> HighwayCore:
+    """A core with vehicle 0 controlled and the given (x [m], lane, speed [m/s]) traffic, all on lane centres."""
+    params = HighwayParams(vehicles_count=len(vehicles) - 1, **kwargs)
+    core = HighwayCore(params, 1)
+    core.reset_rows(np.array([0]), [np.random.default_rng(0)])
+    for v, (x, lane, speed) in enumerate(vehicles):
+        core.x[0, v], core.y[0, v], core.speed[0, v] = x, lane * params.lane_width, speed
+        core.target_lane[0, v], core.desired_speed[0, v], core.heading[0, v] = lane, speed, 0.0
+    core.delta[0] = 4.0
+    core.politeness[0] = 0.0
+    core.timer[0] = 0.0  # no lane-change decision on the first substep
+    core.crashed[0] = False
+    return core
+
+
+def test_idm_acceleration_matches_hand_computation() -> None:
+    # follower at 20 m/s wants 30 m/s; leader 30 m ahead (centre to centre), 5 m/s slower.
+    d_star = 10.0 + 20.0 * 1.5 + 20.0 * 5.0 / (2 * math.sqrt(3.0 * 5.0))  # 52.9099 m
+    expected = 3.0 * (1 - (20.0 / 30.0) ** 4) - 3.0 * (d_star / 30.0) ** 2  # -6.9241 m/s^2
+    assert expected == pytest.approx(-6.92413, abs=1e-4)
+    got = idm_acceleration(np.array([20.0]), np.array([30.0]), np.array([4.0]), np.array([30.0]), np.array([5.0]))
+    assert got[0] == pytest.approx(expected, rel=1e-12)
+    free = idm_acceleration(np.array([20.0]), np.array([30.0]), np.array([4.0]), None, None)
+    assert free[0] == pytest.approx(3.0 * (1 - (2 / 3) ** 4))
+    # The same number through the simulator: the follower's speed after one 0.2 s substep.
+    core = _scene([(0.0, 0, 25.0), (500.0, 1, 20.0), (530.0, 1, 15.0)])
+    core.desired_speed[0, 1] = 30.0
+    core.desired_speed[0, 2] = 15.0  # the leader cruises
+    core.substep()
+    assert core.speed[0, 1] == pytest.approx(20.0 + 0.2 * max(expected, -6.0))  # IDM output clipped at 6 m/s^2
+    assert core.speed[0, 2] == pytest.approx(15.0)
+
+
+def _mobil_oracle(gap_old: float, gap_new_front: float, gap_new_rear: float, speeds: dict[str, float], politeness: float) -> bool:
+    """MOBIL by hand with scalar IDM: change when the new follower brakes at most 2 m/s^2 and the incentive >= 0.2."""
+
+    def idm(v: float, v0: float, gap: float | None = None, v_lead: float | None = None) -> float:
+        acc = 3.0 * (1 - (v / v0) ** 4)
+        if gap is not None:
+            d_star = 10.0 + v * 1.5 + v * (v - v_lead) / (2 * math.sqrt(15.0))
+            acc -= 3.0 * (d_star / gap) ** 2
+        return acc
+
+    me, lead, new_lead, new_fol = speeds["me"], speeds["lead"], speeds["new_lead"], speeds["new_fol"]
+    self_a = idm(me, me + 5, gap_old, lead)
+    self_pred = idm(me, me + 5, gap_new_front, new_lead)
+    new_f_a = idm(new_fol, new_fol, gap_new_front + gap_new_rear, new_lead)
+    new_f_pred = idm(new_fol, new_fol, gap_new_rear, me)
+    if new_f_pred < -2.0:
+        return False
+    return self_pred - self_a + politeness * (new_f_pred - new_f_a) >= 0.2
+
+
+SPEEDS = {"me": 22.0, "lead": 18.0, "new_lead": 24.0, "new_fol": 20.0}
+
+
+@pytest.mark.parametrize("gap_old", [12.0, 30.0, 45.0, 50.0, 55.0, 60.0, 90.0])
+@pytest.mark.parametrize("gap_new_rear", [20.0, 40.0, 60.0, 100.0])
+def test_mobil_lane_change_happens_exactly_when_its_criterion_says(gap_old: float, gap_new_rear: float) -> None:
+    speeds, gap_new_front, politeness = SPEEDS, 40.0, 0.5
+    # Two lanes: vehicle 1 decides on lane 1 behind a slower car, with lane 0 as its only candidate; the
+    # ego (vehicle 0) is far behind on lane 0, out of everyone's way.
+    x1 = 1000.0
+    core = _scene(
+        [(0.0, 0, 25.0), (x1, 1, speeds["me"]), (x1 + gap_old, 1, speeds["lead"]),
+         (x1 + gap_new_front, 0, speeds["new_lead"]), (x1 - gap_new_rear, 0, speeds["new_fol"])],
+        lanes_count=2, collision_scope="controlled",
+    )
+    core.desired_speed[0, 1] = speeds["me"] + 5.0
+    core.politeness[0, 1] = politeness
+    core.timer[0, 1] = 1.5  # due for a decision now; the others are not
+    core.substep()
+    expected = _mobil_oracle(gap_old, gap_new_front, gap_new_rear, speeds, politeness)
+    assert (core.target_lane[0, 1] == 0) == expected
+
+
+def test_mobil_oracle_cases_cover_both_outcomes() -> None:
+    outcomes = {_mobil_oracle(g, 40.0, r, SPEEDS, 0.5) for g in (45.0, 50.0, 55.0, 60.0) for r in (60.0,)}
+    assert outcomes == {True, False}  # the gaps of the test above straddle the incentive threshold
+    assert not _mobil_oracle(12.0, 40.0, 20.0, SPEEDS, 0.5)  # and the safety criterion vetoes
+
+
+def test_rear_end_collision_is_detected_at_the_right_substep() -> None:
+    # Ego at 25 m/s holding its target speed, 47 m (centre to centre) behind a stopped, crashed car on its
+    # lane: the gap is 47 - 5 n metres after n substeps of 0.2 s; the boxes (5 m long) overlap once it is
+    # below 5 m, i.e. first after substep 9.
+    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
+    core.crashed[0, 1] = True
+    for n in range(1, 10):
+        core.substep()
+        assert core.x[0, 0] == pytest.approx(5.0 * n)
+        assert core.crashed[0, 0] == (n >= 9), n
+    env = HighwayEnv()
+    env.reset(seed=0)
+    env.core.x[0, 1], env.core.y[0, 1], env.core.speed[0, 1] = env.core.x[0, 0] + 47.0, env.core.y[0, 0], 0.0
+    env.core.x[0, 2:] += 1000.0  # everyone else far ahead
+    env.core.crashed[0, 1] = True
+    _, _, terminated, _, info = env.step(IDLE)  # substeps 1-5
+    assert not terminated
+    _, reward, terminated, _, info = env.step(IDLE)  # substeps 6-10: the crash (substep 9) ends the episode
+    assert terminated and info["crashed"] and info["collision_reward"] == 1.0 and reward == pytest.approx(0.0 + 0.1 / 1.5 * info["right_lane_reward"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_vehicle_passes_through_another(seed: int) -> None:
+    """Property over random rollouts: whenever two vehicles side by side swap their order within a substep,
+    or their footprints overlap, both are marked crashed."""
+    params = HighwayParams(vehicles_count=30, vehicles_density=2.0)
+    core = HighwayCore(params, 16)
+    core.reset_rows(np.arange(16), [np.random.default_rng(seed * 100 + i) for i in range(16)])
+    rng = np.random.default_rng(seed)
+    for _ in range(30):
+        core.apply_meta_actions(rng.integers(5, size=(16, 1)))
+        for _ in range(params.substeps):
+            x0 = core.x.copy()
+            core.substep()
+            dx0 = x0[:, None, :] - x0[:, :, None]
+            dx1 = core.x[:, None, :] - core.x[:, :, None]
+            lateral = np.abs(core.y[:, None, :] - core.y[:, :, None]) < 2.0  # footprints side by side
+            swapped = (dx0 * dx1 < 0) & lateral
+            overlapping = lateral & (np.abs(dx1) < 5.0) & ~np.eye(core.x.shape[1], dtype=bool)
+            e, i, j = np.nonzero(swapped | overlapping)
+            assert core.crashed[e, i].all() and core.crashed[e, j].all()
+    assert core.crashed.any()  # dense random traffic with a random ego does crash: the check was exercised
+
+
+def test_neighbour_search_matches_a_slow_loop() -> None:
+    """The sorted-scan neighbour search against the obvious double loop, on random scenes."""
+    params = HighwayParams(vehicles_count=15, lanes_count=4)
+    core = HighwayCore(params, 6)
+    rng = np.random.default_rng(0)
+    core.x = rng.uniform(0, 120, size=core.x.shape).round(0)  # rounded: ties in x happen
+    core.y = rng.uniform(-2, 14, size=core.y.shape)
+    front, rear = core.neighbours()
+    E, V = core.x.shape
+    for e in range(E):
+        for i in range(V):
+            for lane in range(4):
+                ahead, behind = (np.inf, V), (-np.inf, V)
+                for j in range(V):
+                    if j == i or abs(core.y[e, j] - 4.0 * lane) > 3.0:
+                        continue
+                    dx = core.x[e, j] - core.x[e, i]
+                    if dx > 0 or (dx == 0 and j > i):  # ties: the later vehicle in (stable) order is ahead
+                        ahead = min(ahead, (dx, j))
+                    else:
+                        behind = max(behind, (dx, j)) if behind[1] == V or dx > behind[0] or (dx == behind[0] and j > behind[1]) else behind
+                assert front[e, i, lane] == ahead[1], (e, i, lane)
+                assert rear[e, i, lane] == behind[1], (e, i, lane)
+
+
+# ---- several learning vehicles (PettingZoo) -------------------------------------------------------------
+def test_parallel_env_passes_pettingzoo_api_and_seed_tests() -> None:
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    from rlsuite.envs.highway import highway_parallel_env
+
+    parallel_api_test(highway_parallel_env(), num_cycles=35)
+    parallel_seed_test(highway_parallel_env)
+
+
+def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own() -> None:
+    from rlsuite.envs.highway import highway_parallel_env
+
+    env = highway_parallel_env(controlled_vehicles=3)
+    env.reset(seed=0)
+    core = env.core
+    # Wreck a stopped car 6 m ahead of vehicle_1 only: it crashes on the first substep.
+    core.x[0, 3], core.y[0, 3], core.speed[0, 3], core.crashed[0, 3] = core.x[0, 1] + 6.0, core.y[0, 1], 0.0, True
+    _, rewards, terminations, truncations, infos = env.step({a: IDLE for a in env.agents})
+    assert terminations == {"vehicle_0": False, "vehicle_1": True, "vehicle_2": False}
+    assert infos["vehicle_1"]["crashed"] and not infos["vehicle_0"]["crashed"]
+    for agent, info in infos.items():  # each reward is the single env's formula on that vehicle's own terms
+        raw = -info["collision_reward"] + 0.1 * info["right_lane_reward"] + 0.4 * info["high_speed_reward"]
+        assert rewards[agent] == pytest.approx((raw + 1) / 1.5 * info["on_road_reward"])
+    assert env.agents == ["vehicle_0", "vehicle_2"]
+    _, rewards, *_ = env.step({a: FASTER for a in env.agents})
+    assert set(rewards) == {"vehicle_0", "vehicle_2"}
+
+
+# ---- merge ramp -----------------------------------------------------------------------------------------
+def test_merge_ramp_vehicles_merge_or_wait_and_never_drive_past_its_end() -> None:
+    env = gym.make("rlsuite/Merge-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    merged = 0
+    for seed in range(3):
+        env.reset(seed=seed)
+        core = env.unwrapped.core
+        ramp = core.p.lanes_count
+        assert (core.target_lane[0, -3:] == ramp).all()  # the last three traffic vehicles start on the ramp
+        for _ in range(30):
+            _, _, terminated, truncated, info = env.step(IDLE)
+            on_ramp = core.lane_of(core.y[0]) == ramp
+            assert not (on_ramp & (core.x[0] + LENGTH / 2 > core.p.ramp_end) & ~core.crashed[0]).any()
+            assert not info["action_mask"][LANE_RIGHT] or core.lane_of(core.y[0, :1])[0] < ramp - 1  # never into the ramp
+            if terminated or truncated:
+                break
+        merged += int((core.lane_of(core.y[0, -3:]) < ramp).sum())
+    assert merged >= 3  # MOBIL's mandatory merge does happen
+
+
+# ---- learning -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ppo_beats_the_idm_baseline_within_its_preset_budget(tmp_path) -> None:
+    """PPO with the kinematics observation and the preset's budget (agents/presets/ppo.yaml) against the
+    IDM-only ego: a higher mean return, or a crash rate under 10% at a higher mean speed."""
+    import torch
+
+    from rlsuite.agents.registry import load_policy, make_baseline
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import settings_to_dict
+    from rlsuite.envs import make_env, reference_score
+    from rlsuite.evaluation.harness import evaluate_policy
+    from rlsuite.train import prepare_settings, run_training
+
+    torch.set_num_threads(1)
+    settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": 0, "tensorboard": False})
+    run = RunFolder.create(tmp_path, agent="ppo", env_id=ENV_ID, seed=0, settings=settings_to_dict(settings),
+                           command="test", device="cpu")
+    run_training("ppo", settings, run, show_progress=False)
+
+    def measure(policy) -> tuple[float, float, float]:
+        episodes = evaluate_policy(policy, ENV_ID, episodes=50, n_envs=25)
+        returns = [e.episode_return for e in episodes]
+        crashes = [e.metrics["crashed"] for e in episodes]
+        speeds = [e.metrics["distance"] / e.length for e in episodes]  # [m/s] mean over the episode (1 s steps)
+        return float(np.mean(returns)), float(np.mean(crashes)), float(np.mean(speeds))
+
+    ppo_return, ppo_crash, ppo_speed = measure(load_policy(run.path, "best").policy)
+    idm_return, _, idm_speed = measure(make_baseline("highway-idm", make_env(ENV_ID)))
+    assert idm_return == pytest.approx(reference_score(ENV_ID).reference, abs=1.0)  # the table holds IDM's score
+    assert ppo_return > idm_return or (ppo_crash < 0.1 and ppo_speed > idm_speed), (
+        f"PPO: return {ppo_return:.2f}, crash rate {ppo_crash:.2f}, speed {ppo_speed:.2f}; "
+        f"IDM: return {idm_return:.2f}, speed {idm_speed:.2f}")
