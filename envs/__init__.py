@@ -17,6 +17,10 @@ register(id="rlsuite/MemoryCue-v0", entry_point="rlsuite.envs.memory:MemoryCueEn
 # --- driving (issue 6) ---
 
 # --- traffic (issue 7) ---
+for _name, _scenario in (("TrafficGrid", "grid2x2"), ("TrafficSingle", "single"), ("TrafficArterial", "arterial"),
+                         ("TrafficGrid4x4", "grid4x4")):
+    register(id=f"rlsuite/{_name}-v0", entry_point="rlsuite.envs.traffic:TrafficGridEnv",
+             vector_entry_point="rlsuite.envs.traffic:TrafficGridVectorEnv", kwargs={"scenario": _scenario})
 
 # --- robot arm and spoken commands (issue 8) ---
 
