@@ -72,6 +72,7 @@ import numpy as np
 import yaml
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
+from pettingzoo import ParallelEnv
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DIRECTIONS = ("N", "E", "S", "W")  # approach d: vehicles arriving FROM direction d
@@ -673,6 +674,124 @@ class TrafficGridVectorEnv(gym.vector.VectorEnv):
         if self.render_mode != "rgb_array":
             return None
         return render_frames(self.sim.core, np.arange(self.num_envs))
+
+    # -- the multi-agent view (envs/multiagent.py:MultiAgentCore): one agent per intersection ----------------
+    @property
+    def num_agents(self) -> int:
+        return self.net.num_nodes
+
+    @property
+    def agent_observation_space(self) -> gym.spaces.Box:
+        low = _obs_low(self.sim.pressure_obs, self.sim.neighbour_obs)
+        return gym.spaces.Box(low, np.ones_like(low), dtype=np.float32)
+
+    @property
+    def agent_action_space(self) -> gym.spaces.Discrete:
+        return gym.spaces.Discrete(4)
+
+    @property
+    def agent_features(self) -> np.ndarray:
+        """(K, K + 2): one-hot intersection id, then its (row, col) position scaled to [0, 1]."""
+        K, net = self.net.num_nodes, self.net
+        rc = np.stack([np.arange(K) // net.cols / max(net.rows - 1, 1), np.arange(K) % net.cols / max(net.cols - 1, 1)], 1)
+        return np.concatenate([np.eye(K), rc], axis=1).astype(np.float32)
+
+    def agent_info(self, rewards: np.ndarray | None = None) -> dict[str, Any]:
+        """Network metrics per env (N,) and per-intersection metrics (N, K)."""
+        core = self.sim.core
+        info: dict[str, Any] = dict(core.metrics())
+        info["agent_queue"] = core.queue.reshape(self.num_envs, -1, 12).sum(axis=2).astype(np.float64)
+        info["agent_waiting_time"] = core.node_stopped_s / np.maximum(core.counts["generated"][:, None], 1)
+        info["agent_pressure"] = core.pressure().astype(np.float64)
+        if rewards is not None:
+            info["agent_reward"] = rewards
+        return info
+
+    def reset_agents(self, seed: int | list[int] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.obs_mode != "vector":
+            raise ScenarioError("The multi-agent view reads vector observations; use obs_mode='vector'.")
+        self.reset(seed=seed)
+        return self.sim.observe(), self.agent_info()
+
+    def step_agents(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        rewards, truncated, _, _ = self.sim.step(np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1))
+        return self.sim.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, self.agent_info(rewards)
+
+
+def make_shared_vector_env(num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
+    """Parameter-sharing view: one row per intersection; `num_envs` rows = networks x intersections."""
+    from rlsuite.envs.multiagent import SharedAgentsVectorEnv
+
+    kwargs.pop("render_mode", None)
+    agents = load_network(kwargs.get("scenario", "grid2x2")).num_nodes
+    if num_envs % agents:
+        raise ScenarioError(f"The shared-policy traffic env has one row per intersection: num_envs (n_envs) must be "
+                            f"a multiple of {agents}, the scenario's intersections; got {num_envs}.")
+    return SharedAgentsVectorEnv(TrafficGridVectorEnv(num_envs // agents, **kwargs))
+
+
+def make_shared_env(**kwargs: Any) -> gym.Env:
+    """The shared-policy game as one env (agents act in turn): what gym.make of a shared id builds."""
+    from rlsuite.envs.multiagent import TurnTakingEnv
+
+    kwargs.pop("render_mode", None)
+    return TurnTakingEnv(TrafficGridVectorEnv(1, **kwargs))
+
+
+class TrafficParallelEnv(ParallelEnv):
+    """PettingZoo ParallelEnv: one agent per intersection (`tl_<row>_<col>`), over the same core."""
+
+    metadata = {"render_modes": ["rgb_array"], "name": "traffic_grid_v0", "is_parallelizable": True, "render_fps": 4}
+
+    def __init__(self, scenario: str | Path | dict = "grid2x2", profile: str = "train", reward: str = "wait",
+                 pressure: bool = False, neighbour_phases: bool = False, render_mode: str | None = None) -> None:
+        self.core = TrafficGridVectorEnv(1, scenario, profile, reward, pressure, neighbour_phases)
+        net = self.core.net
+        self.render_mode = render_mode
+        self.possible_agents = [f"tl_{k // net.cols}_{k % net.cols}" for k in range(net.num_nodes)]
+        self.agents: list[str] = []
+        self._obs_space = self.core.agent_observation_space
+        self._act_space = self.core.agent_action_space
+        self._obs_spaces = {a: self._obs_space for a in self.possible_agents}
+        self._act_spaces = {a: gym.spaces.Discrete(4) for a in self.possible_agents}
+        self._seeded = False
+
+    def observation_space(self, agent: str) -> gym.Space:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> gym.Space:
+        return self._act_spaces[agent]
+
+    def _infos(self, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        network = {k: float(np.asarray(v)[0]) for k, v in info.items() if not k.startswith("agent_")}
+        per_agent = {k.removeprefix("agent_"): np.asarray(v)[0] for k, v in info.items() if k.startswith("agent_")}
+        return {a: {**network, **{k: float(v[i]) for k, v in per_agent.items()}} for i, a in enumerate(self.possible_agents)}
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if seed is None and not self._seeded:
+            seed = int(np.random.SeedSequence().entropy % 2**31)
+        self._seeded = True
+        obs, info = self.core.reset_agents(seed)
+        self.agents = list(self.possible_agents)
+        return {a: obs[0, i] for i, a in enumerate(self.agents)}, self._infos(info)
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        act = np.array([[int(actions.get(a, 0)) for a in self.possible_agents]])
+        obs, rewards, terminated, truncated, info = self.core.step_agents(act)
+        names = self.possible_agents
+        out = ({a: obs[0, i] for i, a in enumerate(names)}, {a: float(rewards[0, i]) for i, a in enumerate(names)},
+               {a: bool(terminated[0]) for a in names}, {a: bool(truncated[0]) for a in names}, self._infos(info))
+        if truncated[0] or terminated[0]:
+            self.agents = []
+        return out
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return render_frames(self.core.sim.core, np.array([0]))[0]
+
+    def close(self) -> None:
+        pass
 
 
 # --- rendering: NumPy + OpenCV, top-down ---------------------------------------------------------------------------

@@ -330,3 +330,63 @@ def test_max_pressure_beats_fixed_time_on_travel_time(env_id: str) -> None:
         records = evaluate_policy(make_baseline(name, env), env_id, episodes=4)
         travel[name] = np.mean([r.metrics["travel_time"] for r in records])
     assert travel["max-pressure"] < 0.95 * travel["fixed-time"], travel
+
+
+# --- multi-agent: PettingZoo and the parameter-sharing view -------------------------------------------------------
+
+def test_pettingzoo_parallel_api_and_seed_tests() -> None:
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    from rlsuite.envs.traffic import TrafficParallelEnv
+
+    parallel_api_test(TrafficParallelEnv(scenario="single"), num_cycles=30)
+    parallel_seed_test(lambda: TrafficParallelEnv(scenario="grid2x2"), num_cycles=20)
+
+
+def test_pettingzoo_agents_see_the_same_network_as_the_gymnasium_env() -> None:
+    from rlsuite.envs.traffic import TrafficParallelEnv
+
+    par, single = TrafficParallelEnv(scenario="grid2x2"), TrafficGridEnv(scenario="grid2x2")
+    obs, infos = par.reset(seed=9)
+    flat, _ = single.reset(seed=9)
+    np.testing.assert_array_equal(np.concatenate([obs[a] for a in par.possible_agents]), flat)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        action = rng.integers(0, 4, size=4)
+        obs, rewards, _, _, infos = par.step(dict(zip(par.possible_agents, action.tolist(), strict=True)))
+        flat, reward, _, _, info = single.step(action)
+        np.testing.assert_array_equal(np.concatenate([obs[a] for a in par.possible_agents]), flat)
+        assert sum(rewards.values()) == pytest.approx(reward)
+    agent_info = infos["tl_1_0"]
+    assert agent_info["travel_time"] == info["travel_time"]  # network-wide metric
+    assert agent_info["reward"] == rewards["tl_1_0"] and "queue" in agent_info and "waiting_time" in agent_info
+
+
+def test_shared_view_rows_are_agents_with_id_features_and_turn_taking_matches() -> None:
+    from rlsuite.envs import make_env, make_vec_env
+
+    vec = make_vec_env("rlsuite/TrafficGridShared-v0", 8, record_stats=False)  # 2 networks x 4 intersections
+    obs, _ = vec.reset(seed=4)
+    assert obs.shape == (8, 29 + 4 + 2)
+    np.testing.assert_array_equal(obs[:, 29:33], np.tile(np.eye(4), (2, 1)))  # agent one-hot
+    full = TrafficGridVectorEnv(2, scenario="grid2x2")
+    full_obs, _ = full.reset(seed=4)
+    np.testing.assert_array_equal(obs[:, :29].reshape(2, -1), full_obs)
+    turn = make_env("rlsuite/TrafficGridShared-v0")
+    turn_obs, _ = turn.reset(seed=4)
+    np.testing.assert_array_equal(turn_obs, obs[0])
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        actions = rng.integers(0, 4, size=8)
+        obs, rewards, _, _, info = vec.step(actions)
+        full_obs, full_rewards, _, _, full_info = full.step(actions.reshape(2, 4))
+        np.testing.assert_array_equal(obs[:, :29].reshape(2, -1), full_obs)
+        np.testing.assert_allclose(rewards.reshape(2, 4).sum(axis=1), full_rewards)
+        team = 0.0
+        for a in range(4):
+            turn_obs, r, *_ , turn_info = turn.step(actions[a])
+            team += r
+        np.testing.assert_array_equal(turn_obs, obs[0])
+        assert team == pytest.approx(full_rewards[0]) and turn_info["travel_time"] == full_info["travel_time"][0]
+    with pytest.raises(ScenarioError, match="multiple of 4"):
+        make_vec_env("rlsuite/TrafficGridShared-v0", 6)
