@@ -90,7 +90,7 @@ def main() -> None:
         print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()), flush=True)
     sumo_env.close()
     base = float(np.median(results["sumo-rl (libsumo)"]))
-    print(f"\n| simulator | decisions/s | simulated s / wall s | ratio to sumo-rl (libsumo) |\n| --- | --- | --- | --- |")
+    print("\n| simulator | decisions/s | simulated s / wall s | ratio to sumo-rl (libsumo) |\n| --- | --- | --- | --- |")
     for name, values in results.items():
         med = float(np.median(values))
         print(f"| {name} | {med:,.0f} | {5 * med:,.0f} | {med / base:.1f}x |")
