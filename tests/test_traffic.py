@@ -390,3 +390,18 @@ def test_shared_view_rows_are_agents_with_id_features_and_turn_taking_matches() 
         assert team == pytest.approx(full_rewards[0]) and turn_info["travel_time"] == full_info["travel_time"][0]
     with pytest.raises(ScenarioError, match="multiple of 4"):
         make_vec_env("rlsuite/TrafficGridShared-v0", 6)
+
+
+def test_pixel_observations_are_the_rendered_frames() -> None:
+    env = gym.make("rlsuite/TrafficSingle-v0", obs_mode="pixels", render_mode="rgb_array")
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs) and obs.dtype == np.uint8
+    for _ in range(20):
+        obs, *_ = env.step(np.array([2]))
+    np.testing.assert_array_equal(obs, env.render())
+    vec = gym.make_vec("rlsuite/TrafficSingle-v0", num_envs=2, vectorization_mode="vector_entry_point", obs_mode="pixels")
+    vobs, _ = vec.reset(seed=1)
+    first, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(vobs[0], first)
+    with pytest.raises(ScenarioError, match="vector, pixels"):
+        gym.make("rlsuite/TrafficSingle-v0", obs_mode="rgb")
