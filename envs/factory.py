@@ -112,7 +112,8 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     # baselines, rlsuite's harness, 8 episodes, seeds 1_000_000+, training profiles. The shared ids
     # (one row per intersection) score the same team return.
     **{f"rlsuite/Traffic{name}{shared}-v0": ReferenceScore(random=rnd, reference=mp, source="max-pressure controller")
-       for name, rnd, mp in (("Single", -244.5, -78.5), ("Arterial", -897.9, -346.0), ("Grid", -836.3, -303.7))
+       for name, rnd, mp in (("Single", -244.5, -78.5), ("Arterial", -897.9, -346.0), ("Grid", -836.3, -303.7),
+                                 ("Grid4x4", -3323.3, -1222.7))
        for shared in ("", "Shared")},
 
     # --- robot arm and spoken commands (issue 8) ---

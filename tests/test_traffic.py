@@ -405,3 +405,29 @@ def test_pixel_observations_are_the_rendered_frames() -> None:
     np.testing.assert_array_equal(vobs[0], first)
     with pytest.raises(ScenarioError, match="vector, pixels"):
         gym.make("rlsuite/TrafficSingle-v0", obs_mode="rgb")
+
+
+@pytest.mark.slow
+def test_parameter_shared_ppo_beats_fixed_time_on_the_2x2_grid(tmp_path) -> None:
+    """One PPO policy for all four intersections (the preset: 150k agent steps), evaluated on the
+    same 8 seeds as Webster fixed-time: lower average travel time."""
+    import torch
+
+    from rlsuite.agents.registry import load_policy, make_baseline
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import settings_to_dict
+    from rlsuite.evaluation.harness import evaluate_policy
+    from rlsuite.train import prepare_settings, run_training
+
+    torch.set_num_threads(1)
+    env_id = "rlsuite/TrafficGridShared-v0"
+    settings = prepare_settings("ppo", env_id, cli_values={"seed": 0, "tensorboard": False})
+    assert settings.total_steps == 150_000 and settings.n_envs == 32
+    run = RunFolder.create(tmp_path, agent="ppo", env_id=env_id, seed=0, settings=settings_to_dict(settings),
+                           command="test", device="cpu")
+    run_training("ppo", settings, run, show_progress=False)
+    ppo = evaluate_policy(load_policy(run.path, "last").policy, env_id, episodes=8)
+    fixed = evaluate_policy(make_baseline("fixed-time", gym.make("rlsuite/TrafficGrid-v0")), "rlsuite/TrafficGrid-v0", episodes=8)
+    ppo_travel = np.mean([r.metrics["travel_time"] for r in ppo])
+    fixed_travel = np.mean([r.metrics["travel_time"] for r in fixed])
+    assert ppo_travel < 0.9 * fixed_travel, (ppo_travel, fixed_travel)
