@@ -58,6 +58,12 @@ AGENTS: dict[str, AgentSpec] = {
                   controller="rlsuite.envs.highway:MOBILController", env_prefixes=("rlsuite/Highway", "rlsuite/Merge")),
 
         # --- traffic controllers (issue 7) ---
+        AgentSpec("fixed-time", "Fixed-time signals, Webster cycle and splits from the scenario's demand", None,
+                  controller="rlsuite.envs.traffic:FixedTimeController", env_prefixes=("rlsuite/Traffic",)),
+        AgentSpec("max-pressure", "Max-pressure signal control (Varaiya 2013)", None,
+                  controller="rlsuite.envs.traffic:MaxPressureController", env_prefixes=("rlsuite/Traffic",)),
+        AgentSpec("actuated", "Actuated signals: extend green until its queues clear (gap-out), max green", None,
+                  controller="rlsuite.envs.traffic:ActuatedController", env_prefixes=("rlsuite/Traffic",)),
 
         # --- robot-arm baselines (issue 8) ---
 

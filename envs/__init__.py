@@ -26,6 +26,13 @@ for _id, _kwargs in (
              kwargs=_kwargs)
 
 # --- traffic (issue 7) ---
+for _name, _scenario in (("TrafficGrid", "grid2x2"), ("TrafficSingle", "single"), ("TrafficArterial", "arterial"),
+                         ("TrafficGrid4x4", "grid4x4")):
+    register(id=f"rlsuite/{_name}-v0", entry_point="rlsuite.envs.traffic:TrafficGridEnv",
+             vector_entry_point="rlsuite.envs.traffic:TrafficGridVectorEnv", kwargs={"scenario": _scenario})
+    # Parameter sharing: one row per intersection (gym.make gives the same game with the agents in turn).
+    register(id=f"rlsuite/{_name}Shared-v0", entry_point="rlsuite.envs.traffic:make_shared_env",
+             vector_entry_point="rlsuite.envs.traffic:make_shared_vector_env", kwargs={"scenario": _scenario})
 
 # --- robot arm and spoken commands (issue 8) ---
 

@@ -109,6 +109,13 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "rlsuite/Highway-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
 
     # --- traffic (issue 7) ---
+    # Returns (minus waiting time / 100, summed over intersections) of the random and max-pressure
+    # baselines, rlsuite's harness, 8 episodes, seeds 1_000_000+, training profiles. The shared ids
+    # (one row per intersection) score the same team return.
+    **{f"rlsuite/Traffic{name}{shared}-v0": ReferenceScore(random=rnd, reference=mp, source="max-pressure controller")
+       for name, rnd, mp in (("Single", -244.5, -78.5), ("Arterial", -897.9, -346.0), ("Grid", -836.3, -303.7),
+                                 ("Grid4x4", -3323.3, -1222.7))
+       for shared in ("", "Shared")},
 
     # --- robot arm and spoken commands (issue 8) ---
 

@@ -1,0 +1,100 @@
+"""Our traffic simulator vs sumo-rl on SUMO (libsumo), single intersection, one process run.
+
+sumo-rl runs its `nets/2way-single-intersection` scenario (vhvh routes, delta_time 5 s, single agent)
+through libsumo, the fast in-process binding (TraCI over a socket is ~20x slower; libsumo allows one
+simulation per process, sumo-rl #47). Ours runs `rlsuite/TrafficSingle-v0` (one four-leg intersection,
+delta_time 5 s) as a single env and natively vectorised with 256 and 1024 envs. Blocks alternate
+(sumo, ours x3, sumo, ...) so machine load hits both alike; the script prints decisions per second,
+simulated seconds per wall second and the ratios to sumo-rl. Random actions everywhere.
+
+Run: `python benchmarks/traffic_vs_sumo_rl.py [--repeats 3] [--decisions 400]` (needs the `bench` extra:
+sumo-rl, eclipse-sumo, libsumo; SUMO_HOME is set here from the installed `sumo` package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def _sumo_env(num_seconds: int):  # noqa: ANN202
+    import sumo
+
+    os.environ.setdefault("SUMO_HOME", os.path.dirname(sumo.__file__))
+    os.environ["LIBSUMO_AS_TRACI"] = "1"  # must be set before sumo_rl imports traci
+    import sumo_rl
+
+    nets = os.path.join(os.path.dirname(sumo_rl.__file__), "nets", "2way-single-intersection")
+    return sumo_rl.SumoEnvironment(
+        net_file=os.path.join(nets, "single-intersection.net.xml"),
+        route_file=os.path.join(nets, "single-intersection-vhvh.rou.xml"),
+        single_agent=True, use_gui=False, num_seconds=num_seconds, delta_time=5, sumo_warnings=False,
+    )
+
+
+def bench_sumo(env, decisions: int) -> float:  # noqa: ANN001
+    """Decisions per second of sumo-rl over `decisions` random actions (reset excluded)."""
+    env.reset()
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(decisions)]
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    return decisions / (time.perf_counter() - start)
+
+
+def bench_ours(num_envs: int, decisions: int) -> float:
+    """Decisions per second (summed over envs) of our single env (num_envs=0) or vector env."""
+    import gymnasium as gym
+
+    import rlsuite.envs  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    if num_envs == 0:
+        env = gym.make("rlsuite/TrafficSingle-v0").unwrapped
+        env.reset(seed=0)
+        actions = rng.integers(0, 4, size=(decisions, 1))
+        start = time.perf_counter()
+        for a in actions:
+            _, _, _, truncated, _ = env.step(a)
+            if truncated:
+                env.reset()
+        return decisions / (time.perf_counter() - start)
+    vec = gym.make_vec("rlsuite/TrafficSingle-v0", num_envs=num_envs, vectorization_mode="vector_entry_point")
+    vec.reset(seed=0)
+    steps = max(5, decisions // 20)
+    actions = rng.integers(0, 4, size=(steps, num_envs, 1))
+    start = time.perf_counter()
+    for a in actions:
+        vec.step(a)
+    return steps * num_envs / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decisions", type=int, default=400, help="decisions per sumo-rl / single-env block")
+    args = parser.parse_args()
+    sumo_env = _sumo_env(num_seconds=100_000)
+    results: dict[str, list[float]] = {"sumo-rl (libsumo)": [], "ours single": [], "ours vec 256": [], "ours vec 1024": []}
+    for r in range(args.repeats):
+        results["sumo-rl (libsumo)"].append(bench_sumo(sumo_env, args.decisions))
+        results["ours single"].append(bench_ours(0, args.decisions))
+        results["ours vec 256"].append(bench_ours(256, args.decisions))
+        results["ours vec 1024"].append(bench_ours(1024, args.decisions))
+        print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()), flush=True)
+    sumo_env.close()
+    base = float(np.median(results["sumo-rl (libsumo)"]))
+    print("\n| simulator | decisions/s | simulated s / wall s | ratio to sumo-rl (libsumo) |\n| --- | --- | --- | --- |")
+    for name, values in results.items():
+        med = float(np.median(values))
+        print(f"| {name} | {med:,.0f} | {5 * med:,.0f} | {med / base:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
