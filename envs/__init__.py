@@ -19,10 +19,10 @@ register(id="rlsuite/MemoryCue-v0", entry_point="rlsuite.envs.memory:MemoryCueEn
 # --- traffic (issue 7) ---
 
 # --- robot arm and spoken commands (issue 8) ---
-for _name, _kwargs in (("Reacher-v0", {}), ("Reacher3Link-v0", {"num_links": 3}),
-                       ("ReacherPixels-v0", {"obs_mode": "pixels"}), ("ReacherGoal-v0", {"obs_mode": "goal"})):
-    register(id=f"rlsuite/{_name}", entry_point="rlsuite.envs.reacher:ReacherEnv",
-             vector_entry_point="rlsuite.envs.reacher:ReacherVectorEnv", kwargs=_kwargs)
+for _name, _cls, _kwargs in (("Reacher-v0", "Reacher", {}), ("Reacher3Link-v0", "Reacher", {"num_links": 3}),
+                             ("ReacherPixels-v0", "Reacher", {"obs_mode": "pixels"}), ("ReacherGoal-v0", "ReacherGoal", {})):
+    register(id=f"rlsuite/{_name}", entry_point=f"rlsuite.envs.reacher:{_cls}Env",
+             vector_entry_point=f"rlsuite.envs.reacher:{_cls}VectorEnv", kwargs=_kwargs)
 
 # --- end of registrations ---
 
