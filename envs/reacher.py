@@ -179,13 +179,15 @@ class Arm:
             phid[i] = phid[i - 1] + qd[i]  # rad/s
         G: list[list[Column]] = [[0.0] * n for _ in range(n)]
         h: list[Column] = [0.0] * n
+        speed2 = [v * v for v in phid]  # (rad/s)^2
         for a in range(n):
             G[a][a] = A[a][a] + self.inertia[a]
             for b in range(a + 1, n):
-                c, s = cos(phi[a] - phi[b]), sin(phi[a] - phi[b])
-                G[a][b] = G[b][a] = A[a][b] * c
-                h[a] = h[a] + A[a][b] * s * phid[b] ** 2
-                h[b] = h[b] - A[a][b] * s * phid[a] ** 2
+                diff = phi[a] - phi[b]
+                G[a][b] = G[b][a] = A[a][b] * cos(diff)
+                a_sin = A[a][b] * sin(diff)
+                h[a] = h[a] + a_sin * speed2[b]
+                h[b] = h[b] - a_sin * speed2[a]
             if self.p.gravity:
                 h[a] = h[a] + self.p.gravity * self.B[a] * cos(phi[a])
         # M = T^T G T and c + g = T^T h: suffix sums over a >= i (and b >= j)
