@@ -145,3 +145,28 @@ def test_render_shows_arena_spectrogram_and_caption() -> None:
     assert strip.std() > 10  # the spectrogram is drawn, not blank
     audio, rate = env.unwrapped.command_audio()
     assert rate == 16_000 and audio.shape == (16_000,) and np.abs(audio).max() > 0.5
+
+
+def test_recorded_video_carries_the_spoken_command(tmp_path) -> None:
+    import subprocess
+
+    from rlsuite.agents.baselines import RandomPolicy
+    from rlsuite.evaluation.video import ffmpeg_exe, record_episodes
+
+    env = gym.make("rlsuite/SpokenReach-v0")
+    policy = RandomPolicy(env.observation_space, env.action_space, seed=0)
+    out = tmp_path / "spoken.mp4"
+    record_episodes(policy, "rlsuite/SpokenReach-v0", out, episodes=2, max_episode_steps=25, overlay=False)
+    decoded = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(out), "-vn", "-f", "s16le", "-ac", "1",
+                              "-ar", "16000", "-"], capture_output=True, check=True).stdout
+    sound = np.frombuffer(decoded, "<i2").astype(np.float64) / 32768
+    per_episode = int(26 / 50 * 16_000)  # 26 frames at 50 fps
+    assert len(sound) >= 2 * per_episode - 2048
+    # each episode's first second holds its command; compare with what the env says it played
+    for index in range(2):
+        env.reset(seed=1_000_000 + index)
+        heard, _ = env.unwrapped.command_audio()
+        start = index * per_episode
+        expected_energy = np.sum(heard[:per_episode] ** 2)
+        got_energy = np.sum(sound[start : start + per_episode] ** 2)
+        assert got_energy == pytest.approx(expected_energy, rel=0.25)
