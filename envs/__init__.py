@@ -23,9 +23,10 @@ for _name, _cls, _kwargs in (("Reacher-v0", "Reacher", {}), ("Reacher3Link-v0", 
                              ("ReacherPixels-v0", "Reacher", {"obs_mode": "pixels"}), ("ReacherGoal-v0", "ReacherGoal", {})):
     register(id=f"rlsuite/{_name}", entry_point=f"rlsuite.envs.reacher:{_cls}Env",
              vector_entry_point=f"rlsuite.envs.reacher:{_cls}VectorEnv", kwargs=_kwargs)
-for _name, _kwargs in (("SpokenReach-v0", {}), ("SpokenReachImage-v0", {"image": True})):
-    register(id=f"rlsuite/{_name}", entry_point="rlsuite.envs.spoken:SpokenReachEnv",
-             vector_entry_point="rlsuite.envs.spoken:SpokenReachVectorEnv", kwargs=_kwargs)
+register(id="rlsuite/SpokenReach-v0", entry_point="rlsuite.envs.spoken:SpokenReachEnv",
+         vector_entry_point="rlsuite.envs.spoken:SpokenReachVectorEnv")
+register(id="rlsuite/SpokenReachImage-v0", entry_point="rlsuite.envs.spoken:SpokenReachEnv",
+         vector_entry_point="rlsuite.envs.spoken:SpokenReachVectorEnv", kwargs={"image": True})
 
 # --- end of registrations ---
 

@@ -168,7 +168,8 @@ class Arm:
     def __init__(self, p: ArmParams, batched: bool) -> None:
         self.p, self.n, self.batched = p, p.num_links, batched
         self.A, self.B, self.inertia = p.A.tolist(), p.B.tolist(), p.inertia.tolist()
-        self.cos, self.sin = (np.cos, np.sin) if batched else (math.cos, math.sin)
+        self.cos: Any = np.cos if batched else math.cos
+        self.sin: Any = np.sin if batched else math.sin
 
     def terms(self, q: list[Column], qd: list[Column]) -> tuple[list[list[Column]], list[Column]]:
         """M(q) (n x n, kg m^2) and c(q, q') + g(q) (n, N m), via absolute angles (module docstring)."""

@@ -269,3 +269,25 @@ def test_bad_arguments_are_refused() -> None:
         gym.make("rlsuite/Reacher-v0", obs_mode="rgb")
     with pytest.raises(ValueError, match="render_mode"):
         ReacherEnv(render_mode="human")
+
+
+@pytest.mark.slow
+def test_ppo_reaches_90_percent_success(tmp_path) -> None:
+    """PPO with the rlsuite/Reacher-v0 preset (200k steps, about 140 CPU seconds): at least 90% of 200
+    fresh evaluation episodes end with the fingertip within 2 cm of the target (seed 0 measured 91.5%)."""
+    from rlsuite.agents.registry import load_policy
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import settings_to_dict
+    from rlsuite.evaluation.harness import evaluate_policy
+    from rlsuite.train import prepare_settings, run_training
+
+    settings = prepare_settings("ppo", "rlsuite/Reacher-v0", cli_values={"seed": 0, "tensorboard": False})
+    assert settings.total_steps == 200_000
+    run = RunFolder.create(tmp_path, agent="ppo", env_id="rlsuite/Reacher-v0", seed=0,
+                           settings=settings_to_dict(settings), command="test", device="cpu")
+    run_training("ppo", settings, run, show_progress=False)
+    policy = load_policy(run.path, "last").policy
+    episodes = evaluate_policy(policy, "rlsuite/Reacher-v0", episodes=200, n_envs=50,
+                               seeds=range(2_000_000, 2_000_200))  # not the seeds training evaluated on
+    success = float(np.mean([e.metrics["is_success"] for e in episodes]))
+    assert success >= 0.9, f"PPO reached {success:.1%} success"
