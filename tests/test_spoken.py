@@ -170,3 +170,21 @@ def test_recorded_video_carries_the_spoken_command(tmp_path) -> None:
         expected_energy = np.sum(heard[:per_episode] ** 2)
         got_energy = np.sum(sound[start : start + per_episode] ** 2)
         assert got_energy == pytest.approx(expected_energy, rel=0.25)
+
+
+def test_clips_say_their_words_in_held_out_voices_too(clips: sd.SpeechClips) -> None:
+    """A nearest-centroid classifier on log-mel features (mean over three time thirds), fitted on the
+    training voices, names the word of held-out voices' clips far above chance (1/4): the labels are
+    right and the held-out split is learnable from the training voices (measured 99% on both)."""
+
+    def features(i: int) -> np.ndarray:
+        spectrogram = sd.log_mel(clips.clip(i).astype(np.float64) / 32768)  # (frames, 40)
+        f = np.concatenate([part.mean(0) for part in np.array_split(spectrogram, 3, axis=0)])
+        return (f - f.mean()) / f.std()
+
+    feats = np.stack([features(i) for i in range(len(clips))])
+    train = ~clips.heldout
+    centroids = np.stack([feats[train & (clips.word == w)].mean(0) for w in range(len(clips.words))])
+    predicted = np.argmin(((feats[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (predicted[train] == clips.word[train]).mean() >= 0.95
+    assert (predicted[~train] == clips.word[~train]).mean() >= 0.95
