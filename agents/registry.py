@@ -66,6 +66,9 @@ AGENTS: dict[str, AgentSpec] = {
                   controller="rlsuite.envs.traffic:ActuatedController", env_prefixes=("rlsuite/Traffic",)),
 
         # --- robot-arm baselines (issue 8) ---
+        AgentSpec("reacher_pd", "Reacher's scripted baseline: inverse kinematics, then computed-torque PD", None,
+                  controller="rlsuite.envs.reacher:ReacherPDController",
+                  env_prefixes=("rlsuite/Reacher-", "rlsuite/Reacher3Link-", "rlsuite/ReacherGoal-")),
 
         # --- end of registry ---
     )

@@ -118,6 +118,10 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
        for shared in ("", "Shared")},
 
     # --- robot arm and spoken commands (issue 8) ---
+    # reference: the reacher_pd baseline (IK + computed-torque PD), 100 episodes, seeds 10_000+
+    "rlsuite/Reacher-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
+    "rlsuite/Reacher3Link-v0": ReferenceScore(random=-15.8, reference=-4.48, source="reacher_pd baseline (IK + PD)"),
+    "rlsuite/ReacherGoal-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
 
     # --- Atari (issue 9) ---
 

@@ -160,6 +160,38 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0) -> in
     return _encode(frames, path, fps, output_args, even=True)
 
 
+def _sound_track(sounds: Sequence[tuple[int, np.ndarray, int]], frames: int, fps: float) -> np.ndarray:
+    """One mono float track as long as the video, each sound starting at its frame's time."""
+    rate = sounds[0][2]
+    track = np.zeros(int(math.ceil(frames / fps * rate)), np.float64)
+    for first_frame, samples, sound_rate in sounds:
+        if sound_rate != rate:
+            raise VideoError(f"all sounds of one video need one sample rate: got {sound_rate} Hz after {rate} Hz.")
+        start = int(round(first_frame / fps * rate))
+        piece = np.asarray(samples, np.float64)[: max(0, len(track) - start)]
+        track[start : start + len(piece)] += piece
+    return track
+
+
+def mux_audio(video: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Add a mono audio track (float samples in [-1, 1]) to an MP4, in place and atomically (AAC, video
+    stream copied untouched)."""
+    video = Path(video)
+    pcm = np.round(np.clip(np.asarray(samples, np.float64), -1.0, 1.0) * 32767).astype("<i2")
+    tmp = video.with_name(f".{video.name}.{uuid.uuid4().hex}.tmp")
+    command = [
+        ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video),
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "-",
+        "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-b:a", "96k",
+        "-movflags", "+faststart", "-f", "mp4", str(tmp),
+    ]  # fmt: skip
+    result = subprocess.run(command, input=pcm.tobytes(), capture_output=True)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise VideoError(f"ffmpeg failed to add audio to {video}: {result.stderr.decode(errors='replace').strip()}")
+    os.replace(tmp, video)
+
+
 def _fit_width(frame: np.ndarray, max_width: int) -> np.ndarray:
     """Downscale (area averaging, no aliasing) so the width is at most `max_width`, keeping the aspect."""
     h, w = frame.shape[:2]
@@ -277,12 +309,15 @@ def record_episodes(
     overlay: bool = True,
     env_kwargs: Mapping[str, Any] | None = None,
     max_episode_steps: int | None = None,
+    audio: bool = True,
 ) -> list[EpisodeRecord]:
     """Play `episodes` evaluation episodes into one MP4 at `out` (and a GIF preview at `gif`).
 
     Returns their records, equal to `evaluate_policy`'s for the same seeds. `fps` defaults to the env's
     `render_fps` (real time), else 30. The overlay shows the env id, episode and seed, step, action,
-    reward and running return.
+    reward and running return. With `audio`, an env that speaks (its unwrapped env has
+    `command_audio() -> (samples, sample_rate)`, e.g. SpokenReach) gets each episode's sound muxed in,
+    starting at the episode's first frame.
     """
     seeds = evaluation_seeds(episodes) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != episodes:
@@ -299,10 +334,13 @@ def record_episodes(
         gif_every = max(1, round(fps / GIF_FPS))  # keep every k-th frame so the preview plays in real time
         gif_frames: list[np.ndarray] = []
         records: list[EpisodeRecord] = []
-        frames = _episode_frames(policy, env, env_id, seeds, deterministic, overlay, records)
+        sounds: list[tuple[int, np.ndarray, int]] | None = [] if audio else None
+        frames = _episode_frames(policy, env, env_id, seeds, deterministic, overlay, records, sounds)
         if gif is not None:
             frames = _tee_small(frames, gif_frames, gif_every)
-        write_mp4(frames, out, fps=fps)
+        count = write_mp4(frames, out, fps=fps)
+        if sounds:
+            mux_audio(out, _sound_track(sounds, count, fps), sounds[0][2])
         if gif is not None:
             write_gif(gif_frames, gif, fps=fps / gif_every)
         return records
@@ -326,6 +364,7 @@ def _episode_frames(
     deterministic: bool,
     overlay: bool,
     records: list[EpisodeRecord],
+    sounds: list[tuple[int, np.ndarray, int]] | None = None,
 ) -> Iterator[np.ndarray]:
     """Run one episode per seed, yielding (annotated) frames and appending each finished EpisodeRecord.
 
@@ -345,6 +384,9 @@ def _episode_frames(
                 torch.manual_seed(seed)  # as evaluate_policy seeds a one-episode wave
             header = f"{env_id}  episode {index + 1}/{len(seeds)}  seed {seed}"
             obs, _ = env.reset(seed=seed)
+            speaker = getattr(env.unwrapped, "command_audio", None)
+            if sounds is not None and callable(speaker):  # (first frame of the episode, samples, rate)
+                sounds.append((sum(r.length + 1 for r in records), *speaker()))
             policy.reset(1)
             episode_start = np.ones(1, dtype=bool)
             episode_return, length, done = 0.0, 0, False

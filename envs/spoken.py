@@ -1,0 +1,290 @@
+"""SpokenReach: the Reacher arm must touch the coloured target that a spoken command names.
+
+## Description
+Four coloured targets (red, blue, green, yellow) lie in the workspace of Reacher's 2-link arm
+(envs/reacher.py, same dynamics). At reset a voice says one colour; the arm must put its fingertip on
+that target. The speech is real: espeak-ng clips in many voices, pitches and speeds, shipped with
+rlsuite (envs/speech_data.py); `voices="train"` draws from the training voices, `voices="heldout"` from
+voices whose timbre is never used in training. Each episode adds white noise at `snr_db` and shifts the
+clip to a random start inside the 1 s listening window.
+
+## Action space
+`Box(-1, 1, (2,), float32)`: joint torques, as Reacher.
+
+## Observation space
+A Dict:
+- `audio`: log-mel spectrogram `(98, 40)` float32 (16 kHz, 25 ms window, 10 ms hop, 40 mels, 1 s), the
+  same on every step of an episode; `audio="waveform"` gives the raw `(16000,)` float32 samples instead.
+- `state`: cos and sin of the joint angles, joint velocities (rad/s), fingertip x, y (m) and every
+  target's x, y in colour order (m): `8 + 2 * 4` float32.
+- with `image=True`: `image`, a top-down `(64, 64, 3)` uint8 render of arm and targets, and `state`
+  loses the target positions (the policy must see where the colours are and hear which one).
+
+Log-mel features of each clip are computed once and cached. Per episode the shift slices the cached
+spectrogram of the zero-padded clip (exactly the spectrogram of the shifted waveform, shifts being whole
+hops), and the noise adds the mel power of a cached white-noise spectrogram scaled to the SNR (power
+adds in expectation; the cross term of signal and noise is left out). The waveform option shifts and
+adds noise sample by sample.
+
+## Rewards
+`-distance to the named target (m) - 0.1 sum(action^2) - wrong_penalty` whenever the fingertip is within
+`success_tolerance` of another target.
+
+## Episode end
+Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
+`wrong_target` (on another one), `distance`, `control_effort`, `heldout_voice`.
+
+## Arguments
+`gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
+mute=False)`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
+ablation that shows an agent uses what it hears). `snr_db=None` adds no noise.
+
+## Version history
+- v0: first version.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from rlsuite.envs import speech_data as sd
+from rlsuite.envs.reacher import PIXELS, ReacherCore, TaskParams, default_params, draw_arena
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), "yellow": (225, 195, 20)}
+VOICE_SPLITS = ("train", "heldout", "all")
+AUDIO_KINDS = ("logmel", "waveform")
+WINDOW_SECONDS = 1.0
+MIN_SEPARATION = 0.07  # m between targets: tolerance circles never overlap
+
+
+@cache
+def _padded(clip_id: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Clip `clip_id` as float, zero-padded by (window - length) on both sides, its mel power (cached), and
+    its mean power. A listening window starting `k` hops in sees frames `k : k + F` of that spectrogram."""
+    clips = sd._shipped_clips()
+    wave = clips.clip(clip_id).astype(np.float64) / 32768.0
+    window = int(WINDOW_SECONDS * sd.SAMPLE_RATE)
+    pad = np.zeros(window - len(wave))
+    padded = np.concatenate([pad, wave, pad])
+    return padded, sd.mel_power(padded), float(np.mean(wave**2))
+
+
+@cache
+def _noise_bank() -> tuple[np.ndarray, np.ndarray]:
+    """10 s of unit-variance white noise (fixed seed) and its mel power, computed once."""
+    wave = np.random.default_rng(12345).standard_normal(10 * sd.SAMPLE_RATE)
+    return wave, sd.mel_power(wave)
+
+
+class SpokenCore:
+    """N arms, each with four targets and a spoken command; per-row seeded."""
+
+    def __init__(self, num_envs: int, voices: str, snr_db: float | None, audio: str, image: bool, mute: bool,
+                 wrong_penalty: float, max_episode_steps: int, success_tolerance: float) -> None:
+        if voices not in VOICE_SPLITS:
+            raise ValueError(f"voices must be one of {', '.join(VOICE_SPLITS)}, got {voices!r}.")
+        if audio not in AUDIO_KINDS:
+            raise ValueError(f"audio must be one of {', '.join(AUDIO_KINDS)}, got {audio!r}.")
+        self.num_envs, self.audio_kind, self.image, self.mute = num_envs, audio, image, mute
+        self.snr_db, self.wrong_penalty = snr_db, wrong_penalty
+        self.arm = ReacherCore(num_envs, default_params(2), TaskParams("state", max_episode_steps, success_tolerance))
+        clips = sd._shipped_clips()
+        self.words = clips.words
+        self.num_targets = len(self.words)
+        in_split = np.ones(len(clips), bool) if voices == "all" else clips.heldout == (voices == "heldout")
+        self.clips_by_word = [np.flatnonzero(in_split & (clips.word == w)) for w in range(self.num_targets)]
+        self.voice_names, self.clip_voice, self.clip_heldout = clips.voices, clips.voice, clips.heldout
+        self.window = int(WINDOW_SECONDS * sd.SAMPLE_RATE)  # samples
+        self.frames = sd.frames_for(WINDOW_SECONDS)
+        self.targets = np.zeros((num_envs, self.num_targets, 2))  # m
+        self.command = np.zeros(num_envs, np.int64)
+        self.clip = np.zeros(num_envs, np.int64)
+        self.shift = np.zeros(num_envs, np.int64)  # hops
+        self.noise_start = np.zeros(num_envs, np.int64)  # hops into the noise bank
+        audio_shape = (self.frames, sd.N_MELS) if audio == "logmel" else (self.window,)
+        self.audio = np.zeros((num_envs, *audio_shape), np.float32)
+
+    def observation_space(self) -> gym.spaces.Dict:
+        n_state = 8 + (0 if self.image else 2 * self.num_targets)
+        spaces: dict[str, gym.Space] = {
+            "audio": gym.spaces.Box(-np.inf, np.inf, self.audio.shape[1:], np.float32),
+            "state": gym.spaces.Box(-np.inf, np.inf, (n_state,), np.float32)}
+        if self.image:
+            spaces["image"] = gym.spaces.Box(0, 255, (PIXELS, PIXELS, 3), np.uint8)
+        return gym.spaces.Dict(spaces)
+
+    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        self.arm.reset_rows(rows, rngs)
+        arm = self.arm
+        for i, rng in zip(rows, rngs, strict=True):  # every draw of a row from that row's generator
+            placed: list[np.ndarray] = []
+            while len(placed) < self.num_targets:  # rejection: uniform by area in the reachable annulus
+                u = rng.random(2)
+                radius = np.sqrt(arm.min_radius**2 + (arm.max_radius**2 - arm.min_radius**2) * u[0])
+                point = radius * np.array([np.cos(np.pi * (2 * u[1] - 1)), np.sin(np.pi * (2 * u[1] - 1))])
+                if all(np.linalg.norm(point - other) >= MIN_SEPARATION for other in placed):
+                    placed.append(point)
+            self.targets[i] = placed
+            self.command[i] = rng.integers(self.num_targets)
+            self.clip[i] = rng.choice(self.clips_by_word[self.command[i]])
+            padded, _, _ = _padded(int(self.clip[i]))
+            self.shift[i] = rng.integers(0, (len(padded) - self.window) // sd.HOP + 1)
+            self.noise_start[i] = rng.integers(0, (len(_noise_bank()[0]) - self.window) // sd.HOP)
+            self.audio[i] = 0.0 if self.mute else self._features(i)
+        arm.target[rows] = self.targets[rows, self.command[rows]]  # the arm's reward measures the named target
+
+    def _noise_scale(self, i: int) -> float:
+        """Noise standard deviation for the SNR (dB) relative to the clip's mean power; 0 without noise."""
+        if self.snr_db is None:
+            return 0.0
+        return float(np.sqrt(_padded(int(self.clip[i]))[2] / 10 ** (self.snr_db / 10)))
+
+    def waveform(self, i: int) -> np.ndarray:
+        """Row i's command as heard: the shifted clip plus noise, (window,) float32 in about [-1, 1]."""
+        padded, _, _ = _padded(int(self.clip[i]))
+        start = int(self.shift[i]) * sd.HOP
+        noise = _noise_bank()[0][int(self.noise_start[i]) * sd.HOP:][: self.window]
+        return (padded[start : start + self.window] + self._noise_scale(i) * noise).astype(np.float32)
+
+    def _features(self, i: int) -> np.ndarray:
+        if self.audio_kind == "waveform":
+            return self.waveform(i)
+        _, power, _ = _padded(int(self.clip[i]))
+        noise = _noise_bank()[1][int(self.noise_start[i]):][: self.frames]
+        shift = int(self.shift[i])
+        mixed = power[shift : shift + self.frames] + self._noise_scale(i) ** 2 * noise  # (F, mels)
+        return np.log(mixed + sd.LOG_FLOOR).astype(np.float32)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        arm = self.arm
+        parts = [np.cos(arm.q), np.sin(arm.q), arm.qd, arm.tip]
+        if not self.image:
+            parts.append(self.targets.reshape(self.num_envs, -1))
+        obs = {"audio": self.audio.copy(), "state": np.concatenate(parts, 1).astype(np.float32)}
+        if self.image:
+            obs["image"] = np.stack([self.draw(i, PIXELS) for i in range(self.num_envs)])
+        return obs
+
+    def draw(self, i: int, size: int) -> np.ndarray:
+        """Arena with the arm and the four coloured targets (the arm's own target marker covered by them)."""
+        img = draw_arena(self.arm.p, self.arm.q[i], self.targets[i, self.command[i]], size)
+        scale = size / (2.2 * self.arm.p.reach)  # px per m, as draw_arena
+        for k, word in enumerate(self.words):
+            x, y = self.targets[i, k]
+            centre = (int(round((size / 2 + x * scale) * 16)), int(round((size / 2 - y * scale) * 16)))
+            cv2.circle(img, centre, max(2, size // 20) * 16, COLOURS[word], -1, cv2.LINE_AA, 4)
+        tip_x, tip_y = self.arm.tip[i]
+        tip = (int(round((size / 2 + tip_x * scale) * 16)), int(round((size / 2 - tip_y * scale) * 16)))
+        cv2.circle(img, tip, max(1, size // 40) * 16, (40, 40, 40), -1, cv2.LINE_AA, 4)  # fingertip on top
+        return img
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        rewards, truncated, info = self.arm.step(actions)
+        tol = self.arm.task.success_tolerance
+        gaps = np.linalg.norm(self.targets - self.arm.tip[:, None, :], axis=2)  # (N, targets), m
+        gaps[np.arange(self.num_envs), self.command] = np.inf
+        wrong = gaps.min(1) < tol
+        rewards = rewards - self.wrong_penalty * wrong
+        info = {**info, "wrong_target": wrong, "heldout_voice": self.clip_heldout[self.clip].copy()}
+        return rewards, truncated, info
+
+
+def _core(num_envs: int, voices: str = "train", snr_db: float | None = 20.0, audio: str = "logmel",
+          image: bool = False, mute: bool = False, wrong_penalty: float = 1.0, max_episode_steps: int = 50,
+          success_tolerance: float = 0.02) -> SpokenCore:
+    return SpokenCore(num_envs, voices, snr_db, audio, image, mute, wrong_penalty, max_episode_steps, success_tolerance)
+
+
+class SpokenReachEnv(gym.Env):
+    """The single env: one row of the core, with rendering (arena, spectrogram strip, caption)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(self, render_mode: str | None = None, render_size: int = 256, **kwargs: Any) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.core = _core(1, **kwargs)
+        self.observation_space = self.core.observation_space()
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.render_mode, self.render_size = render_mode, render_size
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.core.observe().items()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.core.reset_rows(np.arange(1), [self.np_random])
+        return self._obs(), {"command": self.core.words[self.core.command[0]]}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        rewards, truncated, info = self.core.step(np.asarray(action)[None])
+        return self._obs(), float(rewards[0]), False, bool(truncated[0]), {k: v[0].item() for k, v in info.items()}
+
+    def command_audio(self) -> tuple[np.ndarray, int]:
+        """The command as the agent hears it this episode (shifted, noisy): (samples float32, sample rate)."""
+        return self.core.waveform(0), sd.SAMPLE_RATE
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode != "rgb_array":
+            return None
+        size, core = self.render_size, self.core
+        arena = core.draw(0, size)
+        if core.audio_kind == "logmel" and not core.mute:
+            spec = core.audio[0].T[::-1]  # (mels, frames), low frequencies at the bottom
+        else:
+            spec = sd.log_mel(core.waveform(0)).T[::-1]
+        lo, hi = np.percentile(spec, 2), spec.max()
+        strip = np.clip((spec - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+        strip = cv2.applyColorMap(cv2.resize(strip, (size, size // 4), interpolation=cv2.INTER_NEAREST),
+                                  cv2.COLORMAP_VIRIDIS)[..., ::-1]  # BGR -> RGB
+        caption = np.full((max(20, size // 10), size, 3), 255, np.uint8)
+        word = core.words[core.command[0]]
+        voice = core.voice_names[core.clip_voice[core.clip[0]]]
+        split = "held-out" if core.clip_heldout[core.clip[0]] else "train"
+        cv2.putText(caption, f'said "{word}" ({voice}, {split})', (4, caption.shape[0] - 6),
+                    cv2.FONT_HERSHEY_SIMPLEX, size / 700, (20, 20, 20), 1, cv2.LINE_AA)
+        return np.concatenate([arena, strip, caption], 0)
+
+
+class SpokenReachVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` SpokenReach envs stepped in array operations, with next-step autoreset."""
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.num_envs = num_envs
+        self.core = _core(num_envs, **kwargs)
+        self.single_observation_space = self.core.observation_space()
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode = render_mode
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        if seed is not None:
+            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]  # row i == single env seed + i
+        self.core.reset_rows(np.arange(self.num_envs), self._rngs)
+        self._needs_reset[:] = False
+        return self.core.observe(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        rewards, truncated, info = self.core.step(actions)
+        restarting = np.flatnonzero(self._needs_reset)
+        if len(restarting):  # next-step autoreset: these rows ignore their action and start afresh
+            self.core.reset_rows(restarting, [self._rngs[i] for i in restarting])
+            rewards[restarting] = 0.0
+            truncated[restarting] = False
+            for values in info.values():
+                values[restarting] = 0
+        self._needs_reset = truncated.copy()
+        return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, info
