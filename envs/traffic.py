@@ -63,6 +63,7 @@ batched core (next-step autoreset), row i equal to a single env reset with seed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,9 +234,9 @@ def load_network(scenario: str | Path | dict) -> Network:
             raise ScenarioError(f"{where}: turning ratios of profile {n!r} must be >= 0 and sum to 1, got {turns.tolist()}.")
         turning[p] = np.cumsum(turns)
         turning[p, 2] = 1.0
-        for d_idx, d in enumerate(DIRECTIONS):
-            knots = shape[d] if isinstance(shape, dict) else shape
-            lam[p][:, source_dir == d_idx] = (rates[d] * _piecewise(knots, duration, f"{where} profile {n}"))[:, None]
+        for d_idx, d_name in enumerate(DIRECTIONS):
+            knots = shape[d_name] if isinstance(shape, dict) else shape
+            lam[p][:, source_dir == d_idx] = (rates[d_name] * _piecewise(knots, duration, f"{where} profile {n}"))[:, None]
 
     # Webster's design flows: mean arrival rates over the training profiles, propagated through the grid
     # by the turning ratios (solve f = s + T^T f on links; vehicles leave at the edges, so it converges).
@@ -338,9 +339,11 @@ class TrafficCore:
     def reset_rows(self, rows: np.ndarray, keys: np.ndarray, profiles: np.ndarray) -> None:
         self.key[rows, 0] = keys
         self.profile[rows] = profiles
-        for arr in (self.t, self.queue, self.mov_occ, self.link_occ, self.credit, self.backlog, self.entered_link, self.phase,
-                    self.prev_phase, self.clear_left, self.green_s, self.veh_s, self.stopped_s, self.backlog_s,
-                    self.node_stopped_s, *self.counts.values()):
+        arrays: tuple[np.ndarray, ...] = (
+            self.t, self.queue, self.mov_occ, self.link_occ, self.credit, self.backlog, self.entered_link, self.phase,
+            self.prev_phase, self.clear_left, self.green_s, self.veh_s, self.stopped_s, self.backlog_s,
+            self.node_stopped_s, *self.counts.values())
+        for arr in arrays:
             arr[rows] = 0
         self.pipe[:, rows] = 0
 
@@ -526,7 +529,7 @@ class TrafficSim:
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
         self.needs_reset = np.zeros(num_envs, dtype=bool)
 
-    def seed(self, seeds: list[int | None]) -> None:
+    def seed(self, seeds: Sequence[int | None]) -> None:
         self.rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
 
     def _choices(self) -> tuple[int, ...]:
@@ -670,7 +673,7 @@ class TrafficGridVectorEnv(gym.vector.VectorEnv):
         info["agent_rewards"] = rewards
         return self._obs(), rewards.sum(axis=1), np.zeros(self.num_envs, dtype=bool), truncated, info
 
-    def render(self) -> np.ndarray | None:
+    def render(self) -> np.ndarray | None:  # type: ignore[override]  # batched frames
         if self.render_mode != "rgb_array":
             return None
         return render_frames(self.sim.core, np.arange(self.num_envs))
@@ -769,7 +772,7 @@ class TrafficParallelEnv(ParallelEnv):
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is None and not self._seeded:
-            seed = int(np.random.SeedSequence().entropy % 2**31)
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._seeded = True
         obs, info = self.core.reset_agents(seed)
         self.agents = list(self.possible_agents)
