@@ -388,6 +388,7 @@ def test_shared_view_rows_are_agents_with_id_features_and_turn_taking_matches() 
             team += r
         np.testing.assert_array_equal(turn_obs, obs[0])
         assert team == pytest.approx(full_rewards[0]) and turn_info["travel_time"] == full_info["travel_time"][0]
+        assert turn_info["agent_queue_2"] == full.agent_info()["agent_queue"][0, 2]  # per-intersection metrics
     with pytest.raises(ScenarioError, match="multiple of 4"):
         make_vec_env("rlsuite/TrafficGridShared-v0", 6)
 
