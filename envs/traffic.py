@@ -265,16 +265,20 @@ def load_network(scenario: str | Path | dict) -> Network:
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLD, _ODD = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD6E8FEB86659FD93)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 
 
 def _uniform(key: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """U[0, 1) from (key, a, b) by splitmix64: each row's stream depends on its own key only."""
     with np.errstate(over="ignore"):
         x = key ^ (a.astype(np.uint64) * _GOLD) ^ (b.astype(np.uint64) * _ODD)
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+        x ^= x >> _S30
+        x *= _M1
+        x ^= x >> _S27
+        x *= _M2
+        x ^= x >> _S31
+        x >>= _S11
+    return x.astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
 def _poisson(u: np.ndarray, lam: np.ndarray, max_k: int = 8) -> np.ndarray:
