@@ -4,8 +4,9 @@ sumo-rl runs its `nets/2way-single-intersection` scenario (vhvh routes, delta_ti
 through libsumo, the fast in-process binding (TraCI over a socket is ~20x slower; libsumo allows one
 simulation per process, sumo-rl #47). Ours runs `rlsuite/TrafficSingle-v0` (one four-leg intersection,
 delta_time 5 s) as a single env and natively vectorised with 256 and 1024 envs. Blocks alternate
-(sumo, ours x3, sumo, ...) so machine load hits both alike; the script prints decisions per second,
-simulated seconds per wall second and the ratios to sumo-rl. Random actions everywhere.
+(sumo, ours x3, sumo, ...) so machine load hits both alike; the script prints decisions per CPU second
+of this process (libsumo runs inside it; robust on a shared machine), simulated seconds per CPU second,
+decisions per wall second, and the ratios to sumo-rl. Random actions everywhere.
 
 Run: `python benchmarks/traffic_vs_sumo_rl.py [--repeats 3] [--decisions 400]` (needs the `bench` extra:
 sumo-rl, eclipse-sumo, libsumo; SUMO_HOME is set here from the installed `sumo` package).
@@ -35,21 +36,32 @@ def _sumo_env(num_seconds: int):  # noqa: ANN202
     )
 
 
-def bench_sumo(env, decisions: int) -> float:  # noqa: ANN001
-    """Decisions per second of sumo-rl over `decisions` random actions (reset excluded)."""
+class _Clock:
+    """CPU and wall seconds of a block."""
+
+    def __enter__(self) -> _Clock:
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu, self.wall = time.process_time() - self.cpu, time.perf_counter() - self.wall
+
+
+def bench_sumo(env, decisions: int) -> tuple[float, float]:  # noqa: ANN001
+    """Decisions per CPU second and per wall second of sumo-rl over `decisions` random actions."""
     env.reset()
     env.action_space.seed(0)
     actions = [env.action_space.sample() for _ in range(decisions)]
-    start = time.perf_counter()
-    for a in actions:
-        _, _, terminated, truncated, _ = env.step(a)
-        if terminated or truncated:
-            env.reset()
-    return decisions / (time.perf_counter() - start)
+    with _Clock() as clock:
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+    return decisions / clock.cpu, decisions / clock.wall
 
 
-def bench_ours(num_envs: int, decisions: int) -> float:
-    """Decisions per second (summed over envs) of our single env (num_envs=0) or vector env."""
+def bench_ours(num_envs: int, decisions: int) -> tuple[float, float]:
+    """Decisions per CPU and per wall second (summed over envs) of our single env (num_envs=0) or vector env."""
     import gymnasium as gym
 
     import rlsuite.envs  # noqa: F401
@@ -59,20 +71,20 @@ def bench_ours(num_envs: int, decisions: int) -> float:
         env = gym.make("rlsuite/TrafficSingle-v0").unwrapped
         env.reset(seed=0)
         actions = rng.integers(0, 4, size=(decisions, 1))
-        start = time.perf_counter()
-        for a in actions:
-            _, _, _, truncated, _ = env.step(a)
-            if truncated:
-                env.reset()
-        return decisions / (time.perf_counter() - start)
+        with _Clock() as clock:
+            for a in actions:
+                _, _, _, truncated, _ = env.step(a)
+                if truncated:
+                    env.reset()
+        return decisions / clock.cpu, decisions / clock.wall
     vec = gym.make_vec("rlsuite/TrafficSingle-v0", num_envs=num_envs, vectorization_mode="vector_entry_point")
     vec.reset(seed=0)
     steps = max(5, decisions // 20)
     actions = rng.integers(0, 4, size=(steps, num_envs, 1))
-    start = time.perf_counter()
-    for a in actions:
-        vec.step(a)
-    return steps * num_envs / (time.perf_counter() - start)
+    with _Clock() as clock:
+        for a in actions:
+            vec.step(a)
+    return steps * num_envs / clock.cpu, steps * num_envs / clock.wall
 
 
 def main() -> None:
@@ -81,19 +93,22 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=400, help="decisions per sumo-rl / single-env block")
     args = parser.parse_args()
     sumo_env = _sumo_env(num_seconds=100_000)
-    results: dict[str, list[float]] = {"sumo-rl (libsumo)": [], "ours single": [], "ours vec 256": [], "ours vec 1024": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "sumo-rl (libsumo)": [], "ours single": [], "ours vec 256": [], "ours vec 1024": []}
     for r in range(args.repeats):
         results["sumo-rl (libsumo)"].append(bench_sumo(sumo_env, args.decisions))
         results["ours single"].append(bench_ours(0, args.decisions))
         results["ours vec 256"].append(bench_ours(256, args.decisions))
         results["ours vec 1024"].append(bench_ours(1024, args.decisions))
-        print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()), flush=True)
+        print(f"repeat {r} (decisions per CPU s): " + ", ".join(f"{k} {v[-1][0]:,.0f}" for k, v in results.items()),
+              flush=True)
     sumo_env.close()
-    base = float(np.median(results["sumo-rl (libsumo)"]))
-    print("\n| simulator | decisions/s | simulated s / wall s | ratio to sumo-rl (libsumo) |\n| --- | --- | --- | --- |")
+    base = np.median(np.array(results["sumo-rl (libsumo)"]), axis=0)  # (cpu, wall)
+    print("\n| simulator | decisions / CPU s | simulated s / CPU s | ratio (CPU) | decisions / wall s | ratio (wall) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, values in results.items():
-        med = float(np.median(values))
-        print(f"| {name} | {med:,.0f} | {5 * med:,.0f} | {med / base:.1f}x |")
+        cpu, wall = np.median(np.array(values), axis=0)
+        print(f"| {name} | {cpu:,.0f} | {5 * cpu:,.0f} | {cpu / base[0]:.1f}x | {wall:,.0f} | {wall / base[1]:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,18 @@ class TurnTakingEnv(gym.Env):
         self._actions = np.zeros((1, core.num_agents), dtype=np.int64)
         self._turn = 0
 
+    @staticmethod
+    def _scalar_info(info: dict[str, Any]) -> dict[str, float]:
+        """Env-wide entries as they are, per-agent entries as `<key>_<agent index>` (so evaluation stores them)."""
+        out: dict[str, float] = {}
+        for key, value in info.items():
+            value = np.asarray(value)
+            if value.ndim == 1:
+                out[key] = value[0].item()
+            elif value.ndim == 2:
+                out.update({f"{key}_{a}": float(v) for a, v in enumerate(value[0])})
+        return out
+
     def _agent_obs(self) -> np.ndarray:
         return np.concatenate([self._obs[self._turn], self._features[self._turn]]).astype(np.float32)
 
@@ -122,7 +134,7 @@ class TurnTakingEnv(gym.Env):
             seed = int(self.np_random.integers(2**31))
         obs, info = self.core.reset_agents([seed])
         self._obs, self._turn = obs[0], 0
-        return self._agent_obs(), {k: np.asarray(v)[0].item() for k, v in info.items() if np.asarray(v).ndim == 1}
+        return self._agent_obs(), self._scalar_info(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._actions[0, self._turn] = int(action)
@@ -131,5 +143,5 @@ class TurnTakingEnv(gym.Env):
             return self._agent_obs(), 0.0, False, False, {}
         obs, rewards, terminated, truncated, info = self.core.step_agents(self._actions)
         self._obs, self._turn = obs[0], 0
-        env_info = {k: np.asarray(v)[0].item() for k, v in info.items() if np.asarray(v).ndim == 1}
-        return self._agent_obs(), float(rewards[0].sum()), bool(terminated[0]), bool(truncated[0]), env_info
+        return (self._agent_obs(), float(rewards[0].sum()), bool(terminated[0]), bool(truncated[0]),
+                self._scalar_info(info))

@@ -63,6 +63,7 @@ batched core (next-step autoreset), row i equal to a single env reset with seed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,9 +234,9 @@ def load_network(scenario: str | Path | dict) -> Network:
             raise ScenarioError(f"{where}: turning ratios of profile {n!r} must be >= 0 and sum to 1, got {turns.tolist()}.")
         turning[p] = np.cumsum(turns)
         turning[p, 2] = 1.0
-        for d_idx, d in enumerate(DIRECTIONS):
-            knots = shape[d] if isinstance(shape, dict) else shape
-            lam[p][:, source_dir == d_idx] = (rates[d] * _piecewise(knots, duration, f"{where} profile {n}"))[:, None]
+        for d_idx, d_name in enumerate(DIRECTIONS):
+            knots = shape[d_name] if isinstance(shape, dict) else shape
+            lam[p][:, source_dir == d_idx] = (rates[d_name] * _piecewise(knots, duration, f"{where} profile {n}"))[:, None]
 
     # Webster's design flows: mean arrival rates over the training profiles, propagated through the grid
     # by the turning ratios (solve f = s + T^T f on links; vehicles leave at the edges, so it converges).
@@ -264,16 +265,20 @@ def load_network(scenario: str | Path | dict) -> Network:
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLD, _ODD = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD6E8FEB86659FD93)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 
 
 def _uniform(key: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """U[0, 1) from (key, a, b) by splitmix64: each row's stream depends on its own key only."""
     with np.errstate(over="ignore"):
         x = key ^ (a.astype(np.uint64) * _GOLD) ^ (b.astype(np.uint64) * _ODD)
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+        x ^= x >> _S30
+        x *= _M1
+        x ^= x >> _S27
+        x *= _M2
+        x ^= x >> _S31
+        x >>= _S11
+    return x.astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
 def _poisson(u: np.ndarray, lam: np.ndarray, max_k: int = 8) -> np.ndarray:
@@ -338,9 +343,11 @@ class TrafficCore:
     def reset_rows(self, rows: np.ndarray, keys: np.ndarray, profiles: np.ndarray) -> None:
         self.key[rows, 0] = keys
         self.profile[rows] = profiles
-        for arr in (self.t, self.queue, self.mov_occ, self.link_occ, self.credit, self.backlog, self.entered_link, self.phase,
-                    self.prev_phase, self.clear_left, self.green_s, self.veh_s, self.stopped_s, self.backlog_s,
-                    self.node_stopped_s, *self.counts.values()):
+        arrays: tuple[np.ndarray, ...] = (
+            self.t, self.queue, self.mov_occ, self.link_occ, self.credit, self.backlog, self.entered_link, self.phase,
+            self.prev_phase, self.clear_left, self.green_s, self.veh_s, self.stopped_s, self.backlog_s,
+            self.node_stopped_s, *self.counts.values())
+        for arr in arrays:
             arr[rows] = 0
         self.pipe[:, rows] = 0
 
@@ -526,7 +533,7 @@ class TrafficSim:
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
         self.needs_reset = np.zeros(num_envs, dtype=bool)
 
-    def seed(self, seeds: list[int | None]) -> None:
+    def seed(self, seeds: Sequence[int | None]) -> None:
         self.rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
 
     def _choices(self) -> tuple[int, ...]:
@@ -670,7 +677,7 @@ class TrafficGridVectorEnv(gym.vector.VectorEnv):
         info["agent_rewards"] = rewards
         return self._obs(), rewards.sum(axis=1), np.zeros(self.num_envs, dtype=bool), truncated, info
 
-    def render(self) -> np.ndarray | None:
+    def render(self) -> np.ndarray | None:  # type: ignore[override]  # batched frames
         if self.render_mode != "rgb_array":
             return None
         return render_frames(self.sim.core, np.arange(self.num_envs))
@@ -769,7 +776,7 @@ class TrafficParallelEnv(ParallelEnv):
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is None and not self._seeded:
-            seed = int(np.random.SeedSequence().entropy % 2**31)
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._seeded = True
         obs, info = self.core.reset_agents(seed)
         self.agents = list(self.possible_agents)

@@ -388,6 +388,7 @@ def test_shared_view_rows_are_agents_with_id_features_and_turn_taking_matches() 
             team += r
         np.testing.assert_array_equal(turn_obs, obs[0])
         assert team == pytest.approx(full_rewards[0]) and turn_info["travel_time"] == full_info["travel_time"][0]
+        assert turn_info["agent_queue_2"] == full.agent_info()["agent_queue"][0, 2]  # per-intersection metrics
     with pytest.raises(ScenarioError, match="multiple of 4"):
         make_vec_env("rlsuite/TrafficGridShared-v0", 6)
 
@@ -431,3 +432,19 @@ def test_parameter_shared_ppo_beats_fixed_time_on_the_2x2_grid(tmp_path) -> None
     ppo_travel = np.mean([r.metrics["travel_time"] for r in ppo])
     fixed_travel = np.mean([r.metrics["travel_time"] for r in fixed])
     assert ppo_travel < 0.9 * fixed_travel, (ppo_travel, fixed_travel)
+
+
+def test_profiles_train_and_held_out_are_disjoint_draws() -> None:
+    net = load_network("grid2x2")
+    held = {net.profile_names[i] for i in net.held_out_profiles}
+    train = {net.profile_names[i] for i in net.train_profiles}
+    assert held and train and not held & train
+    seen_train = {TrafficGridEnv(scenario="single").reset(seed=s)[1]["profile"] for s in range(12)}
+    seen_held = {TrafficGridEnv(scenario="single", profile="held_out").reset(seed=s)[1]["profile"] for s in range(4)}
+    assert seen_train == train and seen_held == held
+    # the time-varying rate follows the profile's shape: the held-out peak swings from NS to EW
+    shifting = net.profile_names.index("shifting_peak")
+    north = net.source_dir == 0
+    east = net.source_dir == 1
+    assert net.lam[shifting, 0, north].mean() > 3 * net.lam[shifting, 0, east].mean()
+    assert net.lam[shifting, -1, east].mean() > 3 * net.lam[shifting, -1, north].mean()
