@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -360,9 +361,15 @@ def _train(trial: Trial) -> tuple[Path, str]:
 
 def run_trial(trial: Trial) -> TrialResult:
     """Train (unless a baseline) and evaluate one trial in this process; never writes the database."""
+    import numpy as np
     import torch
 
+    # Same state in every worker, whatever ran there before: one thread, and the global generators
+    # seeded from the trial (agents seed their own; this covers anything that draws before they do).
     torch.set_num_threads(1)
+    torch.manual_seed(trial.seed)
+    np.random.seed(trial.seed)
+    random.seed(trial.seed)
     start = time.monotonic()
     host = socket.gethostname()
     try:
