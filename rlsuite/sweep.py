@@ -614,9 +614,13 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, show_progress:
     if todo:
         _run_grid(spec, todo, summary, console, show_progress)
     if spec.report and summary.finished + summary.skipped > 0 and summary.interrupted == 0:
+        # Filtered by env only: an agent whose every trial failed has no evaluation, yet its failed runs
+        # belong in the report's list of failures.
+        with ResultsStore(spec.db, create=False) as store:
+            evaluated = {e.env_id for e in store.evaluations()}
         try:
-            summary.report = write_report(spec.db, spec.out / "report", envs=list(spec.envs),
-                                          agents=list(spec.agents))
+            summary.report = write_report(spec.db, spec.out / "report",
+                                          envs=[env for env in spec.envs if env in evaluated])
         except ReportError as err:
             console.print(f"[yellow]no report:[/] {err}")
     summary.seconds = time.monotonic() - started

@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from test_cli import rlsuite
 
 from rlsuite.agents.settings import settings_to_dict
 from rlsuite.evaluation.evaluate import evaluate_baseline
-from rlsuite.evaluation.store import ResultsStore
+from rlsuite.evaluation.store import ResultsStore, StoreError
 from rlsuite.sweep import (
     SweepError,
     SweepSpec,
@@ -279,12 +278,13 @@ def test_driver_killed_mid_grid_then_rerun_skips_finished(tmp_path):
 
 
 def _evaluated(db: Path) -> int:
+    """Evaluations recorded so far by a driver running in another process (0 before it made the tables)."""
     if not db.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
-    except sqlite3.OperationalError:  # tables not created yet
+        with ResultsStore(db, create=False) as store:
+            return len(store.evaluations())
+    except StoreError:  # the driver is still creating the file
         return 0
 
 
