@@ -654,7 +654,9 @@ def _run_grid(spec: SweepSpec, todo: deque[Trial], summary: SweepSummary, consol
                         if isinstance(outcome, TrialResult):
                             result, retry = outcome, outcome.status == "failed"
                         else:  # the worker died, or Ray gave up on the task or cancelled it
-                            cancelled = type(outcome).__name__ == "TaskCancelledError"
+                            # While stopping, a worker may die of the stop signal itself (a local one
+                            # still starting up, a cancelled Ray task): not the trial's failure.
+                            cancelled = stopping or type(outcome).__name__ == "TaskCancelledError"
                             result = TrialResult(trial.run_id, "interrupted" if cancelled else "failed",
                                                  error=_describe(outcome))
                             retry = crash_retried_by_driver
