@@ -193,7 +193,14 @@ def _names(value: Any, what: str) -> tuple[str, ...]:
     return tuple(item for item in items if item)
 
 
-_FILE_KEYS = {f.name for f in dataclasses.fields(SweepSpec)} | {"config"} - {"config_file"}
+_FILE_KEYS = ({f.name for f in dataclasses.fields(SweepSpec)} - {"config_file"}) | {"config"}
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "steps": (int, type(None)), "episodes": (int,), "workers": (int, type(None)), "retries": (int,),
+    "cpus_per_trial": (int, float), "gpus_per_trial": (int, float), "deterministic": (bool,),
+    "videos": (bool,), "report": (bool,), "backend": (str,), "ray_address": (str, type(None)),
+    "checkpoint": (str,),
+}
+"""The sweep file's plain keys and the YAML types each accepts."""
 
 
 def load_sweep_file(path: Path) -> dict[str, Any]:
@@ -230,6 +237,10 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
                                  "settings: {ppo: {default: {n_envs: 4}, CartPole-v1: {learning_rate: 0.001}}}.")
             values[key] = value
         else:
+            accepted = _SCALARS[key]
+            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
+                raise SweepError(f"`{key}` in {path} must be {names}, got {value!r}.")
             values[key] = value
     return values
 
@@ -285,6 +296,7 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
     for agent in spec.agents:
         trainable = get_spec(agent).trainable
         for env_id in spec.envs:
+            first = None
             if trainable:
                 block = select_block(spec.settings.get(agent, {}), env_id, f"settings of {agent} in the sweep")
                 cli_values = {**block, "total_steps": spec.steps, "seed": spec.seeds[0]}
@@ -297,7 +309,7 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
                 finally:
                     env.close()
             for seed in spec.seeds:
-                settings = settings_to_dict(dataclasses.replace(first, seed=seed)) if trainable else {}
+                settings = settings_to_dict(dataclasses.replace(first, seed=seed)) if first is not None else {}
                 key = trial_key(agent, env_id, seed, settings, evaluation)
                 run_id = _run_id(agent, env_id, seed, key)
                 if trainable:
@@ -588,7 +600,7 @@ class _LiveView:
         )
         self.task = self.progress.add_task("sweep", total=total, running=0, failed=0, skipped=skipped)
 
-    def update(self, **fields: int) -> None:
+    def update(self, **fields: Any) -> None:
         self.progress.update(self.task, **fields)
 
 

@@ -115,6 +115,19 @@ def test_bad_sweeps_fail_before_any_work(tmp_path, overrides, fragment):
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "results.db").exists()
 
 
+@pytest.mark.parametrize("text, fragment", [
+    ("agents: [ppo]\nenvz: [CartPole-v1]\n", "unknown keys envz; accepted:"),
+    ("agents: [ppo]\nsteps: lots\n", "`steps` in"),
+    ("agents: [ppo]\nreport: 1\n", "`report` in"),
+    ("- ppo\n", "must be a mapping"),
+    ("settings: {ppo: 3}\n", "maps each agent name to its settings"),
+])
+def test_sweep_file_errors(tmp_path, text, fragment):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(SweepError, match=fragment):
+        load_sweep_file(tmp_path / "bad.yaml")
+
+
 def test_cli_user_errors(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
