@@ -12,26 +12,33 @@ Run: `python benchmarks/sweep_scaling.py [--steps 8192] [--repeats 2]`.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+
 from rlsuite.sweep import SweepSpec, machine_cores, run_sweep
 
 
-def one_grid(workers: int, steps: int, trials: int) -> float:
-    """Wall seconds for the whole grid, from an empty database."""
+def one_grid(workers: int, steps: int, trials: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the workers) for the whole grid, from an empty database."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = SweepSpec(agents=("ppo",), envs=("CartPole-v1",), seeds=tuple(range(trials)), steps=steps,
                          set_args=("eval_every=0", "tensorboard=false"), episodes=10, workers=workers,
                          db=Path(tmp) / "results.db", out=Path(tmp) / "sweep", report=False)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers count once the pool has joined them
         start = time.perf_counter()
-        summary = run_sweep(spec, show_progress=False)
+        summary = run_sweep(spec, console=Console(file=io.StringIO()), show_progress=False)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         assert summary.finished == trials, summary
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def main() -> None:
@@ -45,10 +52,11 @@ def main() -> None:
     walls: dict[int, list[float]] = {1: [], 2: []}
     for repeat in range(args.repeats):
         for workers in (1, 2):
-            seconds = one_grid(workers, args.steps, args.trials)
+            seconds, cpu = one_grid(workers, args.steps, args.trials)
             walls[workers].append(seconds)
-            print(f"repeat {repeat}: {workers} worker(s) {seconds:7.1f} s wall  "
-                  f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            # CPU / wall is the parallelism the workers got: about 2 with 2 workers on 2 free cores.
+            print(f"repeat {repeat}: {workers} worker(s) {seconds:7.1f} s wall, workers' CPU {cpu:6.1f} s, "
+                  f"parallelism {cpu / seconds:.2f} (load average {os.getloadavg()[0]:.2f})", flush=True)
     one, two = statistics.median(walls[1]), statistics.median(walls[2])
     print(f"median wall: 1 worker {one:.1f} s, 2 workers {two:.1f} s; ratio {one / two:.2f} (2.0 = perfect)")
 
