@@ -101,6 +101,14 @@ def test_per_agent_settings_from_a_sweep_file(tmp_path):
     assert trial.settings["total_steps"] == 2048 and trial.runs_root == str((tmp_path / "grid" / "runs").resolve())
 
 
+def test_example_sweep_file_plans():
+    root = Path(__file__).resolve().parents[1]
+    values = load_sweep_file(root / "sweeps" / "cartpole.yaml")
+    trials = plan_trials(SweepSpec(**values))
+    assert len(trials) == 10 and trials[0].settings["total_steps"] == 50_000
+    assert trials[0].runs_root == str(root / "sweeps" / "cartpole" / "runs")
+
+
 @pytest.mark.parametrize("overrides, fragment", [
     (dict(backend="dask"), "unknown backend 'dask'; accepted: local, ray"),
     (dict(seeds=(0, 0)), "seeds repeat"),
