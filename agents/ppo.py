@@ -252,6 +252,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     n_minibatches = s.n_minibatches
     num_updates = max(1, s.total_steps // batch_size)
 
+    torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
+    np.random.seed(s.seed)
     network = ActorCritic(obs_space, act_space, s).to(device)
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
@@ -286,9 +288,6 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         global_step, start_update, best_return = meta["step"], meta["update"] + 1, meta["best_eval_return"]
         # Env states cannot be checkpointed in general: a resumed run restarts its episodes from fresh seeds.
         env_seed = s.seed + 1_000 * start_update
-    else:
-        torch.manual_seed(s.seed)
-        np.random.seed(s.seed)
 
     # --- rollout storage: (T, N, ...) ------------------------------------------------------------------------
     obs_buf = empty_like_space(obs_space, (s.n_steps, s.n_envs), device)

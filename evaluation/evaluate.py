@@ -88,12 +88,15 @@ def _check_database(db: Path) -> None:
         ResultsStore(db, create=False).close()
 
 
-def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic: bool = True, db: Path,
-                   video_dir: Path | None = None) -> EvaluationOutcome:
-    """Run the protocol on `subject`, record its median episode if asked, store everything."""
+def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: bool = True,
+                 video_dir: Path | None = None) -> tuple[EvaluationRecord, list[EpisodeRecord]]:
+    """Measure `subject` on the fixed evaluation seeds, writing nothing but the optional video.
+
+    Sweep workers call this and send the records back to the driver, which alone writes the database.
+    The video (the median-return episode) goes to `video_dir`; its absolute path is in `video_path`.
+    """
     if episodes < 1:
         raise EvaluationError(f"episodes must be at least 1, got {episodes}.")
-    _check_database(db)
     env = make_env(subject.env_id)
     try:
         check_spaces(subject.policy, env, subject.env_id)
@@ -114,8 +117,17 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
         name = subject.run.run_id.replace(":", "_").replace("/", "_")
         video = video_dir / f"{name}-{subject.checkpoint}-seed{median.seed}.mp4"
         record_episodes(subject.policy, subject.env_id, video, seeds=[median.seed], deterministic=deterministic)
-        stored = os.path.relpath(video.resolve(), db.resolve().parent)
-        evaluation = replace(evaluation, video_path=stored)
+        evaluation = replace(evaluation, video_path=str(video.resolve()))
+    return evaluation, records
+
+
+def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic: bool = True, db: Path,
+                   video_dir: Path | None = None) -> EvaluationOutcome:
+    """Run the protocol on `subject`, record its median episode if asked, store everything."""
+    _check_database(db)
+    evaluation, records = run_protocol(subject, episodes=episodes, deterministic=deterministic, video_dir=video_dir)
+    if evaluation.video_path is not None:
+        evaluation = replace(evaluation, video_path=os.path.relpath(evaluation.video_path, db.resolve().parent))
     with ResultsStore(db) as store:
         store.record_run(subject.run)
         eval_id = store.record_evaluation(evaluation, records)
@@ -125,7 +137,7 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
     summary: dict[str, Any] = {
         "agent": subject.run.agent, "env_id": subject.env_id, "run_id": subject.run.run_id,
         "checkpoint": subject.checkpoint, "checkpoint_step": subject.checkpoint_step, "episodes": episodes,
-        "deterministic": deterministic, "seeds": [seeds[0], seeds[-1]], "eval_id": eval_id, "db": str(db),
+        "deterministic": deterministic, "seeds": [evaluation.seeds[0], evaluation.seeds[-1]], "eval_id": eval_id, "db": str(db),
         "video": evaluation.video_path,
         **summarize_returns(returns),
         "env_metrics": {name: float(np.mean([r.metrics[name] for r in records if name in r.metrics]))

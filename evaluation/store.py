@@ -306,7 +306,33 @@ class ResultsStore:
         The first `created_at` is kept. A run_id recorded for another agent or env is refused: run ids
         name one run folder, and evaluations already filed under it would otherwise change meaning.
         """
-        row = (
+        row = self._run_row(run)  # serialised before the transaction: a bad config never takes the lock
+        with self._transaction() as conn:
+            self._upsert_run(conn, run, row)
+
+    def record_run_with_evaluation(
+        self, run: RunRecord, evaluation: EvaluationRecord, episodes: Sequence[EpisodeRecord]
+    ) -> int:
+        """Record a run and one evaluation of it (with its episodes) in one transaction; return the eval_id.
+
+        Sweeps use this so that a driver killed at any moment leaves either the whole trial or nothing:
+        never a finished run without its evaluation, which a re-run could not tell from a missing one.
+        """
+        if evaluation.run_id != run.run_id:
+            raise StoreError(
+                f"evaluation of run {evaluation.run_id!r} cannot be recorded with run {run.run_id!r}; "
+                "pass the run that was evaluated"
+            )
+        row = self._run_row(run)
+        episode_rows, mean_return = self._evaluation_rows(evaluation, episodes)
+        with self._transaction() as conn:
+            self._upsert_run(conn, run, row)
+            eval_id = self._insert_evaluation_row(conn, evaluation, len(episode_rows), mean_return)
+            self._insert_episode_rows(conn, eval_id, episode_rows)
+        return eval_id
+
+    def _run_row(self, run: RunRecord) -> tuple[Any, ...]:
+        return (
             run.run_id,
             run.agent,
             run.env_id,
@@ -320,24 +346,25 @@ class ResultsStore:
             run.error,
             run.created_at or _now(),
         )
-        with self._transaction() as conn:
-            old = conn.execute("SELECT agent, env_id FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
-            if old is not None and tuple(old) != (run.agent, run.env_id):
-                raise StoreError(
-                    f"run {run.run_id!r} is already recorded for agent {old[0]!r} on {old[1]!r}, not "
-                    f"{run.agent!r} on {run.env_id!r}; use a new run folder (run id) for a different run"
-                )
-            conn.execute(
-                """INSERT INTO runs (run_id, agent, env_id, seed, status, run_dir, command, config_json,
-                                     versions_json, git_commit, error, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (run_id) DO UPDATE SET
-                       seed = excluded.seed, status = excluded.status, run_dir = excluded.run_dir,
-                       command = excluded.command, config_json = excluded.config_json,
-                       versions_json = excluded.versions_json, git_commit = excluded.git_commit,
-                       error = excluded.error""",
-                row,
+
+    def _upsert_run(self, conn: sqlite3.Connection, run: RunRecord, row: tuple[Any, ...]) -> None:
+        old = conn.execute("SELECT agent, env_id FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
+        if old is not None and tuple(old) != (run.agent, run.env_id):
+            raise StoreError(
+                f"run {run.run_id!r} is already recorded for agent {old[0]!r} on {old[1]!r}, not "
+                f"{run.agent!r} on {run.env_id!r}; use a new run folder (run id) for a different run"
             )
+        conn.execute(
+            """INSERT INTO runs (run_id, agent, env_id, seed, status, run_dir, command, config_json,
+                                 versions_json, git_commit, error, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (run_id) DO UPDATE SET
+                   seed = excluded.seed, status = excluded.status, run_dir = excluded.run_dir,
+                   command = excluded.command, config_json = excluded.config_json,
+                   versions_json = excluded.versions_json, git_commit = excluded.git_commit,
+                   error = excluded.error""",
+            row,
+        )
 
     def record_evaluation(self, evaluation: EvaluationRecord, episodes: Sequence[EpisodeRecord]) -> int:
         """Store one evaluation with all its episodes atomically and return its eval_id.
@@ -345,6 +372,21 @@ class ResultsStore:
         The evaluation's run must be recorded first (`record_run`). `eval_id` and `created_at` on the
         record are ignored and assigned here (created_at is kept if given).
         """
+        episode_rows, mean_return = self._evaluation_rows(evaluation, episodes)
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (evaluation.run_id,)).fetchone() is None:
+                raise StoreError(
+                    f"run {evaluation.run_id!r} is not in {self.path}; record the run first "
+                    "(ResultsStore.record_run) and then its evaluations"
+                )
+            eval_id = self._insert_evaluation_row(conn, evaluation, len(episode_rows), mean_return)
+            self._insert_episode_rows(conn, eval_id, episode_rows)
+        return eval_id
+
+    def _evaluation_rows(
+        self, evaluation: EvaluationRecord, episodes: Sequence[EpisodeRecord]
+    ) -> tuple[list[tuple[int, int, float, int, str]], float]:
+        """Checked episode rows and their mean return, ready to insert."""
         if not episodes:
             raise StoreError(
                 f"evaluation of run {evaluation.run_id!r} has no episodes; evaluate at least one episode"
@@ -357,15 +399,7 @@ class ResultsStore:
                 "number the episodes 0..n-1"
             )
         mean_return = math.fsum(r[2] for r in episode_rows) / len(episode_rows)
-        with self._transaction() as conn:
-            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (evaluation.run_id,)).fetchone() is None:
-                raise StoreError(
-                    f"run {evaluation.run_id!r} is not in {self.path}; record the run first "
-                    "(ResultsStore.record_run) and then its evaluations"
-                )
-            eval_id = self._insert_evaluation_row(conn, evaluation, len(episode_rows), mean_return)
-            self._insert_episode_rows(conn, eval_id, episode_rows)
-        return eval_id
+        return episode_rows, mean_return
 
     def _episode_row(self, ep: EpisodeRecord) -> tuple[int, int, float, int, str]:
         ret = float(ep.episode_return)

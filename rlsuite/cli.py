@@ -1,4 +1,4 @@
-"""The `rlsuite` command: list, train, evaluate, record, report, demo.
+"""The `rlsuite` command: list, train, evaluate, record, report, sweep, demo.
 
 Every user-facing error from the layers below is a ValueError subclass with an actionable message;
 this module prints it as one paragraph and exits with code 2, never with a traceback.
@@ -23,6 +23,7 @@ err_console = Console(stderr=True)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TRIALS_FAILED = 1
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -38,9 +39,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rlsuite.evaluation.store import StoreError
     from rlsuite.evaluation.video import VideoError
     from rlsuite.policies import SpaceError
+    from rlsuite.sweep import SweepError
 
     return (AgentError, CheckpointError, ConfigError, EnvError, EvaluationError, ReportError, RunError,
-            SpaceError, StatsError, StoreError, VideoError)
+            SpaceError, StatsError, StoreError, SweepError, VideoError)
 
 
 def _fail(message: str) -> None:
@@ -199,6 +201,67 @@ def report(
     except _user_errors() as err:
         _fail(str(err))
     print(html)
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path | None, typer.Argument(help="A sweep YAML file (agents, envs, seeds, ...); options given here override it.")] = None,
+    agents: Annotated[str | None, typer.Option(help="Comma-separated agent names, e.g. ppo,random.")] = None,
+    envs: Annotated[str | None, typer.Option(help="Comma-separated env ids, e.g. CartPole-v1,rlsuite/Highway-v0.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Training seeds: 0-4, 0,3,7 or 0-2,9.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps of every trainable agent (default: each preset's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings YAML applied to every trainable agent.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one setting of every trainable agent: key=value (repeatable).")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Evaluation episodes per trial (default 20).")] = None,
+    backend: Annotated[str | None, typer.Option(help="local (process pool, default) or ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: cores, or the Ray cluster's CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Running Ray cluster, e.g. 10.0.0.1:6379 (default: start a local Ray).")] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs reserved per trial (default 1).")] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="GPUs Ray reserves per trial (default 0).")] = None,
+    retries: Annotated[int | None, typer.Option(help="Extra attempts for a failing trial (default 2).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Results database the driver writes (default results.db).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep folder: runs/ and report/ (default sweep).")] = None,
+    report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write OUT/report when the grid is done.")] = None,
+    videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Record each trial's median episode as MP4.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live view; one line per finished trial.")] = False,
+) -> None:
+    """Run a grid of agents x envs x seeds (train, evaluate, record) on a process pool or Ray; then the report."""
+    from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
+
+    try:
+        values = load_sweep_file(file) if file is not None else {}
+        given = {"agents": agents, "envs": envs, "seeds": seeds, "steps": steps, "config_file": config,
+                 "episodes": episodes, "backend": backend, "workers": workers, "ray_address": ray_address,
+                 "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial, "retries": retries,
+                 "db": db, "out": out, "report": report, "videos": videos}
+        values.update({k: v for k, v in given.items() if v is not None})
+        for key in ("agents", "envs"):
+            if isinstance(values.get(key), str):
+                values[key] = tuple(v.strip() for v in values[key].split(",") if v.strip())
+        if isinstance(values.get("seeds"), str):
+            values["seeds"] = parse_seeds(values["seeds"])
+        if set_:
+            values["set_args"] = (*values.get("set_args", ()), *set_)
+        missing = [k for k in ("agents", "envs", "seeds") if k not in values]
+        if missing:
+            _fail(f"name the grid's {', '.join(missing)}: e.g. --agents ppo,random --envs CartPole-v1 --seeds 0-4, "
+                  "or give a sweep YAML file.")
+        summary = run_sweep(SweepSpec(**values), console=err_console, show_progress=not no_progress)
+    except _user_errors() as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        err_console.print("aborted; finished trials are recorded, re-run the same sweep to finish the grid.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    err_console.print(f"{summary.total} trials: {summary.finished} run now, {summary.skipped} already done, "
+                      f"{summary.failed} failed, {summary.interrupted} not finished ({summary.seconds:.0f} s)")
+    for run_id, error in summary.failures.items():
+        err_console.print(f"  failed {run_id}: {error}", highlight=False)
+    if summary.report is not None:
+        print(summary.report)
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(EXIT_TRIALS_FAILED)
 
 
 @app.command()
