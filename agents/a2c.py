@@ -105,6 +105,15 @@ def make_optimizer(s: A2CSettings, params: object) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps)  # type: ignore[arg-type]
 
 
+def advantages_and_returns(s: A2CSettings, rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor,
+                           terminated: torch.Tensor, dones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages, returns), each (T, N): n-step returns to the rollout's end minus V, or GAE."""
+    if s.advantage == "nstep":
+        returns = discounted_returns(rewards, values, next_value, terminated, dones, s.gamma)  # (T, N)
+        return returns - values, returns
+    return compute_gae(rewards, values, next_value, terminated, dones, s.gamma, s.gae_lambda)
+
+
 def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
@@ -138,13 +147,8 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         # --- returns and advantages -----------------------------------------------------------------------------
         next_value = collector.next_value()  # (N,) V(s_T), the bootstrap at the rollout's cut
         buf = rollout.scalars()  # rewards, terminated, dones, starts, valid: (T, N)
-        if s.advantage == "nstep":
-            returns = discounted_returns(buf["rewards"], rollout.values, next_value, buf["terminated"], buf["dones"],
-                                         s.gamma)
-            advantages = returns - rollout.values  # (T, N)
-        else:
-            advantages, returns = compute_gae(buf["rewards"], rollout.values, next_value, buf["terminated"],
-                                              buf["dones"], s.gamma, s.gae_lambda)
+        advantages, returns = advantages_and_returns(s, buf["rewards"], rollout.values, next_value,
+                                                     buf["terminated"], buf["dones"])
 
         # --- one gradient step on the whole rollout ------------------------------------------------------------
         network.train()
