@@ -101,8 +101,8 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
 
 def make_optimizer(s: A2CSettings, params: object) -> torch.optim.Optimizer:
     if s.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps)  # type: ignore[arg-type]
-    return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps)  # type: ignore[arg-type]
+        return torch.optim.RMSprop(params, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps, foreach=True)  # type: ignore[arg-type]
+    return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps, foreach=True)  # type: ignore[arg-type]
 
 
 def advantages_and_returns(s: A2CSettings, rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor,
@@ -140,8 +140,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        # --- rollout -------------------------------------------------------------------------------------------
-        network.eval()
+        # --- rollout (no layer of the backbone differs between train and eval mode: the loop never toggles) ----
         run.global_step, _ = collector.collect(rollout, run.global_step)
 
         # --- returns and advantages -----------------------------------------------------------------------------
@@ -151,7 +150,6 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
                                                      buf["terminated"], buf["dones"])
 
         # --- one gradient step on the whole rollout ------------------------------------------------------------
-        network.train()
         valid = buf["valid"].flatten()  # (T*N,) 0 for reset steps
         actor_f, critic_f, _ = network.features(flatten_obs(rollout.obs), rollout.initial_state, buf["starts"])
         dist = network.actor(actor_f)
@@ -170,6 +168,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         loss.backward()
         nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
         optimizer.step()
+        collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
         keep = valid.bool()

@@ -46,7 +46,18 @@ from rlsuite.agents.run import step_checkpoint_name
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import empty_like_space, obs_to_tensor, resolve_device, store_obs
 from rlsuite.envs import make_env
-from rlsuite.policies import LSTMCore, SpaceError, ValueHead, is_image_space, make_action_head, make_encoder
+from rlsuite.policies import (
+    CategoricalHead,
+    GaussianHead,
+    LSTMCore,
+    MLPEncoder,
+    SpaceError,
+    ValueHead,
+    is_image_space,
+    make_action_head,
+    make_encoder,
+)
+from rlsuite.policies.heads import ActionDist, CategoricalDist, GaussianDist
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -135,6 +146,70 @@ class ActorCritic(nn.Module):
 
     def initial_state(self, num_envs: int, device: torch.device) -> LSTMState | None:
         return self.core.initial_state(num_envs, device) if self.core is not None else None
+
+
+class FusedMLPForward:
+    """The rollout-time forward of a feed-forward MLP actor-critic as one chain of matmuls, no nn.Module calls.
+
+    With small networks on CPU, the time of a rollout step goes to dispatch (module calls, one small op after
+    another), not to arithmetic. Here the actor and critic MLPs run side by side: layer 1 stacks both weight
+    matrices ([W_actor; W_critic] on the same input), deeper layers and the heads are block-diagonal, so
+    the whole forward is one `addmm` + activation per layer. The result is the same function as
+    `ActorCritic.features` followed by the heads (tests/test_pg.py checks it); `refresh()` rebuilds the
+    stacked weights from the live parameters and must follow every optimiser step.
+    Used for Box observations with Discrete or Box actions; anything else takes the module path.
+    """
+
+    def __init__(self, network: ActorCritic) -> None:
+        self.network = network
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # (W^T, b) per layer, actor and critic fused
+        self.activation: Any = None
+        self.n_out = 0  # width of the actor head's output (logits or means)
+        self.refresh()
+
+    @staticmethod
+    def supports(network: ActorCritic) -> bool:
+        encoders = (network.actor_encoder, network.critic_encoder)
+        return (network.core is None and isinstance(network.actor, (CategoricalHead, GaussianHead))
+                and all(isinstance(e, MLPEncoder) and e.kind == "flat" for e in encoders))
+
+    def _linears(self, encoder: nn.Module) -> list[nn.Linear]:
+        return [m for m in encoder.net if isinstance(m, nn.Linear)]
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        net = self.network
+        head = net.actor.linear if isinstance(net.actor, CategoricalHead) else net.actor.mean
+        actor = self._linears(net.actor_encoder) + [head]
+        shared = net.critic_encoder is net.actor_encoder
+        critic = ([] if shared else self._linears(net.critic_encoder)) + [net.critic.linear]
+        self.activation = next(m for m in net.actor_encoder.net if not isinstance(m, nn.Linear))
+        layers = []
+        if shared:  # one chain; only the last layer holds both heads side by side
+            for linear in actor[:-1]:
+                layers.append((linear.weight, linear.bias))
+            layers.append((torch.cat([actor[-1].weight, critic[-1].weight]), torch.cat([actor[-1].bias, critic[-1].bias])))
+        else:
+            first_a, first_c = actor[0], critic[0]
+            layers.append((torch.cat([first_a.weight, first_c.weight]), torch.cat([first_a.bias, first_c.bias])))
+            for la, lc in zip(actor[1:], critic[1:], strict=True):
+                layers.append((torch.block_diag(la.weight, lc.weight), torch.cat([la.bias, lc.bias])))
+        self.layers = [(w.t().contiguous(), b.clone()) for w, b in layers]  # W^T: (in, out)
+        self.n_out = actor[-1].weight.shape[0]
+
+    def __call__(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
+        """(action distribution, value (B,)) for a (B, ...) float observation; call under torch.inference_mode."""
+        x = obs.reshape(obs.shape[0], -1).float()  # (B, in)
+        act = self.activation
+        for w_t, b in self.layers[:-1]:
+            x = act(torch.addmm(b, x, w_t))  # (B, hidden_actor + hidden_critic)
+        w_t, b = self.layers[-1]
+        out = torch.addmm(b, x, w_t)  # (B, n_out + 1): actor head outputs, then V
+        head_out, value = out[:, : self.n_out], out[:, self.n_out]
+        head = self.network.actor
+        if isinstance(head, CategoricalHead):
+            return CategoricalDist(head_out, head.start), value
+        return GaussianDist(head_out, head.log_std, head.low, head.high, head.tanh, head.log_half_range), value
 
 
 class ActorCriticPolicy:
@@ -265,6 +340,12 @@ class RolloutCollector:
         self.prev_done = np.zeros(self.n_envs, dtype=bool)  # the previous step ended an episode: this is a reset step
         self.episode_start = np.ones(self.n_envs, dtype=bool)
         self.lstm_state: LSTMState | None = None
+        self.fused = FusedMLPForward(network) if FusedMLPForward.supports(network) else None
+
+    def refresh(self) -> None:
+        """Call after every optimiser step: the fused rollout forward copies the weights."""
+        if self.fused is not None:
+            self.fused.refresh()
 
     def reset(self, seed: int | None) -> None:
         """Start fresh episodes in every sub-env (seeded when `seed` is given) with a zero LSTM state."""
@@ -297,14 +378,17 @@ class RolloutCollector:
             rollout.starts[step] = self.episode_start
             rollout.valid[step] = ~self.prev_done
             with torch.inference_mode():
-                step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
-                               if self.lstm_state is not None else None)  # (1, N)
-                actor_f, critic_f, self.lstm_state = network.features(obs_t, self.lstm_state, step_starts)
-                dist = network.actor(actor_f)
+                if self.fused is not None:
+                    dist, value = self.fused(obs_t)
+                else:
+                    step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
+                                   if self.lstm_state is not None else None)  # (1, N)
+                    actor_f, critic_f, self.lstm_state = network.features(obs_t, self.lstm_state, step_starts)
+                    dist, value = network.actor(actor_f), network.critic(critic_f)
                 action = dist.sample()
                 rollout.logprobs[step] = dist.log_prob(action)
-                rollout.values[step] = network.critic(critic_f)
-            rollout.actions[step] = action
+                rollout.values[step] = value
+                rollout.actions[step] = action
 
             self.raw_obs, reward, terminated, truncated, info = envs.step(dist.to_env(action).cpu().numpy())
             done = np.logical_or(terminated, truncated)
@@ -402,7 +486,6 @@ class TrainingRun:
         if recent_returns:
             metrics["charts/recent_return"] = float(np.mean(recent_returns))
         if ctx.evaluate is not None and self.next_eval is not None and (step >= self.next_eval or last):
-            self.network.eval()
             eval_metrics = ctx.evaluate(policy, step)
             ctx.logger.log(step, eval_metrics)
             metrics.update(eval_metrics)

@@ -212,6 +212,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 optimizer.step()
             if s.target_kl is not None and float(approx_kl) > s.target_kl:
                 break
+        collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
         valid = flat["valid"].bool()

@@ -122,7 +122,6 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
             group["lr"] = lr
 
         # --- a batch of complete episodes -----------------------------------------------------------------------
-        network.eval()
         collector.reset(seed=seed)
         seed = None
         run.global_step, steps = collector.collect(rollout, run.global_step, stop_when_all_done=True)
@@ -135,7 +134,6 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         mask = complete_episode_mask(buf["dones"], buf["valid"]).flatten()  # (T*N,)
 
         # --- one gradient step ---------------------------------------------------------------------------------
-        network.train()
         flat_obs = index_obs(flatten_obs(rollout.obs), slice(0, steps * s.n_envs))
         actor_f, critic_f, _ = network.features(flat_obs, rollout.initial_state, buf["starts"])
         dist = network.actor(actor_f)
@@ -154,6 +152,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         loss.backward()
         nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
         optimizer.step()
+        collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
         keep = mask.bool()

@@ -307,3 +307,34 @@ def test_recurrent_ppo_solves_memory_cue_where_feed_forward_ppo_cannot(tmp_path)
                                                 recurrent=False, **MEMORY_PPO)
     assert recurrent >= 0.9, f"recurrent PPO (best checkpoint, step {step}) scored {recurrent}"
     assert feed_forward <= 0.4, f"feed-forward PPO (best checkpoint, step {ff_step}) scored {feed_forward}"
+
+
+@pytest.mark.parametrize("env_id, overrides", [
+    ("CartPole-v1", {}),
+    ("CartPole-v1", {"share_encoder": True, "hidden_sizes": (16, 8, 4), "activation": "relu"}),
+    ("Pendulum-v1", {"squash": "tanh"}),
+    ("Pendulum-v1", {}),
+])
+def test_fused_rollout_forward_equals_module_forward(env_id, overrides):
+    settings = a2c.A2CSettings(env_id=env_id, **overrides)
+    env = gym.make(env_id)
+    torch.manual_seed(0)
+    network = onpolicy.ActorCritic(env.observation_space, env.action_space, settings)
+    for param in network.parameters():  # move off the init (heads start near zero) so every weight matters
+        param.data.add_(0.3 * torch.randn_like(param))
+    fused = onpolicy.FusedMLPForward(network)
+    assert onpolicy.FusedMLPForward.supports(network)
+    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(32)]))
+    actions = torch.as_tensor(np.stack([env.action_space.sample() for _ in range(32)]))
+    with torch.inference_mode():
+        dist, value = fused(obs)
+        actor_f, critic_f, _ = network.features(obs)
+        expected = network.actor(actor_f)
+        torch.testing.assert_close(value, network.critic(critic_f))
+        torch.testing.assert_close(dist.log_prob(actions), expected.log_prob(actions))
+        torch.testing.assert_close(dist.mode(), expected.mode())
+    with torch.no_grad():  # after an update, refresh() picks up the new weights
+        network.critic.linear.bias.add_(1.0)
+    fused.refresh()
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(obs)[1], value + 1.0)
