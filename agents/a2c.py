@@ -123,7 +123,8 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    optimizer = make_optimizer(s, network.parameters())
+    params = list(network.parameters())  # listed once: Module.parameters() walks the module tree every call
+    optimizer = make_optimizer(s, params)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -166,7 +167,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(params, s.max_grad_norm, foreach=True)
         optimizer.step()
         collector.refresh()  # the fused rollout forward copies the new weights
 

@@ -162,7 +162,8 @@ class FusedMLPForward:
 
     def __init__(self, network: ActorCritic) -> None:
         self.network = network
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # (W^T, b) per layer, actor and critic fused
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # (W^T (in, out), b (out,)) per fused layer
+        self.blocks: list[list[tuple[nn.Linear, slice, slice]]] = []
         self.activation: Any = None
         self.n_out = 0  # width of the actor head's output (logits or means)
         self.refresh()
@@ -182,20 +183,40 @@ class FusedMLPForward:
         head = net.actor.linear if isinstance(net.actor, CategoricalHead) else net.actor.mean
         actor = self._linears(net.actor_encoder) + [head]
         shared = net.critic_encoder is net.actor_encoder
-        critic = ([] if shared else self._linears(net.critic_encoder)) + [net.critic.linear]
-        self.activation = next(m for m in net.actor_encoder.net if not isinstance(m, nn.Linear))
-        layers = []
+        critic = [net.critic.linear] if shared else self._linears(net.critic_encoder) + [net.critic.linear]
+        if not self.layers:  # first call: allocate the fused (W^T, b) per layer, zeros off the diagonal blocks
+            self.activation = next(m for m in net.actor_encoder.net if not isinstance(m, nn.Linear))
+            self.n_out = head.weight.shape[0]
+            self.blocks = self._blocks(actor, critic, shared)
+            self.layers = [(torch.zeros(n_in, n_out), torch.zeros(n_out)) for n_in, n_out in self._sizes()]
+        for (w_t, b), layer_blocks in zip(self.layers, self.blocks, strict=True):
+            for linear, rows, cols in layer_blocks:  # W^T[rows, cols] = W.T, b[cols] = bias
+                w_t[rows, cols].copy_(linear.weight.t())
+                b[cols].copy_(linear.bias)
+
+    def _blocks(self, actor: list[nn.Linear], critic: list[nn.Linear], shared: bool) -> list[list[tuple[nn.Linear, slice, slice]]]:
+        """Where each original layer sits in the fused ones: (linear, input rows, output columns)."""
+        blocks = []
         if shared:  # one chain; only the last layer holds both heads side by side
             for linear in actor[:-1]:
-                layers.append((linear.weight, linear.bias))
-            layers.append((torch.cat([actor[-1].weight, critic[-1].weight]), torch.cat([actor[-1].bias, critic[-1].bias])))
-        else:
-            first_a, first_c = actor[0], critic[0]
-            layers.append((torch.cat([first_a.weight, first_c.weight]), torch.cat([first_a.bias, first_c.bias])))
-            for la, lc in zip(actor[1:], critic[1:], strict=True):
-                layers.append((torch.block_diag(la.weight, lc.weight), torch.cat([la.bias, lc.bias])))
-        self.layers = [(w.t().contiguous(), b.clone()) for w, b in layers]  # W^T: (in, out)
-        self.n_out = actor[-1].weight.shape[0]
+                blocks.append([(linear, slice(None), slice(None))])
+            last_a, last_c = actor[-1], critic[-1]
+            blocks.append([(last_a, slice(None), slice(0, last_a.out_features)),
+                           (last_c, slice(None), slice(last_a.out_features, None))])
+            return blocks
+        for i, (la, lc) in enumerate(zip(actor, critic, strict=True)):
+            rows_a = slice(None) if i == 0 else slice(0, la.in_features)  # layer 1: both read the observation
+            rows_c = slice(None) if i == 0 else slice(la.in_features, None)
+            blocks.append([(la, rows_a, slice(0, la.out_features)), (lc, rows_c, slice(la.out_features, None))])
+        return blocks
+
+    def _sizes(self) -> list[tuple[int, int]]:
+        sizes = []
+        for layer_blocks in self.blocks:
+            first = layer_blocks[0][0]
+            n_in = first.in_features if layer_blocks[0][1] == slice(None) else sum(lin.in_features for lin, _, _ in layer_blocks)
+            sizes.append((n_in, sum(lin.out_features for lin, _, _ in layer_blocks)))
+        return sizes
 
     def __call__(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
         """(action distribution, value (B,)) for a (B, ...) float observation; call under torch.inference_mode."""
@@ -413,6 +434,8 @@ class RolloutCollector:
         """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
         starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
         obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
+        if self.fused is not None:
+            return self.fused(obs_t)[1]
         _, critic_f, _ = self.network.features(obs_t, self.lstm_state, starts)
         return self.network.critic(critic_f)
 
