@@ -37,9 +37,11 @@ from rlsuite.agents.onpolicy import (
     RolloutCollector,
     TrainingRun,
     check_actor_critic_spaces,
+    clip_flat_grad_,
     compute_gae,
     discounted_returns,
     explained_variance,
+    flatten_parameters,
     load_actor_critic_policy,
     masked_mean,
 )
@@ -99,10 +101,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
     check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
 
 
-def make_optimizer(s: A2CSettings, params: object) -> torch.optim.Optimizer:
+def make_optimizer(s: A2CSettings, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    # One flat tensor: the single-tensor code paths have the least per-step overhead on CPU.
     if s.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps, foreach=True)  # type: ignore[arg-type]
-    return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps, foreach=True)  # type: ignore[arg-type]
+        return torch.optim.RMSprop(params, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps, foreach=False)
+    return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps, fused=True)
 
 
 def advantages_and_returns(s: A2CSettings, rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor,
@@ -123,8 +126,9 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    params = list(network.parameters())  # listed once: Module.parameters() walks the module tree every call
-    optimizer = make_optimizer(s, params)
+    flat = flatten_parameters(network)  # one tensor for clipping and the optimiser step (see onpolicy.py)
+    assert flat.grad is not None
+    optimizer = make_optimizer(s, [flat])
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -165,9 +169,9 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         v_loss = masked_mean((flat_returns - value) ** 2, valid)
         entropy_loss = masked_mean(dist.entropy(), valid)
         loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-        optimizer.zero_grad(set_to_none=True)
+        flat.grad.zero_()  # in place: the layers' .grad are views into it
         loss.backward()
-        nn.utils.clip_grad_norm_(params, s.max_grad_norm, foreach=True)
+        clip_flat_grad_(flat, s.max_grad_norm)
         optimizer.step()
         collector.refresh()  # the fused rollout forward copies the new weights
 

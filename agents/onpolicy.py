@@ -148,6 +148,37 @@ class ActorCritic(nn.Module):
         return self.core.initial_state(num_envs, device) if self.core is not None else None
 
 
+def flatten_parameters(module: nn.Module) -> nn.Parameter:
+    """Move all of `module`'s parameters into one flat tensor, and their gradients into another.
+
+    Each parameter becomes a view into the flat tensor (and its `.grad` a view into the flat gradient,
+    which backward accumulates into in place), so gradient clipping is one norm and one multiply, and
+    the optimiser (given `[flat]`) steps one tensor instead of one per layer: on CPU with small networks
+    that per-tensor overhead costs more than the maths. The module is unchanged otherwise: state_dict,
+    load_state_dict (copies in place) and forward work as before. Zero the gradient with
+    `flat.grad.zero_()`, never by setting it to None, or the views come apart. Call after `.to(device)`.
+    """
+    params = list(module.parameters())
+    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))  # (P,)
+    flat.grad = torch.zeros_like(flat)  # (P,)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat.data[offset:offset + n].view_as(p)
+        p.grad = flat.grad[offset:offset + n].view_as(p)
+        offset += n
+    return flat
+
+
+@torch.no_grad()
+def clip_flat_grad_(flat: nn.Parameter, max_norm: float) -> torch.Tensor:
+    """Scale the flat gradient to norm <= max_norm (as nn.utils.clip_grad_norm_); returns the norm before."""
+    assert flat.grad is not None
+    norm = torch.linalg.vector_norm(flat.grad)
+    flat.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
+    return norm
+
+
 class FusedMLPForward:
     """The rollout-time forward of a feed-forward MLP actor-critic as one chain of matmuls, no nn.Module calls.
 

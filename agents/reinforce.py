@@ -25,7 +25,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-import torch.nn as nn
 
 from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
@@ -37,8 +36,10 @@ from rlsuite.agents.onpolicy import (
     RolloutCollector,
     TrainingRun,
     check_actor_critic_spaces,
+    clip_flat_grad_,
     discounted_returns,
     explained_variance,
+    flatten_parameters,
     load_actor_critic_policy,
     masked_mean,
 )
@@ -104,7 +105,9 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     check_spaces(obs_space, act_space)
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, eps=1e-5)
+    flat = flatten_parameters(network)  # one tensor for clipping and the optimiser step (see onpolicy.py)
+    assert flat.grad is not None
+    optimizer = torch.optim.Adam([flat], lr=s.learning_rate, eps=1e-5, fused=True)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -148,9 +151,9 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         v_loss = 0.5 * masked_mean((flat_returns - value) ** 2, mask)
         entropy_loss = masked_mean(dist.entropy(), mask)
         loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-        optimizer.zero_grad(set_to_none=True)
+        flat.grad.zero_()  # in place: the layers' .grad are views into it
         loss.backward()
-        nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
+        clip_flat_grad_(flat, s.max_grad_norm)
         optimizer.step()
         collector.refresh()  # the fused rollout forward copies the new weights
 

@@ -338,3 +338,32 @@ def test_fused_rollout_forward_equals_module_forward(env_id, overrides):
     fused.refresh()
     with torch.inference_mode():
         torch.testing.assert_close(fused(obs)[1], value + 1.0)
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_flat_parameters_train_like_separate_ones(optimizer):
+    # Oracle: the same network with its own per-tensor parameters, clip_grad_norm_ and the torch optimiser.
+    env = gym.make("CartPole-v1")
+    settings = a2c.A2CSettings(optimizer=optimizer)
+    torch.manual_seed(3)
+    reference = onpolicy.ActorCritic(env.observation_space, env.action_space, settings)
+    flat_net = onpolicy.ActorCritic(env.observation_space, env.action_space, settings)
+    flat_net.load_state_dict(reference.state_dict())
+    flat = onpolicy.flatten_parameters(flat_net)
+    ref_opt = a2c.make_optimizer(settings, list(reference.parameters()))
+    flat_opt = a2c.make_optimizer(settings, [flat])
+    obs = torch.randn(16, 4)
+    for _ in range(3):
+        for net in (reference, flat_net):
+            actor_f, critic_f, _ = net.features(obs)
+            loss = 100.0 * (net.actor(actor_f).entropy().mean() + net.critic(critic_f).pow(2).mean())  # large: clipping acts
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
+        onpolicy.clip_flat_grad_(flat, 0.5)
+        ref_opt.step()
+        flat_opt.step()
+        ref_opt.zero_grad()
+        flat.grad.zero_()
+    for (name, ref), (_, got) in zip(reference.state_dict().items(), flat_net.state_dict().items(), strict=True):
+        torch.testing.assert_close(got, ref, msg=name)
+    assert flat_net.critic.linear.weight.data_ptr() != reference.critic.linear.weight.data_ptr()
