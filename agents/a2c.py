@@ -81,6 +81,8 @@ class A2CSettings(ActorCriticSettings):
     """RMSprop's smoothing constant for the squared-gradient average."""
     optimizer_eps: float = 1e-5
     """Optimiser epsilon (RMSprop or Adam); SB3 uses 1e-5 for RMSprop."""
+    log_interval: int = 20
+    """Log losses every this many updates (A2C's updates are tiny and many; episodes are always logged)."""
 
     def validate(self) -> None:
         super().validate()
@@ -91,6 +93,7 @@ class A2CSettings(ActorCriticSettings):
         self.require(0.0 <= self.rmsprop_alpha < 1.0, "rmsprop_alpha", "must lie in [0, 1)")
         self.require(self.optimizer_eps > 0, "optimizer_eps", "must be > 0")
         self.require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        self.require(self.log_interval >= 1, "log_interval", "must be >= 1")
 
 
 Settings = A2CSettings
@@ -120,7 +123,7 @@ def advantages_and_returns(s: A2CSettings, rewards: torch.Tensor, values: torch.
 def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False)  # the collector counts episodes
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
@@ -176,11 +179,14 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
-        keep = valid.bool()
-        metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                   "losses/entropy": entropy_loss.item(),
-                   "losses/explained_variance": explained_variance(rollout.values.flatten()[keep], flat_returns[keep])}
-        if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
+        last = update == num_updates
+        metrics = None
+        if update % s.log_interval == 0 or last:
+            keep = valid.bool()
+            metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
+                       "losses/entropy": entropy_loss.item(),
+                       "losses/explained_variance": explained_variance(rollout.values.flatten()[keep], flat_returns[keep])}
+        if run.end_update(metrics, policy, collector.recent_returns, last=last):
             break
 
     run.save("last")

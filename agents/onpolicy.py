@@ -393,6 +393,10 @@ class RolloutCollector:
         self.episode_start = np.ones(self.n_envs, dtype=bool)
         self.lstm_state: LSTMState | None = None
         self.fused = FusedMLPForward(network) if FusedMLPForward.supports(network) else None
+        # Episode statistics kept here (what RecordEpisodeStatistics does, in three NumPy ops per step):
+        # raw rewards, before any reward scaling; reset steps belong to no episode.
+        self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
+        self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
 
     def refresh(self) -> None:
         """Call after every optimiser step: the fused rollout forward copies the weights."""
@@ -405,6 +409,8 @@ class RolloutCollector:
         self.prev_done[:] = False
         self.episode_start[:] = True
         self.lstm_state = self.network.initial_state(self.n_envs, self.device)
+        self.episode_return[:] = 0.0
+        self.episode_length[:] = 0
 
     def _obs(self, update_stats: bool) -> Any:
         if self.obs_normalizer is None:
@@ -423,13 +429,14 @@ class RolloutCollector:
         rollout.initial_state = tuple(x.clone() for x in self.lstm_state) if self.lstm_state is not None else None
         ended = np.zeros(self.n_envs, dtype=bool)
         steps = rollout.n_steps
-        for step in range(rollout.n_steps):
-            global_step += self.n_envs
-            obs_t = obs_to_tensor(self._obs(update_stats=True), device)
-            store_obs(rollout.obs, step, obs_t)
-            rollout.starts[step] = self.episode_start
-            rollout.valid[step] = ~self.prev_done
-            with torch.inference_mode():
+        with torch.inference_mode():  # entered once per rollout: entering it costs as much as a small op
+            for step in range(rollout.n_steps):
+                global_step += self.n_envs
+                obs_t = obs_to_tensor(self._obs(update_stats=True), device)
+                store_obs(rollout.obs, step, obs_t)
+                rollout.starts[step] = self.episode_start
+                live = ~self.prev_done  # False on reset steps, whose action the env ignores
+                rollout.valid[step] = live
                 if self.fused is not None:
                     dist, value = self.fused(obs_t)
                 else:
@@ -442,22 +449,26 @@ class RolloutCollector:
                 rollout.values[step] = value
                 rollout.actions[step] = action
 
-            self.raw_obs, reward, terminated, truncated, info = envs.step(dist.to_env(action).cpu().numpy())
-            done = np.logical_or(terminated, truncated)
-            if self.reward_scaler is not None:
-                reward = self.reward_scaler.scale(reward, done)
-            rollout.rewards[step], rollout.terminated[step], rollout.dones[step] = reward, terminated, done
-            self.episode_start, self.prev_done = self.prev_done, done  # the step after a reset step starts an episode
-            if "episode" in info:
-                for i in np.flatnonzero(info["_episode"]):
-                    self.recent_returns.append(float(info["episode"]["r"][i]))
-                    self.ctx.logger.log(global_step, {"charts/episodic_return": float(info["episode"]["r"][i]),
-                                                      "charts/episodic_length": float(info["episode"]["l"][i])})
-            if stop_when_all_done:
-                ended |= done
-                if ended.all():
-                    steps = step + 1
-                    break
+                self.raw_obs, reward, terminated, truncated, _ = envs.step(dist.to_env(action).cpu().numpy())
+                done = np.logical_or(terminated, truncated)
+                self.episode_return += reward * live
+                self.episode_length += live
+                if done.any():
+                    for i in np.flatnonzero(done):
+                        ret, length = float(self.episode_return[i]), float(self.episode_length[i])
+                        self.recent_returns.append(ret)
+                        self.ctx.logger.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
+                    self.episode_return[done] = 0.0
+                    self.episode_length[done] = 0
+                if self.reward_scaler is not None:
+                    reward = self.reward_scaler.scale(reward, done)
+                rollout.rewards[step], rollout.terminated[step], rollout.dones[step] = reward, terminated, done
+                self.episode_start, self.prev_done = self.prev_done, done  # the step after a reset step starts an episode
+                if stop_when_all_done:
+                    ended |= done
+                    if ended.all():
+                        steps = step + 1
+                        break
         return global_step, steps
 
     @torch.inference_mode()
@@ -532,11 +543,15 @@ class TrainingRun:
     def sps(self) -> float:
         return (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
 
-    def end_update(self, metrics: dict[str, float], policy: Any, recent_returns: deque[float], last: bool) -> bool:
-        """Log, evaluate (keeping `best`), snapshot and report progress after an update; True means stop now."""
+    def end_update(self, metrics: dict[str, float] | None, policy: Any, recent_returns: deque[float], last: bool) -> bool:
+        """Log `metrics` (None: nothing to log this update), evaluate (keeping `best`), snapshot and report
+        progress after an update; True means stop now."""
         s, ctx, step = self.s, self.ctx, self.global_step
-        metrics["charts/sps"] = self.sps()
-        ctx.logger.log(step, metrics)
+        if metrics is not None:
+            metrics["charts/sps"] = self.sps()
+            ctx.logger.log(step, metrics)
+        else:
+            metrics = {"charts/sps": self.sps()}
         if recent_returns:
             metrics["charts/recent_return"] = float(np.mean(recent_returns))
         if ctx.evaluate is not None and self.next_eval is not None and (step >= self.next_eval or last):

@@ -5,6 +5,7 @@ feed-forward PPO cannot."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from pathlib import Path
 
 import gymnasium as gym
@@ -153,7 +154,7 @@ def _context(tmp_path: Path, agent: str, settings, stop_after: int | None = None
 
 
 MODULES = {"a2c": a2c, "reinforce": reinforce}
-SMALL = {"a2c": dict(n_envs=4, n_steps=8), "reinforce": dict(n_envs=4, max_rollout_steps=64)}
+SMALL = {"a2c": dict(n_envs=4, n_steps=8, log_interval=1), "reinforce": dict(n_envs=4, max_rollout_steps=64)}
 
 
 def _small_settings(agent: str, env_id: str = "CartPole-v1", **overrides):
@@ -239,7 +240,7 @@ gym.register("rlsuite-test/PgMultiDiscrete-v0", entry_point=_MultiDiscreteEnv)
 ])
 def test_spaces_train_and_reload(tmp_path, agent, env_id, overrides):
     if agent == "a2c" and env_id == "CartPole-v1":
-        overrides = {**overrides, "advantage": "gae", "optimizer": "adam"}
+        overrides = {**overrides, "advantage": "gae", "optimizer": "adam", "log_interval": 3}
     settings = _small_settings(agent, env_id, total_steps=256, **overrides)
     run, ctx = _context(tmp_path, agent, settings)
     MODULES[agent].train(settings, ctx)
@@ -367,3 +368,35 @@ def test_flat_parameters_train_like_separate_ones(optimizer):
     for (name, ref), (_, got) in zip(reference.state_dict().items(), flat_net.state_dict().items(), strict=True):
         torch.testing.assert_close(got, ref, msg=name)
     assert flat_net.critic.linear.weight.data_ptr() != reference.critic.linear.weight.data_ptr()
+
+
+class _EpisodeSpy(gym.vector.VectorWrapper):
+    """Keeps what RecordEpisodeStatistics reports, as the oracle for the collector's own episode counting."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.returns: list[float] = []
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        if "episode" in info:
+            self.returns += [float(info["episode"]["r"][i]) for i in np.flatnonzero(info["_episode"])]
+        return obs, reward, terminated, truncated, info
+
+
+def test_collector_counts_episodes_like_record_episode_statistics(tmp_path):
+    from rlsuite.envs import make_vec_env
+
+    settings = _small_settings("a2c")
+    envs = _EpisodeSpy(make_vec_env("CartPole-v1", 4, record_stats=True))
+    network = onpolicy.ActorCritic(envs.single_observation_space, envs.single_action_space, settings)
+    run, ctx = _context(tmp_path, "a2c", settings)
+    collector = onpolicy.RolloutCollector(envs, network, torch.device("cpu"), None, None, ctx)
+    collector.recent_returns = deque(maxlen=None)  # keep every return, not the last 20
+    collector.reset(seed=0)
+    rollout = onpolicy.Rollout(envs.single_observation_space, envs.single_action_space, 100, 4, torch.device("cpu"))
+    for _ in range(3):
+        collector.collect(rollout, 0)
+    ctx.logger.close()
+    assert len(envs.returns) > 10
+    assert sorted(collector.recent_returns) == sorted(envs.returns)
