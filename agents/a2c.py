@@ -33,6 +33,7 @@ from rlsuite.agents.onpolicy import (
     ActorCritic,
     ActorCriticPolicy,
     ActorCriticSettings,
+    Array,
     Rollout,
     RolloutCollector,
     TrainingRun,
@@ -111,8 +112,8 @@ def make_optimizer(s: A2CSettings, params: list[nn.Parameter]) -> torch.optim.Op
     return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps, fused=True)
 
 
-def advantages_and_returns(s: A2CSettings, rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor,
-                           terminated: torch.Tensor, dones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def advantages_and_returns(s: A2CSettings, rewards: Array, values: Array, next_value: Array, terminated: Array,
+                           dones: Array) -> tuple[Array, Array]:
     """(advantages, returns), each (T, N): n-step returns to the rollout's end minus V, or GAE."""
     if s.advantage == "nstep":
         returns = discounted_returns(rewards, values, next_value, terminated, dones, s.gamma)  # (T, N)
@@ -154,8 +155,10 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         # --- returns and advantages -----------------------------------------------------------------------------
         next_value = collector.next_value()  # (N,) V(s_T), the bootstrap at the rollout's cut
         buf = rollout.scalars()  # rewards, terminated, dones, starts, valid: (T, N)
-        advantages, returns = advantages_and_returns(s, buf["rewards"], rollout.values, next_value,
-                                                     buf["terminated"], buf["dones"])
+        # a (5, 8) recursion: NumPy's per-op cost is a fraction of torch's
+        advantages_np, returns_np = advantages_and_returns(s, rollout.rewards, rollout.values.cpu().numpy(),
+                                                           next_value.cpu().numpy(), rollout.terminated, rollout.dones)
+        advantages, returns = torch.as_tensor(advantages_np, device=device), torch.as_tensor(returns_np, device=device)
 
         # --- one gradient step on the whole rollout ------------------------------------------------------------
         valid = buf["valid"].flatten()  # (T*N,) 0 for reset steps

@@ -47,6 +47,7 @@ from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_di
 from rlsuite.agents.tensors import empty_like_space, obs_to_tensor, resolve_device, store_obs
 from rlsuite.envs import make_env
 from rlsuite.policies import (
+    ACTIVATIONS,
     CategoricalHead,
     GaussianHead,
     LSTMCore,
@@ -206,7 +207,7 @@ class FusedMLPForward:
                 and all(isinstance(e, MLPEncoder) and e.kind == "flat" for e in encoders))
 
     def _linears(self, encoder: nn.Module) -> list[nn.Linear]:
-        return [m for m in encoder.net if isinstance(m, nn.Linear)]
+        return [m for m in encoder.modules() if isinstance(m, nn.Linear)]  # in forward order
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -216,7 +217,7 @@ class FusedMLPForward:
         shared = net.critic_encoder is net.actor_encoder
         critic = [net.critic.linear] if shared else self._linears(net.critic_encoder) + [net.critic.linear]
         if not self.layers:  # first call: allocate the fused (W^T, b) per layer, zeros off the diagonal blocks
-            self.activation = next(m for m in net.actor_encoder.net if not isinstance(m, nn.Linear))
+            self.activation = next(m for m in net.actor_encoder.modules() if isinstance(m, tuple(ACTIVATIONS.values())))
             self.n_out = head.weight.shape[0]
             self.blocks = self._blocks(actor, critic, shared)
             self.layers = [(torch.zeros(n_in, n_out), torch.zeros(n_out)) for n_in, n_out in self._sizes()]
@@ -295,17 +296,20 @@ class ActorCriticPolicy:
 # ------------------------------------------------------------------------------------------ returns
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor,
-                dones: torch.Tensor, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimates and returns for (T, N) rollouts.
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
+
+
+def compute_gae(rewards: Array, values: Array, next_value: Array, terminated: Array,
+                dones: Array, gamma: float, gae_lambda: float) -> tuple[Array, Array]:
+    """Generalised advantage estimates and returns for (T, N) rollouts (torch tensors or NumPy arrays).
 
     `terminated[t]` cuts the bootstrap (the episode truly ended); `dones[t]` (terminated or truncated)
     cuts the advantage recursion. The value after step t is values[t + 1] (or `next_value` for the
     last step): under next-step autoreset that is V(final observation), the right bootstrap after a
     truncation.
     """
-    advantages = torch.zeros_like(rewards)  # (T, N)
-    last_gae = torch.zeros_like(next_value)  # (N,)
+    advantages = rewards * 0.0  # (T, N)
+    last_gae = next_value * 0.0  # (N,)
     for t in reversed(range(rewards.shape[0])):
         following_value = next_value if t == rewards.shape[0] - 1 else values[t + 1]
         delta = rewards[t] + gamma * following_value * (1.0 - terminated[t]) - values[t]
@@ -314,9 +318,10 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.T
     return advantages, advantages + values
 
 
-def discounted_returns(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor,
-                       terminated: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Discounted reward-to-go G_t for (T, N) rollouts, bootstrapped only where the data stops.
+def discounted_returns(rewards: Array, values: Array, next_value: Array, terminated: Array, dones: Array,
+                       gamma: float) -> Array:
+    """Discounted reward-to-go G_t for (T, N) rollouts (torch tensors or NumPy arrays), bootstrapped only
+    where the data stops.
 
     G_t = r_t                       if step t terminated the episode,
           r_t + gamma * V(s_{t+1})  if it was truncated (values[t + 1] is V(final observation)),
@@ -325,7 +330,7 @@ def discounted_returns(rewards: torch.Tensor, values: torch.Tensor, next_value: 
     REINFORCE reads it as the Monte Carlo return of complete episodes (the bootstrap only enters at a
     time-limit truncation); A2C as the n-step return with n running to the end of its short rollout.
     """
-    returns = torch.zeros_like(rewards)  # (T, N)
+    returns = rewards * 0.0  # (T, N)
     following = next_value  # (N,) G_{t+1}
     for t in reversed(range(rewards.shape[0])):
         value_after = next_value if t == rewards.shape[0] - 1 else values[t + 1]  # (N,) V(s_{t+1})
@@ -426,7 +431,7 @@ class RolloutCollector:
         batches of complete episodes); otherwise runs all `rollout.n_steps` steps.
         """
         network, envs, device = self.network, self.envs, self.device
-        rollout.initial_state = tuple(x.clone() for x in self.lstm_state) if self.lstm_state is not None else None
+        rollout.initial_state = (self.lstm_state[0].clone(), self.lstm_state[1].clone()) if self.lstm_state is not None else None
         ended = np.zeros(self.n_envs, dtype=bool)
         steps = rollout.n_steps
         with torch.inference_mode():  # entered once per rollout: entering it costs as much as a small op

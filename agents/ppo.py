@@ -228,6 +228,6 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     return TrainResult(status=run.status, final_step=run.global_step)
 
 
-def load_policy(checkpoint: Path, device: str = "cpu") -> PPOPolicy:
+def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:
     """Rebuild the network from the checkpoint's settings and the env's spaces; load the weights."""
     return load_actor_critic_policy(checkpoint, PPOSettings, device)
