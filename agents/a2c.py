@@ -38,14 +38,13 @@ from rlsuite.agents.onpolicy import (
     RolloutCollector,
     TrainingRun,
     check_actor_critic_spaces,
-    clip_flat_grad_,
     compute_gae,
     discounted_returns,
     explained_variance,
-    flatten_parameters,
     load_actor_critic_policy,
     masked_mean,
 )
+from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
 from rlsuite.agents.tensors import flatten_obs, resolve_device
 from rlsuite.envs import make_vec_env
 
@@ -105,11 +104,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
     check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
 
 
-def make_optimizer(s: A2CSettings, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    # One flat tensor: the single-tensor code paths have the least per-step overhead on CPU.
+def make_optimizer(s: A2CSettings, network: nn.Module) -> FlatParameters:
+    """RMSprop or Adam over the network's parameters in one flat buffer (agents/optim.py)."""
     if s.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps, foreach=False)
-    return torch.optim.Adam(params, lr=s.learning_rate, eps=s.optimizer_eps, fused=True)
+        return FlatRMSprop(network, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps)
+    return FlatAdam(network, lr=s.learning_rate, eps=s.optimizer_eps)
 
 
 def advantages_and_returns(s: A2CSettings, rewards: Array, values: Array, next_value: Array, terminated: Array,
@@ -130,9 +129,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    flat = flatten_parameters(network)  # one tensor for clipping and the optimiser step (see onpolicy.py)
-    assert flat.grad is not None
-    optimizer = make_optimizer(s, [flat])
+    optimizer = make_optimizer(s, network)  # parameters in one buffer: clipping and the step are a few ops
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -146,8 +143,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     for update in range(run.update + 1, num_updates + 1):
         run.update = update
         lr = s.learning_rate * (1.0 - (update - 1) / num_updates) if s.anneal_lr else s.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.lr = lr
 
         # --- rollout (no layer of the backbone differs between train and eval mode: the loop never toggles) ----
         run.global_step, _ = collector.collect(rollout, run.global_step)
@@ -175,9 +171,9 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         v_loss = masked_mean((flat_returns - value) ** 2, valid)
         entropy_loss = masked_mean(dist.entropy(), valid)
         loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-        flat.grad.zero_()  # in place: the layers' .grad are views into it
+        optimizer.zero_grad()
         loss.backward()
-        clip_flat_grad_(flat, s.max_grad_norm)
+        optimizer.clip_grad_norm_(s.max_grad_norm)
         optimizer.step()
         collector.refresh()  # the fused rollout forward copies the new weights
 

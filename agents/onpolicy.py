@@ -33,15 +33,14 @@ from gymnasium import spaces
 from rlsuite.agents.checkpoint import (
     load_checkpoint,
     load_module_tensors,
-    load_optimizer_state,
     module_tensors,
-    optimizer_state,
     restore_rng_state,
     rng_state,
     save_checkpoint,
 )
 from rlsuite.agents.interface import AgentError, TrainContext
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatParameters
 from rlsuite.agents.run import step_checkpoint_name
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import empty_like_space, obs_to_tensor, resolve_device, store_obs
@@ -147,37 +146,6 @@ class ActorCritic(nn.Module):
 
     def initial_state(self, num_envs: int, device: torch.device) -> LSTMState | None:
         return self.core.initial_state(num_envs, device) if self.core is not None else None
-
-
-def flatten_parameters(module: nn.Module) -> nn.Parameter:
-    """Move all of `module`'s parameters into one flat tensor, and their gradients into another.
-
-    Each parameter becomes a view into the flat tensor (and its `.grad` a view into the flat gradient,
-    which backward accumulates into in place), so gradient clipping is one norm and one multiply, and
-    the optimiser (given `[flat]`) steps one tensor instead of one per layer: on CPU with small networks
-    that per-tensor overhead costs more than the maths. The module is unchanged otherwise: state_dict,
-    load_state_dict (copies in place) and forward work as before. Zero the gradient with
-    `flat.grad.zero_()`, never by setting it to None, or the views come apart. Call after `.to(device)`.
-    """
-    params = list(module.parameters())
-    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))  # (P,)
-    flat.grad = torch.zeros_like(flat)  # (P,)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.data = flat.data[offset:offset + n].view_as(p)
-        p.grad = flat.grad[offset:offset + n].view_as(p)
-        offset += n
-    return flat
-
-
-@torch.no_grad()
-def clip_flat_grad_(flat: nn.Parameter, max_norm: float) -> torch.Tensor:
-    """Scale the flat gradient to norm <= max_norm (as nn.utils.clip_grad_norm_); returns the norm before."""
-    assert flat.grad is not None
-    norm = torch.linalg.vector_norm(flat.grad)
-    flat.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
-    return norm
 
 
 class FusedMLPForward:
@@ -498,7 +466,7 @@ class TrainingRun:
     """
 
     def __init__(self, agent: str, s: TrainSettings, ctx: TrainContext, network: nn.Module,
-                 optimizer: torch.optim.Optimizer, obs_normalizer: ObsNormalizer | None,
+                 optimizer: FlatParameters, obs_normalizer: ObsNormalizer | None,
                  reward_scaler: RewardScaler | None, device: torch.device) -> None:
         self.agent, self.s, self.ctx, self.network, self.optimizer = agent, s, ctx, network, optimizer
         self.obs_normalizer, self.reward_scaler, self.device = obs_normalizer, reward_scaler, device
@@ -515,7 +483,7 @@ class TrainingRun:
         if self.ctx.resume_from is not None:
             tensors, meta = load_checkpoint(self.ctx.resume_from, self.device)
             load_module_tensors("model", self.network, tensors)
-            load_optimizer_state("optim", self.optimizer, tensors, meta["optimizer"])
+            self.optimizer.load_state_tensors("optim", tensors)
             restore_rng_state(tensors, meta["rng"])
             if self.obs_normalizer is not None:
                 self.obs_normalizer.load_state_tensors("obs_rms", tensors)
@@ -533,16 +501,15 @@ class TrainingRun:
 
     def save(self, name: str) -> None:
         tensors = module_tensors("model", self.network)
-        optim_tensors, optim_meta = optimizer_state("optim", self.optimizer)
         rng_tensors, rng_meta = rng_state()
-        tensors.update(optim_tensors)
+        tensors.update(self.optimizer.state_tensors("optim"))
         tensors.update(rng_tensors)
         if self.obs_normalizer is not None:
             tensors.update(self.obs_normalizer.state_tensors("obs_rms"))
         if self.reward_scaler is not None:
             tensors.update(self.reward_scaler.state_tensors("ret_rms"))
         meta = {"agent": self.agent, "settings": settings_to_dict(self.s), "step": self.global_step,
-                "update": self.update, "best_eval_return": self.best_return, "optimizer": optim_meta, "rng": rng_meta}
+                "update": self.update, "best_eval_return": self.best_return, "rng": rng_meta}
         save_checkpoint(self.ctx.run.checkpoint_path(name), tensors, meta)
 
     def sps(self) -> float:

@@ -12,14 +12,15 @@ from V(final observation) without any `final_obs` bookkeeping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn as nn
 
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
@@ -35,6 +36,7 @@ from rlsuite.agents.onpolicy import (
     explained_variance,
     load_actor_critic_policy,
 )
+from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.settings import ConfigError
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
 from rlsuite.envs import make_vec_env
@@ -107,6 +109,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
     check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Mean of `x` over the entries where `mask` is 1 (`count` of them)."""
+    return (x * mask).sum() / count
+
+
 def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
                            clip_coef: float) -> torch.Tensor:
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi_new / pi_old (per-sample, not reduced)."""
@@ -126,7 +133,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // batch_size)
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, eps=1e-5, fused=True)  # one kernel for all tensors
+    optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -142,8 +149,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         progress_left = 1.0 - (update - 1) / num_updates
         lr = s.learning_rate * progress_left if s.anneal_lr else s.learning_rate
         clip_coef = s.clip_coef * progress_left if s.anneal_clip else s.clip_coef
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.lr = lr
 
         # --- rollout -------------------------------------------------------------------------------------------
         network.eval()
@@ -159,14 +165,20 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         network.train()
         flat_obs = flatten_obs(rollout.obs)
         flat_actions = rollout.actions.flatten(0, 1)
-        flat = {name: buf.flatten(0, 1) for name, buf in (("logprobs", rollout.logprobs), ("advantages", advantages),
+        flat = {name: x.flatten(0, 1) for name, x in (("logprobs", rollout.logprobs), ("advantages", advantages),
                                                            ("returns", returns), ("values", rollout.values),
                                                            ("valid", buf["valid"]))}
+        if network.core is None:  # reset steps are left out once, so every loss below is a plain mean
+            keep = torch.from_numpy(np.flatnonzero(rollout.valid.reshape(-1))).to(device)  # (K,) real steps
+            flat_obs, flat_actions = index_obs(flat_obs, keep), flat_actions[keep]
+            flat = {name: x[keep] for name, x in flat.items() if name != "valid"}
         env_indices = np.arange(s.n_envs)
-        clip_fractions, approx_kl = [], torch.zeros(())
+        ratio_stats: list[torch.Tensor] = []
+        approx_kl = torch.zeros(())
         for _epoch in range(s.n_epochs):
-            if network.core is None:
-                minibatches = np.array_split(np.random.permutation(batch_size), n_minibatches)
+            minibatches: list[Any]
+            if network.core is None:  # a single minibatch is the whole batch: no shuffling, no gathering
+                minibatches = [None] if n_minibatches == 1 else list(torch.randperm(len(flat_actions)).tensor_split(n_minibatches))
                 lstm_args: list[tuple[Any, Any]] = [(None, None)] * n_minibatches
             else:  # whole env sequences, so the LSTM replays each one from its rollout-start state
                 assert rollout.initial_state is not None
@@ -176,50 +188,59 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 minibatches = [(np.arange(s.n_steps)[:, None] * s.n_envs + g[None, :]).ravel() for g in env_groups]
                 lstm_args = [(tuple(x[:, g] for x in rollout.initial_state), buf["starts"][:, g]) for g in env_groups]
             for mb_inds, (mb_state, mb_starts) in zip(minibatches, lstm_args, strict=True):
-                mb_valid = flat["valid"][mb_inds]  # (M,) 0 for reset steps
-                n_valid = mb_valid.sum().clamp(min=1.0)
-                actor_f, critic_f, _ = network.features(index_obs(flat_obs, mb_inds), mb_state, mb_starts)
+                mb = flat if mb_inds is None else {name: x[mb_inds] for name, x in flat.items()}
+                mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean
+                if network.core is not None:  # sequences keep their reset steps for the LSTM; the losses mask them out
+                    mean = partial(masked_mean, mask=mb["valid"], count=mb["valid"].sum().clamp(min=1.0))
+
+                mb_obs = flat_obs if mb_inds is None else index_obs(flat_obs, mb_inds)
+                actor_f, critic_f, _ = network.features(mb_obs, mb_state, mb_starts)
                 dist = network.actor(actor_f)
-                new_logprob = dist.log_prob(flat_actions[mb_inds])
-                entropy = dist.entropy()
+                new_logprob = dist.log_prob(flat_actions if mb_inds is None else flat_actions[mb_inds])
                 new_value = network.critic(critic_f)
 
-                mb_adv = flat["advantages"][mb_inds]
+                mb_adv = mb["advantages"]
                 if s.norm_adv:
-                    adv_mean = (mb_adv * mb_valid).sum() / n_valid
-                    adv_std = (((mb_adv - adv_mean) ** 2 * mb_valid).sum() / n_valid).sqrt()
-                    mb_adv = (mb_adv - adv_mean) / (adv_std + 1e-8)
-                log_ratio = new_logprob - flat["logprobs"][mb_inds]
+                    adv_mean = mean(mb_adv)
+                    mb_adv = (mb_adv - adv_mean) / (mean((mb_adv - adv_mean) ** 2).sqrt() + 1e-8)
+                old_logprob = mb["logprobs"]
+                log_ratio = new_logprob - old_logprob
                 with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-                    approx_kl = (((log_ratio.exp() - 1) - log_ratio) * mb_valid).sum() / n_valid
-                    clip_fractions.append(float((((log_ratio.exp() - 1.0).abs() > clip_coef).float() * mb_valid).sum() / n_valid))
-                pg_loss = (clipped_surrogate_loss(new_logprob, flat["logprobs"][mb_inds], mb_adv, clip_coef) * mb_valid).sum() / n_valid
+                    ratio = log_ratio.exp()
+                    approx_kl = mean((ratio - 1) - log_ratio)
+                    ratio_stats.append(torch.stack([approx_kl, mean(((ratio - 1.0).abs() > clip_coef).float())]))
+                pg_loss = mean(clipped_surrogate_loss(new_logprob, old_logprob, mb_adv, clip_coef))
 
-                mb_returns, mb_old_values = flat["returns"][mb_inds], flat["values"][mb_inds]
+                mb_returns, mb_old_values = mb["returns"], mb["values"]
                 v_loss_unclipped = (new_value - mb_returns) ** 2
                 if s.clip_vloss:
                     v_clipped = mb_old_values + (new_value - mb_old_values).clamp(-clip_coef, clip_coef)
                     v_loss_per = torch.max(v_loss_unclipped, (v_clipped - mb_returns) ** 2)
                 else:
                     v_loss_per = v_loss_unclipped
-                v_loss = 0.5 * (v_loss_per * mb_valid).sum() / n_valid
-                entropy_loss = (entropy * mb_valid).sum() / n_valid
-
-                loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-                optimizer.zero_grad(set_to_none=True)
+                v_loss = 0.5 * mean(v_loss_per)
+                loss = pg_loss + s.vf_coef * v_loss
+                if s.ent_coef:
+                    entropy_loss = mean(dist.entropy())
+                    loss = loss - s.ent_coef * entropy_loss
+                else:  # not part of the loss: measured for the logs only
+                    with torch.no_grad():
+                        entropy_loss = mean(dist.entropy())
+                optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
+                optimizer.clip_grad_norm_(s.max_grad_norm)
                 optimizer.step()
             if s.target_kl is not None and float(approx_kl) > s.target_kl:
                 break
+
         collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
-        valid = flat["valid"].bool()
+        valid = buf["valid"].flatten().bool()
         metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(),
                    "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
-                   "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(np.mean(clip_fractions)),
-                   "losses/explained_variance": explained_variance(flat["values"][valid], flat["returns"][valid])}
+                   "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(torch.stack(ratio_stats)[:, 1].mean()),
+                   "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
         if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
             break
 

@@ -36,13 +36,12 @@ from rlsuite.agents.onpolicy import (
     RolloutCollector,
     TrainingRun,
     check_actor_critic_spaces,
-    clip_flat_grad_,
     discounted_returns,
     explained_variance,
-    flatten_parameters,
     load_actor_critic_policy,
     masked_mean,
 )
+from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
 from rlsuite.envs import make_vec_env
 
@@ -105,9 +104,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     check_spaces(obs_space, act_space)
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    flat = flatten_parameters(network)  # one tensor for clipping and the optimiser step (see onpolicy.py)
-    assert flat.grad is not None
-    optimizer = torch.optim.Adam([flat], lr=s.learning_rate, eps=1e-5, fused=True)
+    optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -121,8 +118,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     while run.global_step < s.total_steps:
         run.update += 1
         lr = s.learning_rate * max(0.0, 1.0 - run.global_step / s.total_steps) if s.anneal_lr else s.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.lr = lr
 
         # --- a batch of complete episodes -----------------------------------------------------------------------
         collector.reset(seed=seed)
@@ -151,9 +147,9 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         v_loss = 0.5 * masked_mean((flat_returns - value) ** 2, mask)
         entropy_loss = masked_mean(dist.entropy(), mask)
         loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-        flat.grad.zero_()  # in place: the layers' .grad are views into it
+        optimizer.zero_grad()
         loss.backward()
-        clip_flat_grad_(flat, s.max_grad_norm)
+        optimizer.clip_grad_norm_(s.max_grad_norm)
         optimizer.step()
         collector.refresh()  # the fused rollout forward copies the new weights
 
