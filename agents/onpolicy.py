@@ -447,10 +447,10 @@ class RolloutCollector:
     @torch.inference_mode()
     def next_value(self) -> torch.Tensor:
         """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
-        starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
         obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
         if self.fused is not None:
             return self.fused(obs_t)[1]
+        starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
         _, critic_f, _ = self.network.features(obs_t, self.lstm_state, starts)
         return self.network.critic(critic_f)
 
