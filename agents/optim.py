@@ -1,4 +1,4 @@
-"""Adam over all of a network's parameters held in one flat buffer: a few kernels per step, not Python loops.
+"""Adam and RMSprop over all of a network's parameters held in one flat buffer: a few kernels per step, not Python loops.
 
 On a CPU with the small networks of classic control, `clip_grad_norm_` and `torch.optim.Adam` spend most
 of their time in Python: grouping and looping over a dozen parameter tensors, profiler hooks, checks
@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 
-class FlatAdam:
-    """Adam with optional global-norm gradient clipping over the trainable parameters of `module`."""
+class FlatParameters:
+    """A module's trainable parameters as views into one buffer, their gradients as views into a second one."""
 
-    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(self, module: nn.Module, lr: float) -> None:
         params = [p for p in module.parameters() if p.requires_grad]  # shared parameters appear once
         if not params:
-            raise ValueError("FlatAdam needs a module with at least one trainable parameter.")
-        self.lr, self.betas, self.eps = lr, betas, eps
+            raise ValueError(f"{type(self).__name__} needs a module with at least one trainable parameter.")
+        self.lr = lr
         # (P,) with P = the number of parameter elements; parameters and grads become views into these
         self.param = torch.cat([p.detach().reshape(-1) for p in params])
         self.grad = torch.zeros_like(self.param)
@@ -38,9 +38,6 @@ class FlatAdam:
             p.data = self.param[offset : offset + size].view_as(p)
             p.grad = self.grad[offset : offset + size].view_as(p)
             offset += size
-        self.exp_avg = torch.zeros_like(self.param)  # (P,) first moment
-        self.exp_avg_sq = torch.zeros_like(self.param)  # (P,) second moment
-        self.steps = 0
 
     def zero_grad(self) -> None:
         self.grad.zero_()
@@ -50,6 +47,36 @@ class FlatAdam:
         total_norm = torch.linalg.vector_norm(self.grad)
         self.grad.mul_((max_norm / (total_norm + 1e-6)).clamp(max=1.0))
         return total_norm
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _load_buffers(self, prefix: str, tensors: dict[str, torch.Tensor], names: tuple[str, ...]) -> None:
+        for name in names:
+            stored = tensors[f"{prefix}.{name}"]
+            if stored.shape != self.param.shape:
+                raise ValueError(
+                    f"Checkpoint optimiser state {prefix}.{name} has shape {tuple(stored.shape)}, this network has "
+                    f"{tuple(self.param.shape)} parameters: the checkpoint belongs to a different network configuration."
+                )
+            getattr(self, name).copy_(stored)
+
+
+class FlatAdam(FlatParameters):
+    """Adam with optional global-norm gradient clipping over the trainable parameters of `module`."""
+
+    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(module, lr)
+        self.betas, self.eps = betas, eps
+        self.exp_avg = torch.zeros_like(self.param)  # (P,) first moment
+        self.exp_avg_sq = torch.zeros_like(self.param)  # (P,) second moment
+        self.steps = 0
 
     @torch.no_grad()
     def step(self) -> None:
@@ -68,12 +95,26 @@ class FlatAdam:
                 f"{prefix}.steps": torch.tensor(self.steps, dtype=torch.int64)}
 
     def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
-        for name in ("exp_avg", "exp_avg_sq"):
-            stored = tensors[f"{prefix}.{name}"]
-            if stored.shape != self.param.shape:
-                raise ValueError(
-                    f"Checkpoint optimiser state {prefix}.{name} has shape {tuple(stored.shape)}, this network has "
-                    f"{tuple(self.param.shape)} parameters: the checkpoint belongs to a different network configuration."
-                )
-            getattr(self, name).copy_(stored)
+        self._load_buffers(prefix, tensors, ("exp_avg", "exp_avg_sq"))
         self.steps = int(tensors[f"{prefix}.steps"])
+
+
+class FlatRMSprop(FlatParameters):
+    """RMSprop as torch.optim.RMSprop (no momentum, not centred, no weight decay) over one flat buffer:
+    v = alpha v + (1 - alpha) g^2, then p -= lr g / (sqrt(v) + eps). A2C's optimiser (SB3: alpha 0.99, eps 1e-5)."""
+
+    def __init__(self, module: nn.Module, lr: float, alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(module, lr)
+        self.alpha, self.eps = alpha, eps
+        self.square_avg = torch.zeros_like(self.param)  # (P,) running mean of g^2
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.square_avg.mul_(self.alpha).addcmul_(self.grad, self.grad, value=1.0 - self.alpha)
+        self.param.addcdiv_(self.grad, self.square_avg.sqrt().add_(self.eps), value=-self.lr)
+
+    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.square_avg": self.square_avg}
+
+    def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+        self._load_buffers(prefix, tensors, ("square_avg",))

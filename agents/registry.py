@@ -48,6 +48,8 @@ AGENTS: dict[str, AgentSpec] = {
         # --- DQN family (issue 4) ---
 
         # --- policy-gradient family (issue 4) ---
+        AgentSpec("a2c", "Synchronous advantage actor-critic: n-step returns or GAE, RMSprop, optional LSTM (hand-written)", "rlsuite.agents.a2c"),
+        AgentSpec("reinforce", "REINFORCE: Monte Carlo reward-to-go over complete episodes, learned value baseline (hand-written)", "rlsuite.agents.reinforce"),
 
         # --- Stable-Baselines3 (issue 5) ---
 

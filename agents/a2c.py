@@ -1,0 +1,201 @@
+"""Synchronous advantage actor-critic (A2C; Mnih et al. 2016, synchronous as in OpenAI Baselines and SB3).
+
+One gradient step per short rollout of `n_steps` x `n_envs` transitions. The order is CleanRL's:
+settings, then the loop (rollout, returns, update, logging); the network (ActorCritic from
+agents/onpolicy.py, on the shared backbone), rollout storage and run-folder plumbing are imported.
+
+Returns, switched by `advantage`:
+- "nstep" (the classic A2C, SB3's default gae_lambda=1): R_t = r_t + gamma r_{t+1} + ... + gamma^k V(s_{t+k}),
+  where the sum runs to the end of the rollout, so n shrinks from n_steps at the first step to 1 at the last.
+- "gae": generalised advantage estimation with `gae_lambda` (Schulman et al. 2016).
+
+Episode ends inside the window: a terminated step stops the sum with no bootstrap; a truncated step (time
+limit) bootstraps from V(final observation), which under next-step autoreset is the stored value of the
+reset step that follows. Reset steps are masked out of the loss.
+
+The defaults are SB3's A2C (RMSprop with alpha 0.99 and eps 1e-5, lr 7e-4, n_steps 5, vf_coef 0.5,
+max_grad_norm 0.5, value loss as a plain mean squared error); Adam is one switch away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+
+from rlsuite.agents.interface import TrainContext, TrainResult
+from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.onpolicy import (
+    ActorCritic,
+    ActorCriticPolicy,
+    ActorCriticSettings,
+    Array,
+    Rollout,
+    RolloutCollector,
+    TrainingRun,
+    check_actor_critic_spaces,
+    compute_gae,
+    discounted_returns,
+    explained_variance,
+    load_actor_critic_policy,
+    masked_mean,
+)
+from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
+from rlsuite.agents.tensors import flatten_obs, resolve_device
+from rlsuite.envs import make_vec_env
+
+AGENT_NAME = "a2c"
+
+
+@dataclass
+class A2CSettings(ActorCriticSettings):
+    """A2C's hyperparameters; the network and normaliser fields come from ActorCriticSettings."""
+
+    learning_rate: float = 7e-4
+    """Optimiser step size at the start of training."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over training."""
+    n_steps: int = 5
+    """Env steps per sub-env per update; one gradient step per n_envs * n_steps transitions."""
+    gamma: float = 0.99
+    """Discount factor."""
+    advantage: Literal["nstep", "gae"] = "nstep"
+    """Return estimator: n-step returns to the end of the rollout, or GAE with gae_lambda."""
+    gae_lambda: float = 0.95
+    """GAE lambda (only with advantage=gae): 0 is one-step TD, 1 equals the n-step return."""
+    normalize_advantage: bool = False
+    """Standardise advantages over each rollout (off in SB3's A2C)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """RMSprop (as in the A2C paper, RL Zoo and SB3) or Adam."""
+    rmsprop_alpha: float = 0.99
+    """RMSprop's smoothing constant for the squared-gradient average."""
+    optimizer_eps: float = 1e-5
+    """Optimiser epsilon (RMSprop or Adam); SB3 uses 1e-5 for RMSprop."""
+    log_interval: int = 20
+    """Log losses every this many updates (A2C's updates are tiny and many; episodes are always logged)."""
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(self.n_steps >= 1, "n_steps", "must be >= 1")
+        self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        self.require(0.0 <= self.gamma <= 1.0, "gamma", "must lie in [0, 1]")
+        self.require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "must lie in [0, 1]")
+        self.require(0.0 <= self.rmsprop_alpha < 1.0, "rmsprop_alpha", "must lie in [0, 1)")
+        self.require(self.optimizer_eps > 0, "optimizer_eps", "must be > 0")
+        self.require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        self.require(self.log_interval >= 1, "log_interval", "must be >= 1")
+
+
+Settings = A2CSettings
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
+    """A2C handles Discrete, MultiDiscrete and Box actions over any observation our encoders read."""
+    check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
+
+
+def make_optimizer(s: A2CSettings, network: nn.Module) -> FlatParameters:
+    """RMSprop or Adam over the network's parameters in one flat buffer (agents/optim.py)."""
+    if s.optimizer == "rmsprop":
+        return FlatRMSprop(network, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps)
+    return FlatAdam(network, lr=s.learning_rate, eps=s.optimizer_eps)
+
+
+def advantages_and_returns(s: A2CSettings, rewards: Array, values: Array, next_value: Array, terminated: Array,
+                           dones: Array) -> tuple[Array, Array]:
+    """(advantages, returns), each (T, N): n-step returns to the rollout's end minus V, or GAE."""
+    if s.advantage == "nstep":
+        returns = discounted_returns(rewards, values, next_value, terminated, dones, s.gamma)  # (T, N)
+        return returns - values, returns
+    return compute_gae(rewards, values, next_value, terminated, dones, s.gamma, s.gae_lambda)
+
+
+def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
+    torch.set_num_threads(s.torch_threads)
+    device = resolve_device(s.device)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False)  # the collector counts episodes
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    check_spaces(obs_space, act_space)
+    num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
+
+    torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
+    np.random.seed(s.seed)
+    network = ActorCritic(obs_space, act_space, s).to(device)
+    optimizer = make_optimizer(s, network)  # parameters in one buffer: clipping and the step are a few ops
+    obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
+    reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
+    policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
+    run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
+    run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
+
+    rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
+    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx)
+    collector.reset(seed=run.env_seed)
+
+    for update in range(run.update + 1, num_updates + 1):
+        run.update = update
+        lr = s.learning_rate * (1.0 - (update - 1) / num_updates) if s.anneal_lr else s.learning_rate
+        optimizer.lr = lr
+
+        # --- rollout (no layer of the backbone differs between train and eval mode: the loop never toggles) ----
+        run.global_step, _ = collector.collect(rollout, run.global_step)
+
+        # --- returns and advantages -----------------------------------------------------------------------------
+        next_value = collector.next_value()  # (N,) V(s_T), the bootstrap at the rollout's cut
+        buf = rollout.scalars()  # rewards, terminated, dones, starts, valid: (T, N)
+        # a (5, 8) recursion: NumPy's per-op cost is a fraction of torch's
+        advantages_np, returns_np = advantages_and_returns(s, rollout.rewards, rollout.values.cpu().numpy(),
+                                                           next_value.cpu().numpy(), rollout.terminated, rollout.dones)
+        advantages, returns = torch.as_tensor(advantages_np, device=device), torch.as_tensor(returns_np, device=device)
+
+        # --- one gradient step on the whole rollout ------------------------------------------------------------
+        valid = buf["valid"].flatten()  # (T*N,) 0 for reset steps
+        actor_f, critic_f, _ = network.features(flatten_obs(rollout.obs), rollout.initial_state, buf["starts"])
+        dist = network.actor(actor_f)
+        logprob = dist.log_prob(rollout.actions.flatten(0, 1))  # (T*N,)
+        value = network.critic(critic_f)  # (T*N,)
+        adv = advantages.flatten()
+        if s.normalize_advantage:
+            adv_mean = masked_mean(adv, valid)
+            adv = (adv - adv_mean) / (masked_mean((adv - adv_mean) ** 2, valid).sqrt() + 1e-8)
+        flat_returns = returns.flatten()
+        pg_loss = -masked_mean(adv * logprob, valid)
+        v_loss = masked_mean((flat_returns - value) ** 2, valid)
+        entropy_loss = masked_mean(dist.entropy(), valid)
+        loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.clip_grad_norm_(s.max_grad_norm)
+        optimizer.step()
+        collector.refresh()  # the fused rollout forward copies the new weights
+
+        # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
+        last = update == num_updates
+        metrics = None
+        if update % s.log_interval == 0 or last:
+            keep = valid.bool()
+            metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
+                       "losses/entropy": entropy_loss.item(),
+                       "losses/explained_variance": explained_variance(rollout.values.flatten()[keep], flat_returns[keep])}
+        if run.end_update(metrics, policy, collector.recent_returns, last=last):
+            break
+
+    run.save("last")
+    envs.close()
+    return TrainResult(status=run.status, final_step=run.global_step)
+
+
+def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:
+    """Rebuild the network from the checkpoint's settings and the env's spaces; load the weights."""
+    return load_actor_critic_policy(checkpoint, A2CSettings, device)

@@ -1,0 +1,566 @@
+"""What the on-policy agents (PPO, A2C, REINFORCE) share, so each agent file keeps only its algorithm.
+
+- `ActorCriticSettings`: the network and normaliser fields every actor-critic agent has.
+- `ActorCritic`: encoder(s) from the observation space, an optional LSTM, an action head and a value head.
+- `ActorCriticPolicy`: the inference side (what evaluation, recording and reports call).
+- `Rollout` + `RolloutCollector`: (T, N) storage and the loop that fills it from a next-step-autoreset
+  vector env, with the recurrent state carried between rollouts.
+- `compute_gae` and `discounted_returns`: advantage and return estimators over (T, N) rollouts.
+- `TrainingRun`: the run-folder side of a loop: resume, checkpoints (last, best, step_N), periodic
+  evaluation, progress and Ctrl-C.
+- `load_actor_critic_policy`: rebuild a policy from a checkpoint.
+
+Layout under next-step autoreset (envs/factory.py): the step after an episode ends is a reset step whose
+action is ignored. It is stored with `valid = 0` and masked out of every loss; its stored observation is
+the final observation of the episode before, so `values[t + 1]` after a truncated step t is V(final
+observation), the right bootstrap, with no `final_obs` bookkeeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from gymnasium import spaces
+
+from rlsuite.agents.checkpoint import (
+    load_checkpoint,
+    load_module_tensors,
+    module_tensors,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from rlsuite.agents.interface import AgentError, TrainContext
+from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatParameters
+from rlsuite.agents.run import step_checkpoint_name
+from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
+from rlsuite.agents.tensors import empty_like_space, obs_to_tensor, resolve_device, store_obs
+from rlsuite.envs import make_env
+from rlsuite.policies import (
+    ACTIVATIONS,
+    CategoricalHead,
+    GaussianHead,
+    LSTMCore,
+    MLPEncoder,
+    SpaceError,
+    ValueHead,
+    is_image_space,
+    make_action_head,
+    make_encoder,
+)
+from rlsuite.policies.heads import ActionDist, CategoricalDist, GaussianDist
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class ActorCriticSettings(TrainSettings):
+    """Fields shared by the actor-critic agents: the network and the normalisers."""
+
+    normalize_obs: bool = False
+    """Running mean/std normalisation of float observations (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the std of the discounted return (saved in checkpoints)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """MLP widths for vector observations."""
+    activation: Literal["tanh", "relu", "elu", "silu"] = "tanh"
+    """MLP activation."""
+    share_encoder: bool | None = None
+    """Actor and critic share one encoder; None: shared for images, dicts and recurrent, separate for vectors."""
+    cnn: Literal["nature", "impala"] = "nature"
+    """CNN for image observations."""
+    squash: Literal["clip", "tanh"] = "clip"
+    """Box actions: clip Gaussian samples to the bounds, or squash them with tanh."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of Gaussian actions."""
+    recurrent: bool = False
+    """Insert an LSTM between encoder and heads; updates then replay whole env sequences."""
+    lstm_hidden: int = 128
+    """LSTM hidden size when recurrent."""
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1, "hidden_sizes",
+                     "must list at least one positive width, e.g. 64,64")
+        self.require(self.lstm_hidden >= 1, "lstm_hidden", "must be >= 1")
+        if self.recurrent and self.share_encoder is False:
+            raise ConfigError("recurrent agents need share_encoder=true or unset (one LSTM feeds both heads).")
+
+
+def check_actor_critic_spaces(agent: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Discrete, MultiDiscrete and Box actions over any observation our encoders read; else AgentError."""
+    if not isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.Box)):
+        raise AgentError(
+            f"{agent} cannot act in {action_space}: it supports Discrete, MultiDiscrete and Box action spaces."
+        )
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) != 1:
+        raise AgentError(f"{agent} needs a flat Box action of shape (A,), got {action_space}; flatten it with a wrapper.")
+    try:
+        make_encoder(observation_space)
+    except SpaceError as err:
+        raise AgentError(f"{agent} cannot read observations from {observation_space}: {err}") from None
+
+
+class ActorCritic(nn.Module):
+    """Encoder(s) from the observation space, an optional LSTM, an action head and a value head."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, s: ActorCriticSettings) -> None:
+        super().__init__()
+        vector_obs = not (isinstance(observation_space, spaces.Dict) or is_image_space(observation_space))
+        shared = s.share_encoder if s.share_encoder is not None else (not vector_obs or s.recurrent)
+        if s.recurrent and not shared:
+            raise ConfigError("recurrent agents need share_encoder=true (one LSTM feeds both heads).")
+
+        def encoder() -> nn.Module:
+            return make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
+
+        self.actor_encoder = encoder()
+        self.critic_encoder = self.actor_encoder if shared else encoder()
+        features_dim = self.actor_encoder.features_dim
+        self.core = LSTMCore(features_dim, s.lstm_hidden) if s.recurrent else None
+        if self.core is not None:
+            features_dim = self.core.features_dim
+        self.actor = make_action_head(action_space, features_dim, squash=s.squash, log_std_init=s.log_std_init)
+        self.critic = ValueHead(features_dim)
+
+    def features(self, obs: Any, state: Any = None, episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Actor and critic features for (B, ...) inputs, or (T, B, ...) flattened to (T*B, ...) when recurrent."""
+        actor_features = self.actor_encoder(obs)  # (B, F)
+        if self.core is None:
+            critic_features = actor_features if self.critic_encoder is self.actor_encoder else self.critic_encoder(obs)
+            return actor_features, critic_features, None
+        assert episode_starts is not None
+        steps, batch = episode_starts.shape  # (T, B)
+        out, state = self.core(actor_features.reshape(steps, batch, -1), state, episode_starts)  # (T, B, H)
+        out = out.reshape(steps * batch, -1)  # (T*B, H)
+        return out, out, state
+
+    def initial_state(self, num_envs: int, device: torch.device) -> LSTMState | None:
+        return self.core.initial_state(num_envs, device) if self.core is not None else None
+
+
+class FusedMLPForward:
+    """The rollout-time forward of a feed-forward MLP actor-critic as one chain of matmuls, no nn.Module calls.
+
+    With small networks on CPU, the time of a rollout step goes to dispatch (module calls, one small op after
+    another), not to arithmetic. Here the actor and critic MLPs run side by side: layer 1 stacks both weight
+    matrices ([W_actor; W_critic] on the same input), deeper layers and the heads are block-diagonal, so
+    the whole forward is one `addmm` + activation per layer. The result is the same function as
+    `ActorCritic.features` followed by the heads (tests/test_pg.py checks it); `refresh()` rebuilds the
+    stacked weights from the live parameters and must follow every optimiser step.
+    Used for Box observations with Discrete or Box actions; anything else takes the module path.
+    """
+
+    def __init__(self, network: ActorCritic) -> None:
+        self.network = network
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # (W^T (in, out), b (out,)) per fused layer
+        self.blocks: list[list[tuple[nn.Linear, slice, slice]]] = []
+        self.activation: Any = None
+        self.n_out = 0  # width of the actor head's output (logits or means)
+        self.refresh()
+
+    @staticmethod
+    def supports(network: ActorCritic) -> bool:
+        encoders = (network.actor_encoder, network.critic_encoder)
+        return (network.core is None and isinstance(network.actor, (CategoricalHead, GaussianHead))
+                and all(isinstance(e, MLPEncoder) and e.kind == "flat" for e in encoders))
+
+    def _linears(self, encoder: nn.Module) -> list[nn.Linear]:
+        return [m for m in encoder.modules() if isinstance(m, nn.Linear)]  # in forward order
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        net = self.network
+        head = net.actor.linear if isinstance(net.actor, CategoricalHead) else net.actor.mean
+        actor = self._linears(net.actor_encoder) + [head]
+        shared = net.critic_encoder is net.actor_encoder
+        critic = [net.critic.linear] if shared else self._linears(net.critic_encoder) + [net.critic.linear]
+        if not self.layers:  # first call: allocate the fused (W^T, b) per layer, zeros off the diagonal blocks
+            self.activation = next(m for m in net.actor_encoder.modules() if isinstance(m, tuple(ACTIVATIONS.values())))
+            self.n_out = head.weight.shape[0]
+            self.blocks = self._blocks(actor, critic, shared)
+            self.layers = [(torch.zeros(n_in, n_out), torch.zeros(n_out)) for n_in, n_out in self._sizes()]
+        for (w_t, b), layer_blocks in zip(self.layers, self.blocks, strict=True):
+            for linear, rows, cols in layer_blocks:  # W^T[rows, cols] = W.T, b[cols] = bias
+                w_t[rows, cols].copy_(linear.weight.t())
+                b[cols].copy_(linear.bias)
+
+    def _blocks(self, actor: list[nn.Linear], critic: list[nn.Linear], shared: bool) -> list[list[tuple[nn.Linear, slice, slice]]]:
+        """Where each original layer sits in the fused ones: (linear, input rows, output columns)."""
+        blocks = []
+        if shared:  # one chain; only the last layer holds both heads side by side
+            for linear in actor[:-1]:
+                blocks.append([(linear, slice(None), slice(None))])
+            last_a, last_c = actor[-1], critic[-1]
+            blocks.append([(last_a, slice(None), slice(0, last_a.out_features)),
+                           (last_c, slice(None), slice(last_a.out_features, None))])
+            return blocks
+        for i, (la, lc) in enumerate(zip(actor, critic, strict=True)):
+            rows_a = slice(None) if i == 0 else slice(0, la.in_features)  # layer 1: both read the observation
+            rows_c = slice(None) if i == 0 else slice(la.in_features, None)
+            blocks.append([(la, rows_a, slice(0, la.out_features)), (lc, rows_c, slice(la.out_features, None))])
+        return blocks
+
+    def _sizes(self) -> list[tuple[int, int]]:
+        sizes = []
+        for layer_blocks in self.blocks:
+            first = layer_blocks[0][0]
+            n_in = first.in_features if layer_blocks[0][1] == slice(None) else sum(lin.in_features for lin, _, _ in layer_blocks)
+            sizes.append((n_in, sum(lin.out_features for lin, _, _ in layer_blocks)))
+        return sizes
+
+    def __call__(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
+        """(action distribution, value (B,)) for a (B, ...) float observation; call under torch.inference_mode."""
+        x = obs.reshape(obs.shape[0], -1).float()  # (B, in)
+        act = self.activation
+        for w_t, b in self.layers[:-1]:
+            x = act(torch.addmm(b, x, w_t))  # (B, hidden_actor + hidden_critic)
+        w_t, b = self.layers[-1]
+        out = torch.addmm(b, x, w_t)  # (B, n_out + 1): actor head outputs, then V
+        head_out, value = out[:, : self.n_out], out[:, self.n_out]
+        head = self.network.actor
+        if isinstance(head, CategoricalHead):
+            return CategoricalDist(head_out, head.start), value
+        return GaussianDist(head_out, head.log_std, head.low, head.high, head.tanh, head.log_half_range), value
+
+
+class ActorCriticPolicy:
+    """The inference side of an actor-critic network: what evaluation, recording and reports call."""
+
+    def __init__(self, network: ActorCritic, observation_space: gym.Space, action_space: gym.Space,
+                 obs_normalizer: ObsNormalizer | None, device: torch.device) -> None:
+        self.network = network
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.obs_normalizer = obs_normalizer
+        self.device = device
+        self._state: Any = None
+
+    def reset(self, num_envs: int) -> None:
+        self._state = self.network.initial_state(num_envs, self.device)
+
+    @torch.inference_mode()
+    def act(self, obs: Any, episode_start: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer.normalize(obs)
+        if self.network.core is not None and (self._state is None or self._state[0].shape[1] != len(episode_start)):
+            self.reset(len(episode_start))
+        starts = torch.as_tensor(episode_start, dtype=torch.float32, device=self.device)[None]  # (1, B)
+        actor_features, _, self._state = self.network.features(obs_to_tensor(obs, self.device), self._state, starts)
+        dist = self.network.actor(actor_features)
+        action = dist.mode() if deterministic else dist.sample()
+        return dist.to_env(action).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------ returns
+
+
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
+
+
+def compute_gae(rewards: Array, values: Array, next_value: Array, terminated: Array,
+                dones: Array, gamma: float, gae_lambda: float) -> tuple[Array, Array]:
+    """Generalised advantage estimates and returns for (T, N) rollouts (torch tensors or NumPy arrays).
+
+    `terminated[t]` cuts the bootstrap (the episode truly ended); `dones[t]` (terminated or truncated)
+    cuts the advantage recursion. The value after step t is values[t + 1] (or `next_value` for the
+    last step): under next-step autoreset that is V(final observation), the right bootstrap after a
+    truncation.
+    """
+    advantages = rewards * 0.0  # (T, N)
+    last_gae = next_value * 0.0  # (N,)
+    for t in reversed(range(rewards.shape[0])):
+        following_value = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        delta = rewards[t] + gamma * following_value * (1.0 - terminated[t]) - values[t]
+        last_gae = delta + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def discounted_returns(rewards: Array, values: Array, next_value: Array, terminated: Array, dones: Array,
+                       gamma: float) -> Array:
+    """Discounted reward-to-go G_t for (T, N) rollouts (torch tensors or NumPy arrays), bootstrapped only
+    where the data stops.
+
+    G_t = r_t                       if step t terminated the episode,
+          r_t + gamma * V(s_{t+1})  if it was truncated (values[t + 1] is V(final observation)),
+          r_t + gamma * G_{t+1}     otherwise; after the last step G_T = next_value (the rollout's cut).
+
+    REINFORCE reads it as the Monte Carlo return of complete episodes (the bootstrap only enters at a
+    time-limit truncation); A2C as the n-step return with n running to the end of its short rollout.
+    """
+    returns = rewards * 0.0  # (T, N)
+    following = next_value  # (N,) G_{t+1}
+    for t in reversed(range(rewards.shape[0])):
+        value_after = next_value if t == rewards.shape[0] - 1 else values[t + 1]  # (N,) V(s_{t+1})
+        truncated = dones[t] * (1.0 - terminated[t])
+        # terminated: no future; truncated: the critic's estimate of it; otherwise: the return that follows
+        future = (1.0 - dones[t]) * following + truncated * value_after
+        following = rewards[t] + gamma * future
+        returns[t] = following
+    return returns
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - predicted) / Var(target); nan when the target is constant."""
+    var_y = torch.var(target)
+    return float("nan") if var_y == 0 else float(1 - torch.var(target - predicted) / var_y)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the entries where mask is 1 (reset steps and unused tails are 0)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+# ------------------------------------------------------------------------------------------ rollouts
+
+
+class Rollout:
+    """(T, N) storage for one rollout. Network inputs and outputs live in torch; per-step env scalars stay
+    in NumPy during the rollout and cross to torch once, in `scalars()`."""
+
+    def __init__(self, obs_space: gym.Space, act_space: gym.Space, n_steps: int, n_envs: int, device: torch.device) -> None:
+        self.n_steps, self.n_envs, self.device = n_steps, n_envs, device
+        self.obs = empty_like_space(obs_space, (n_steps, n_envs), device)
+        self.actions = empty_like_space(act_space, (n_steps, n_envs), device)
+        self.logprobs = torch.zeros((n_steps, n_envs), device=device)
+        self.values = torch.zeros((n_steps, n_envs), device=device)
+        self.rewards = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.terminated = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.dones = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.starts = np.zeros((n_steps, n_envs), dtype=np.float32)
+        """1 where a step begins an episode: the LSTM clears that row's state before it."""
+        self.valid = np.zeros((n_steps, n_envs), dtype=np.float32)
+        """0 for reset steps (next-step autoreset), which no loss may see."""
+        self.initial_state: LSTMState | None = None
+        """The LSTM state before the first step, from which updates replay the sequences."""
+
+    def scalars(self, steps: int | None = None) -> dict[str, torch.Tensor]:
+        """rewards, terminated, dones, starts, valid of the first `steps` steps as (T, N) tensors."""
+        steps = self.n_steps if steps is None else steps
+        return {name: torch.as_tensor(getattr(self, name)[:steps], device=self.device)
+                for name in ("rewards", "terminated", "dones", "starts", "valid")}
+
+
+class RolloutCollector:
+    """Steps a vector env with an actor-critic and fills a Rollout; keeps the env, LSTM and normaliser state
+    between rollouts, and logs every finished episode (`charts/episodic_return`, `charts/episodic_length`)."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, network: ActorCritic, device: torch.device,
+                 obs_normalizer: ObsNormalizer | None, reward_scaler: RewardScaler | None, ctx: TrainContext) -> None:
+        self.envs, self.network, self.device = envs, network, device
+        self.obs_normalizer, self.reward_scaler, self.ctx = obs_normalizer, reward_scaler, ctx
+        self.n_envs = envs.num_envs
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.raw_obs: Any = None
+        self.prev_done = np.zeros(self.n_envs, dtype=bool)  # the previous step ended an episode: this is a reset step
+        self.episode_start = np.ones(self.n_envs, dtype=bool)
+        self.lstm_state: LSTMState | None = None
+        self.fused = FusedMLPForward(network) if FusedMLPForward.supports(network) else None
+        # Episode statistics kept here (what RecordEpisodeStatistics does, in three NumPy ops per step):
+        # raw rewards, before any reward scaling; reset steps belong to no episode.
+        self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
+        self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
+
+    def refresh(self) -> None:
+        """Call after every optimiser step: the fused rollout forward copies the weights."""
+        if self.fused is not None:
+            self.fused.refresh()
+
+    def reset(self, seed: int | None) -> None:
+        """Start fresh episodes in every sub-env (seeded when `seed` is given) with a zero LSTM state."""
+        self.raw_obs, _ = self.envs.reset(seed=seed)
+        self.prev_done[:] = False
+        self.episode_start[:] = True
+        self.lstm_state = self.network.initial_state(self.n_envs, self.device)
+        self.episode_return[:] = 0.0
+        self.episode_length[:] = 0
+
+    def _obs(self, update_stats: bool) -> Any:
+        if self.obs_normalizer is None:
+            return self.raw_obs
+        if update_stats:
+            self.obs_normalizer.update(self.raw_obs)
+        return self.obs_normalizer.normalize(self.raw_obs)
+
+    def collect(self, rollout: Rollout, global_step: int, stop_when_all_done: bool = False) -> tuple[int, int]:
+        """Fill `rollout` step by step; returns (global_step after it, steps stored).
+
+        With `stop_when_all_done`, stops early once every sub-env has ended at least one episode (REINFORCE's
+        batches of complete episodes); otherwise runs all `rollout.n_steps` steps.
+        """
+        network, envs, device = self.network, self.envs, self.device
+        rollout.initial_state = (self.lstm_state[0].clone(), self.lstm_state[1].clone()) if self.lstm_state is not None else None
+        ended = np.zeros(self.n_envs, dtype=bool)
+        steps = rollout.n_steps
+        with torch.inference_mode():  # entered once per rollout: entering it costs as much as a small op
+            for step in range(rollout.n_steps):
+                global_step += self.n_envs
+                obs_t = obs_to_tensor(self._obs(update_stats=True), device)
+                store_obs(rollout.obs, step, obs_t)
+                rollout.starts[step] = self.episode_start
+                live = ~self.prev_done  # False on reset steps, whose action the env ignores
+                rollout.valid[step] = live
+                if self.fused is not None:
+                    dist, value = self.fused(obs_t)
+                else:
+                    step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
+                                   if self.lstm_state is not None else None)  # (1, N)
+                    actor_f, critic_f, self.lstm_state = network.features(obs_t, self.lstm_state, step_starts)
+                    dist, value = network.actor(actor_f), network.critic(critic_f)
+                action = dist.sample()
+                rollout.logprobs[step] = dist.log_prob(action)
+                rollout.values[step] = value
+                rollout.actions[step] = action
+
+                self.raw_obs, reward, terminated, truncated, _ = envs.step(dist.to_env(action).cpu().numpy())
+                done = np.logical_or(terminated, truncated)
+                self.episode_return += reward * live
+                self.episode_length += live
+                if done.any():
+                    for i in np.flatnonzero(done):
+                        ret, length = float(self.episode_return[i]), float(self.episode_length[i])
+                        self.recent_returns.append(ret)
+                        self.ctx.logger.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
+                    self.episode_return[done] = 0.0
+                    self.episode_length[done] = 0
+                if self.reward_scaler is not None:
+                    reward = self.reward_scaler.scale(reward, done)
+                rollout.rewards[step], rollout.terminated[step], rollout.dones[step] = reward, terminated, done
+                self.episode_start, self.prev_done = self.prev_done, done  # the step after a reset step starts an episode
+                if stop_when_all_done:
+                    ended |= done
+                    if ended.all():
+                        steps = step + 1
+                        break
+        return global_step, steps
+
+    @torch.inference_mode()
+    def next_value(self) -> torch.Tensor:
+        """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
+        obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
+        if self.fused is not None:
+            return self.fused(obs_t)[1]
+        starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
+        _, critic_f, _ = self.network.features(obs_t, self.lstm_state, starts)
+        return self.network.critic(critic_f)
+
+
+# ------------------------------------------------------------------------------------------ the run folder side
+
+
+class TrainingRun:
+    """Resume, checkpoints, periodic evaluation, progress and Ctrl-C for an actor-critic training loop.
+
+    A checkpoint holds the network, the optimiser, the RNG states and the normalisers, with the settings,
+    step, update and best evaluation return in its JSON header.
+    """
+
+    def __init__(self, agent: str, s: TrainSettings, ctx: TrainContext, network: nn.Module,
+                 optimizer: FlatParameters, obs_normalizer: ObsNormalizer | None,
+                 reward_scaler: RewardScaler | None, device: torch.device) -> None:
+        self.agent, self.s, self.ctx, self.network, self.optimizer = agent, s, ctx, network, optimizer
+        self.obs_normalizer, self.reward_scaler, self.device = obs_normalizer, reward_scaler, device
+        self.global_step, self.update, self.best_return = 0, 0, None
+        self.status = "finished"
+        self.env_seed = s.seed
+        self._start_time, self._start_step = time.perf_counter(), 0
+        self.next_eval: int | None = None
+        self.next_snapshot: int | None = None
+
+    def start(self) -> None:
+        """Resume from ctx.resume_from, or seed torch and NumPy for a fresh run."""
+        s = self.s
+        if self.ctx.resume_from is not None:
+            tensors, meta = load_checkpoint(self.ctx.resume_from, self.device)
+            load_module_tensors("model", self.network, tensors)
+            self.optimizer.load_state_tensors("optim", tensors)
+            restore_rng_state(tensors, meta["rng"])
+            if self.obs_normalizer is not None:
+                self.obs_normalizer.load_state_tensors("obs_rms", tensors)
+            if self.reward_scaler is not None:
+                self.reward_scaler.load_state_tensors("ret_rms", tensors)
+            self.global_step, self.update, self.best_return = meta["step"], meta["update"], meta["best_eval_return"]
+            # Env states cannot be checkpointed in general: a resumed run restarts its episodes from fresh seeds.
+            self.env_seed = s.seed + 1_000 * (self.update + 1)
+        else:
+            torch.manual_seed(s.seed)
+            np.random.seed(s.seed)
+        self.next_eval = (self.global_step // s.eval_every + 1) * s.eval_every if s.eval_every else None
+        self.next_snapshot = (self.global_step // s.checkpoint_every + 1) * s.checkpoint_every if s.checkpoint_every else None
+        self._start_time, self._start_step = time.perf_counter(), self.global_step
+
+    def save(self, name: str) -> None:
+        tensors = module_tensors("model", self.network)
+        rng_tensors, rng_meta = rng_state()
+        tensors.update(self.optimizer.state_tensors("optim"))
+        tensors.update(rng_tensors)
+        if self.obs_normalizer is not None:
+            tensors.update(self.obs_normalizer.state_tensors("obs_rms"))
+        if self.reward_scaler is not None:
+            tensors.update(self.reward_scaler.state_tensors("ret_rms"))
+        meta = {"agent": self.agent, "settings": settings_to_dict(self.s), "step": self.global_step,
+                "update": self.update, "best_eval_return": self.best_return, "rng": rng_meta}
+        save_checkpoint(self.ctx.run.checkpoint_path(name), tensors, meta)
+
+    def sps(self) -> float:
+        return (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
+
+    def end_update(self, metrics: dict[str, float] | None, policy: Any, recent_returns: deque[float], last: bool) -> bool:
+        """Log `metrics` (None: nothing to log this update), evaluate (keeping `best`), snapshot and report
+        progress after an update; True means stop now."""
+        s, ctx, step = self.s, self.ctx, self.global_step
+        if metrics is not None:
+            metrics["charts/sps"] = self.sps()
+            ctx.logger.log(step, metrics)
+        else:
+            metrics = {"charts/sps": self.sps()}
+        if recent_returns:
+            metrics["charts/recent_return"] = float(np.mean(recent_returns))
+        if ctx.evaluate is not None and self.next_eval is not None and (step >= self.next_eval or last):
+            eval_metrics = ctx.evaluate(policy, step)
+            ctx.logger.log(step, eval_metrics)
+            metrics.update(eval_metrics)
+            self.next_eval = (step // s.eval_every + 1) * s.eval_every
+            if self.best_return is None or eval_metrics["eval/mean_return"] > self.best_return:
+                self.best_return = eval_metrics["eval/mean_return"]
+                self.save("best")
+        if self.next_snapshot is not None and step >= self.next_snapshot:
+            self.save(step_checkpoint_name(step))
+            self.next_snapshot = (step // s.checkpoint_every + 1) * s.checkpoint_every
+        if ctx.progress is not None:
+            ctx.progress(step, metrics)
+        if ctx.stop_requested() and not last:
+            self.status = "interrupted"
+            return True
+        return False
+
+
+S = TypeVar("S", bound=ActorCriticSettings)
+
+
+def load_actor_critic_policy(checkpoint: Path, settings_cls: type[S], device: str = "cpu") -> ActorCriticPolicy:
+    """Rebuild the network from the checkpoint's settings and the env's spaces; load the weights."""
+    torch_device = resolve_device(device)
+    tensors, meta = load_checkpoint(checkpoint, torch_device)
+    s = settings_from_dict(settings_cls, meta["settings"])
+    env = make_env(s.env_id)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    network = ActorCritic(obs_space, act_space, s).to(torch_device)
+    load_module_tensors("model", network, tensors)
+    network.eval()
+    obs_normalizer = None
+    if s.normalize_obs:
+        obs_normalizer = ObsNormalizer(obs_space)
+        obs_normalizer.load_state_tensors("obs_rms", tensors)
+    return ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, torch_device)

@@ -1,0 +1,174 @@
+"""REINFORCE (Williams 1992) with reward-to-go and a learned value baseline, read top to bottom.
+
+Each update plays a batch of complete episodes and takes one gradient step on
+    -sum_t log pi(a_t | s_t) * (G_t - V(s_t))  +  vf_coef * (G_t - V(s_t))^2  -  ent_coef * H(pi(.|s_t)),
+where G_t is the discounted reward-to-go: the Monte Carlo return from step t to the end of its episode.
+
+Batches of complete episodes from a vector env: every update resets all `n_envs` sub-envs and steps
+them until each has finished at least one episode. All episodes that finished in the batch are used;
+the unfinished tails of sub-envs that started another episode are dropped (masked), so every sample
+comes from the current policy and every return is a complete Monte Carlo return. Reset steps
+(next-step autoreset) are masked as in PPO.
+
+Truncation: an episode cut by a time limit (or by `max_rollout_steps`, when a sub-env never finishes)
+did not end, so its return bootstraps from the learned value: G_t = r_t + gamma V(final observation) at
+the truncated step. Terminated episodes never bootstrap.
+
+The network (ActorCritic from agents/onpolicy.py), rollout storage and run-folder plumbing are shared
+with PPO and A2C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlsuite.agents.interface import TrainContext, TrainResult
+from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.onpolicy import (
+    ActorCritic,
+    ActorCriticPolicy,
+    ActorCriticSettings,
+    Rollout,
+    RolloutCollector,
+    TrainingRun,
+    check_actor_critic_spaces,
+    discounted_returns,
+    explained_variance,
+    load_actor_critic_policy,
+    masked_mean,
+)
+from rlsuite.agents.optim import FlatAdam
+from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
+from rlsuite.envs import make_vec_env
+
+AGENT_NAME = "reinforce"
+
+
+@dataclass
+class ReinforceSettings(ActorCriticSettings):
+    """REINFORCE's hyperparameters; n_envs is the number of episodes (at least) per update."""
+
+    learning_rate: float = 1e-3
+    """Adam step size at the start of training."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over training."""
+    gamma: float = 0.99
+    """Discount factor."""
+    baseline: bool = True
+    """Subtract the learned value V(s_t) from the return (False: plain REINFORCE; the critic still trains)."""
+    normalize_advantage: bool = True
+    """Standardise G_t - V(s_t) over each batch."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    max_rollout_steps: int = 1000
+    """Most vector steps per batch; a sub-env still in its first episode then is cut there and bootstraps from V."""
+
+    def validate(self) -> None:
+        super().validate()
+        self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        self.require(0.0 <= self.gamma <= 1.0, "gamma", "must lie in [0, 1]")
+        self.require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        self.require(self.max_rollout_steps >= 2, "max_rollout_steps", "must be >= 2")
+
+
+Settings = ReinforceSettings
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
+    """REINFORCE handles Discrete, MultiDiscrete and Box actions over any observation our encoders read."""
+    check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
+
+
+def complete_episode_mask(dones: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(T, N) 1 for the non-reset steps of episodes that finished inside the batch; a sub-env with no
+    finished episode keeps all its steps (its single episode is cut at the end and bootstraps)."""
+    # done at or after t: a finished episode still lies ahead of (or ends at) step t
+    done_ahead = torch.flip(torch.cumsum(torch.flip(dones, (0,)), 0), (0,)) > 0  # (T, N)
+    never_done = dones.sum(0, keepdim=True) == 0  # (1, N)
+    return valid * (done_ahead | never_done).to(valid.dtype)
+
+
+def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
+    torch.set_num_threads(s.torch_threads)
+    device = resolve_device(s.device)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False)  # the collector counts episodes
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    check_spaces(obs_space, act_space)
+
+    torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
+    np.random.seed(s.seed)
+    network = ActorCritic(obs_space, act_space, s).to(device)
+    optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
+    obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
+    reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
+    policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
+    run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
+    run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
+
+    rollout = Rollout(obs_space, act_space, s.max_rollout_steps, s.n_envs, device)  # (T_max, N, ...)
+    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx)
+    seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
+
+    while run.global_step < s.total_steps:
+        run.update += 1
+        lr = s.learning_rate * max(0.0, 1.0 - run.global_step / s.total_steps) if s.anneal_lr else s.learning_rate
+        optimizer.lr = lr
+
+        # --- a batch of complete episodes -----------------------------------------------------------------------
+        collector.reset(seed=seed)
+        seed = None
+        run.global_step, steps = collector.collect(rollout, run.global_step, stop_when_all_done=True)
+
+        # --- reward-to-go ---------------------------------------------------------------------------------------
+        buf = rollout.scalars(steps)  # rewards, terminated, dones, starts, valid: (T, N)
+        values = rollout.values[:steps]  # (T, N)
+        next_value = collector.next_value()  # (N,) only read by a sub-env cut at max_rollout_steps
+        returns = discounted_returns(buf["rewards"], values, next_value, buf["terminated"], buf["dones"], s.gamma)
+        mask = complete_episode_mask(buf["dones"], buf["valid"]).flatten()  # (T*N,)
+
+        # --- one gradient step ---------------------------------------------------------------------------------
+        flat_obs = index_obs(flatten_obs(rollout.obs), slice(0, steps * s.n_envs))
+        actor_f, critic_f, _ = network.features(flat_obs, rollout.initial_state, buf["starts"])
+        dist = network.actor(actor_f)
+        logprob = dist.log_prob(rollout.actions[:steps].flatten(0, 1))  # (T*N,)
+        value = network.critic(critic_f)  # (T*N,)
+        flat_returns = returns.flatten()
+        adv = flat_returns - value.detach() if s.baseline else flat_returns  # (T*N,)
+        if s.normalize_advantage:
+            adv_mean = masked_mean(adv, mask)
+            adv = (adv - adv_mean) / (masked_mean((adv - adv_mean) ** 2, mask).sqrt() + 1e-8)
+        pg_loss = -masked_mean(adv * logprob, mask)
+        v_loss = 0.5 * masked_mean((flat_returns - value) ** 2, mask)
+        entropy_loss = masked_mean(dist.entropy(), mask)
+        loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.clip_grad_norm_(s.max_grad_norm)
+        optimizer.step()
+        collector.refresh()  # the fused rollout forward copies the new weights
+
+        # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
+        keep = mask.bool()
+        metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
+                   "losses/entropy": entropy_loss.item(), "charts/batch_steps": float(mask.sum()),
+                   "losses/explained_variance": explained_variance(values.flatten()[keep], flat_returns[keep])}
+        if run.end_update(metrics, policy, collector.recent_returns, last=run.global_step >= s.total_steps):
+            break
+
+    run.save("last")
+    envs.close()
+    return TrainResult(status=run.status, final_step=run.global_step)
+
+
+def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:
+    """Rebuild the network from the checkpoint's settings and the env's spaces; load the weights."""
+    return load_actor_critic_policy(checkpoint, ReinforceSettings, device)
