@@ -230,7 +230,7 @@ def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor,
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, preset=s.env_preset)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
 
@@ -451,7 +451,7 @@ def load_policy(checkpoint: Path, device: str = "cpu") -> PPOPolicy:
     torch_device = resolve_device(device)
     tensors, meta = load_checkpoint(checkpoint, torch_device)
     s = settings_from_dict(PPOSettings, meta["settings"])
-    env = make_env(s.env_id)
+    env = make_env(s.env_id, preset=s.env_preset)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     network = ActorCritic(obs_space, act_space, s).to(torch_device)
