@@ -19,7 +19,7 @@ The wrappers below are small Gymnasium wrappers written with NumPy and OpenCV. F
 | `FireReset` | games that need FIRE to start (detected from the action meanings) get FIRE, then action 2 |
 | `WarpFrame` | grayscale (`cv2.cvtColor` on RGB, or the ALE's own grayscale screen) and 84x84 `INTER_AREA` |
 | `ClipReward` | training only: sign of the reward; the raw reward stays in `info["raw_reward"]` |
-| `FrameStack` | the last 4 frames, channel-first uint8, from a ring buffer (each frame written once) |
+| `FrameStack` | the last 4 frames, channel-first uint8, a view into a ring buffer (no per-step copies) |
 
 ## Action space
 `Discrete(n)` with the game's minimal action set (`full_action_space=False`, the ALE v5 default).
@@ -321,45 +321,51 @@ class ClipReward(gym.Wrapper):
 
 
 class FrameStack(gym.Wrapper):
-    """The last `k` frames, channel-first, as a view into a ring buffer: each frame is written once.
+    """The last `k` frames, channel-first, as a view into a ring buffer: no frame is copied per step.
 
-    The buffer holds `k - 1 + history` frames; when the newest frame reaches the end, the last `k - 1`
-    move to the front (one small copy every `history` steps). A returned observation is a view that
-    stays unchanged for the next `history - 1` steps; copy it (or pass `copy=True`) to keep it longer.
-    Vector envs and agents copy observations into their own batches, so the view costs nothing.
-    Frames before the episode start are zeros, as in SB3's VecFrameStack.
+    The ring has `C = history + k` slots plus `k - 1` spare ones at its end that mirror slots 0..k-2
+    (those frames are written twice), so the newest `k` frames are always one contiguous slice. A
+    returned observation is a view that stays unchanged for the next `history` steps (a reset zeroes
+    the padding slots, so copy across resets); pass `copy=True` for an array of your own. Vector envs
+    and agents copy observations into their own batches, so the view costs nothing. Frames before the
+    episode start are zeros, as in SB3's VecFrameStack.
     """
 
     def __init__(self, env: gym.Env, k: int = 4, history: int = 64, copy: bool = False) -> None:
         super().__init__(env)
         space = env.observation_space
         assert isinstance(space, spaces.Box) and space.dtype == np.uint8
-        if k < 1 or history < 2:
-            raise AtariError(f"FrameStack needs k >= 1 and history >= 2, got k={k}, history={history}.")
+        if k < 1 or history < 1:
+            raise AtariError(f"FrameStack needs k >= 1 and history >= 1, got k={k}, history={history}.")
         self.k = k
         self.copy = copy
-        self._buffer = np.zeros((k - 1 + history, *space.shape), dtype=np.uint8)  # (L, H, W)
-        self._newest = k - 1  # index of the newest frame
+        self._slots = history + k  # ring capacity C
+        self._buffer = np.zeros((self._slots + k - 1, *space.shape), dtype=np.uint8)  # (C + k - 1, H, W)
+        self._newest = k - 1  # ring slot of the newest frame, in [0, C)
         self.observation_space = spaces.Box(0, 255, (k, *space.shape), dtype=np.uint8)
 
+    def _push(self, frame: np.ndarray) -> None:
+        self._newest = (self._newest + 1) % self._slots
+        self._buffer[self._newest] = frame
+        if self._newest < self.k - 1:  # mirrored past the end, so a window never wraps around
+            self._buffer[self._slots + self._newest] = frame
+
     def _window(self) -> np.ndarray:
-        view = self._buffer[self._newest - self.k + 1 : self._newest + 1]  # (k, H, W), contiguous
+        end = self._newest if self._newest >= self.k - 1 else self._newest + self._slots
+        view = self._buffer[end - self.k + 1 : end + 1]  # (k, H, W), contiguous, oldest first
         return view.copy() if self.copy else view
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         self._buffer[: self.k - 1] = 0
-        self._newest = self.k - 1
-        self._buffer[self._newest] = obs
+        self._buffer[self._slots :] = 0
+        self._newest = self.k - 2  # the first frame lands in slot k - 1, after k - 1 zero frames
+        self._push(obs)
         return self._window(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._newest += 1
-        if self._newest == len(self._buffer):
-            self._buffer[: self.k - 1] = self._buffer[len(self._buffer) - self.k + 1 :]
-            self._newest = self.k - 1
-        self._buffer[self._newest] = obs
+        self._push(obs)
         return self._window(), reward, terminated, truncated, info
 
 
