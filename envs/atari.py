@@ -52,6 +52,7 @@ pipeline. The vector path is ale-py's C++ `AtariVectorEnv` when its preprocessin
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, SupportsFloat
 
@@ -369,6 +370,45 @@ class FrameStack(gym.Wrapper):
         return self._window(), reward, terminated, truncated, info
 
 
+class GameStatistics(gym.Wrapper):
+    """`info["episode"]` = {"r": game score, "l": agent steps, "t": seconds} when a whole game ends.
+
+    Counts the raw (unclipped) reward over the whole game, across the life-loss episodes of
+    EpisodicLife, so training logs show game scores comparable with evaluation. Put it on top of
+    the stack; it replaces Gymnasium's RecordEpisodeStatistics for Atari.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._return, self._length, self._start = 0.0, 0, time.perf_counter()
+        self._game_over = True
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        if self._game_over or kwargs.get("seed") is not None:
+            self._return, self._length, self._start = 0.0, 0, time.perf_counter()
+            self._game_over = False
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(info.get("raw_reward", reward))
+        self._length += 1
+        if (terminated or truncated) and not info.get("life_loss", False):
+            self._game_over = True
+            info = {**info, "episode": {"r": self._return, "l": self._length,
+                                        "t": round(time.perf_counter() - self._start, 6)}}
+        return obs, reward, terminated, truncated, info
+
+
+class _VectorClipReward(gym.vector.VectorWrapper):
+    """Sign of the rewards of a vector env; `info["raw_reward"]` keeps them (the native path's ClipReward)."""
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        return obs, np.sign(reward).astype(np.float32), terminated, truncated, {**info, "raw_reward": reward}
+
+
 # ---------------------------------------------------------------------------------------------------
 # Building envs
 
@@ -437,8 +477,12 @@ def _native_vector_ok(p: AtariPreset) -> bool:
 
 
 def make_atari_env(env_id: str, num_envs: int, preset: str | AtariPreset = DEFAULT_PRESET, *,
-                   purpose: Purpose = "train", mode: str = "auto", num_threads: int = 0) -> gym.vector.VectorEnv:
+                   purpose: Purpose = "train", mode: str = "auto", num_threads: int = 0,
+                   record_stats: bool = True) -> gym.vector.VectorEnv:
     """A vector env of `num_envs` preprocessed games with next-step autoreset.
+
+    With `record_stats` (training), `info["episode"]` carries whole-game raw scores, as Gymnasium's
+    RecordEpisodeStatistics would without episodic life and reward clipping.
 
     `mode`: `auto` takes ale-py's C++ AtariVectorEnv (`vector_entry_point`) when the preset allows it and
     we are training, else Gymnasium's SyncVectorEnv; `sync` and `async` force Gymnasium's vector envs of
@@ -455,10 +499,15 @@ def make_atari_env(env_id: str, num_envs: int, preset: str | AtariPreset = DEFAU
         if not _native_vector_ok(p.for_purpose(purpose)):
             raise AtariError(f"ale-py's AtariVectorEnv does not preprocess as preset {p.name} does for {purpose} "
                              f"(fire reset, episodic life or RGB grayscale); use mode sync or async.")
-        return _native_vector_env(env_id, num_envs, p.for_purpose(purpose), num_threads)
+        q = p.for_purpose(purpose)
+        envs: gym.vector.VectorEnv = _native_vector_env(env_id, num_envs, q, num_threads)
+        if record_stats:  # native presets have no episodic life: its episodes are whole games
+            envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+        return _VectorClipReward(envs) if q.clip_rewards else envs
 
     def make_one() -> gym.Env:
-        return make_atari(env_id, p, purpose)
+        env = make_atari(env_id, p, purpose)
+        return GameStatistics(env) if record_stats else env
 
     fns = [make_one] * num_envs
     if mode == "async":
@@ -475,6 +524,6 @@ def _native_vector_env(env_id: str, num_envs: int, p: AtariPreset, num_threads: 
         repeat_action_probability=p.sticky_prob, full_action_space=p.full_action_space,
         autoreset_mode=AutoresetMode.NEXT_STEP, img_height=p.screen_size, img_width=p.screen_size,
         grayscale=True, stack_num=p.frame_stack, frameskip=p.frame_skip, maxpool=p.max_pool,
-        noop_max=p.noop_max, episodic_life=p.episodic_life, reward_clipping=p.clip_rewards,
+        noop_max=p.noop_max, episodic_life=p.episodic_life, reward_clipping=False,  # clipped after the statistics
         use_fire_reset=p.fire_reset,
     )

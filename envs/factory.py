@@ -119,8 +119,9 @@ def make_vec_env(
     if is_atari_id(env_id):
         from rlsuite.envs.atari import make_atari_env
 
-        envs = make_atari_env(env_id, num_envs, preset, purpose=purpose, mode=mode, **env_kwargs)
-        return gym.wrappers.vector.RecordEpisodeStatistics(envs) if record_stats else envs
+        # whole-game raw scores in info["episode"], across episodic-life episodes and reward clipping
+        return make_atari_env(env_id, num_envs, preset, purpose=purpose, mode=mode, record_stats=record_stats,
+                              **env_kwargs)
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:

@@ -24,6 +24,7 @@ from rlsuite.envs.atari import (  # noqa: E402
     EpisodicLife,
     FireReset,
     FrameStack,
+    GameStatistics,
     MaxAndSkip,
     NoopReset,
     StickyAction,
@@ -256,6 +257,27 @@ def test_whole_stack_on_the_synthetic_env() -> None:
     for _ in range(8):
         _, reward, terminated, _, info = eval_env.step(0)
     assert not terminated and "raw_reward" not in info and reward == sum(FakeAtari.reward(t) for t in range(37, 41))
+
+
+def test_game_statistics_report_whole_games_with_raw_scores() -> None:
+    fake = FakeAtari(life_loss_frames=(20, 40), lives=2)  # the last life is lost at frame 40: game over
+    p = dataclasses.replace(ATARI_PRESETS["dqn-nature"], noop_max=0, fire_reset=False)
+    env = GameStatistics(wrap_atari(fake, p, "train"))
+    env.reset(seed=0)
+    episodes, steps, done = [], 0, False
+    while not episodes:
+        if done:
+            env.reset()
+        _, _, terminated, truncated, info = env.step(0)
+        steps += 1
+        done = terminated or truncated
+        if "episode" in info:
+            episodes.append(info["episode"])
+    # two episodes of one game (frames 1-20, 25-40): the reset after the life loss is a NOOP step of
+    # frames 21-24, which no episode sees (as with SB3's Monitor above EpisodicLife)
+    seen_frames = list(range(1, 21)) + list(range(25, 41))
+    assert episodes[0]["r"] == sum(FakeAtari.reward(t) for t in seen_frames)
+    assert episodes[0]["l"] == steps == 9
 
 
 # --- presets, factory and reference scores --------------------------------------------------------------
