@@ -466,12 +466,13 @@ def _first_video_frame(path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_cli_trains_ppo_on_breakout_with_the_atari_pipeline(tmp_path) -> None:
+def test_cli_trains_ppo_on_pong_and_evaluation_records_the_protocol(tmp_path) -> None:
     import json
 
+    from rlsuite.evaluation.evaluate import evaluate_run
     from rlsuite.train import train
 
-    run, result = train("ppo", "ALE/Breakout-v5", cli_values={"total_steps": 256},
+    run, result = train("ppo", "ALE/Pong-v5", cli_values={"total_steps": 256},
                         set_args=["eval_every=0", "n_envs=2", "n_steps=64", "n_epochs=1", "tensorboard=false"],
                         run_dir=tmp_path / "run", show_progress=False)
     assert result.status == "finished"
@@ -479,3 +480,7 @@ def test_cli_trains_ppo_on_breakout_with_the_atari_pipeline(tmp_path) -> None:
     assert manifest["settings"]["env_preset"] == "dqn-nature" and manifest["settings"]["cnn"] == "nature"
     assert manifest["env_preprocessing"]["name"] == "dqn-nature"
     assert manifest["env_preprocessing"]["clip_rewards"] is True
+    outcome = evaluate_run(run.path, checkpoint="last", episodes=1, db=tmp_path / "results.db")
+    protocol = outcome.evaluation.protocol["env_preprocessing"]
+    assert protocol["purpose"] == "eval" and protocol["episodic_life"] is False and protocol["clip_rewards"] is False
+    assert -21 <= outcome.episodes[0].episode_return <= 21 and outcome.episodes[0].length > 100  # a whole game
