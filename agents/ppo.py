@@ -124,7 +124,8 @@ def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor,
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False)  # the collector counts episodes
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False,  # the collector counts episodes
+                        preset=s.env_preset)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
 

@@ -100,7 +100,8 @@ def complete_episode_mask(dones: torch.Tensor, valid: torch.Tensor) -> torch.Ten
 def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False)  # the collector counts episodes
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False,  # the collector counts episodes
+                        preset=s.env_preset)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
 

@@ -7,7 +7,8 @@ messages quote it. Values arrive in layers, later wins:
     dataclass defaults < presets/<agent>.yaml < --config FILE < CLI options (--seed, --steps) < --set k=v
 
 A preset or config file is either FLAT (`field: value`) or BLOCKED like RL Zoo's hyperparameter files
-(a `default:` block plus one block per env id; the env's block overrides the default block).
+(a `default:` block plus one block per env id; the env's block overrides the default block; a block
+keyed by a shell-style pattern such as `ALE/*-v5` sits in between and serves a whole env family).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import fnmatch
 import functools
 import inspect
 import math
@@ -69,6 +71,8 @@ class TrainSettings:
     """Env steps between extra step_N checkpoints (0 = none); `last` is always kept, `best` when evaluating."""
     tensorboard: bool = True
     """Write TensorBoard event files to <run>/tb next to metrics.csv."""
+    env_preset: str = ""
+    """Preprocessing preset of env families that have them (Atari: dqn-nature, machado2018); empty: the default."""
 
     def require(self, ok: bool, name: str, requirement: str) -> None:
         """Raise a ConfigError for field `name` unless `ok`; `requirement` says what a valid value is."""
@@ -360,7 +364,8 @@ def preset_path(agent: str, preset_dir: Path | None = None) -> Path:
 
 
 def select_block(mapping: Mapping[str, Any], env_id: str, source: str) -> dict[str, Any]:
-    """The settings a preset/config file gives for `env_id`: the whole file if FLAT, else default < env block."""
+    """The settings a preset/config file gives for `env_id`: the whole file if FLAT, else default < blocks
+    whose key is a pattern matching `env_id` (`ALE/*-v5`) < the env's own block."""
     blocks = {k: v for k, v in mapping.items() if isinstance(v, dict)}
     if not blocks:
         return dict(mapping)
@@ -372,6 +377,9 @@ def select_block(mapping: Mapping[str, Any], env_id: str, source: str) -> dict[s
             f"env-specific ones under the env id (e.g. `CartPole-v1:`)."
         )
     merged: dict[str, Any] = dict(mapping.get("default") or {})
+    for key, block in blocks.items():  # family blocks such as `ALE/*-v5:` (shell-style patterns) come next
+        if key != env_id and any(c in key for c in "*?[") and fnmatch.fnmatchcase(env_id, key):
+            merged.update(block)
     merged.update(mapping.get(env_id) or {})
     return merged
 

@@ -16,8 +16,11 @@ from typing import Any, Literal
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from rlsuite.envs.atari_scores import ATARI_SCORE_SOURCE, ATARI_SCORES, atari_game_ids, is_atari_id
+
 VectorMode = Literal["auto", "sync", "async", "vector_entry_point"]
 VECTOR_MODES: tuple[str, ...] = ("auto", "sync", "async", "vector_entry_point")
+Purpose = Literal["train", "eval"]
 
 
 class EnvError(ValueError):
@@ -39,6 +42,13 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
                     f"Env id {env_id!r} needs the package {module!r}, which is not installed ({err}). "
                     f"Install it (for Atari: pip install 'rlsuite[atari]') and try again."
                 ) from None
+    if is_atari_id(env_id):  # *NoFrameskip-v4 ids have no ALE/ prefix
+        try:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError as err:
+            raise EnvError(f"Env id {env_id!r} needs ale-py ({err}): pip install 'rlsuite[atari]'.") from None
     if env_id in gym.registry:
         return gym.registry[env_id]
     close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
@@ -49,9 +59,38 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     )
 
 
-def make_env(env_id: str, render_mode: str | None = None, **env_kwargs: Any) -> gym.Env:
-    """One env, as `gym.make` builds it, after checking the id."""
+def _check_preset(env_id: str, preset: str, purpose: str) -> None:
+    if purpose not in ("train", "eval"):
+        raise EnvError(f"Unknown env purpose {purpose!r}; accepted: train, eval.")
+    if preset and not is_atari_id(env_id):
+        raise EnvError(f"{env_id} has no preprocessing presets (env_preset={preset!r}); leave env_preset empty. "
+                       f"Presets exist for Atari ids (ALE/<Game>-v5, <Game>NoFrameskip-v4).")
+
+
+def describe_env_preset(env_id: str, preset: str = "", purpose: Purpose = "train") -> dict[str, Any] | None:
+    """The preprocessing preset `env_id` gets and its settings, for manifests and reports; None if it has none."""
+    _check_preset(env_id, preset, purpose)
+    if not is_atari_id(env_id):
+        return None
+    from rlsuite.envs.atari import get_preset
+
+    return get_preset(preset).describe(purpose)
+
+
+def make_env(env_id: str, render_mode: str | None = None, *, preset: str = "", purpose: Purpose = "eval",
+             **env_kwargs: Any) -> gym.Env:
+    """One env, as `gym.make` builds it, after checking the id.
+
+    Env families with preprocessing presets (Atari, envs/atari.py) get theirs: `preset` ("" = the
+    family's default) and `purpose`: a single env serves evaluation, recording and reading spaces, so
+    it defaults to the evaluation protocol.
+    """
     spec = check_env_id(env_id)
+    _check_preset(env_id, preset, purpose)
+    if is_atari_id(env_id):
+        from rlsuite.envs.atari import make_atari
+
+        return make_atari(env_id, preset, purpose, render_mode=render_mode, **env_kwargs)
     return gym.make(spec, render_mode=render_mode, **env_kwargs)
 
 
@@ -60,18 +99,29 @@ def make_vec_env(
     num_envs: int,
     mode: VectorMode = "auto",
     record_stats: bool = True,
+    *,
+    preset: str = "",
+    purpose: Purpose = "train",
     **env_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """A vector env with next-step autoreset and, by default, episode statistics in `info["episode"]`.
 
     `mode="auto"` takes the env's natively vectorised core when it has one (`vector_entry_point`),
-    else Gymnasium's SyncVectorEnv. The caller seeds it with `reset(seed=...)`.
+    else Gymnasium's SyncVectorEnv. The caller seeds it with `reset(seed=...)`. Atari ids get the
+    preprocessing `preset` for `purpose` (training by default; the harness asks for "eval").
     """
     if mode not in VECTOR_MODES:
         raise EnvError(f"Unknown vectorization mode {mode!r}; accepted: {', '.join(VECTOR_MODES)}.")
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}.")
     spec = check_env_id(env_id)
+    _check_preset(env_id, preset, purpose)
+    if is_atari_id(env_id):
+        from rlsuite.envs.atari import make_atari_env
+
+        # whole-game raw scores in info["episode"], across episodic-life episodes and reward clipping
+        return make_atari_env(env_id, num_envs, preset, purpose=purpose, mode=mode, record_stats=record_stats,
+                              **env_kwargs)
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
@@ -124,6 +174,9 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "rlsuite/ReacherGoal-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
 
     # --- Atari (issue 9) ---
+    # reference = human: normalised scores are human-normalised, (score - random) / (human - random)
+    **{env_id: ReferenceScore(random=random, reference=human, source=ATARI_SCORE_SOURCE)
+       for game, (random, human) in ATARI_SCORES.items() for env_id in atari_game_ids(game)},
 
     # --- end of reference scores ---
 }

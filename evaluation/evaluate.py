@@ -20,6 +20,7 @@ from rlsuite.agents.interface import Policy
 from rlsuite.agents.registry import get_spec, load_policy, make_baseline
 from rlsuite.agents.run import collect_versions, git_commit
 from rlsuite.envs import make_env
+from rlsuite.envs.factory import describe_env_preset
 from rlsuite.evaluation.harness import (
     EvaluationError,
     check_spaces,
@@ -97,7 +98,9 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
     """
     if episodes < 1:
         raise EvaluationError(f"episodes must be at least 1, got {episodes}.")
-    env = make_env(subject.env_id)
+    preset = str(subject.run.config.get("env_preset") or "")  # a trained run's preprocessing preset (Atari)
+    env_kwargs = {"preset": preset} if preset else {}
+    env = make_env(subject.env_id, **env_kwargs)
     try:
         check_spaces(subject.policy, env, subject.env_id)
     except EvaluationError as err:
@@ -105,18 +108,24 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
     finally:
         env.close()
     seeds = evaluation_seeds(episodes)
-    records = evaluate_policy(subject.policy, subject.env_id, episodes=episodes, seeds=seeds, deterministic=deterministic)
+    records = evaluate_policy(subject.policy, subject.env_id, episodes=episodes, seeds=seeds, deterministic=deterministic,
+                              env_kwargs=env_kwargs)
+    protocol: dict[str, Any] = {"vectorization": "sync"}
+    preprocessing = describe_env_preset(subject.env_id, preset, "eval")
+    if preprocessing is not None:
+        protocol["env_preprocessing"] = preprocessing
     evaluation = EvaluationRecord(
         run_id=subject.run.run_id, agent=subject.run.agent, env_id=subject.env_id, checkpoint=subject.checkpoint,
         checkpoint_step=subject.checkpoint_step, deterministic=deterministic, seeds=tuple(seeds),
-        protocol={"vectorization": "sync"},
+        protocol=protocol,
     )
     if video_dir is not None:
         median = median_episode(records)
         video_dir.mkdir(parents=True, exist_ok=True)
         name = subject.run.run_id.replace(":", "_").replace("/", "_")
         video = video_dir / f"{name}-{subject.checkpoint}-seed{median.seed}.mp4"
-        record_episodes(subject.policy, subject.env_id, video, seeds=[median.seed], deterministic=deterministic)
+        record_episodes(subject.policy, subject.env_id, video, seeds=[median.seed], deterministic=deterministic,
+                        env_kwargs=env_kwargs)
         evaluation = replace(evaluation, video_path=str(video.resolve()))
     return evaluation, records
 

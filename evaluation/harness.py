@@ -10,6 +10,10 @@ and `reset(seed=[s, ...])` seeds sub-env i exactly like `gym.make(env_id).reset(
 lets `evaluation/video.py` re-run one episode alone (say the median one, for the report) and get the
 same return. The vector env autoresets with next-step semantics (envs/factory.py): once a sub-env has
 finished its episode, everything it returns afterwards belongs to a second episode and is ignored.
+
+Envs with a separate evaluation protocol get it here (`purpose="eval"` in envs/factory.py). For Atari
+that is the standard one: whole games (no episodic life), raw unclipped game scores, the
+108,000-frame cap; reports then normalise by the pinned random and human scores (envs/atari_scores.py).
 """
 
 from __future__ import annotations
@@ -185,7 +189,8 @@ def evaluate_policy(
             wave_seeds = seeds[start : start + wave]
             size = len(wave_seeds)
             if size not in envs_by_size:
-                envs_by_size[size] = make_vec_env(env_id, size, mode="sync", record_stats=False, **kwargs)
+                envs_by_size[size] = make_vec_env(env_id, size, mode="sync", record_stats=False, purpose="eval",
+                                                  **kwargs)
                 check_spaces(policy, envs_by_size[size], env_id)
             rng = nullcontext() if deterministic else torch.random.fork_rng()
             with rng:

@@ -176,8 +176,10 @@ def record(
             _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
+        preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
         records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
-                                  deterministic=deterministic, gif=gif)
+                                  deterministic=deterministic, gif=gif,
+                                  env_kwargs={"preset": preset} if preset else None)
     except _user_errors() as err:
         _fail(str(err))
     for rec in records:

@@ -30,6 +30,7 @@ from rlsuite.agents.run import RunError, RunFolder
 from rlsuite.agents.settings import TrainSettings, resolve_settings, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
+from rlsuite.envs.factory import describe_env_preset
 from rlsuite.evaluation.harness import make_eval_callback
 
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -61,7 +62,7 @@ def prepare_settings(agent: str, env_id: str, *, config_file: Path | None = None
     module = agent_module(agent)
     settings = resolve_settings(module.Settings, agent, env_id, config_file=config_file,
                                 cli_values=cli_values or {}, set_args=set_args)
-    env = make_env(env_id)
+    env = make_env(env_id, preset=settings.env_preset)
     try:
         module.check_spaces(env.observation_space, env.action_space)
     finally:
@@ -77,7 +78,8 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
     resume_step = None
     if resume_from is not None:
         resume_step = int(read_checkpoint_meta(resume_from)["step"])
-    evaluate = (make_eval_callback(settings.env_id, episodes=settings.eval_episodes)
+    env_kwargs = {"preset": settings.env_preset} if settings.env_preset else None
+    evaluate = (make_eval_callback(settings.env_id, episodes=settings.eval_episodes, env_kwargs=env_kwargs)
                 if settings.eval_every > 0 else None)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -120,6 +122,9 @@ def train(agent: str, env_id: str, *, config_file: Path | None = None, cli_value
     device = str(resolve_device(settings.device))
     run = RunFolder.create(root, agent=agent, env_id=env_id, seed=settings.seed, settings=settings_to_dict(settings),
                            command=command, device=device, name=name)
+    preprocessing = describe_env_preset(env_id, settings.env_preset)
+    if preprocessing is not None:  # Atari: the preset and every setting it applies, so scores say how they were made
+        run.update_manifest(env_preprocessing=preprocessing)
     return run, run_training(agent, settings, run, console=console, show_progress=show_progress)
 
 

@@ -1,0 +1,146 @@
+"""Atari throughput, ours vs Stable-Baselines3, in one process run: the preprocessed vector pipeline and
+the PPO training loop.
+
+1. Pipeline: frames per second (agent steps x 4) of uniformly random actions through the preprocessed
+   vector env, same games, same number of envs. Ours: `make_vec_env(id, n, preset="dqn-nature")` with
+   Gymnasium's sync and async vector envs, and ale-py's C++ AtariVectorEnv (the path `auto` takes for
+   presets it matches: machado2018). SB3: `make_atari_env` + `VecFrameStack(4)` with DummyVecEnv and
+   SubprocVecEnv (SB3's AtariWrapper = the dqn-nature protocol). Configurations alternate within each
+   repeat (A B C ... A B C ...), so background load hits all alike.
+2. PPO: env frames per wall second over the whole training loop (rollouts and updates) for a fixed
+   number of frames on Breakout, our PPO with its Atari preset vs SB3's PPO with RL Zoo's Atari
+   settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each.
+
+Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlsuite.envs import make_vec_env
+
+GAMES = ("Pong", "Breakout")
+FRAME_SKIP = 4
+
+
+def _time_steps(step: Callable[[np.ndarray], object], n_actions: int, n_envs: int, steps: int) -> float:
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, n_actions, (steps, n_envs))
+    start = time.perf_counter()
+    for a in actions:
+        step(a)
+    return steps * n_envs * FRAME_SKIP / (time.perf_counter() - start)
+
+
+def ours(game: str, n_envs: int, steps: int, mode: str) -> float:
+    preset = "machado2018" if mode == "vector_entry_point" else "dqn-nature"
+    envs = make_vec_env(f"ALE/{game}-v5", n_envs, mode=mode, record_stats=False, preset=preset)  # type: ignore[arg-type]
+    envs.reset(seed=0)
+    try:
+        return _time_steps(envs.step, int(envs.single_action_space.n), n_envs, steps)  # type: ignore[attr-defined]
+    finally:
+        envs.close()
+
+
+def sb3(game: str, n_envs: int, steps: int, subproc: bool) -> float:
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
+
+    vec_cls = SubprocVecEnv if subproc else None
+    envs = VecFrameStack(make_atari_env(f"ale_py:{game}NoFrameskip-v4", n_envs=n_envs, seed=0, vec_env_cls=vec_cls), 4)
+    envs.reset()
+    try:
+        return _time_steps(envs.step, int(envs.action_space.n), n_envs, steps)  # type: ignore[attr-defined]
+    finally:
+        envs.close()
+
+
+def ppo_ours(frames: int, root: Path) -> float:
+    from rlsuite.agents import ppo
+    from rlsuite.agents.interface import TrainContext
+    from rlsuite.agents.logger import MetricLogger
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import resolve_settings, settings_to_dict
+
+    env_id = "ALE/Breakout-v5"
+    settings = resolve_settings(ppo.PPOSettings, "ppo", env_id, cli_values={
+        "total_steps": frames // FRAME_SKIP, "eval_every": 0, "tensorboard": False, "torch_threads": 1})
+    run = RunFolder.create(root, agent="ppo", env_id=env_id, seed=0, settings=settings_to_dict(settings),
+                           command="benchmark", device="cpu")
+    with MetricLogger(run.path, tensorboard=False) as logger:
+        start = time.perf_counter()
+        result = ppo.train(settings, TrainContext(run=run, logger=logger))
+        elapsed = time.perf_counter() - start
+    return result.final_step * FRAME_SKIP / elapsed
+
+
+def ppo_sb3(frames: int) -> float:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    def linear(start: float) -> Callable[[float], float]:
+        return lambda progress_remaining: progress_remaining * start
+
+    envs = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
+    model = PPO("CnnPolicy", envs, n_steps=128, batch_size=256, n_epochs=4, learning_rate=linear(2.5e-4),
+                clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=0, device="cpu", verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=frames // FRAME_SKIP)
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return model.num_timesteps * FRAME_SKIP / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=400, help="vector steps per pipeline measurement")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--ppo-frames", type=int, default=32_768, help="0 skips the PPO comparison")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    configs: dict[str, Callable[[str], float]] = {
+        "ours sync (dqn-nature)": lambda g: ours(g, args.envs, args.steps, "sync"),
+        "ours async (dqn-nature)": lambda g: ours(g, args.envs, args.steps, "async"),
+        "ours AtariVectorEnv (machado2018)": lambda g: ours(g, args.envs, args.steps, "vector_entry_point"),
+        "sb3 DummyVecEnv": lambda g: sb3(g, args.envs, args.steps, subproc=False),
+        "sb3 SubprocVecEnv": lambda g: sb3(g, args.envs, args.steps, subproc=True),
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.repeats):
+        for game in GAMES:
+            for name, fn in configs.items():
+                fps = fn(game)
+                results.setdefault((game, name), []).append(fps)
+                print(f"{game:9s} {name:34s} {fps:9.0f} frames/s", flush=True)
+    print(f"\npipeline, {args.envs} envs, median of {args.repeats} (frames/s; ratio vs sb3 DummyVecEnv | SubprocVecEnv):")
+    for game in GAMES:
+        dummy = np.median(results[(game, "sb3 DummyVecEnv")])
+        subproc = np.median(results[(game, "sb3 SubprocVecEnv")])
+        for name in configs:
+            fps = float(np.median(results[(game, name)]))
+            print(f"| {game} | {name} | {fps:.0f} | {fps / dummy:.2f} | {fps / subproc:.2f} |")
+    if args.ppo_frames:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)  # pay torch._dynamo's import up front
+        ours_fps, sb3_fps = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.repeats):
+                ours_fps.append(ppo_ours(args.ppo_frames, Path(tmp)))
+                sb3_fps.append(ppo_sb3(args.ppo_frames))
+                print(f"PPO Breakout {args.ppo_frames} frames: ours {ours_fps[-1]:.0f} frames/s, "
+                      f"sb3 {sb3_fps[-1]:.0f} frames/s, ratio {ours_fps[-1] / sb3_fps[-1]:.2f}", flush=True)
+        print(f"PPO median: ours {np.median(ours_fps):.0f}, sb3 {np.median(sb3_fps):.0f}, "
+              f"ratio {np.median(ours_fps) / np.median(sb3_fps):.2f}")
+
+
+if __name__ == "__main__":
+    main()
