@@ -71,6 +71,8 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("reacher_pd", "Reacher's scripted baseline: inverse kinematics, then computed-torque PD", None,
                   controller="rlsuite.envs.reacher:ReacherPDController",
                   env_prefixes=("rlsuite/Reacher-", "rlsuite/Reacher3Link-", "rlsuite/ReacherGoal-")),
+        AgentSpec("spoken_pd", "SpokenReach's listening baseline: nearest-centroid word classifier, then IK + PD",
+                  None, controller="rlsuite.envs.spoken:SpokenReachController", env_prefixes=("rlsuite/SpokenReach-",)),
 
         # --- end of registry ---
     )

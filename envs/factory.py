@@ -172,6 +172,8 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "rlsuite/Reacher-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
     "rlsuite/Reacher3Link-v0": ReferenceScore(random=-15.8, reference=-4.48, source="reacher_pd baseline (IK + PD)"),
     "rlsuite/ReacherGoal-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
+    "rlsuite/SpokenReach-v0": ReferenceScore(random=-14.1, reference=-4.09,
+                                             source="spoken_pd baseline (word classifier + IK + PD), train voices"),
 
     # --- Atari (issue 9) ---
     # reference = human: normalised scores are human-normalised, (score - random) / (human - random)

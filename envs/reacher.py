@@ -618,15 +618,21 @@ class ReacherPDController:
             state = np.asarray(obs, np.float64)
             target, qd = state[:, 2 * n:2 * n + 2], state[:, 2 * n + 2:3 * n + 2]
         q = np.arctan2(state[:, n:2 * n], state[:, :n])  # (B, n), rad
-        l0, l1 = p.link_lengths[0], sum(p.link_lengths[1:])
-        d2 = (target**2).sum(1)
-        cos_elbow = np.clip((d2 - l0**2 - l1**2) / (2 * l0 * l1), -1.0, 1.0)
-        elbow = np.arccos(cos_elbow) * np.where(q[:, 1] >= 0, 1.0, -1.0)  # the branch nearest the current bend
-        shoulder = np.arctan2(target[:, 1], target[:, 0]) - np.arctan2(l1 * np.sin(elbow), l0 + l1 * np.cos(elbow))
-        goal = np.zeros_like(q)
-        goal[:, 0], goal[:, 1] = shoulder, elbow
-        error = goal - q
-        error[:, 0] = (error[:, 0] + np.pi) % (2 * np.pi) - np.pi  # the shoulder turns freely: shortest way
-        tau = (np.einsum("bij,bj->bi", mass_matrix(p, q), self.omega**2 * error - 2 * self.omega * qd)
-               + bias_forces(p, q, qd) + p.damping * qd)  # N m
-        return np.clip(tau / p.max_torque, -1.0, 1.0).astype(np.float32)
+        return pd_to_target(p, q, qd, target, self.omega)
+
+
+def pd_to_target(p: ArmParams, q: np.ndarray, qd: np.ndarray, target: np.ndarray, omega: float = 12.0) -> np.ndarray:
+    """Normalised torques (B, n) that drive the fingertip to `target` (B, 2), m: IK, then computed-torque PD
+    (see ReacherPDController)."""
+    l0, l1 = p.link_lengths[0], sum(p.link_lengths[1:])
+    d2 = (target**2).sum(1)
+    cos_elbow = np.clip((d2 - l0**2 - l1**2) / (2 * l0 * l1), -1.0, 1.0)
+    elbow = np.arccos(cos_elbow) * np.where(q[:, 1] >= 0, 1.0, -1.0)  # the branch nearest the current bend
+    shoulder = np.arctan2(target[:, 1], target[:, 0]) - np.arctan2(l1 * np.sin(elbow), l0 + l1 * np.cos(elbow))
+    goal = np.zeros_like(q)
+    goal[:, 0], goal[:, 1] = shoulder, elbow
+    error = goal - q
+    error[:, 0] = (error[:, 0] + np.pi) % (2 * np.pi) - np.pi  # the shoulder turns freely: shortest way
+    tau = (np.einsum("bij,bj->bi", mass_matrix(p, q), omega**2 * error - 2 * omega * qd)
+           + bias_forces(p, q, qd) + p.damping * qd)  # N m
+    return np.clip(tau / p.max_torque, -1.0, 1.0).astype(np.float32)

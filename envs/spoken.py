@@ -55,7 +55,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from rlsuite.envs import speech_data as sd
-from rlsuite.envs.reacher import PIXELS, ReacherCore, TaskParams, default_params, draw_arena
+from rlsuite.envs.reacher import PIXELS, ReacherCore, TaskParams, default_params, draw_arena, pd_to_target
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), "yellow": (225, 195, 20)}
 VOICE_SPLITS = ("train", "heldout", "all")
@@ -288,3 +288,49 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
                 values[restarting] = 0
         self._needs_reset = truncated.copy()
         return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, info
+
+
+# ------------------------------------------------------------------------------------------- the baseline
+
+
+def word_features(log_mel: Any) -> np.ndarray:
+    """(B, 3 * mels) shift-invariant summary of B (frames, mels) log-mels: the loud frames (total power
+    above the midpoint of each clip's range) cut in three time thirds, each averaged, then standardised."""
+    out = []
+    for spec in log_mel:
+        loudness = np.log(np.exp(spec.astype(np.float64)).sum(1))  # (frames,)
+        loud = np.flatnonzero(loudness > (loudness.min() + loudness.max()) / 2)
+        region = spec[loud[0] : loud[-1] + 1] if len(loud) >= 3 else spec
+        f = np.concatenate([part.mean(0) for part in np.array_split(region, 3, axis=0)])
+        out.append((f - f.mean()) / (f.std() + 1e-9))
+    return np.array(out)
+
+
+class SpokenReachController:
+    """A listening baseline that learns nothing: a nearest-centroid word classifier (centroids from the
+    training voices' clean clips) on the audio observation, then the Reacher IK + PD controller to the
+    target of the recognised colour. Needs the log-mel `audio` and target positions in `state`."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        core: SpokenCore = env.unwrapped.core  # type: ignore[attr-defined]
+        if core.image or core.audio_kind != "logmel":
+            raise ValueError("the spoken_pd baseline reads target positions from `state` and log-mel `audio`: "
+                             "use rlsuite/SpokenReach-v0 with audio='logmel' (not the image variant).")
+        self.params = core.arm.p
+        clips = sd._shipped_clips()
+        train = np.flatnonzero(~clips.heldout)
+        feats = word_features([sd.log_mel(np.pad(clips.clip(i) / 32768.0, (400, 400))) for i in train])
+        self.centroids = np.stack([feats[clips.word[train] == w].mean(0) for w in range(len(clips.words))])
+        self._choice = np.zeros(0, np.int64)
+
+    def reset(self, num_envs: int) -> None:
+        self._choice = np.zeros(0, np.int64)
+
+    def act(self, obs: Any, episode_start: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        state = np.asarray(obs["state"], np.float64)
+        feats = word_features(np.asarray(obs["audio"]))
+        choice = np.argmin(((feats[:, None] - self.centroids[None]) ** 2).sum(-1), axis=1)  # (B,)
+        targets = state[:, 8:].reshape(len(state), -1, 2)  # (B, targets, 2), m
+        q = np.arctan2(state[:, 2:4], state[:, 0:2])
+        return pd_to_target(self.params, q, state[:, 4:6], targets[np.arange(len(state)), choice])

@@ -273,8 +273,8 @@ def test_bad_arguments_are_refused() -> None:
 
 @pytest.mark.slow
 def test_ppo_reaches_90_percent_success(tmp_path) -> None:
-    """PPO with the rlsuite/Reacher-v0 preset (200k steps, about 140 CPU seconds): at least 90% of 200
-    fresh evaluation episodes end with the fingertip within 2 cm of the target (seed 0 measured 91.5%)."""
+    """PPO with the rlsuite/Reacher-v0 preset (300k steps, about 145 CPU seconds): at least 90% of 200
+    fresh evaluation episodes end with the fingertip within 2 cm of the target (seed 0 measured 93%)."""
     from rlsuite.agents.registry import load_policy
     from rlsuite.agents.run import RunFolder
     from rlsuite.agents.settings import settings_to_dict
@@ -282,7 +282,7 @@ def test_ppo_reaches_90_percent_success(tmp_path) -> None:
     from rlsuite.train import prepare_settings, run_training
 
     settings = prepare_settings("ppo", "rlsuite/Reacher-v0", cli_values={"seed": 0, "tensorboard": False})
-    assert settings.total_steps == 200_000
+    assert settings.total_steps == 300_000
     run = RunFolder.create(tmp_path, agent="ppo", env_id="rlsuite/Reacher-v0", seed=0,
                            settings=settings_to_dict(settings), command="test", device="cpu")
     run_training("ppo", settings, run, show_progress=False)

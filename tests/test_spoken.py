@@ -188,3 +188,21 @@ def test_clips_say_their_words_in_held_out_voices_too(clips: sd.SpeechClips) -> 
     predicted = np.argmin(((feats[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
     assert (predicted[train] == clips.word[train]).mean() >= 0.95
     assert (predicted[~train] == clips.word[~train]).mean() >= 0.95
+
+
+@pytest.mark.slow
+def test_listening_baseline_by_voice_split_and_muted() -> None:
+    """spoken_pd (nearest-centroid on what it hears, then IK + PD): measured 100% success on training
+    voices, 94% on held-out voices at 20 dB SNR, 21% with the audio zeroed (chance: 25%)."""
+    from rlsuite.agents.registry import make_baseline
+    from rlsuite.evaluation.harness import evaluate_policy
+
+    def success(**kwargs: object) -> float:
+        policy = make_baseline("spoken_pd", gym.make("rlsuite/SpokenReach-v0", **kwargs))
+        episodes = evaluate_policy(policy, "rlsuite/SpokenReach-v0", episodes=40, n_envs=40, env_kwargs=kwargs,
+                                   seeds=range(3_000_000, 3_000_040))
+        return float(np.mean([e.metrics["is_success"] for e in episodes]))
+
+    assert success(voices="train") >= 0.95
+    assert success(voices="heldout") >= 0.85
+    assert success(voices="heldout", mute=True) <= 0.45
