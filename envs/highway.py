@@ -429,7 +429,7 @@ class HighwayCore:
     def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
         """IDM acceleration [m/s^2] of followers behind leaders, both given as rows of `table` (flat ids,
         any shape); 0 where there is no follower."""
-        f, ld = table[follower], table[leader]  # (..., 8)
+        f, ld = table[follower], table[leader, :4]  # (..., 8) and (..., 4): the leader's x, v, vx, vy
         closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
         gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
         acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
@@ -532,9 +532,11 @@ class HighwayCore:
         rows, me = np.arange(E)[:, None], np.arange(V)[None, :]
         base = rows * (V + 1)
         own_front = front[rows, me, lane]  # (E, V)
-        leaders = np.stack([own_front, front[rows, me, self.target_lane]]) + base  # (2, E, V)
-        acc2 = self._idm(table, np.broadcast_to(base + me, leaders.shape), leaders)
-        acc = np.where(lane != self.target_lane, np.minimum(acc2[0], acc2[1]), acc2[0])  # IDM on both lanes while changing
+        acc = self._idm(table, base + me, base + own_front)  # (E, V)
+        e, i = np.nonzero(lane != self.target_lane)  # while changing lane, IDM on both lanes
+        if e.size:
+            ahead = front[e, i, self.target_lane[e, i]]
+            acc[e, i] = np.minimum(acc[e, i], self._idm(table, e * (V + 1) + i, e * (V + 1) + ahead))
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
