@@ -254,7 +254,8 @@ def _fields_of(kwargs: dict[str, Any]) -> HighwayParams:
     unknown = sorted(set(kwargs) - names)
     if unknown:
         raise ValueError(f"Highway: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}.")
-    return HighwayParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}  # YAML lists
+    return HighwayParams(**values)
 
 
 def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
@@ -915,6 +916,7 @@ class HighwayVectorEnv(gym.vector.VectorEnv):
         rewards, terms = self.core.rewards(actions)
         rewards = rewards[:, 0]
         terminated, truncated = self.core.terminated()[:, 0], self.core.truncated()
+        info: dict[str, Any]
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             restarting = np.flatnonzero(self._needs_reset)  # these rows ignore their action
             if restarting.size:
@@ -930,7 +932,7 @@ class HighwayVectorEnv(gym.vector.VectorEnv):
             if done.size:
                 final_obs = np.empty(self.num_envs, dtype=object)
                 for i in done:
-                    final_obs[i] = _index(obs, i)
+                    final_obs[i] = _index(obs, int(i))
                 info = {**info, "final_obs": final_obs, "_final_obs": terminated | truncated,
                         "final_info": dict(info), "_final_info": terminated | truncated}
                 self.core.reset_rows(done, [self._rngs[i] for i in done])
@@ -1139,6 +1141,7 @@ class HighwayParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         K = self.params.controlled_vehicles
+        batch: np.ndarray
         if self.params.action == "discrete":
             batch = np.full((1, K), IDLE, dtype=np.int64)  # finished agents' wrecks ignore actions anyway
         else:
