@@ -993,7 +993,7 @@ def render_frame(core: HighwayCore, row: int, reward: float) -> np.ndarray:
         cv2.fillPoly(img, [poly], COLOURS[role], lineType=cv2.LINE_AA)
         cv2.polylines(img, [poly], True, (20, 20, 20), 1, lineType=cv2.LINE_AA)
     text = f"t {core.steps[row] / p.policy_frequency:4.0f} s   speed {core.speed[row, 0]:5.1f} m/s   reward {reward:5.2f}"
-    cv2.putText(img, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["text"], 1, cv2.LINE_AA)
+    cv2.putText(img, text, (W - 390, H - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["text"], 1, cv2.LINE_AA)  # bottom right
     return img
 
 
