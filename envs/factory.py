@@ -157,6 +157,7 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
 
     # --- driving (issue 6) ---
     "rlsuite/Highway-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
+    "rlsuite/Merge-v0": ReferenceScore(random=5.32, reference=18.99, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
 
     # --- traffic (issue 7) ---
     # Returns (minus waiting time / 100, summed over intersections) of the random and max-pressure

@@ -254,7 +254,8 @@ def _fields_of(kwargs: dict[str, Any]) -> HighwayParams:
     unknown = sorted(set(kwargs) - names)
     if unknown:
         raise ValueError(f"Highway: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}.")
-    return HighwayParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}  # YAML lists
+    return HighwayParams(**values)
 
 
 def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
@@ -429,7 +430,7 @@ class HighwayCore:
     def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
         """IDM acceleration [m/s^2] of followers behind leaders, both given as rows of `table` (flat ids,
         any shape); 0 where there is no follower."""
-        f, ld = table[follower], table[leader]  # (..., 8)
+        f, ld = table[follower], table[leader, :4]  # (..., 8) and (..., 4): the leader's x, v, vx, vy
         closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
         gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
         acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
@@ -532,9 +533,11 @@ class HighwayCore:
         rows, me = np.arange(E)[:, None], np.arange(V)[None, :]
         base = rows * (V + 1)
         own_front = front[rows, me, lane]  # (E, V)
-        leaders = np.stack([own_front, front[rows, me, self.target_lane]]) + base  # (2, E, V)
-        acc2 = self._idm(table, np.broadcast_to(base + me, leaders.shape), leaders)
-        acc = np.where(lane != self.target_lane, np.minimum(acc2[0], acc2[1]), acc2[0])  # IDM on both lanes while changing
+        acc = self._idm(table, base + me, base + own_front)  # (E, V)
+        e, i = np.nonzero(lane != self.target_lane)  # while changing lane, IDM on both lanes
+        if e.size:
+            ahead = front[e, i, self.target_lane[e, i]]
+            acc[e, i] = np.minimum(acc[e, i], self._idm(table, e * (V + 1) + i, e * (V + 1) + ahead))
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
@@ -913,6 +916,7 @@ class HighwayVectorEnv(gym.vector.VectorEnv):
         rewards, terms = self.core.rewards(actions)
         rewards = rewards[:, 0]
         terminated, truncated = self.core.terminated()[:, 0], self.core.truncated()
+        info: dict[str, Any]
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             restarting = np.flatnonzero(self._needs_reset)  # these rows ignore their action
             if restarting.size:
@@ -928,7 +932,7 @@ class HighwayVectorEnv(gym.vector.VectorEnv):
             if done.size:
                 final_obs = np.empty(self.num_envs, dtype=object)
                 for i in done:
-                    final_obs[i] = _index(obs, i)
+                    final_obs[i] = _index(obs, int(i))
                 info = {**info, "final_obs": final_obs, "_final_obs": terminated | truncated,
                         "final_info": dict(info), "_final_info": terminated | truncated}
                 self.core.reset_rows(done, [self._rngs[i] for i in done])
@@ -989,7 +993,7 @@ def render_frame(core: HighwayCore, row: int, reward: float) -> np.ndarray:
         cv2.fillPoly(img, [poly], COLOURS[role], lineType=cv2.LINE_AA)
         cv2.polylines(img, [poly], True, (20, 20, 20), 1, lineType=cv2.LINE_AA)
     text = f"t {core.steps[row] / p.policy_frequency:4.0f} s   speed {core.speed[row, 0]:5.1f} m/s   reward {reward:5.2f}"
-    cv2.putText(img, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["text"], 1, cv2.LINE_AA)
+    cv2.putText(img, text, (W - 390, H - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["text"], 1, cv2.LINE_AA)  # bottom right
     return img
 
 
@@ -1137,6 +1141,7 @@ class HighwayParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         K = self.params.controlled_vehicles
+        batch: np.ndarray
         if self.params.action == "discrete":
             batch = np.full((1, K), IDLE, dtype=np.int64)  # finished agents' wrecks ignore actions anyway
         else:
