@@ -94,7 +94,7 @@ def _small_settings(env_id="CartPole-v1", **overrides) -> dqn.DQNSettings:
 
 
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
-    settings = _small_settings(exploration_fraction=1.0)
+    settings = _small_settings(exploration_fraction=0.75)
     run, ctx = _context(tmp_path, settings)
     result = dqn.train(settings, ctx)
     ctx.logger.close()
