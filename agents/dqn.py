@@ -267,7 +267,8 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target.load_state_dict(network.state_dict())
     target.requires_grad_(False)
     optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, fused=True)  # one kernel for all tensors
-    online_params, target_params = list(network.parameters()), list(target.parameters())
+    online_params: list[torch.Tensor] = list(network.parameters())
+    target_params: list[torch.Tensor] = list(target.parameters())
     policy = DQNPolicy(network, obs_space, act_space, device)
     exploration_steps = s.exploration_fraction * s.total_steps
 

@@ -34,7 +34,7 @@ def _alloc(space: gym.Space, leading: tuple[int, ...]) -> Obs:
     if isinstance(space, spaces.Dict):
         return {key: _alloc(sub, leading) for key, sub in space.spaces.items()}  # type: ignore[misc]
     if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
-        return np.zeros(leading + tuple(space.shape), dtype=space.dtype)
+        return np.zeros(leading + tuple(space.shape or ()), dtype=space.dtype)
     raise ValueError(f"the replay buffer stores Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, not {space}.")
 
 
