@@ -46,6 +46,8 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("ppo", "Proximal Policy Optimization: clipped surrogate, GAE, optional LSTM (hand-written)", "rlsuite.agents.ppo"),
         AgentSpec("random", "Uniform random actions: the score that normalises to 0", None),
         # --- DQN family (issue 4) ---
+        AgentSpec("dqn", "Deep Q-Network: double, dueling, prioritised replay, n-step, optional LSTM (DRQN) (hand-written)",
+                  "rlsuite.agents.dqn"),
 
         # --- policy-gradient family (issue 4) ---
         AgentSpec("a2c", "Synchronous advantage actor-critic: n-step returns or GAE, RMSprop, optional LSTM (hand-written)", "rlsuite.agents.a2c"),
