@@ -256,12 +256,14 @@ def _to_tensors(batch: Batch, device: torch.device) -> dict[str, Any]:
 def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, preset=s.env_preset)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
     assert isinstance(act_space, spaces.Discrete)
     n_actions, action_start = int(act_space.n), int(act_space.start)
 
+    torch.manual_seed(s.seed)  # before the networks: their initial weights are part of the seeded run
+    np.random.seed(s.seed)
     network = QNetwork(obs_space, n_actions, s).to(device)
     target = QNetwork(obs_space, n_actions, s).to(device)
     target.load_state_dict(network.state_dict())
@@ -292,9 +294,6 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
         load_optimizer_state("optim", optimizer, tensors, meta["optimizer"])
         restore_rng_state(tensors, meta["rng"])
         global_step, best_return = meta["step"], meta["best_eval_return"]
-    else:
-        torch.manual_seed(s.seed)
-        np.random.seed(s.seed)
     # Env states and the buffer are not checkpointed: a resumed run starts fresh episodes from new seeds.
     env_seed = s.seed + global_step
     rng = np.random.default_rng([s.seed, global_step])  # exploration
@@ -457,7 +456,7 @@ def load_policy(checkpoint: Path, device: str = "cpu") -> DQNPolicy:
     torch_device = resolve_device(device)
     tensors, meta = load_checkpoint(checkpoint, torch_device)
     s = settings_from_dict(DQNSettings, meta["settings"])
-    env = make_env(s.env_id)
+    env = make_env(s.env_id, preset=s.env_preset)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     check_spaces(obs_space, act_space)
