@@ -696,6 +696,10 @@ def _train(algo: Algorithm, s: SB3Settings, ctx: TrainContext) -> TrainResult:
         restore_rng_state(resume_tensors, resume_meta["rng"])
         model.num_timesteps = start_step
         model._episode_num = int(resume_meta.get("episode_num", 0))
+        # Update counters drive TD3's policy delay and DQN's target syncs: they continue, never restart.
+        model._n_updates = int(resume_meta.get("n_updates", 0))
+        if hasattr(model, "_n_calls"):
+            model._n_calls = int(resume_meta.get("n_calls", 0))
         best_return = resume_meta.get("best_eval_return")
         if not algo.on_policy:  # the replay buffer starts empty again: refill it before training
             model.learning_starts = start_step + int(getattr(s, "learning_starts", 0))
@@ -708,6 +712,7 @@ def _train(algo: Algorithm, s: SB3Settings, ctx: TrainContext) -> TrainResult:
         tensors.update(rng_tensors)
         meta = {"agent": algo.agent, "env_id": s.env_id, "settings": settings_to_dict(s),
                 "step": int(model.num_timesteps), "episode_num": int(model._episode_num), "best_eval_return": best,
+                "n_updates": int(model._n_updates), "n_calls": int(getattr(model, "_n_calls", 0)),
                 "sb3": policy_spec(algo, model), **state_meta, **rng_meta}
         save_checkpoint(ctx.run.checkpoint_path(name), tensors, meta)
 
@@ -762,6 +767,7 @@ def _train(algo: Algorithm, s: SB3Settings, ctx: TrainContext) -> TrainResult:
     model.learn(total_timesteps=remaining, callback=bridge, log_interval=1 if algo.on_policy else 4,
                 reset_num_timesteps=resume_meta is None, progress_bar=False)
     final_step = int(model.num_timesteps)
+    model.logger.dump(step=final_step)  # the last update's losses (SB3 dumps before each update, not after)
     if not bridge.interrupted and ctx.evaluate is not None and s.eval_every and bridge.last_eval_step != final_step:
         bridge._evaluate(final_step)  # the finished policy is always evaluated, like our PPO's last update
     save("last", bridge.best)
