@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,15 +29,14 @@ from gymnasium import spaces
 from rlsuite.agents.checkpoint import (
     load_checkpoint,
     load_module_tensors,
-    load_optimizer_state,
     module_tensors,
-    optimizer_state,
     restore_rng_state,
     rng_state,
     save_checkpoint,
 )
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.run import step_checkpoint_name
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import (
@@ -47,7 +48,15 @@ from rlsuite.agents.tensors import (
     store_obs,
 )
 from rlsuite.envs import make_env, make_vec_env
-from rlsuite.policies import LSTMCore, SpaceError, ValueHead, is_image_space, make_action_head, make_encoder
+from rlsuite.policies import (
+    Encoder,
+    LSTMCore,
+    SpaceError,
+    ValueHead,
+    is_image_space,
+    make_action_head,
+    make_encoder,
+)
 
 AGENT_NAME = "ppo"
 
@@ -148,7 +157,7 @@ class ActorCritic(nn.Module):
         if s.recurrent and not shared:
             raise ConfigError("recurrent PPO needs share_encoder=true (one LSTM feeds both heads).")
 
-        def encoder() -> nn.Module:
+        def encoder() -> Encoder:
             return make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
 
         self.actor_encoder = encoder()
@@ -220,6 +229,11 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.T
     return advantages, advantages + values
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Mean of `x` over the entries where `mask` is 1 (`count` of them)."""
+    return (x * mask).sum() / count
+
+
 def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
                            clip_coef: float) -> torch.Tensor:
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi_new / pi_old (per-sample, not reduced)."""
@@ -230,7 +244,7 @@ def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor,
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False)  # episode stats kept below
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
 
@@ -239,23 +253,22 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     num_updates = max(1, s.total_steps // batch_size)
 
     network = ActorCritic(obs_space, act_space, s).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, eps=1e-5, fused=True)  # one kernel for all tensors
+    optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
 
     def save(name: str, step: int, update: int, best: float | None) -> None:
         tensors = module_tensors("model", network)
-        optim_tensors, optim_meta = optimizer_state("optim", optimizer)
         rng_tensors, rng_meta = rng_state()
-        tensors.update(optim_tensors)
+        tensors.update(optimizer.state_tensors("optim"))
         tensors.update(rng_tensors)
         if obs_normalizer is not None:
             tensors.update(obs_normalizer.state_tensors("obs_rms"))
         if reward_scaler is not None:
             tensors.update(reward_scaler.state_tensors("ret_rms"))
         meta = {"agent": AGENT_NAME, "settings": settings_to_dict(s), "step": step, "update": update,
-                "best_eval_return": best, "optimizer": optim_meta, "rng": rng_meta}
+                "best_eval_return": best, "rng": rng_meta}
         save_checkpoint(ctx.run.checkpoint_path(name), tensors, meta)
 
     # --- start or resume ---------------------------------------------------------------------------------
@@ -264,7 +277,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     if ctx.resume_from is not None:
         tensors, meta = load_checkpoint(ctx.resume_from, device)
         load_module_tensors("model", network, tensors)
-        load_optimizer_state("optim", optimizer, tensors, meta["optimizer"])
+        optimizer.load_state_tensors("optim", tensors)
         restore_rng_state(tensors, meta["rng"])
         if obs_normalizer is not None:
             obs_normalizer.load_state_tensors("obs_rms", tensors)
@@ -280,6 +293,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     # --- rollout storage: (T, N, ...) ------------------------------------------------------------------------
     obs_buf = empty_like_space(obs_space, (s.n_steps, s.n_envs), device)
     actions_buf = empty_like_space(act_space, (s.n_steps, s.n_envs), device)
+    assert isinstance(actions_buf, torch.Tensor)  # check_spaces admits no Dict actions
     logprobs_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
     values_buf = torch.zeros((s.n_steps, s.n_envs), device=device)
     # Per-step scalars from the env stay in NumPy during the rollout and cross to torch once per update.
@@ -294,6 +308,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     episode_start = np.ones(s.n_envs, dtype=bool)
     lstm_state = network.core.initial_state(s.n_envs, device) if network.core is not None else None
     recent_returns: deque[float] = deque(maxlen=20)
+    episode_returns = np.zeros(s.n_envs)  # undiscounted, unscaled return of each env's current episode
+    episode_lengths = np.zeros(s.n_envs, dtype=np.int64)
     next_eval = (global_step // s.eval_every + 1) * s.eval_every if s.eval_every else None
     next_snapshot = (global_step // s.checkpoint_every + 1) * s.checkpoint_every if s.checkpoint_every else None
     status, update = "finished", start_update - 1
@@ -303,8 +319,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         progress_left = 1.0 - (update - 1) / num_updates
         lr = s.learning_rate * progress_left if s.anneal_lr else s.learning_rate
         clip_coef = s.clip_coef * progress_left if s.anneal_clip else s.clip_coef
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.lr = lr
         initial_lstm_state = tuple(x.clone() for x in lstm_state) if lstm_state is not None else None
 
         # --- rollout -------------------------------------------------------------------------------------------
@@ -329,17 +344,19 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 values_buf[step] = network.critic(critic_f)
             actions_buf[step] = action
 
-            raw_obs, reward, terminated, truncated, info = envs.step(dist.to_env(action).cpu().numpy())
+            raw_obs, reward, terminated, truncated, _ = envs.step(dist.to_env(action).cpu().numpy())
             done = np.logical_or(terminated, truncated)
+            episode_returns += reward  # a reset step's reward is 0, and its length is not counted
+            episode_lengths += ~prev_done
+            for i in np.flatnonzero(done):
+                recent_returns.append(float(episode_returns[i]))
+                ctx.logger.log(global_step, {"charts/episodic_return": float(episode_returns[i]),
+                                             "charts/episodic_length": float(episode_lengths[i])})
+            episode_returns[done], episode_lengths[done] = 0.0, 0
             if reward_scaler is not None:
                 reward = reward_scaler.scale(reward, done)
             rewards_np[step], terminated_np[step], dones_np[step] = reward, terminated, done
             episode_start, prev_done = prev_done, done  # the step after a reset step starts an episode
-            if "episode" in info:
-                for i in np.flatnonzero(info["_episode"]):
-                    recent_returns.append(float(info["episode"]["r"][i]))
-                    ctx.logger.log(global_step, {"charts/episodic_return": float(info["episode"]["r"][i]),
-                                                 "charts/episodic_length": float(info["episode"]["l"][i])})
 
         # --- returns --------------------------------------------------------------------------------------------
         with torch.inference_mode():
@@ -359,52 +376,67 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         flat = {name: buf.flatten(0, 1) for name, buf in (("logprobs", logprobs_buf), ("advantages", advantages),
                                                            ("returns", returns), ("values", values_buf),
                                                            ("valid", valid_buf))}
+        if network.core is None:  # reset steps are left out once, so every loss below is a plain mean
+            keep = torch.from_numpy(np.flatnonzero(valid_np.reshape(-1))).to(device)  # (K,) real steps
+            flat_obs, flat_actions = index_obs(flat_obs, keep), flat_actions[keep]
+            flat = {name: buf[keep] for name, buf in flat.items() if name != "valid"}
         env_indices = np.arange(s.n_envs)
-        clip_fractions, approx_kl = [], torch.zeros(())
+        ratio_stats: list[torch.Tensor] = []
+        approx_kl = torch.zeros(())
         for _epoch in range(s.n_epochs):
-            if network.core is None:
-                minibatches = np.array_split(np.random.permutation(batch_size), n_minibatches)
+            minibatches: list[Any]
+            if network.core is None:  # a single minibatch is the whole batch: no shuffling, no gathering
+                minibatches = [None] if n_minibatches == 1 else list(torch.randperm(len(flat_actions)).tensor_split(n_minibatches))
                 lstm_args: list[tuple[Any, Any]] = [(None, None)] * n_minibatches
             else:  # whole env sequences, so the LSTM replays each one from its rollout-start state
+                assert initial_lstm_state is not None
                 np.random.shuffle(env_indices)
                 env_groups = np.array_split(env_indices, n_minibatches)
                 # flat index of (t, env) is t * n_envs + env
                 minibatches = [(np.arange(s.n_steps)[:, None] * s.n_envs + g[None, :]).ravel() for g in env_groups]
                 lstm_args = [(tuple(x[:, g] for x in initial_lstm_state), starts_buf[:, g]) for g in env_groups]
             for mb_inds, (mb_state, mb_starts) in zip(minibatches, lstm_args, strict=True):
-                mb_valid = flat["valid"][mb_inds]  # (M,) 0 for reset steps
-                n_valid = mb_valid.sum().clamp(min=1.0)
-                actor_f, critic_f, _ = network.features(index_obs(flat_obs, mb_inds), mb_state, mb_starts)
+                mb = flat if mb_inds is None else {name: buf[mb_inds] for name, buf in flat.items()}
+                mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean
+                if network.core is not None:  # sequences keep their reset steps for the LSTM; the losses mask them out
+                    mean = partial(masked_mean, mask=mb["valid"], count=mb["valid"].sum().clamp(min=1.0))
+
+                mb_obs = flat_obs if mb_inds is None else index_obs(flat_obs, mb_inds)
+                actor_f, critic_f, _ = network.features(mb_obs, mb_state, mb_starts)
                 dist = network.actor(actor_f)
-                new_logprob = dist.log_prob(flat_actions[mb_inds])
-                entropy = dist.entropy()
+                new_logprob = dist.log_prob(flat_actions if mb_inds is None else flat_actions[mb_inds])
                 new_value = network.critic(critic_f)
 
-                mb_adv = flat["advantages"][mb_inds]
+                mb_adv = mb["advantages"]
                 if s.norm_adv:
-                    adv_mean = (mb_adv * mb_valid).sum() / n_valid
-                    adv_std = (((mb_adv - adv_mean) ** 2 * mb_valid).sum() / n_valid).sqrt()
-                    mb_adv = (mb_adv - adv_mean) / (adv_std + 1e-8)
-                log_ratio = new_logprob - flat["logprobs"][mb_inds]
+                    adv_mean = mean(mb_adv)
+                    mb_adv = (mb_adv - adv_mean) / (mean((mb_adv - adv_mean) ** 2).sqrt() + 1e-8)
+                old_logprob = mb["logprobs"]
+                log_ratio = new_logprob - old_logprob
                 with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-                    approx_kl = (((log_ratio.exp() - 1) - log_ratio) * mb_valid).sum() / n_valid
-                    clip_fractions.append(float((((log_ratio.exp() - 1.0).abs() > clip_coef).float() * mb_valid).sum() / n_valid))
-                pg_loss = (clipped_surrogate_loss(new_logprob, flat["logprobs"][mb_inds], mb_adv, clip_coef) * mb_valid).sum() / n_valid
+                    ratio = log_ratio.exp()
+                    approx_kl = mean((ratio - 1) - log_ratio)
+                    ratio_stats.append(torch.stack([approx_kl, mean(((ratio - 1.0).abs() > clip_coef).float())]))
+                pg_loss = mean(clipped_surrogate_loss(new_logprob, old_logprob, mb_adv, clip_coef))
 
-                mb_returns, mb_old_values = flat["returns"][mb_inds], flat["values"][mb_inds]
+                mb_returns, mb_old_values = mb["returns"], mb["values"]
                 v_loss_unclipped = (new_value - mb_returns) ** 2
                 if s.clip_vloss:
                     v_clipped = mb_old_values + (new_value - mb_old_values).clamp(-clip_coef, clip_coef)
                     v_loss_per = torch.max(v_loss_unclipped, (v_clipped - mb_returns) ** 2)
                 else:
                     v_loss_per = v_loss_unclipped
-                v_loss = 0.5 * (v_loss_per * mb_valid).sum() / n_valid
-                entropy_loss = (entropy * mb_valid).sum() / n_valid
-
-                loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
-                optimizer.zero_grad(set_to_none=True)
+                v_loss = 0.5 * mean(v_loss_per)
+                loss = pg_loss + s.vf_coef * v_loss
+                if s.ent_coef:
+                    entropy_loss = mean(dist.entropy())
+                    loss = loss - s.ent_coef * entropy_loss
+                else:  # not part of the loss: measured for the logs only
+                    with torch.no_grad():
+                        entropy_loss = mean(dist.entropy())
+                optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(network.parameters(), s.max_grad_norm, foreach=True)
+                optimizer.clip_grad_norm_(s.max_grad_norm)
                 optimizer.step()
             if s.target_kl is not None and float(approx_kl) > s.target_kl:
                 break
@@ -417,7 +449,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         sps = (global_step - start_step) / max(time.perf_counter() - start_time, 1e-9)
         metrics = {"charts/learning_rate": lr, "charts/sps": sps, "losses/value_loss": v_loss.item(),
                    "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
-                   "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(np.mean(clip_fractions)),
+                   "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(torch.stack(ratio_stats)[:, 1].mean()),
                    "losses/explained_variance": explained_var}
         ctx.logger.log(global_step, metrics)
         if recent_returns:

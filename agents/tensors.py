@@ -53,6 +53,7 @@ def store_obs(buffer: torch.Tensor | dict[str, torch.Tensor], index: int, obs: t
         for key in buffer:
             buffer[key][index] = obs[key]
     else:
+        assert isinstance(obs, torch.Tensor)
         buffer[index] = obs
 
 

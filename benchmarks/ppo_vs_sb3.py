@@ -3,7 +3,9 @@
 Both use RL Zoo's CartPole PPO settings (8 envs, n_steps 32, batch 256, 20 epochs, gamma 0.98, GAE 0.8,
 lr lin_1e-3, clip lin_0.2) and one torch thread. Training throughput is env steps per wall second over
 the whole `learn` (rollouts and updates); the score is the final policy's mean return over the same 10
-fixed evaluation seeds through our harness. Run: `python benchmarks/ppo_vs_sb3.py [--seeds 0 1 2]`.
+fixed evaluation seeds through our harness. Both run single-threaded in this process, so besides wall-clock
+steps/s the script reports steps per CPU second of the process (`time.process_time`), which other jobs on a
+shared machine disturb far less. Run: `python benchmarks/ppo_vs_sb3.py [--seeds 0 1 2]`.
 """
 
 from __future__ import annotations
@@ -42,21 +44,21 @@ class SB3Policy:
         return self.model.predict(obs, deterministic=deterministic)[0]
 
 
-def run_ours(seed: int, steps: int, root: Path) -> tuple[float, float]:
+def run_ours(seed: int, steps: int, root: Path) -> tuple[float, float, float]:
     settings = resolve_settings(ppo.PPOSettings, "ppo", ENV_ID,
                                 cli_values={"seed": seed, "total_steps": steps, "eval_every": 0, "tensorboard": False})
     run = RunFolder.create(root, agent="ppo", env_id=ENV_ID, seed=seed, settings=settings_to_dict(settings),
                            command="benchmark", device="cpu")
     with MetricLogger(run.path, tensorboard=False) as logger:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = ppo.train(settings, TrainContext(run=run, logger=logger))
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     policy = load_policy(run.path, "last").policy
     score = np.mean([e.episode_return for e in evaluate_policy(policy, ENV_ID, episodes=10)])
-    return result.final_step / elapsed, float(score)
+    return result.final_step / elapsed, result.final_step / elapsed_cpu, float(score)
 
 
-def run_sb3(seed: int, steps: int) -> tuple[float, float]:
+def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -66,11 +68,11 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float]:
     env = make_vec_env(ENV_ID, n_envs=8, seed=seed)
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
                 learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=steps)
-    elapsed = time.perf_counter() - start
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     score = np.mean([e.episode_return for e in evaluate_policy(SB3Policy(model), ENV_ID, episodes=10)])
-    return model.num_timesteps / elapsed, float(score)
+    return model.num_timesteps / elapsed, model.num_timesteps / elapsed_cpu, float(score)
 
 
 def main() -> None:
@@ -84,13 +86,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            ours_sps, ours_score = run_ours(seed, args.steps, Path(tmp))
-            sb3_sps, sb3_score = run_sb3(seed, args.steps)
-            rows.append((seed, ours_sps, sb3_sps, ours_score, sb3_score))
-            print(f"seed {seed}: ours {ours_sps:7.0f} steps/s (eval {ours_score:6.1f}) | "
-                  f"sb3 {sb3_sps:7.0f} steps/s (eval {sb3_score:6.1f}) | ratio {ours_sps / sb3_sps:.2f}", flush=True)
+            ours_sps, ours_cpu_sps, ours_score = run_ours(seed, args.steps, Path(tmp))
+            sb3_sps, sb3_cpu_sps, sb3_score = run_sb3(seed, args.steps)
+            rows.append((seed, ours_sps, sb3_sps, ours_score, sb3_score, ours_cpu_sps, sb3_cpu_sps))
+            print(f"seed {seed}: ours {ours_sps:7.0f} steps/s, {ours_cpu_sps:7.0f} per CPU s (eval {ours_score:6.1f}) | "
+                  f"sb3 {sb3_sps:7.0f} steps/s, {sb3_cpu_sps:7.0f} per CPU s (eval {sb3_score:6.1f}) | "
+                  f"ratio {ours_sps / sb3_sps:.2f} wall, {ours_cpu_sps / sb3_cpu_sps:.2f} CPU", flush=True)
     ours_sps, sb3_sps = np.median([r[1] for r in rows]), np.median([r[2] for r in rows])
+    ours_cpu, sb3_cpu = np.median([r[5] for r in rows]), np.median([r[6] for r in rows])
     print(f"median steps/s: ours {ours_sps:.0f}, sb3 {sb3_sps:.0f}, ratio ours/sb3 {ours_sps / sb3_sps:.2f}")
+    print(f"median steps per CPU second: ours {ours_cpu:.0f}, sb3 {sb3_cpu:.0f}, ratio ours/sb3 {ours_cpu / sb3_cpu:.2f}")
     print(f"mean final eval return: ours {np.mean([r[3] for r in rows]):.1f}, sb3 {np.mean([r[4] for r in rows]):.1f}")
 
 

@@ -191,7 +191,13 @@ class _ImageInput(nn.Module):
 # ----------------------------------------------------------------------------------------------- encoders
 
 
-class MLPEncoder(nn.Module):
+class Encoder(nn.Module):
+    """What every encoder is: a module from a batch of observations to `(B, features_dim)` features."""
+
+    features_dim: int
+
+
+class MLPEncoder(Encoder):
     """Flattens a Box (or one-hot encodes Discrete / MultiDiscrete, 0/1 for MultiBinary) and applies an MLP.
 
     One-hot because a discrete observation is a label, not a magnitude: state 7 is not "more" than state 3.
@@ -252,7 +258,7 @@ class MLPEncoder(nn.Module):
         return self.net(self.encode_input(obs))  # (B, features_dim)
 
 
-class NatureCNN(nn.Module):
+class NatureCNN(Encoder):
     """The DQN-Nature CNN (Mnih et al. 2015): three convs then a linear layer, all ReLU.
 
     Needs images of at least 36x36 (the smallest input its three convs reduce to 1x1)."""
@@ -294,7 +300,7 @@ class _ResidualBlock(nn.Module):
         return x + self.conv1(F.relu(self.conv0(F.relu(x))))  # (B, C, H, W)
 
 
-class ImpalaCNN(nn.Module):
+class ImpalaCNN(Encoder):
     """The IMPALA residual CNN (Espeholt et al. 2018): per stack a conv, a 3x3/2 max-pool and two residual
     blocks; then ReLU, linear to `features_dim`, ReLU.
 
@@ -328,7 +334,7 @@ class ImpalaCNN(nn.Module):
         return self.linear(self.cnn(x))  # (B, features_dim)
 
 
-class SequenceEncoder(nn.Module):
+class SequenceEncoder(Encoder):
     """For (time, features) inputs such as log-mel spectrograms: a Conv1d front over time (kernel 3, then
     kernel 5 with stride 2, ReLU) that picks up local patterns and halves the length, then a one-layer LSTM
     over the remaining steps; the features are its final hidden state (B, hidden_size).
@@ -372,7 +378,7 @@ class SequenceEncoder(nn.Module):
         return h_n[0]  # (B, H)
 
 
-class DictEncoder(nn.Module):
+class DictEncoder(Encoder):
     """One encoder per key of a Dict space (chosen by make_encoder with `**kwargs`), outputs concatenated in
     sorted key order so the feature layout never depends on dict insertion order."""
 
@@ -401,7 +407,7 @@ def make_encoder(
     cnn: str = "nature",
     cnn_features: int | None = None,
     sequence_hidden: int = 128,
-) -> nn.Module:
+) -> Encoder:
     """The encoder for an observation space (see the module table), so agents never branch on spaces.
 
     `cnn_features=None` keeps each CNN's published width (512 for Nature, 256 for IMPALA)."""

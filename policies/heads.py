@@ -89,7 +89,7 @@ class CategoricalDist:
     __slots__ = ("logp", "start")
 
     def __init__(self, logits: torch.Tensor, start: int = 0):
-        self.logp = logits - logits.logsumexp(-1, keepdim=True)  # (..., n) normalised log-probs
+        self.logp = logits.log_softmax(-1)  # (..., n) normalised log-probs
         self.start = start
 
     def sample(self) -> torch.Tensor:

@@ -68,9 +68,10 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
         import rlsuite.envs  # noqa: F401  (registers the rlsuite/ namespace)
 
         table = Table("env id", "entry point", "vectorised core")
-        for env_id, spec in sorted(gym.registry.items()):
-            entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__name__", "")
-            table.add_row(env_id, str(entry), "yes" if spec.vector_entry_point else "")
+        for env_id, env_spec in sorted(gym.registry.items()):
+            entry = env_spec.entry_point
+            entry_name = entry if isinstance(entry, str) else getattr(entry, "__name__", "")
+            table.add_row(env_id, str(entry_name), "yes" if env_spec.vector_entry_point else "")
         console.print(table)
     else:
         _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")

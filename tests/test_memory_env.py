@@ -49,3 +49,32 @@ def test_vector_rows_equal_single_envs_and_autoreset_next_step(answer_right: boo
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="num_cues"):
         gym.make("rlsuite/MemoryCue-v0", num_cues=1)
+
+
+def test_spawned_subprocesses_build_our_envs() -> None:
+    """A spawned child starts with an empty registry; the spec's string entry point imports rlsuite.envs there."""
+    vec = gym.make_vec("rlsuite/MemoryCue-v0", num_envs=2, vectorization_mode="async", vector_kwargs={"context": "spawn"})
+    try:
+        obs, _ = vec.reset(seed=3)
+        expected = np.stack([gym.make("rlsuite/MemoryCue-v0").reset(seed=3 + i)[0] for i in range(2)])
+        np.testing.assert_array_equal(obs, expected)
+    finally:
+        vec.close()
+
+
+def test_async_sync_and_native_vector_modes_agree() -> None:
+    from rlsuite.envs import make_vec_env
+
+    trajectories = {}
+    for mode in ("sync", "async", "vector_entry_point"):
+        vec = make_vec_env("rlsuite/MemoryCue-v0", 3, mode=mode, record_stats=False, delay=1)
+        obs, _ = vec.reset(seed=5)
+        steps = [obs]
+        for t in range(8):
+            obs, reward, terminated, truncated, _ = vec.step(np.full(3, t % 4))
+            steps += [obs, reward, terminated, truncated]
+        vec.close()
+        trajectories[mode] = steps
+    for mode in ("async", "vector_entry_point"):
+        for a, b in zip(trajectories["sync"], trajectories[mode], strict=True):
+            np.testing.assert_array_equal(a, b)
