@@ -27,7 +27,8 @@ class AgentSpec:
     name: str
     description: str
     module: str | None
-    """Module holding Settings/check_spaces/train/load_policy; None for baselines."""
+    """Module holding Settings/check_spaces/train/load_policy, or "module:attribute" for an object holding them
+    (one module serving several agents, as agents/sb3.py does); None for baselines."""
     controller: str | None = None
     """For an env's heuristic baseline: "module:Class" of a controller in the env's file. The class is built
     as `Class(env)` from one plain instance of the env being evaluated (for its spaces and parameters) and
@@ -54,6 +55,13 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("reinforce", "REINFORCE: Monte Carlo reward-to-go over complete episodes, learned value baseline (hand-written)", "rlsuite.agents.reinforce"),
 
         # --- Stable-Baselines3 (issue 5) ---
+        AgentSpec("sb3-ppo", "Stable-Baselines3 PPO on our encoders (safe checkpoints, our harness)", "rlsuite.agents.sb3:ppo"),
+        AgentSpec("sb3-a2c", "Stable-Baselines3 A2C on our encoders", "rlsuite.agents.sb3:a2c"),
+        AgentSpec("sb3-dqn", "Stable-Baselines3 DQN on our encoders (Discrete actions)", "rlsuite.agents.sb3:dqn"),
+        AgentSpec("sb3-sac", "Stable-Baselines3 SAC on our encoders (Box actions)", "rlsuite.agents.sb3:sac"),
+        AgentSpec("sb3-td3", "Stable-Baselines3 TD3 on our encoders (Box actions)", "rlsuite.agents.sb3:td3"),
+        AgentSpec("sb3-recurrent-ppo", "sb3-contrib RecurrentPPO (LSTM) on our encoders", "rlsuite.agents.sb3:recurrent_ppo"),
+        AgentSpec("sb3-qrdqn", "sb3-contrib QR-DQN on our encoders (Discrete actions)", "rlsuite.agents.sb3:qrdqn"),
 
         # --- driving baselines (issue 6) ---
         AgentSpec("highway-idm", "Highway ego that keeps its lane, speed set by IDM (the reference score)", None,
@@ -94,15 +102,17 @@ def get_spec(name: str) -> AgentSpec:
     raise AgentError(f"Unknown agent {name!r}.{hint} Registered agents: {', '.join(AGENTS)} (see `rlsuite list agents`).")
 
 
-def agent_module(name: str) -> ModuleType:
-    """The training module of a trainable agent."""
+def agent_module(name: str) -> ModuleType | Any:
+    """The training module of a trainable agent (or the object a "module:attribute" spec names)."""
     spec = get_spec(name)
     if spec.module is None:
         raise AgentError(
             f"{name!r} is a baseline and is not trained; evaluate it directly: "
             f"`rlsuite evaluate --agent {name} --env ENV_ID`. Trainable agents: {', '.join(agent_names(True))}."
         )
-    return importlib.import_module(spec.module)
+    module_name, _, attribute = spec.module.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
 
 
 def make_baseline(name: str, env: gym.Env, seed: int = 0) -> Policy:

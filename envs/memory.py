@@ -89,7 +89,9 @@ class MemoryCueEnv(gym.Env[np.ndarray, np.int64]):
 class MemoryCueVectorEnv(gym.vector.VectorEnv):
     """`num_envs` MemoryCue envs stepped in array operations, with next-step autoreset."""
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    # supports_reset_mask: reset(options={"reset_mask": mask}) resets only the masked rows (Gymnasium 1.x's
+    # partial reset), which SB3's same-step autoreset needs (agents/sb3_vecenv.py).
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP, "supports_reset_mask": True}
 
     def __init__(self, num_envs: int, num_cues: int = 4, delay: int = 5, render_mode: str | None = None) -> None:
         _check_params(num_cues, delay)
@@ -110,12 +112,15 @@ class MemoryCueVectorEnv(gym.vector.VectorEnv):
         self._t[rows] = 0
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        mask = (options or {}).get("reset_mask")
+        rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(mask)
         if seed is not None:
             seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
             # The same seeding as gym.Env.reset, so row i equals a single env reset with seed + i.
-            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
-        self._reset_rows(np.arange(self.num_envs))
-        self._needs_reset[:] = False
+            for i in rows:
+                self._rngs[i] = gym.utils.seeding.np_random(seeds[i])[0]
+        self._reset_rows(rows)
+        self._needs_reset[rows] = False
         return _observe(self._cue, self._t, self.num_cues, self.delay), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:

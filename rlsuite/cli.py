@@ -1,4 +1,4 @@
-"""The `rlsuite` command: list, train, evaluate, record, report, sweep, demo.
+"""The `rlsuite` command: list, train, evaluate, record, report, sweep, import-sb3, demo.
 
 Every user-facing error from the layers below is a ValueError subclass with an actionable message;
 this module prints it as one paragraph and exits with code 2, never with a traceback.
@@ -203,6 +203,27 @@ def report(
     except _user_errors() as err:
         _fail(str(err))
     print(html)
+
+
+@app.command("import-sb3")
+def import_sb3(
+    file: Annotated[Path, typer.Argument(help="A model saved by Stable-Baselines3's model.save() (.zip).")],
+    agent: Annotated[str, typer.Option(help="The SB3 agent it was trained with: sb3-ppo, sb3-dqn, ...")],
+    env: Annotated[str, typer.Option(help="The env id it was trained on.")],
+    out: Annotated[Path, typer.Option(help="Run folder to create, e.g. runs/imported-ppo.")],
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load the archive although it holds pickled "
+                                               "code (only for files from a source you trust).")] = False,
+) -> None:
+    """Convert an SB3 .zip into a run folder with a safe checkpoint (refuses without --trust-pickle)."""
+    from rlsuite.agents.sb3 import PICKLE_RISK, import_sb3_zip
+
+    try:
+        if trust_pickle:
+            err_console.print(f"[bold yellow]warning:[/] --trust-pickle: {PICKLE_RISK}", highlight=False)
+        run = import_sb3_zip(file, agent, env, out, trust_pickle=trust_pickle, command=_command_line())
+    except _user_errors() as err:
+        _fail(str(err))
+    print(run.path)
 
 
 @app.command()
