@@ -171,11 +171,11 @@ class SB3VecEnv(VecEnv):
         return list(frames) if frames is not None else [None] * self.num_envs
 
 
-def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto") -> SB3VecEnv:
+def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto", preset: str = "") -> SB3VecEnv:
     """An SB3VecEnv for `env_id`: the env's native core when it supports partial resets, else sync."""
     spec = check_env_id(env_id)
     if mode in ("auto", "vector_entry_point") and spec.vector_entry_point is not None:
-        envs = make_vec_env(env_id, num_envs, mode="vector_entry_point", record_stats=False)
+        envs = make_vec_env(env_id, num_envs, mode="vector_entry_point", record_stats=False, preset=preset)
         if supports_reset_mask(envs):
             return SB3VecEnv(envs)
         envs.close()
@@ -186,4 +186,5 @@ def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto") -> SB3VecEn
             )
     elif mode == "vector_entry_point":
         raise EnvError(f"{env_id} has no natively vectorised core; use vectorization 'sync', 'async' or 'auto'.")
-    return SB3VecEnv(make_vec_env(env_id, num_envs, mode="sync" if mode == "auto" else mode, record_stats=False))
+    return SB3VecEnv(make_vec_env(env_id, num_envs, mode="sync" if mode == "auto" else mode, record_stats=False,
+                                  preset=preset))
