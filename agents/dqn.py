@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gymnasium as gym
 import numpy as np
@@ -195,7 +195,7 @@ class DQNPolicy:
                  device: torch.device, epsilon: float = 0.0, seed: int = 0) -> None:
         self.network = network
         self.observation_space = observation_space
-        self.action_space = action_space
+        self.action_space: gym.Space = action_space
         self.device = device
         self.epsilon = epsilon
         self._rng = np.random.default_rng(seed)
@@ -217,10 +217,11 @@ class DQNPolicy:
             q, self._state = self.network.forward_sequence(obs_seq, starts, self._state)
             q = q[0]
         actions = q.argmax(dim=1).cpu().numpy()
+        space = cast(spaces.Discrete, self.action_space)  # the constructor takes a Discrete
         if not deterministic and self.epsilon > 0:
             explore = self._rng.random(len(actions)) < self.epsilon
-            actions[explore] = self._rng.integers(0, self.action_space.n, size=int(explore.sum()))
-        return actions + int(self.action_space.start)
+            actions[explore] = self._rng.integers(0, space.n, size=int(explore.sum()))
+        return actions + int(space.start)
 
 
 def linear_schedule(start: float, end: float, duration: float, step: float) -> float:
@@ -363,8 +364,9 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             for g in range(s.gradient_steps):
                 if network.core is None:
                     if phase is not None:
-                        b = {key: index_obs(value, slice(g * s.batch_size, (g + 1) * s.batch_size))
-                             for key, value in phase.items()}
+                        b: dict[str, Any] = {
+                            key: index_obs(value, slice(g * s.batch_size, (g + 1) * s.batch_size))
+                            for key, value in phase.items()}
                     elif buffer.can_sample():
                         batch = buffer.sample(s.batch_size, beta)
                         b = _to_tensors(batch, device)

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -48,6 +48,7 @@ from rlsuite.envs import make_env
 from rlsuite.policies import (
     ACTIVATIONS,
     CategoricalHead,
+    Encoder,
     GaussianHead,
     LSTMCore,
     MLPEncoder,
@@ -120,7 +121,7 @@ class ActorCritic(nn.Module):
         if s.recurrent and not shared:
             raise ConfigError("recurrent agents need share_encoder=true (one LSTM feeds both heads).")
 
-        def encoder() -> nn.Module:
+        def encoder() -> Encoder:
             return make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
 
         self.actor_encoder = encoder()
@@ -180,10 +181,11 @@ class FusedMLPForward:
     @torch.no_grad()
     def refresh(self) -> None:
         net = self.network
-        head = net.actor.linear if isinstance(net.actor, CategoricalHead) else net.actor.mean
+        head = cast(nn.Linear, net.actor.linear if isinstance(net.actor, CategoricalHead) else net.actor.mean)
         actor = self._linears(net.actor_encoder) + [head]
         shared = net.critic_encoder is net.actor_encoder
-        critic = [net.critic.linear] if shared else self._linears(net.critic_encoder) + [net.critic.linear]
+        critic_head = cast(nn.Linear, net.critic.linear)
+        critic = [critic_head] if shared else self._linears(net.critic_encoder) + [critic_head]
         if not self.layers:  # first call: allocate the fused (W^T, b) per layer, zeros off the diagonal blocks
             self.activation = next(m for m in net.actor_encoder.modules() if isinstance(m, tuple(ACTIVATIONS.values())))
             self.n_out = head.weight.shape[0]
@@ -230,7 +232,9 @@ class FusedMLPForward:
         head = self.network.actor
         if isinstance(head, CategoricalHead):
             return CategoricalDist(head_out, head.start), value
-        return GaussianDist(head_out, head.log_std, head.low, head.high, head.tanh, head.log_half_range), value
+        gaussian = cast(GaussianHead, head)  # supports() admits only Categorical and Gaussian heads
+        return GaussianDist(head_out, gaussian.log_std, gaussian.low, gaussian.high, gaussian.tanh,
+                            gaussian.log_half_range), value
 
 
 class ActorCriticPolicy:
@@ -331,7 +335,8 @@ class Rollout:
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, n_steps: int, n_envs: int, device: torch.device) -> None:
         self.n_steps, self.n_envs, self.device = n_steps, n_envs, device
         self.obs = empty_like_space(obs_space, (n_steps, n_envs), device)
-        self.actions = empty_like_space(act_space, (n_steps, n_envs), device)
+        # action heads take no Dict action space, so actions are one tensor
+        self.actions = cast(torch.Tensor, empty_like_space(act_space, (n_steps, n_envs), device))
         self.logprobs = torch.zeros((n_steps, n_envs), device=device)
         self.values = torch.zeros((n_steps, n_envs), device=device)
         self.rewards = np.zeros((n_steps, n_envs), dtype=np.float32)
@@ -411,7 +416,7 @@ class RolloutCollector:
                 live = ~self.prev_done  # False on reset steps, whose action the env ignores
                 rollout.valid[step] = live
                 if self.fused is not None:
-                    dist, value = self.fused(obs_t)
+                    dist, value = self.fused(cast(torch.Tensor, obs_t))  # fused: flat Box observations only
                 else:
                     step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
                                    if self.lstm_state is not None else None)  # (1, N)
@@ -449,7 +454,7 @@ class RolloutCollector:
         """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
         obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
         if self.fused is not None:
-            return self.fused(obs_t)[1]
+            return self.fused(cast(torch.Tensor, obs_t))[1]  # fused: flat Box observations only
         starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
         _, critic_f, _ = self.network.features(obs_t, self.lstm_state, starts)
         return self.network.critic(critic_f)
@@ -470,7 +475,8 @@ class TrainingRun:
                  reward_scaler: RewardScaler | None, device: torch.device) -> None:
         self.agent, self.s, self.ctx, self.network, self.optimizer = agent, s, ctx, network, optimizer
         self.obs_normalizer, self.reward_scaler, self.device = obs_normalizer, reward_scaler, device
-        self.global_step, self.update, self.best_return = 0, 0, None
+        self.global_step, self.update = 0, 0
+        self.best_return: float | None = None
         self.status = "finished"
         self.env_seed = s.seed
         self._start_time, self._start_step = time.perf_counter(), 0

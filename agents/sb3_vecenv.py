@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsIndex, cast
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from rlsuite.envs import EnvError, check_env_id, make_vec_env
+
+if TYPE_CHECKING:
+    from rlsuite.envs.factory import VectorMode
 
 __all__ = ["SB3VecEnv", "make_sb3_vec_env", "supports_reset_mask"]
 
@@ -39,7 +42,7 @@ def supports_reset_mask(envs: gym.vector.VectorEnv) -> bool:
     return bool(base.metadata.get("supports_reset_mask", False))
 
 
-def _row(obs: Any, i: int) -> Any:
+def _row(obs: Any, i: SupportsIndex) -> Any:
     """Sub-env i's observation (a copy, so later steps cannot change it)."""
     if isinstance(obs, Mapping):
         return {key: np.array(value[i]) for key, value in obs.items()}
@@ -87,7 +90,7 @@ class SB3VecEnv(VecEnv):
     def reset(self) -> Any:
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
         options = self._options[0] or None  # SB3 sets the same options for every row
-        obs, info = self.envs.reset(seed=seeds, options=options)
+        obs, info = self.envs.reset(seed=cast(Any, seeds), options=options)  # one seed per row
         self.reset_infos = _split_info(info, self.num_envs)
         self._reset_seeds()
         self._reset_options()
@@ -109,19 +112,19 @@ class SB3VecEnv(VecEnv):
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         done_rows = np.flatnonzero(dones)
         if len(done_rows):
-            for i in done_rows:
-                infos[i]["terminal_observation"] = _row(obs, i)
-                episode = (float(self._returns[i]), int(self._lengths[i]))
-                infos[i]["episode"] = {"r": episode[0], "l": episode[1],
-                                       "t": round(time.perf_counter() - self._start, 6)}
+            for row in done_rows:
+                infos[row]["terminal_observation"] = _row(obs, row)
+                episode = (float(self._returns[row]), int(self._lengths[row]))
+                infos[row]["episode"] = {"r": episode[0], "l": episode[1],
+                                         "t": round(time.perf_counter() - self._start, 6)}
                 self.finished_episodes.append(episode)
             self._returns[done_rows] = 0.0
             self._lengths[done_rows] = 0
             reset_obs, reset_info = self.envs.reset(options={"reset_mask": dones.astype(bool)})
             obs = self._merge(obs, reset_obs, dones)
             reset_infos = _split_info(reset_info, self.num_envs)
-            for i in done_rows:
-                self.reset_infos[i] = reset_infos[i]
+            for row in done_rows:
+                self.reset_infos[row] = reset_infos[row]
         return obs, np.asarray(rewards, dtype=np.float32), dones.astype(bool), infos
 
     @staticmethod
@@ -168,7 +171,7 @@ class SB3VecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         frames = self.envs.render()
-        return list(frames) if frames is not None else [None] * self.num_envs
+        return list(cast("Sequence[np.ndarray]", frames)) if frames is not None else [None] * self.num_envs
 
 
 def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto", preset: str = "") -> SB3VecEnv:
@@ -186,5 +189,6 @@ def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto", preset: str
             )
     elif mode == "vector_entry_point":
         raise EnvError(f"{env_id} has no natively vectorised core; use vectorization 'sync', 'async' or 'auto'.")
-    return SB3VecEnv(make_vec_env(env_id, num_envs, mode="sync" if mode == "auto" else mode, record_stats=False,
+    vec_mode = cast("VectorMode", "sync" if mode == "auto" else mode)
+    return SB3VecEnv(make_vec_env(env_id, num_envs, mode=vec_mode, record_stats=False,
                                   preset=preset))

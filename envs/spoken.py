@@ -320,7 +320,7 @@ class SpokenReachController:
         self.params = core.arm.p
         clips = sd._shipped_clips()
         train = np.flatnonzero(~clips.heldout)
-        feats = word_features([sd.log_mel(np.pad(clips.clip(i) / 32768.0, (400, 400))) for i in train])
+        feats = word_features([sd.log_mel(np.pad(clips.clip(int(i)) / 32768.0, (400, 400))) for i in train])
         self.centroids = np.stack([feats[clips.word[train] == w].mean(0) for w in range(len(clips.words))])
         self._choice = np.zeros(0, np.int64)
 

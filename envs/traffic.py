@@ -66,7 +66,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -74,6 +74,9 @@ import yaml
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
+
+if TYPE_CHECKING:
+    from rlsuite.envs.multiagent import MultiAgentCore
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DIRECTIONS = ("N", "E", "S", "W")  # approach d: vehicles arriving FROM direction d
@@ -734,7 +737,8 @@ def make_shared_vector_env(num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv
     if num_envs % agents:
         raise ScenarioError(f"The shared-policy traffic env has one row per intersection: num_envs (n_envs) must be "
                             f"a multiple of {agents}, the scenario's intersections; got {num_envs}.")
-    return SharedAgentsVectorEnv(TrafficGridVectorEnv(num_envs // agents, **kwargs))
+    # TrafficGridVectorEnv provides MultiAgentCore's members as read-only properties
+    return SharedAgentsVectorEnv(cast("MultiAgentCore", TrafficGridVectorEnv(num_envs // agents, **kwargs)))
 
 
 def make_shared_env(**kwargs: Any) -> gym.Env:
@@ -742,7 +746,7 @@ def make_shared_env(**kwargs: Any) -> gym.Env:
     from rlsuite.envs.multiagent import TurnTakingEnv
 
     kwargs.pop("render_mode", None)
-    return TurnTakingEnv(TrafficGridVectorEnv(1, **kwargs))
+    return TurnTakingEnv(cast("MultiAgentCore", TrafficGridVectorEnv(1, **kwargs)))  # read-only properties
 
 
 class TrafficParallelEnv(ParallelEnv):

@@ -99,7 +99,7 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
     if episodes < 1:
         raise EvaluationError(f"episodes must be at least 1, got {episodes}.")
     preset = str(subject.run.config.get("env_preset") or "")  # a trained run's preprocessing preset (Atari)
-    env_kwargs = {"preset": preset} if preset else {}
+    env_kwargs: dict[str, Any] = {"preset": preset} if preset else {}
     env = make_env(subject.env_id, **env_kwargs)
     try:
         check_spaces(subject.policy, env, subject.env_id)

@@ -39,6 +39,16 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
+def test_mypy_is_clean(tmp_path):
+    # mypy cannot follow the package-dir mapping of an editable install: check the installed layout.
+    _layout_as_installed(tmp_path)
+    mypy = Path(sys.executable).with_name("mypy")
+    result = subprocess.run([str(mypy), "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / ".mypy"),
+                             "-p", "rlsuite"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_no_pickle_or_eval_in_the_package():
     offenders = []
     for folder in PACKAGE_DIRS:
