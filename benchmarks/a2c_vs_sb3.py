@@ -24,25 +24,12 @@ from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import load_policy
 from rlsuite.agents.run import RunFolder
+from rlsuite.agents.sb3 import SB3Policy
 from rlsuite.agents.settings import resolve_settings, settings_to_dict
 from rlsuite.evaluation.harness import evaluate_policy
 
 ENV_ID = "CartPole-v1"
 
-
-class SB3Policy:
-    """SB3's model.predict behind our Policy interface, so both agents face the same harness."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.observation_space = model.observation_space
-        self.action_space = model.action_space
-
-    def reset(self, num_envs: int) -> None:
-        pass
-
-    def act(self, obs, episode_start, deterministic=True):
-        return self.model.predict(obs, deterministic=deterministic)[0]
 
 
 def run_ours(seed: int, steps: int, root: Path) -> tuple[float, float, float]:
@@ -68,7 +55,8 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=steps)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    score = np.mean([e.episode_return for e in evaluate_policy(SB3Policy(model), ENV_ID, episodes=10)])
+    policy = SB3Policy(model.policy, model.observation_space, model.action_space, recurrent=False)
+    score = np.mean([e.episode_return for e in evaluate_policy(policy, ENV_ID, episodes=10)])
     return model.num_timesteps / wall, model.num_timesteps / cpu, float(score)
 
 

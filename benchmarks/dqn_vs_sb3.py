@@ -25,25 +25,12 @@ from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
 from rlsuite.agents.registry import load_policy
 from rlsuite.agents.run import RunFolder
+from rlsuite.agents.sb3 import SB3Policy
 from rlsuite.agents.settings import resolve_settings, settings_to_dict
 from rlsuite.evaluation.harness import evaluate_policy
 
 ENV_ID = "CartPole-v1"
 
-
-class SB3Policy:
-    """SB3's model.predict behind our Policy interface, so both agents face the same harness."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.observation_space = model.observation_space
-        self.action_space = model.action_space
-
-    def reset(self, num_envs: int) -> None:
-        pass
-
-    def act(self, obs, episode_start, deterministic=True):
-        return self.model.predict(obs, deterministic=deterministic)[0]
 
 
 def score(policy) -> float:
@@ -74,7 +61,8 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     elapsed = time.perf_counter() - start
-    return model.num_timesteps / elapsed, model._n_updates / elapsed, score(SB3Policy(model))
+    policy = SB3Policy(model.policy, model.observation_space, model.action_space, recurrent=False)
+    return model.num_timesteps / elapsed, model._n_updates / elapsed, score(policy)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from rlsuite.agents import dqn, ppo
 from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.run import RunFolder
+from rlsuite.agents.sb3 import SB3Policy
 from rlsuite.agents.settings import resolve_settings, settings_to_dict
 from rlsuite.evaluation.harness import evaluate_policy
 
@@ -31,20 +32,6 @@ ENV_ID = "CartPole-v1"
 SOLVED = 475.0
 BUDGET = {"ppo": 100_000, "dqn": 50_000}
 
-
-class SB3Policy:
-    """SB3's model.predict behind our Policy interface, so every agent faces the same harness."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.observation_space = model.observation_space
-        self.action_space = model.action_space
-
-    def reset(self, num_envs: int) -> None:
-        pass
-
-    def act(self, obs, episode_start, deterministic=True):
-        return self.model.predict(obs, deterministic=deterministic)[0]
 
 
 class Clock:
@@ -98,7 +85,9 @@ def run_sb3(agent: str, seed: int, eval_every: int) -> tuple[int, float] | None:
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval:
                 self.next_eval += eval_every
-                clock.evaluate(SB3Policy(self.model), self.num_timesteps)
+                model = self.model
+                clock.evaluate(SB3Policy(model.policy, model.observation_space, model.action_space, recurrent=False),
+                               self.num_timesteps)
             return clock.solved_at is None
 
     if agent == "ppo":
