@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,7 @@ from rlsuite.agents.onpolicy import (
     ActorCritic,
     ActorCriticPolicy,
     ActorCriticSettings,
+    HandGradMLP,
     Rollout,
     RolloutCollector,
     TrainingRun,
@@ -114,11 +115,64 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> tor
     return (x * mask).sum() / count
 
 
+def normalize_advantages(adv: torch.Tensor, mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> torch.Tensor:
+    """(A - mean) / (std + 1e-8) with the population std, means taken by `mean` (masked for sequences)."""
+    adv_mean = mean(adv)
+    return (adv - adv_mean) / (mean((adv - adv_mean) ** 2).sqrt() + 1e-8)
+
+
 def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
                            clip_coef: float) -> torch.Tensor:
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi_new / pi_old (per-sample, not reduced)."""
     ratio = (new_logprob - old_logprob).exp()
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef))
+
+
+def categorical_ppo_loss_grads(logits: torch.Tensor, value: torch.Tensor, actions: torch.Tensor, old_logprob: torch.Tensor,
+                               advantages: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
+                               vf_coef: float, ent_coef: float, clip_vloss: bool, all_terms: bool = True
+                               ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """PPO's loss for a Categorical policy with its gradient written out (no autograd graph): the same loss as
+    the autograd path in `train`, for HandGradMLP. Returns (terms, dL/dlogits (B, n), dL/dvalue (B,)), means
+    over the B rows; terms holds approx_kl and clipfrac, and with `all_terms` also pg_loss, v_loss and
+    entropy (only logged once per update, so the loop skips them on the other gradient steps)."""
+    batch = logits.shape[0]
+    logp_all = logits.log_softmax(-1)  # (B, n)
+    probs = logp_all.exp()  # (B, n)
+    logp = logp_all.gather(-1, actions[:, None]).squeeze(-1)  # (B,)
+    log_ratio = logp - old_logprob  # (B,)
+    ratio = log_ratio.exp()  # (B,) r
+    unclipped, clipped = advantages * ratio, advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)  # (B,)
+    # loss = mean(max(-A r, -A clip(r))): dL/dr = -A / B where the unclipped term is the one taken (ties happen
+    # only inside the clip range or at A = 0, where autograd's gradient is the same), 0 where the clip holds r
+    grad_logp = torch.where(unclipped <= clipped, advantages * ratio, 0.0) * (-1.0 / batch)  # (B,) dL/dlogp = dL/dr r
+    # dlogp/dlogits = onehot(a) - softmax
+    grad_logits = (probs * -grad_logp[:, None]).scatter_add_(-1, actions[:, None], grad_logp[:, None])  # (B, n)
+    entropy: torch.Tensor | None = None
+    if ent_coef or all_terms:
+        logp_finite = logp_all.clamp(min=torch.finfo(logp_all.dtype).min)  # as CategoricalDist.entropy
+        entropy = -(probs * logp_finite).sum(-1)  # (B,)
+        if ent_coef:  # loss -= c mean(H); dH/dz_j = -p_j (log p_j + H)
+            grad_logits += (ent_coef / batch) * probs * (logp_finite + entropy[:, None])
+
+    error = value - returns  # (B,)
+    if clip_vloss:
+        delta = value - old_values
+        error_clipped = old_values + delta.clamp(-clip_coef, clip_coef) - returns
+        sq, sq_clipped = error * error, error_clipped * error_clipped
+        # d max(sq, sq_clipped): the unclipped error where it is the larger, else the clipped one, which moves
+        # with v only inside the range. Ties within the range agree with autograd; an exact tie outside it (a
+        # measure-zero event) takes the unclipped gradient where autograd would take half of it.
+        grad_value = torch.where(sq >= sq_clipped, error, error_clipped * (delta.abs() <= clip_coef)) * (vf_coef / batch)
+    else:
+        grad_value = error * (vf_coef / batch)  # (B,) d(c 0.5 mean(e^2))/dv
+    terms = {"approx_kl": ((ratio - 1) - log_ratio).mean(), "clipfrac": ((ratio - 1.0).abs() > clip_coef).float().mean()}
+    if all_terms:
+        assert entropy is not None
+        terms["pg_loss"] = -torch.min(unclipped, clipped).mean()
+        terms["v_loss"] = 0.5 * (torch.max(sq, sq_clipped) if clip_vloss else error * error).mean()
+        terms["entropy"] = entropy.mean()
+    return terms, grad_logits, grad_value
 
 
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
@@ -139,6 +193,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
+    # MLP over flat observations with a Discrete action: hand-written backward instead of autograd (onpolicy.py)
+    hand = HandGradMLP(network) if HandGradMLP.supports(network) else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
     run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
@@ -161,8 +217,13 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         # --- returns --------------------------------------------------------------------------------------------
         next_value = collector.next_value()
         buf = rollout.scalars()  # rewards, terminated, dones, starts, valid: (T, N)
-        advantages, returns = compute_gae(buf["rewards"], rollout.values, next_value, buf["terminated"], buf["dones"],
-                                          s.gamma, s.gae_lambda)
+        if device.type == "cpu":  # a Python loop over T steps of (N,) vectors: NumPy's small ops cost far less than torch's
+            adv_np, ret_np = compute_gae(rollout.rewards, rollout.values.numpy(), next_value.numpy(), rollout.terminated,
+                                         rollout.dones, s.gamma, s.gae_lambda)
+            advantages, returns = torch.from_numpy(adv_np), torch.from_numpy(ret_np)
+        else:
+            advantages, returns = compute_gae(buf["rewards"], rollout.values, next_value, buf["terminated"], buf["dones"],
+                                              s.gamma, s.gae_lambda)
 
         # --- minibatch updates ----------------------------------------------------------------------------------
         network.train()
@@ -177,8 +238,9 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
             flat = {name: x[keep] for name, x in flat.items() if name != "valid"}
         env_indices = np.arange(s.n_envs)
         ratio_stats: list[torch.Tensor] = []
+        whole_batch_adv: torch.Tensor | None = None
         approx_kl = torch.zeros(())
-        for _epoch in range(s.n_epochs):
+        for epoch in range(s.n_epochs):
             minibatches: list[Any]
             if network.core is None:  # a single minibatch is the whole batch: no shuffling, no gathering
                 minibatches = [None] if n_minibatches == 1 else list(torch.randperm(len(flat_actions)).tensor_split(n_minibatches))
@@ -190,8 +252,27 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 # flat index of (t, env) is t * n_envs + env
                 minibatches = [(np.arange(s.n_steps)[:, None] * s.n_envs + g[None, :]).ravel() for g in env_groups]
                 lstm_args = [(tuple(x[:, g] for x in rollout.initial_state), buf["starts"][:, g]) for g in env_groups]
-            for mb_inds, (mb_state, mb_starts) in zip(minibatches, lstm_args, strict=True):
+            for mb_number, (mb_inds, (mb_state, mb_starts)) in enumerate(zip(minibatches, lstm_args, strict=True)):
                 mb = flat if mb_inds is None else {name: x[mb_inds] for name, x in flat.items()}
+                if hand is not None:  # the same loss and gradient with no autograd graph (HandGradMLP)
+                    mb_adv = mb["advantages"]
+                    if s.norm_adv:
+                        if mb_inds is None and whole_batch_adv is None:  # the same every epoch: normalise once
+                            whole_batch_adv = normalize_advantages(mb_adv)
+                        mb_adv = whole_batch_adv if mb_inds is None else normalize_advantages(mb_adv)
+                    logits, new_value = hand.forward(cast(torch.Tensor, flat_obs if mb_inds is None else flat_obs[mb_inds]))
+                    terms, grad_logits, grad_value = categorical_ppo_loss_grads(
+                        logits, new_value, flat_actions if mb_inds is None else flat_actions[mb_inds], mb["logprobs"],
+                        mb_adv, mb["returns"], mb["values"], clip_coef, s.vf_coef, s.ent_coef, s.clip_vloss,
+                        all_terms=mb_number == n_minibatches - 1 and (epoch == s.n_epochs - 1 or s.target_kl is not None))
+                    hand.backward(grad_logits, grad_value)  # writes every gradient: no zero_grad needed
+                    optimizer.clip_grad_norm_(s.max_grad_norm)
+                    optimizer.step()
+                    approx_kl = terms["approx_kl"]
+                    ratio_stats.append(torch.stack([approx_kl, terms["clipfrac"]]))
+                    if "pg_loss" in terms:  # the last gradient step of an epoch: what the update logs
+                        pg_loss, v_loss, entropy_loss = terms["pg_loss"], terms["v_loss"], terms["entropy"]
+                    continue
                 mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean
                 if network.core is not None:  # sequences keep their reset steps for the LSTM; the losses mask them out
                     mean = partial(masked_mean, mask=mb["valid"], count=mb["valid"].sum().clamp(min=1.0))
@@ -204,8 +285,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
 
                 mb_adv = mb["advantages"]
                 if s.norm_adv:
-                    adv_mean = mean(mb_adv)
-                    mb_adv = (mb_adv - adv_mean) / (mean((mb_adv - adv_mean) ** 2).sqrt() + 1e-8)
+                    mb_adv = normalize_advantages(mb_adv, mean)
                 old_logprob = mb["logprobs"]
                 log_ratio = new_logprob - old_logprob
                 with torch.no_grad():  # http://joschu.net/blog/kl-approx.html

@@ -11,7 +11,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlsuite.agents import ppo
+from rlsuite.agents import onpolicy, ppo
 from rlsuite.agents.checkpoint import read_checkpoint_meta
 from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
@@ -76,6 +76,61 @@ def test_clipped_surrogate_hand_computed():
     # min(r A, clip(r) A): 1.5*2 vs 1.2*2 -> 2.4; 1.5*-1 vs 1.2*-1 -> -1.5; 0.5*-1 vs 0.8*-1 -> -0.8; 1.1*3 unclipped
     expected = -torch.tensor([2.4, -1.5, -0.8, 3.3])
     torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("overrides, ent_coef, clip_vloss", [
+    ({}, 0.0, False),
+    ({}, 0.01, True),
+    ({"share_encoder": True, "hidden_sizes": (16, 8, 4), "activation": "relu"}, 0.0, True),
+    ({"hidden_sizes": (32,), "activation": "relu"}, 0.05, False),
+])
+def test_hand_written_gradient_equals_autograd(overrides, ent_coef, clip_vloss):
+    env = gym.make("CartPole-v1")
+    settings = ppo.PPOSettings(env_id="CartPole-v1", **overrides)
+    torch.manual_seed(0)
+    network = ppo.ActorCritic(env.observation_space, env.action_space, settings)
+    for param in network.parameters():  # off the init (heads start near zero), so every weight matters
+        param.data.add_(0.3 * torch.randn_like(param))
+        param.grad = torch.full_like(param, float("nan"))  # backward must overwrite every element
+    hand = onpolicy.HandGradMLP(network)
+    batch, clip, vf_coef = 64, 0.2, 0.5
+    obs = torch.randn(batch, 4) * 2.0
+    actions = torch.randint(0, 2, (batch,))
+    advantages, returns = torch.randn(batch), torch.randn(batch) * 3.0
+    with torch.no_grad():
+        actor_f, critic_f, _ = network.features(obs)
+        logp_now, value_now = network.actor(actor_f).log_prob(actions), network.critic(critic_f)
+    # old log-probs: ratios inside, outside, and exactly at 1 (where both branches of the min tie)
+    old_logprob = logp_now + torch.randn(batch) * 0.3
+    old_logprob[:8] = logp_now[:8]
+    old_values = value_now + torch.randn(batch) * 0.3
+    old_values[8:12] = value_now[8:12]
+
+    logits, value = hand.forward(obs)
+    terms, grad_logits, grad_value = ppo.categorical_ppo_loss_grads(
+        logits, value, actions, old_logprob, advantages, returns, old_values, clip, vf_coef, ent_coef, clip_vloss)
+    hand.backward(grad_logits, grad_value)
+    hand_grads = [p.grad.clone() for p in network.parameters()]
+
+    # the reference: the autograd loss of ppo.train, term by term
+    for param in network.parameters():
+        param.grad = None
+    actor_f, critic_f, _ = network.features(obs)
+    dist, new_value = network.actor(actor_f), network.critic(critic_f)
+    new_logprob = dist.log_prob(actions)
+    pg_loss = ppo.clipped_surrogate_loss(new_logprob, old_logprob, advantages, clip).mean()
+    v_loss_per = (new_value - returns) ** 2
+    if clip_vloss:
+        v_clipped = old_values + (new_value - old_values).clamp(-clip, clip)
+        v_loss_per = torch.max(v_loss_per, (v_clipped - returns) ** 2)
+    v_loss = 0.5 * v_loss_per.mean()
+    entropy = dist.entropy().mean()
+    (pg_loss + vf_coef * v_loss - ent_coef * entropy).backward()
+    torch.testing.assert_close(terms["pg_loss"], pg_loss.detach())
+    torch.testing.assert_close(terms["v_loss"], v_loss.detach())
+    torch.testing.assert_close(terms["entropy"], entropy.detach())
+    for (name, param), got in zip(network.named_parameters(), hand_grads, strict=True):
+        torch.testing.assert_close(got, param.grad, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def _context(tmp_path: Path, settings: ppo.PPOSettings, stop_after: int | None = None, resume_from=None, name="run"):
