@@ -237,6 +237,52 @@ class FusedMLPForward:
                             gaussian.log_half_range), value
 
 
+class NumpyRolloutForward:
+    """FusedMLPForward's stacked weights run in NumPy: a rollout step of a Categorical MLP policy on CPU.
+
+    A rollout step sees 8 observations; torch spends several microseconds dispatching each op on such
+    tiny arrays, NumPy about one. Same function as the fused forward (read from the same weight buffers,
+    which `FusedMLPForward.refresh` updates in place), with the action drawn by Gumbel-max from NumPy's
+    global RNG (seeded by the run and saved in checkpoints, like torch's).
+    """
+
+    def __init__(self, fused: FusedMLPForward) -> None:
+        self.layers = [(w_t.numpy(), b.numpy()) for w_t, b in fused.layers]  # views: refresh() updates them
+        self.n_out = fused.n_out
+        self.relu = isinstance(fused.activation, nn.ReLU)
+
+    @staticmethod
+    def supports(network: ActorCritic, device: torch.device) -> bool:
+        return (device.type == "cpu" and FusedMLPForward.supports(network) and isinstance(network.actor, CategoricalHead)
+                and any(isinstance(m, (nn.Tanh, nn.ReLU)) for m in network.actor_encoder.modules()))
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        """V (N,) of (N, ...) observations."""
+        return self._out(obs)[:, self.n_out]
+
+    def _out(self, obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)  # (N, in)
+        for w_t, b in self.layers[:-1]:
+            x = x @ w_t
+            x += b  # (N, hidden_actor + hidden_critic)
+            if self.relu:
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+        w_t, b = self.layers[-1]
+        return x @ w_t + b  # (N, n_out + 1): logits, then V
+
+    def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(action (N,) int64 without the space's start, its log-probability (N,), V (N,)) for (N, ...) observations."""
+        out = self._out(obs)
+        logits = out[:, : self.n_out]  # (N, n)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (N, n) log-softmax
+        gumbel = -np.log(np.random.standard_exponential(logp.shape))  # (N, n) Gumbel(0, 1)
+        action = (logp + gumbel).argmax(axis=1)  # (N,) exact categorical sample
+        return action, logp[np.arange(len(action)), action], out[:, self.n_out]
+
+
 _tanh_backward = torch.ops.aten.tanh_backward.default  # (grad, tanh output) -> grad * (1 - output^2)
 _relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0) -> grad * [output > 0]
 
@@ -454,7 +500,8 @@ class RolloutCollector:
     between rollouts, and logs every finished episode (`charts/episodic_return`, `charts/episodic_length`)."""
 
     def __init__(self, envs: gym.vector.VectorEnv, network: ActorCritic, device: torch.device,
-                 obs_normalizer: ObsNormalizer | None, reward_scaler: RewardScaler | None, ctx: TrainContext) -> None:
+                 obs_normalizer: ObsNormalizer | None, reward_scaler: RewardScaler | None, ctx: TrainContext,
+                 numpy_forward: bool = False) -> None:
         self.envs, self.network, self.device = envs, network, device
         self.obs_normalizer, self.reward_scaler, self.ctx = obs_normalizer, reward_scaler, ctx
         self.n_envs = envs.num_envs
@@ -464,6 +511,9 @@ class RolloutCollector:
         self.episode_start = np.ones(self.n_envs, dtype=bool)
         self.lstm_state: LSTMState | None = None
         self.fused = FusedMLPForward(network) if FusedMLPForward.supports(network) else None
+        # opt-in (PPO): the rollout forward and sampling in NumPy where NumpyRolloutForward supports the network
+        self.numpy_forward = (NumpyRolloutForward(self.fused) if numpy_forward and self.fused is not None
+                              and NumpyRolloutForward.supports(network, device) else None)
         # Episode statistics kept here (what RecordEpisodeStatistics does, in three NumPy ops per step):
         # raw rewards, before any reward scaling; reset steps belong to no episode.
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
@@ -496,31 +546,29 @@ class RolloutCollector:
         With `stop_when_all_done`, stops early once every sub-env has ended at least one episode (REINFORCE's
         batches of complete episodes); otherwise runs all `rollout.n_steps` steps.
         """
-        network, envs, device = self.network, self.envs, self.device
+        network, envs = self.network, self.envs
         rollout.initial_state = (self.lstm_state[0].clone(), self.lstm_state[1].clone()) if self.lstm_state is not None else None
         ended = np.zeros(self.n_envs, dtype=bool)
         steps = rollout.n_steps
+        numpy_forward = self.numpy_forward
+        if numpy_forward is not None:  # NumPy views of the (CPU) torch storage
+            np_obs, np_actions = cast(torch.Tensor, rollout.obs).numpy(), rollout.actions.numpy()
+            np_logprobs, np_values = rollout.logprobs.numpy(), rollout.values.numpy()
+            start = cast(CategoricalHead, network.actor).start
         with torch.inference_mode():  # entered once per rollout: entering it costs as much as a small op
             for step in range(rollout.n_steps):
                 global_step += self.n_envs
-                obs_t = obs_to_tensor(self._obs(update_stats=True), device)
-                store_obs(rollout.obs, step, obs_t)
                 rollout.starts[step] = self.episode_start
                 live = ~self.prev_done  # False on reset steps, whose action the env ignores
                 rollout.valid[step] = live
-                if self.fused is not None:
-                    dist, value = self.fused(cast(torch.Tensor, obs_t))  # fused: flat Box observations only
+                if numpy_forward is not None:
+                    np_obs[step] = self._obs(update_stats=True)
+                    np_actions[step], np_logprobs[step], np_values[step] = numpy_forward(np_obs[step])
+                    env_action = np_actions[step] + start if start else np_actions[step]
                 else:
-                    step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
-                                   if self.lstm_state is not None else None)  # (1, N)
-                    actor_f, critic_f, self.lstm_state = network.features(obs_t, self.lstm_state, step_starts)
-                    dist, value = network.actor(actor_f), network.critic(critic_f)
-                action = dist.sample()
-                rollout.logprobs[step] = dist.log_prob(action)
-                rollout.values[step] = value
-                rollout.actions[step] = action
+                    env_action = self._torch_step(rollout, step)
 
-                self.raw_obs, reward, terminated, truncated, _ = envs.step(dist.to_env(action).cpu().numpy())
+                self.raw_obs, reward, terminated, truncated, _ = envs.step(env_action)
                 done = np.logical_or(terminated, truncated)
                 self.episode_return += reward * live
                 self.episode_length += live
@@ -542,9 +590,29 @@ class RolloutCollector:
                         break
         return global_step, steps
 
+    def _torch_step(self, rollout: Rollout, step: int) -> np.ndarray:
+        """Store the observation, act with the network, store action, log-prob and value; the env's action."""
+        network, device = self.network, self.device
+        obs_t = obs_to_tensor(self._obs(update_stats=True), device)
+        store_obs(rollout.obs, step, obs_t)
+        if self.fused is not None:
+            dist, value = self.fused(cast(torch.Tensor, obs_t))  # fused: flat Box observations only
+        else:
+            step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
+                           if self.lstm_state is not None else None)  # (1, N)
+            actor_f, critic_f, self.lstm_state = network.features(obs_t, self.lstm_state, step_starts)
+            dist, value = network.actor(actor_f), network.critic(critic_f)
+        action = dist.sample()
+        rollout.logprobs[step] = dist.log_prob(action)
+        rollout.values[step] = value
+        rollout.actions[step] = action
+        return dist.to_env(action).cpu().numpy()
+
     @torch.inference_mode()
     def next_value(self) -> torch.Tensor:
         """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
+        if self.numpy_forward is not None:
+            return torch.from_numpy(self.numpy_forward.value(self._obs(update_stats=False)))
         obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
         if self.fused is not None:
             return self.fused(cast(torch.Tensor, obs_t))[1]  # fused: flat Box observations only

@@ -200,7 +200,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx)
+    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx, numpy_forward=True)
     collector.reset(seed=run.env_seed)
 
     for update in range(run.update + 1, num_updates + 1):

@@ -133,6 +133,30 @@ def test_hand_written_gradient_equals_autograd(overrides, ent_coef, clip_vloss):
         torch.testing.assert_close(got, param.grad, msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("overrides", [{}, {"share_encoder": True, "hidden_sizes": (16, 8), "activation": "relu"}])
+def test_numpy_rollout_forward_equals_the_network(overrides):
+    env = gym.make("CartPole-v1")
+    network = ppo.ActorCritic(env.observation_space, env.action_space, ppo.PPOSettings(env_id="CartPole-v1", **overrides))
+    for param in network.parameters():
+        param.data.add_(0.5 * torch.randn_like(param, generator=torch.Generator().manual_seed(1)))
+    forward = onpolicy.NumpyRolloutForward(onpolicy.FusedMLPForward(network))
+    assert onpolicy.NumpyRolloutForward.supports(network, torch.device("cpu"))
+    obs = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)
+    np.random.seed(0)
+    actions, logprobs, values = forward(obs)
+    with torch.no_grad():
+        actor_f, critic_f, _ = network.features(torch.from_numpy(obs))
+        dist = network.actor(actor_f)
+        expected_logp = dist.log_prob(torch.from_numpy(actions)).numpy()
+        np.testing.assert_allclose(logprobs, expected_logp, atol=1e-5)
+        np.testing.assert_allclose(values, network.critic(critic_f).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(forward.value(obs), values)
+        p_one = dist.logp[:, 1].exp().numpy()
+    # the samples follow the policy: per-row Bernoulli(p_one), so the count of ones is within 4 sigma of its mean
+    assert abs(actions.sum() - p_one.sum()) < 4 * np.sqrt((p_one * (1 - p_one)).sum())
+    assert 0.05 < p_one.mean() < 0.95  # a test that can fail: the policy is not deterministic here
+
+
 def _context(tmp_path: Path, settings: ppo.PPOSettings, stop_after: int | None = None, resume_from=None, name="run"):
     if resume_from is None:
         run = RunFolder.create(tmp_path, agent="ppo", env_id=settings.env_id, seed=settings.seed,
