@@ -41,20 +41,19 @@ from gymnasium import spaces
 from rlsuite.agents.checkpoint import (
     load_checkpoint,
     load_module_tensors,
-    load_optimizer_state,
     module_tensors,
-    optimizer_state,
     restore_rng_state,
     rng_state,
     save_checkpoint,
 )
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
+from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.replay import Batch, ReplayBuffer
 from rlsuite.agents.run import step_checkpoint_name
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import flatten_obs, index_obs, obs_to_tensor, resolve_device
 from rlsuite.envs import make_env, make_vec_env
-from rlsuite.policies import LSTMCore, QHead, SpaceError, make_encoder
+from rlsuite.policies import LSTMCore, MLPEncoder, QHead, SpaceError, make_encoder
 
 AGENT_NAME = "dqn"
 log = logging.getLogger(__name__)
@@ -188,6 +187,73 @@ class QNetwork(nn.Module):
         return self.head(out.reshape(steps * batch, -1)).reshape(steps, batch, -1), state
 
 
+class MLPQFunction:
+    """Forward and TD-loss backward of a plain MLP Q-network as explicit matmuls: no nn.Module calls, no autograd.
+
+    On a CPU the networks of classic control are small enough that a gradient step's time goes to dispatch
+    (module calls, autograd's graph and engine, one small op after another) more than to arithmetic. For
+    the common case, a flat Box observation through `Linear -> act -> ... -> Linear` (ReLU or tanh, no
+    dueling, no LSTM), the backward of the TD loss is a short chain written out here; it writes straight
+    into the parameters' `.grad` tensors (views into FlatAdam's gradient buffer). The weights are read
+    live, so nothing needs refreshing after an optimiser step. tests/test_dqn.py checks forward, loss and
+    every gradient against autograd through the module. Any other network takes the module path.
+    """
+
+    def __init__(self, network: QNetwork) -> None:
+        encoder = cast(MLPEncoder, network.encoder)
+        linears = [m for m in encoder.net if isinstance(m, nn.Linear)] + [cast(nn.Linear, network.head.q[0])]
+        self.layers = [(linear.weight, linear.bias) for linear in linears]  # (out, in), (out,) in forward order
+        self.relu = isinstance(encoder.net[1], nn.ReLU) if len(encoder.net) else True
+
+    @staticmethod
+    def supports(network: QNetwork) -> bool:
+        encoder, head = network.encoder, network.head
+        if network.core is not None or head.dueling or len(head.q) != 1:
+            return False
+        if not isinstance(encoder, MLPEncoder) or encoder.kind != "flat":
+            return False
+        acts = [m for m in encoder.net if not isinstance(m, nn.Linear)]
+        return all(isinstance(m, nn.ReLU) for m in acts) or all(isinstance(m, nn.Tanh) for m in acts)
+
+    def _hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Activations [x, h_1, ..., h_L] of the hidden layers, x the (B, in) input."""
+        out = [x.reshape(x.shape[0], -1).float()]
+        for weight, bias in self.layers[:-1]:
+            z = torch.addmm(bias, out[-1], weight.t())  # (B, out)
+            out.append(z.relu_() if self.relu else z.tanh_())
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Q-values (B, A); call under no_grad / inference_mode."""
+        weight, bias = self.layers[-1]
+        return torch.addmm(bias, self._hidden(x)[-1], weight.t())
+
+    @torch.no_grad()
+    def td_backward(self, x: torch.Tensor, actions: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+                    loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Set every parameter's .grad to d/dtheta of mean(w * loss(Q(x, a) - y)); returns (Q(x, a), d loss/d Q(x, a)) (B,)."""
+        hidden = self._hidden(x)
+        weight, bias = self.layers[-1]
+        q = torch.addmm(bias, hidden[-1], weight.t())  # (B, A)
+        batch = q.shape[0]
+        q_taken = q.gather(1, actions[:, None]).squeeze(1)  # (B,)
+        delta = q_taken - y  # (B,)
+        # smooth L1 (delta 1): d/d delta = clamp(delta, -1, 1); MSE: 2 delta; then the mean's 1/B and the IS weights
+        grad_taken = delta.clamp(-1.0, 1.0) if loss == "huber" else delta * 2.0
+        grad_taken = grad_taken * weights / batch if weights is not None else grad_taken / batch
+        grad_z = torch.zeros_like(q).scatter_(1, actions[:, None], grad_taken[:, None])  # (B, A) dL/dq
+        for i in range(len(self.layers) - 1, -1, -1):
+            weight, bias = self.layers[i]
+            assert weight.grad is not None and bias.grad is not None  # views into FlatAdam's buffer
+            torch.mm(grad_z.t(), hidden[i], out=weight.grad)  # (out, in)
+            torch.sum(grad_z, 0, out=bias.grad)  # (out,)
+            if i > 0:
+                grad_h = grad_z @ weight  # (B, in) dL/dh_i
+                grad_z = (torch.ops.aten.threshold_backward(grad_h, hidden[i], 0.0) if self.relu
+                          else torch.ops.aten.tanh_backward(grad_h, hidden[i]))  # through the activation
+        return q_taken, grad_taken
+
+
 class DQNPolicy:
     """Greedy actions from a Q-network (epsilon-greedy with `epsilon` when not deterministic)."""
 
@@ -257,7 +323,8 @@ def _to_tensors(batch: Batch, device: torch.device) -> dict[str, Any]:
 def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, preset=s.env_preset)
+    # episode statistics are counted below (cheaper than Gymnasium's RecordEpisodeStatistics wrapper)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False, preset=s.env_preset)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
     assert isinstance(act_space, spaces.Discrete)
@@ -269,21 +336,25 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target = QNetwork(obs_space, n_actions, s).to(device)
     target.load_state_dict(network.state_dict())
     target.requires_grad_(False)
-    optimizer = torch.optim.Adam(network.parameters(), lr=s.learning_rate, fused=True)  # one kernel for all tensors
+    # parameters and gradients as views into two flat buffers: one-norm clipping, a six-op Adam (agents/optim.py)
+    optimizer = FlatAdam(network, lr=s.learning_rate)
     online_params: list[torch.Tensor] = list(network.parameters())
     target_params: list[torch.Tensor] = list(target.parameters())
+    fast = MLPQFunction(network) if MLPQFunction.supports(network) else None  # explicit matmuls, no autograd
+    fast_target = MLPQFunction(target) if fast is not None else None
+    online_q = fast.forward if fast is not None else network
+    target_q = fast_target.forward if fast_target is not None else target
     policy = DQNPolicy(network, obs_space, act_space, device)
     exploration_steps = s.exploration_fraction * s.total_steps
 
     def save(name: str, step: int, best: float | None) -> None:
         tensors = module_tensors("model", network)
         tensors.update(module_tensors("target", target))
-        optim_tensors, optim_meta = optimizer_state("optim", optimizer)
         rng_tensors, rng_meta = rng_state()
-        tensors.update(optim_tensors)
+        tensors.update(optimizer.state_tensors("optim"))
         tensors.update(rng_tensors)
         meta = {"agent": AGENT_NAME, "settings": settings_to_dict(s), "step": step, "best_eval_return": best,
-                "optimizer": optim_meta, "rng": rng_meta, "replay_saved": False}
+                "rng": rng_meta, "replay_saved": False}
         save_checkpoint(ctx.run.checkpoint_path(name), tensors, meta)
 
     # --- start or resume ---------------------------------------------------------------------------------
@@ -292,7 +363,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
         tensors, meta = load_checkpoint(ctx.resume_from, device)
         load_module_tensors("model", network, tensors)
         load_module_tensors("target", target, tensors)
-        load_optimizer_state("optim", optimizer, tensors, meta["optimizer"])
+        optimizer.load_state_tensors("optim", tensors)
         restore_rng_state(tensors, meta["rng"])
         global_step, best_return = meta["step"], meta["best_eval_return"]
     # Env states and the buffer are not checkpointed: a resumed run starts fresh episodes from new seeds.
@@ -315,7 +386,9 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     next_log = (global_step // log_every + 1) * log_every
     status = "finished"
     start_time, start_step = time.perf_counter(), global_step
-    td_loss = q_mean = torch.zeros(())
+    last_update: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None  # (Q(s, a), y, weights), for logging
+    episode_return = np.zeros(s.n_envs)
+    episode_length = np.zeros(s.n_envs, dtype=np.int64)
     n_updates = 0
     seq_len = s.burn_in + s.sequence_length
 
@@ -329,7 +402,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             with torch.inference_mode():
                 obs_t = obs_to_tensor(raw_obs, device)
                 if lstm_state is None:
-                    q = network(obs_t)  # (N, A)
+                    q = online_q(obs_t)  # (N, A)
                 else:
                     starts = torch.from_numpy(episode_start[None].astype(np.float32))  # (1, N)
                     obs_seq = {k: v[None] for k, v in obs_t.items()} if isinstance(obs_t, dict) else obs_t[None]
@@ -339,17 +412,20 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             if explore.any():
                 actions[explore] = rng.integers(0, n_actions, size=int(explore.sum()))
 
-        next_obs, reward, terminated, truncated, info = envs.step(actions + action_start)
+        next_obs, reward, terminated, truncated, _ = envs.step(actions + action_start)
         buffer.add(raw_obs, actions, reward, terminated, truncated, ~prev_done, episode_start)
         done = np.logical_or(terminated, truncated)
+        # a reset step (the previous step ended an episode) belongs to no episode: it restarts the counts
+        episode_return = np.where(prev_done, 0.0, episode_return + reward)
+        episode_length = np.where(prev_done, 0, episode_length + 1)
         episode_start, prev_done = prev_done, done  # the step after a reset step starts an episode
         raw_obs = next_obs
         previous_step, global_step = global_step, global_step + s.n_envs
-        if "episode" in info:
-            for i in np.flatnonzero(info["_episode"]):
-                recent_returns.append(float(info["episode"]["r"][i]))
-                ctx.logger.log(global_step, {"charts/episodic_return": float(info["episode"]["r"][i]),
-                                             "charts/episodic_length": float(info["episode"]["l"][i])})
+        if done.any():
+            for i in np.flatnonzero(done):
+                recent_returns.append(float(episode_return[i]))
+                ctx.logger.log(global_step, {"charts/episodic_return": float(episode_return[i]),
+                                             "charts/episodic_length": float(episode_length[i])})
 
         # --- train ---------------------------------------------------------------------------------------
         if global_step >= updates_from and global_step // s.train_freq > previous_step // s.train_freq:
@@ -357,29 +433,40 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             phase = None
             if network.core is None and not s.per and buffer.can_sample():
                 # Uniform draws do not depend on the updates and the target net is fixed during a phase: draw
-                # every batch of the phase at once and score all next observations in one target pass.
+                # every batch of the phase at once and score all next observations in one target pass
+                # (and, without double Q, compute every TD target of the phase at once).
                 phase = _to_tensors(buffer.sample(s.batch_size * s.gradient_steps), device)
                 with torch.no_grad():
-                    phase["next_q_target"] = target(phase["next_obs"])  # (G*B, A)
+                    phase["next_q_target"] = target_q(phase["next_obs"])  # (G*B, A)
+                    if not s.double:
+                        phase["y"] = td_targets(phase["returns"], phase["discounts"], phase["next_q_target"])  # (G*B,)
             for g in range(s.gradient_steps):
                 if network.core is None:
                     if phase is not None:
-                        b: dict[str, Any] = {
-                            key: index_obs(value, slice(g * s.batch_size, (g + 1) * s.batch_size))
-                            for key, value in phase.items()}
+                        rows = slice(g * s.batch_size, (g + 1) * s.batch_size)
+                        b: dict[str, Any] = {key: index_obs(value, rows) for key, value in phase.items()}
                     elif buffer.can_sample():
                         batch = buffer.sample(s.batch_size, beta)
                         b = _to_tensors(batch, device)
                         with torch.no_grad():
-                            b["next_q_target"] = target(b["next_obs"])  # (B, A)
+                            b["next_q_target"] = target_q(b["next_obs"])  # (B, A)
                     else:
                         break
-                    with torch.no_grad():
-                        next_q_online = network(b["next_obs"]) if s.double else None  # (B, A)
-                        y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online)  # (B,)
-                    q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
-                    per_sample = _td_loss(q_taken, y, s.loss)
-                    loss = (b["weights"] * per_sample).mean() if s.per else per_sample.mean()
+                    if "y" in b:
+                        y = b["y"]
+                    else:
+                        with torch.no_grad():
+                            next_q_online = online_q(b["next_obs"]) if s.double else None  # (B, A)
+                            y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online)  # (B,)
+                    weights = b["weights"] if s.per else None
+                    if fast is not None:
+                        q_taken, _ = fast.td_backward(b["obs"], b["actions"], y, weights, s.loss)  # grads set
+                    else:
+                        q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
+                        per_sample = _td_loss(q_taken, y, s.loss)
+                        loss = (weights * per_sample).mean() if weights is not None else per_sample.mean()
+                        optimizer.zero_grad()
+                        loss.backward()
                 else:
                     if buffer.written <= seq_len:
                         break
@@ -403,13 +490,14 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
                     q_taken = q_online[:-1].gather(2, actions_b[..., None]).squeeze(2)  # (S, B)
                     mask = torch.from_numpy(seq.valid[s.burn_in:]).to(device)  # (S, B): no loss on reset steps
                     loss = (_td_loss(q_taken, y, s.loss) * mask).sum() / mask.sum().clamp(min=1.0)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(online_params, s.max_grad_norm, foreach=True)
+                    weights = mask / mask.sum().clamp(min=1.0) * mask.numel()  # the masked mean as a weighted one
+                    optimizer.zero_grad()
+                    loss.backward()
+                optimizer.clip_grad_norm_(s.max_grad_norm)
                 optimizer.step()
                 if s.per:
                     buffer.update_priorities(batch.indices, (q_taken - y).detach().cpu().numpy())
-                td_loss, q_mean = loss.detach(), q_taken.detach().mean()
+                last_update = (q_taken.detach(), y, weights)
                 n_updates += 1
 
         # --- target network --------------------------------------------------------------------------------
@@ -423,8 +511,11 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             next_log = (global_step // log_every + 1) * log_every
             sps = (global_step - start_step) / max(time.perf_counter() - start_time, 1e-9)
             metrics = {"charts/epsilon": epsilon, "charts/sps": sps, "charts/updates": n_updates}
-            if n_updates:
-                metrics.update({"losses/td_loss": td_loss.item(), "losses/q_values": q_mean.item()})
+            if last_update is not None:
+                q_taken_last, y_last, weights_last = last_update
+                per_sample = _td_loss(q_taken_last, y_last, s.loss)
+                td_loss = (weights_last * per_sample).mean() if weights_last is not None else per_sample.mean()
+                metrics.update({"losses/td_loss": td_loss.item(), "losses/q_values": q_taken_last.mean().item()})
                 if s.per:
                     metrics["charts/per_beta"] = beta
             ctx.logger.log(global_step, metrics)

@@ -13,37 +13,21 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import Stopwatch, sb3_policy, score, setup_torch, train_ours
 
 from rlsuite.agents import a2c
-from rlsuite.agents.interface import TrainContext
-from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import load_policy
-from rlsuite.agents.run import RunFolder
-from rlsuite.agents.sb3 import SB3Policy
-from rlsuite.agents.settings import resolve_settings, settings_to_dict
-from rlsuite.evaluation.harness import evaluate_policy
 
 ENV_ID = "CartPole-v1"
 
 
-
 def run_ours(seed: int, steps: int, root: Path) -> tuple[float, float, float]:
-    settings = resolve_settings(a2c.A2CSettings, "a2c", ENV_ID,
-                                cli_values={"seed": seed, "total_steps": steps, "eval_every": 0, "tensorboard": False})
-    run = RunFolder.create(root, agent="a2c", env_id=ENV_ID, seed=seed, settings=settings_to_dict(settings),
-                           command="benchmark", device="cpu")
-    with MetricLogger(run.path, tensorboard=False) as logger:
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = a2c.train(settings, TrainContext(run=run, logger=logger))
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    policy = load_policy(run.path, "last").policy
-    score = np.mean([e.episode_return for e in evaluate_policy(policy, ENV_ID, episodes=10)])
-    return result.final_step / wall, result.final_step / cpu, float(score)
+    ours = train_ours(a2c, "a2c", ENV_ID, seed, root, {"total_steps": steps, "eval_every": 0})
+    steps_done = ours.result.final_step
+    return steps_done / ours.clock.wall, steps_done / ours.clock.cpu, score(load_policy(ours.path, "last").policy, ENV_ID)
 
 
 def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
@@ -52,12 +36,10 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
 
     env = make_vec_env(ENV_ID, n_envs=8, seed=seed)
     model = A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, device="cpu", verbose=0)  # RL Zoo: only ent_coef set
-    wall, cpu = time.perf_counter(), time.process_time()
-    model.learn(total_timesteps=steps)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    policy = SB3Policy(model.policy, model.observation_space, model.action_space, recurrent=False)
-    score = np.mean([e.episode_return for e in evaluate_policy(policy, ENV_ID, episodes=10)])
-    return model.num_timesteps / wall, model.num_timesteps / cpu, float(score)
+    clock = Stopwatch()
+    with clock.running():
+        model.learn(total_timesteps=steps)
+    return model.num_timesteps / clock.wall, model.num_timesteps / clock.cpu, score(sb3_policy(model), ENV_ID)
 
 
 def main() -> None:
@@ -65,9 +47,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100_000)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    # The first optimizer in a process imports torch._dynamo (seconds): pay it before either clock starts.
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
+    setup_torch()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

@@ -18,20 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import sb3_policy, score, setup_torch, train_ours
 
 from rlsuite.agents import dqn, ppo
-from rlsuite.agents.interface import TrainContext
-from rlsuite.agents.logger import MetricLogger
-from rlsuite.agents.run import RunFolder
-from rlsuite.agents.sb3 import SB3Policy
-from rlsuite.agents.settings import resolve_settings, settings_to_dict
-from rlsuite.evaluation.harness import evaluate_policy
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
 BUDGET = {"ppo": 100_000, "dqn": 50_000}
-
 
 
 class Clock:
@@ -45,7 +38,7 @@ class Clock:
     def evaluate(self, policy, step: int) -> float:
         t0 = time.perf_counter()
         train_seconds = t0 - self.start - self.eval_seconds
-        mean = float(np.mean([e.episode_return for e in evaluate_policy(policy, ENV_ID, episodes=10)]))
+        mean = score(policy, ENV_ID)
         self.eval_seconds += time.perf_counter() - t0
         if mean >= SOLVED and self.solved_at is None:
             self.solved_at = (step, train_seconds)
@@ -54,19 +47,16 @@ class Clock:
 
 def run_ours(agent: str, seed: int, eval_every: int, root: Path) -> tuple[int, float] | None:
     module = {"ppo": ppo, "dqn": dqn}[agent]
-    settings = resolve_settings(module.Settings, agent, ENV_ID, cli_values={
-        "seed": seed, "total_steps": BUDGET[agent], "eval_every": eval_every, "tensorboard": False})
-    run = RunFolder.create(root, agent=agent, env_id=ENV_ID, seed=seed, settings=settings_to_dict(settings),
-                           command="benchmark", device="cpu")
     clock = Clock()
 
     def evaluate(policy, step):
         return {"eval/mean_return": clock.evaluate(policy, step)}
 
-    with MetricLogger(run.path, tensorboard=False) as logger:
+    def start() -> None:
         clock.start = time.perf_counter()
-        module.train(settings, TrainContext(run=run, logger=logger, evaluate=evaluate,
-                                            stop_requested=lambda: clock.solved_at is not None))
+
+    train_ours(module, agent, ENV_ID, seed, root, {"total_steps": BUDGET[agent], "eval_every": eval_every},
+               evaluate=evaluate, stop_requested=lambda: clock.solved_at is not None, on_start=start)
     return clock.solved_at
 
 
@@ -85,9 +75,7 @@ def run_sb3(agent: str, seed: int, eval_every: int) -> tuple[int, float] | None:
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval:
                 self.next_eval += eval_every
-                model = self.model
-                clock.evaluate(SB3Policy(model.policy, model.observation_space, model.action_space, recurrent=False),
-                               self.num_timesteps)
+                clock.evaluate(sb3_policy(self.model), self.num_timesteps)
             return clock.solved_at is None
 
     if agent == "ppo":
@@ -113,8 +101,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-every", type=int, default=2500)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)  # pay the torch._dynamo import up front
+    setup_torch()
     results: dict[str, list[tuple[int, float] | None]] = {name: [] for name in ("ours ppo", "ours dqn", "sb3 ppo", "sb3 dqn")}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

@@ -1,0 +1,91 @@
+"""Scaffolding shared by the ours-vs-SB3 benchmarks (ppo_vs_sb3, a2c_vs_sb3, dqn_vs_sb3, time_to_solve).
+
+Each script keeps what differs (settings, the SB3 model, what it prints); the timing, the run folder for
+our agent, scoring a final policy on our harness and the one-time torch set-up live here once. The
+scripts import it as `from _common import ...`, which works because `python benchmarks/x.py` puts
+benchmarks/ first on sys.path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlsuite.agents.interface import TrainContext, TrainResult
+from rlsuite.agents.logger import MetricLogger
+from rlsuite.agents.run import RunFolder
+from rlsuite.agents.sb3 import SB3Policy
+from rlsuite.agents.settings import resolve_settings, settings_to_dict
+from rlsuite.evaluation.harness import evaluate_policy
+
+
+def setup_torch() -> None:
+    """One torch thread (both sides run in this process), and the first optimizer's torch._dynamo import
+    (seconds) paid before either clock starts."""
+    torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
+
+
+@dataclass
+class Stopwatch:
+    """Wall and process-CPU seconds of a `with` block (CPU time: steadier on a shared machine)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    @contextmanager
+    def running(self) -> Iterator[Stopwatch]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield self
+        finally:
+            self.wall, self.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
+def score(policy: Any, env_id: str, episodes: int = 10) -> float:
+    """Mean return of `policy` on our harness's fixed evaluation seeds."""
+    return float(np.mean([e.episode_return for e in evaluate_policy(policy, env_id, episodes=episodes)]))
+
+
+def sb3_policy(model: Any) -> SB3Policy:
+    """A trained SB3 model as a policy our harness can evaluate."""
+    return SB3Policy(model.policy, model.observation_space, model.action_space, recurrent=False)
+
+
+@dataclass
+class OursRun:
+    """One training run of our agent: its folder, result and timing."""
+
+    path: Path
+    result: TrainResult
+    clock: Stopwatch
+
+
+def train_ours(module: ModuleType, agent: str, env_id: str, seed: int, root: Path, cli_values: dict[str, Any],
+               evaluate: Callable[[Any, int], dict[str, float]] | None = None,
+               stop_requested: Callable[[], bool] | None = None,
+               on_start: Callable[[], None] | None = None) -> OursRun:
+    """Train `agent` (its preset for `env_id` plus `cli_values`) in a new run folder under `root`, timed.
+
+    `on_start` runs just before training starts (time_to_solve restarts its own clock there)."""
+    settings = resolve_settings(module.Settings, agent, env_id, cli_values={"seed": seed, "tensorboard": False, **cli_values})
+    run = RunFolder.create(root, agent=agent, env_id=env_id, seed=seed, settings=settings_to_dict(settings),
+                           command="benchmark", device="cpu")
+    clock = Stopwatch()
+    context: dict[str, Any] = {"evaluate": evaluate}
+    if stop_requested is not None:
+        context["stop_requested"] = stop_requested
+    with MetricLogger(run.path, tensorboard=False) as logger:
+        if on_start is not None:
+            on_start()
+        with clock.running():
+            result = module.train(settings, TrainContext(run=run, logger=logger, **context))
+    return OursRun(run.path, result, clock)
