@@ -288,6 +288,9 @@ def mobil_incentive(
     return self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
 
 
+_SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
+_MOBIL_FOLLOWERS = np.array([0, 0, 3, 1, 1, 3, 2, 2])  # rows of _mobil_pairs: 0..2 a lane's follower, 3 me
+_MOBIL_LEADERS = np.array([3, 0, 1, 1, 3, 2, 2, 3])  # 0..2 a lane's leader, 3 me
 COLLISION_WINDOW = 4  # vehicles ahead in x order that each vehicle is checked against (see HighwayCore._collide)
 FULL_CHECK_PAIRS = 4096  # batches with at most this many (env, vehicle, vehicle) triples check all pairs at once
 
@@ -345,6 +348,10 @@ class HighwayCore:
         self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
         self._off_lv = np.arange(E * params.all_lanes).reshape(E, params.all_lanes, 1) * V  # (E, L, 1)
         self._lane_centres = (np.arange(params.all_lanes) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
+        self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
+        self._nxt_buf = np.full((E, params.all_lanes, V + 1), V, dtype=np.int64)  # scratch of _neighbours_lv
+        self._prv_buf = np.full((E, params.all_lanes, V + 1), -1, dtype=np.int64)
+        self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
         self._table_buf = np.full((8, E, V + 1), np.nan)  # column-major IDM table; slot V of each env stays NaN
 
     # ---- reset -------------------------------------------------------------------------------------
@@ -357,30 +364,36 @@ class HighwayCore:
         is_ctrl[chain_controlled] = True
         to_index = np.concatenate([np.flatnonzero(is_ctrl), np.flatnonzero(~is_ctrl)])  # array slot -> chain position
         density_spacing = np.where(is_ctrl, p.ego_spacing, 1.0 / p.vehicles_density)
-        for row, rng in zip(rows, rngs, strict=True):  # a handful of vector draws per resetting row
-            lane = rng.integers(L, size=V)
-            speed = rng.uniform(0.7, 0.8, size=V) * p.speed_limit  # [m/s]
-            jitter = rng.uniform(0.9, 1.1, size=V)
-            delta = rng.uniform(*p.delta_range, size=V)
-            politeness = rng.uniform(*p.politeness_range, size=V)
-            timer = rng.uniform(0.0, p.lane_change_delay, size=V)
-            if p.initial_lane is not None:
-                lane[is_ctrl] = p.initial_lane
-            speed[is_ctrl] = p.ego_speed
-            offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
-            x = 3.0 * offset[0] + np.cumsum(offset * jitter)  # [m] each one ahead of the previous
-            if p.merge_ramp and p.ramp_vehicles:  # the last traffic vehicles wait on the ramp, 30 m apart or more
-                n = p.ramp_vehicles
-                ramp_x = p.ramp_end - 60.0 - np.cumsum(30.0 + rng.uniform(0.0, 40.0, size=n))  # [m]
-                x[-n:], lane[-n:] = ramp_x, L
-            self.x[row] = x[to_index]
-            self.y[row] = lane[to_index] * p.lane_width
-            self.target_lane[row] = lane[to_index]
-            self.speed[row] = speed[to_index]
-            self.desired_speed[row] = speed[to_index]
-            self.delta[row] = np.where(self.controlled, 4.0, delta[to_index])
-            self.politeness[row] = politeness[to_index]
-            self.timer[row] = timer[to_index]
+        R, n = len(rows), p.ramp_vehicles if p.merge_ramp else 0
+        lane = np.empty((R, V), dtype=np.int64)
+        speed, jitter, delta, politeness, timer = np.empty((5, R, V))
+        ramp_gap = np.empty((R, n))
+        for r, rng in enumerate(rngs):  # only the draws loop over resetting rows (each has its own stream)
+            lane[r] = rng.integers(L, size=V)
+            speed[r] = rng.uniform(0.7, 0.8, size=V)
+            jitter[r] = rng.uniform(0.9, 1.1, size=V)
+            delta[r] = rng.uniform(*p.delta_range, size=V)
+            politeness[r] = rng.uniform(*p.politeness_range, size=V)
+            timer[r] = rng.uniform(0.0, p.lane_change_delay, size=V)
+            if n:
+                ramp_gap[r] = rng.uniform(0.0, 40.0, size=n)
+        speed *= p.speed_limit  # [m/s]
+        if p.initial_lane is not None:
+            lane[:, is_ctrl] = p.initial_lane
+        speed[:, is_ctrl] = p.ego_speed
+        offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
+        x = 3.0 * offset[:, :1] + np.cumsum(offset * jitter, axis=1)  # [m] each one ahead of the previous
+        if n:  # the last traffic vehicles wait on the ramp, 30 m apart or more
+            x[:, -n:] = p.ramp_end - 60.0 - np.cumsum(30.0 + ramp_gap, axis=1)  # [m]
+            lane[:, -n:] = L
+        self.x[rows] = x[:, to_index]
+        self.y[rows] = lane[:, to_index] * p.lane_width
+        self.target_lane[rows] = lane[:, to_index]
+        self.speed[rows] = speed[:, to_index]
+        self.desired_speed[rows] = speed[:, to_index]
+        self.delta[rows] = np.where(self.controlled, 4.0, delta[:, to_index])
+        self.politeness[rows] = politeness[:, to_index]
+        self.timer[rows] = timer[:, to_index]
         self.heading[rows] = 0.0
         self.crashed[rows] = False
         self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
@@ -417,25 +430,23 @@ class HighwayCore:
         E, V, L = self.x.shape[0], self.x.shape[1], self.p.all_lanes
         order = np.argsort(self.x, axis=1, kind="stable")  # (E, V) vehicle at each sorted position
         flat_order = order + self._off_v  # (E, V)
-        y_sorted = np.take(self.y, flat_order)  # (E, V)
+        y_sorted = self.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
         pos = self._me[:, None, :]  # (1, 1, V) sorted positions
         # nxt[k]: first on-lane position > k; prv[k]: last on-lane position < k. "None" is V for nxt and -1
         # for prv: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
         # row's slot V, and -1 wraps to the last row's).
-        nxt = np.full((E, L, V + 1), V, dtype=np.int64)
+        nxt, prv, order_ext = self._nxt_buf, self._prv_buf, self._order_buf  # their "none" slots stay set
         np.minimum.accumulate(np.where(on_sorted, pos, V)[:, :, ::-1], axis=2, out=nxt[:, :, V - 1 :: -1])
-        prv = np.full((E, L, V + 1), -1, dtype=np.int64)
         np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=2, out=prv[:, :, 1:])
-        order_ext = np.empty((E, V + 1), dtype=np.int64)
-        order_ext[:, :V], order_ext[:, V] = order, V  # position V -> "no vehicle"
+        order_ext[:, :V] = order  # position V -> "no vehicle"
         off = self._off_v1[:, :, None]  # (E, 1, 1)
-        front_sorted = np.take(order_ext, nxt[:, :, 1:] + off)  # (E, L, V) vehicle ahead of sorted slot k
-        rear_sorted = np.take(order_ext, prv[:, :, :V] + off)
+        front_sorted = order_ext.take(nxt[:, :, 1:] + off)  # (E, L, V) vehicle ahead of sorted slot k
+        rear_sorted = order_ext.take(prv[:, :, :V] + off)
         rank = np.empty(E * V, dtype=np.int64)
         rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
         at_rank = self._off_lv + rank.reshape(E, 1, V)  # (E, L, V) flat index of each vehicle's sorted slot
-        return np.take(front_sorted, at_rank), np.take(rear_sorted, at_rank)
+        return front_sorted.take(at_rank), rear_sorted.take(at_rank)
 
     def _table(self) -> np.ndarray:
         """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with a NaN slot per env standing
@@ -461,7 +472,7 @@ class HighwayCore:
     def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
         """IDM acceleration [m/s^2] of followers behind leaders, both given as flat slots of `table`
         (1-D); 0 where there is no follower."""
-        f, ld = np.take(table, follower, axis=1), np.take(table[:3], leader, axis=1)  # (8, M) and (3, M)
+        f, ld = table.take(follower, axis=1), table[:3].take(leader, axis=1)  # (8, M) and (3, M)
         closing = (f[1] - ld[1]) * f[4] + (f[2] - ld[2]) * f[5]  # [m/s] along the follower
         gap = ld[0] - f[0]  # [m] centre to centre, NaN without a leader
         d_star = f[7] + f[3] * closing / _IDM_SQRT_AB2  # [m] as in idm_acceleration
@@ -535,11 +546,11 @@ class HighwayCore:
         base = e * (V + 1)
         me, cur = base + i, lane[e, i]
         cell = e * (L * V) + i  # (D,) flat index of (e, lane 0, i) in the lane-major (E, L, V) neighbour arrays
-        lanes = np.stack([cur, np.maximum(cur - 1, 0), np.minimum(cur + 1, L - 1)])  # (3, D)
-        pre, fol = base + np.take(front, cell + lanes * V), base + np.take(rear, cell + lanes * V)  # (3, D) each
-        followers = np.stack([fol[0], fol[0], me, fol[1], fol[1], me, fol[2], fol[2]])
-        leaders = np.stack([me, pre[0], pre[1], pre[1], me, pre[2], pre[2], me])
-        return followers, leaders
+        lanes = np.minimum(np.maximum(cur + _SIDES, 0), L - 1)  # (3, D): current, left, right lane
+        at = cell + lanes * V
+        pre = np.concatenate([base + front.take(at), me[None]])  # (4, D): leaders on the 3 lanes, me
+        fol = np.concatenate([base + rear.take(at), me[None]])  # (4, D): followers on the 3 lanes, me
+        return fol[_MOBIL_FOLLOWERS], pre[_MOBIL_LEADERS]
 
     def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, acc: np.ndarray, own_acc: np.ndarray) -> np.ndarray:
         """MOBIL lane-change decisions of the D traffic vehicles (e, i) that are due, from their IDM terms
@@ -577,11 +588,11 @@ class HighwayCore:
         lane = self.lane_of(self.y)
         front, rear = self._neighbours_lv()  # (E, L, V)
         table = self._table()
-        own_front = np.take(front, self._off_lv[:, :1, 0] + lane * V + self._me)  # (E, V) leader on the own lane
+        own_front = front.take(self._off_lv[:, :1, 0] + lane * V + self._me)  # (E, V) leader on the own lane
         self._abort_lane_changes(lane)
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
         ce, ci = np.nonzero(changing)  # (C,)
-        ahead = np.take(front, (ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
+        ahead = front.take((ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
         due = ~self.controlled & ~self.crashed & ~changing & (self.timer > p.lane_change_delay)
         self.timer = np.where(due, 0.0, self.timer)
         de, di = np.nonzero(due & (np.abs(self.speed) >= 1.0))  # (D,) MOBIL decisions now
@@ -632,7 +643,7 @@ class HighwayCore:
         K, V = self.p.controlled_vehicles, self.x.shape[1]
         has = ahead < V
         a = np.where(has, ahead, 0) + self._off_v  # (E, K) flat ids
-        x_ahead, v_ahead = np.take(self.x, a), np.take(self.speed, a)
+        x_ahead, v_ahead = self.x.take(a), self.speed.take(a)
         gap = np.maximum(x_ahead - self.x[:, :K] - LENGTH, 0.0)  # [m] bumper to bumper
         closing = self.speed[:, :K] - v_ahead  # [m/s]
         ttc = np.where(has & (closing > 0), gap / np.where(closing > 0, closing, 1.0), np.inf)
@@ -666,7 +677,7 @@ class HighwayCore:
             w = min(COLLISION_WINDOW, V - 1)
             order = np.argsort(self.x, axis=1, kind="stable")
             flat_order = order + self._off_v  # (E, V)
-            xs, ys, xb, yb, hx, hy = (np.take(a, flat_order) for a in state)  # sorted along x
+            xs, ys, xb, yb, hx, hy = (a.take(flat_order) for a in state)  # sorted along x
             hit_sorted = np.zeros((E, V), dtype=bool)
             for o in range(1, w + 1):  # vehicle at sorted position k against the one at k + o
                 h = _pair_hits(xs[:, :-o], ys[:, :-o], xb[:, :-o], yb[:, :-o], hx[:, :-o], hy[:, :-o],
@@ -770,23 +781,21 @@ class HighwayCore:
         visible = dist <= PERCEPTION_DISTANCE
         if not p.see_behind:
             visible &= dx > -2 * LENGTH
-        visible &= ~np.eye(K, V, dtype=bool)[None]
+        visible &= self._not_self  # (K, V)
         key = np.where(visible, dist, np.inf)
         nearest = np.argsort(key, axis=2, kind="stable")[:, :, : N - 1]  # (E, K, N-1)
-        present = np.take_along_axis(key, nearest, axis=2) < np.inf
+        present = key.take(nearest + self._off_v[:, :, None] * K + np.arange(K)[:, None] * V) < np.inf  # (E, K, N-1)
         x_scale, y_scale, v_scale = PERCEPTION_DISTANCE, p.lanes_count * p.lane_width, 2 * MAX_SPEED
         if p.absolute:
             x_scale = p.road_length
-
-        def rows(arr: np.ndarray) -> np.ndarray:  # (E, V) -> (E, K, N-1)
-            return np.take_along_axis(np.broadcast_to(arr[:, None, :], (E, K, V)), nearest, axis=2)
 
         ego = (self.x[:, :K] if p.absolute else np.zeros((E, K)), self.y[:, :K], vx[:, :K], vy[:, :K], self.heading[:, :K])
         out[:, :, 0, 0] = 1.0
         for f, value in enumerate(ego):
             out[:, :, 0, f + 1] = value
         if N > 1:
-            others = [rows(self.x), rows(self.y), rows(vx), rows(vy), rows(self.heading)]
+            features = np.stack([self.x, self.y, vx, vy, self.heading]).reshape(5, E * V)
+            others = list(features.take(nearest + self._off_v[:, :, None], axis=1))  # 5 x (E, K, N-1)
             if not p.absolute:
                 for f, arr in enumerate((self.x, self.y, vx, vy)):
                     others[f] = others[f] - arr[:, :K, None]
