@@ -427,7 +427,7 @@ class HighwayCore:
 
     def _neighbours_lv(self) -> tuple[np.ndarray, np.ndarray]:
         """(front, rear), each lane-major (E, L, V), so every gather below is a 1-D take on a flat index."""
-        E, V, L = self.x.shape[0], self.x.shape[1], self.p.all_lanes
+        E, V = self.x.shape
         order = np.argsort(self.x, axis=1, kind="stable")  # (E, V) vehicle at each sorted position
         flat_order = order + self._off_v  # (E, V)
         y_sorted = self.y.take(flat_order)  # (E, V)
