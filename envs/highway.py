@@ -262,6 +262,9 @@ def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
     return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
 
 
+_IDM_SQRT_AB2 = 2.0 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN)  # [m/s^2] 2 sqrt(a b) of IDM's d*
+
+
 def idm_acceleration(
     speed: np.ndarray, desired_speed: np.ndarray, delta: np.ndarray, gap: np.ndarray | None, closing_speed: np.ndarray | None
 ) -> np.ndarray:
@@ -271,7 +274,7 @@ def idm_acceleration(
     acc = COMFORT_ACC_MAX * (1.0 - np.power(np.maximum(speed, 0.0) / np.abs(_not_zero(desired_speed)), delta))
     if gap is None or closing_speed is None:
         return acc
-    d_star = DISTANCE_WANTED + speed * TIME_WANTED + speed * closing_speed / (2.0 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+    d_star = DISTANCE_WANTED + speed * TIME_WANTED + speed * closing_speed / _IDM_SQRT_AB2  # [m]
     interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
     interaction[np.isnan(gap)] = 0.0  # no leader, no interaction
     return acc - interaction
@@ -285,7 +288,11 @@ def mobil_incentive(
     return self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
 
 
+_SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
+_MOBIL_FOLLOWERS = np.array([0, 0, 3, 1, 1, 3, 2, 2])  # rows of _mobil_pairs: 0..2 a lane's follower, 3 me
+_MOBIL_LEADERS = np.array([3, 0, 1, 1, 3, 2, 2, 3])  # 0..2 a lane's leader, 3 me
 COLLISION_WINDOW = 4  # vehicles ahead in x order that each vehicle is checked against (see HighwayCore._collide)
+FULL_CHECK_PAIRS = 4096  # batches with at most this many (env, vehicle, vehicle) triples check all pairs at once
 
 
 def _pair_hits(x1: np.ndarray, y1: np.ndarray, xb1: np.ndarray, yb1: np.ndarray, hx1: np.ndarray, hy1: np.ndarray,
@@ -333,6 +340,19 @@ class HighwayCore:
             self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
         self._target_speeds = np.asarray(params.target_speeds, dtype=np.float64)
         self._rows = np.arange(E)[:, None]  # (E, 1) for fancy indexing row by row
+        # Flat-index offsets, so gathers are np.take on raveled arrays (cheaper than 2-D fancy indexing).
+        self._off_v = np.arange(E)[:, None] * V  # (E, 1) start of each row in an (E * V) array
+        self._off_v1 = np.arange(E)[:, None] * (V + 1)  # (E, 1) start of each row in an (E * (V + 1)) array
+        self._me = np.arange(V)[None, :]  # (1, V)
+        self._me_flat = self._off_v1 + self._me  # (E, V) each vehicle's row in the IDM table
+        self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
+        self._off_lv = np.arange(E * params.all_lanes).reshape(E, params.all_lanes, 1) * V  # (E, L, 1)
+        self._lane_centres = (np.arange(params.all_lanes) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
+        self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
+        self._nxt_buf = np.full((E, params.all_lanes, V + 1), V, dtype=np.int64)  # scratch of _neighbours_lv
+        self._prv_buf = np.full((E, params.all_lanes, V + 1), -1, dtype=np.int64)
+        self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
+        self._table_buf = np.full((8, E, V + 1), np.nan)  # column-major IDM table; slot V of each env stays NaN
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -344,30 +364,36 @@ class HighwayCore:
         is_ctrl[chain_controlled] = True
         to_index = np.concatenate([np.flatnonzero(is_ctrl), np.flatnonzero(~is_ctrl)])  # array slot -> chain position
         density_spacing = np.where(is_ctrl, p.ego_spacing, 1.0 / p.vehicles_density)
-        for row, rng in zip(rows, rngs, strict=True):  # a handful of vector draws per resetting row
-            lane = rng.integers(L, size=V)
-            speed = rng.uniform(0.7, 0.8, size=V) * p.speed_limit  # [m/s]
-            jitter = rng.uniform(0.9, 1.1, size=V)
-            delta = rng.uniform(*p.delta_range, size=V)
-            politeness = rng.uniform(*p.politeness_range, size=V)
-            timer = rng.uniform(0.0, p.lane_change_delay, size=V)
-            if p.initial_lane is not None:
-                lane[is_ctrl] = p.initial_lane
-            speed[is_ctrl] = p.ego_speed
-            offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
-            x = 3.0 * offset[0] + np.cumsum(offset * jitter)  # [m] each one ahead of the previous
-            if p.merge_ramp and p.ramp_vehicles:  # the last traffic vehicles wait on the ramp, 30 m apart or more
-                n = p.ramp_vehicles
-                ramp_x = p.ramp_end - 60.0 - np.cumsum(30.0 + rng.uniform(0.0, 40.0, size=n))  # [m]
-                x[-n:], lane[-n:] = ramp_x, L
-            self.x[row] = x[to_index]
-            self.y[row] = lane[to_index] * p.lane_width
-            self.target_lane[row] = lane[to_index]
-            self.speed[row] = speed[to_index]
-            self.desired_speed[row] = speed[to_index]
-            self.delta[row] = np.where(self.controlled, 4.0, delta[to_index])
-            self.politeness[row] = politeness[to_index]
-            self.timer[row] = timer[to_index]
+        R, n = len(rows), p.ramp_vehicles if p.merge_ramp else 0
+        lane = np.empty((R, V), dtype=np.int64)
+        speed, jitter, delta, politeness, timer = np.empty((5, R, V))
+        ramp_gap = np.empty((R, n))
+        for r, rng in enumerate(rngs):  # only the draws loop over resetting rows (each has its own stream)
+            lane[r] = rng.integers(L, size=V)
+            speed[r] = rng.uniform(0.7, 0.8, size=V)
+            jitter[r] = rng.uniform(0.9, 1.1, size=V)
+            delta[r] = rng.uniform(*p.delta_range, size=V)
+            politeness[r] = rng.uniform(*p.politeness_range, size=V)
+            timer[r] = rng.uniform(0.0, p.lane_change_delay, size=V)
+            if n:
+                ramp_gap[r] = rng.uniform(0.0, 40.0, size=n)
+        speed *= p.speed_limit  # [m/s]
+        if p.initial_lane is not None:
+            lane[:, is_ctrl] = p.initial_lane
+        speed[:, is_ctrl] = p.ego_speed
+        offset = density_spacing * (12.0 + speed) * np.exp(-5.0 / 40.0 * L)  # [m]
+        x = 3.0 * offset[:, :1] + np.cumsum(offset * jitter, axis=1)  # [m] each one ahead of the previous
+        if n:  # the last traffic vehicles wait on the ramp, 30 m apart or more
+            x[:, -n:] = p.ramp_end - 60.0 - np.cumsum(30.0 + ramp_gap, axis=1)  # [m]
+            lane[:, -n:] = L
+        self.x[rows] = x[:, to_index]
+        self.y[rows] = lane[:, to_index] * p.lane_width
+        self.target_lane[rows] = lane[:, to_index]
+        self.speed[rows] = speed[:, to_index]
+        self.desired_speed[rows] = speed[:, to_index]
+        self.delta[rows] = np.where(self.controlled, 4.0, delta[:, to_index])
+        self.politeness[rows] = politeness[:, to_index]
+        self.timer[rows] = timer[:, to_index]
         self.heading[rows] = 0.0
         self.crashed[rows] = False
         self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
@@ -388,52 +414,71 @@ class HighwayCore:
     def _speed_to_index(self, speed: np.ndarray) -> np.ndarray:
         ts = self._target_speeds
         frac = (speed - ts[0]) / (ts[-1] - ts[0])
-        return np.clip(np.rint(frac * (ts.size - 1)), 0, ts.size - 1).astype(np.int64)
+        return np.minimum(np.maximum(np.rint(frac * (ts.size - 1)), 0), ts.size - 1).astype(np.int64)
 
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
         """(front, rear), each (E, V, L): the nearest vehicle ahead of / behind each vehicle on each lane.
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
-        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
-        E, V, L = self.x.shape[0], self.x.shape[1], self.p.all_lanes
-        rows = self._rows  # (E, 1)
-        centres = np.arange(L) * self.p.lane_width  # (L,)
-        onlane = np.abs(self.y[:, :, None] - centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, V, L)
+        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`). (Views of
+        the lane-major arrays of _neighbours_lv.)"""
+        front, rear = self._neighbours_lv()
+        return front.transpose(0, 2, 1), rear.transpose(0, 2, 1)
+
+    def _neighbours_lv(self) -> tuple[np.ndarray, np.ndarray]:
+        """(front, rear), each lane-major (E, L, V), so every gather below is a 1-D take on a flat index."""
+        E, V = self.x.shape
         order = np.argsort(self.x, axis=1, kind="stable")  # (E, V) vehicle at each sorted position
-        rank = np.empty_like(order)
-        rank[rows, order] = np.arange(V)  # (E, V) sorted position of each vehicle
-        on_sorted = onlane[rows, order]  # (E, V, L)
-        pos = np.arange(V)[None, :, None]
-        after = np.minimum.accumulate(np.where(on_sorted, pos, V)[:, ::-1], axis=1)[:, ::-1]  # first on-lane position >= k
-        before = np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=1)  # last on-lane position <= k
-        before[before < 0] = V  # V marks "none"
-        nxt = np.empty((E, V + 1, L), dtype=np.int64)  # first on-lane position > k; row V: "none"
-        nxt[:, : V - 1], nxt[:, V - 1 :] = after[:, 1:], V
-        prv = np.empty((E, V + 1, L), dtype=np.int64)  # last on-lane position < k
-        prv[:, :1], prv[:, 1:V], prv[:, V] = V, before[:, :-1], V
-        order_ext = np.empty((E, V + 1), dtype=np.int64)
-        order_ext[:, :V], order_ext[:, V] = order, V  # position V -> "no vehicle"
-        front = order_ext[rows[:, :, None], nxt[rows, rank]]  # (E, V, L)
-        rear = order_ext[rows[:, :, None], prv[rows, rank]]
-        return front, rear
+        flat_order = order + self._off_v  # (E, V)
+        y_sorted = self.y.take(flat_order)  # (E, V)
+        on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
+        pos = self._me[:, None, :]  # (1, 1, V) sorted positions
+        # nxt[k]: first on-lane position > k; prv[k]: last on-lane position < k. "None" is V for nxt and -1
+        # for prv: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
+        # row's slot V, and -1 wraps to the last row's).
+        nxt, prv, order_ext = self._nxt_buf, self._prv_buf, self._order_buf  # their "none" slots stay set
+        np.minimum.accumulate(np.where(on_sorted, pos, V)[:, :, ::-1], axis=2, out=nxt[:, :, V - 1 :: -1])
+        np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=2, out=prv[:, :, 1:])
+        order_ext[:, :V] = order  # position V -> "no vehicle"
+        off = self._off_v1[:, :, None]  # (E, 1, 1)
+        front_sorted = order_ext.take(nxt[:, :, 1:] + off)  # (E, L, V) vehicle ahead of sorted slot k
+        rear_sorted = order_ext.take(prv[:, :, :V] + off)
+        rank = np.empty(E * V, dtype=np.int64)
+        rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
+        at_rank = self._off_lv + rank.reshape(E, 1, V)  # (E, L, V) flat index of each vehicle's sorted slot
+        return front_sorted.take(at_rank), rear_sorted.take(at_rank)
 
     def _table(self) -> np.ndarray:
-        """(E * (V + 1), 8) per-vehicle columns for IDM, with a NaN row per env standing for "no vehicle"."""
+        """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with a NaN slot per env standing
+        for "no vehicle".
+
+        Rows: x, vx, vy (the leader's three, first), speed, cos, sin, free-road IDM acceleration,
+        DISTANCE_WANTED + speed * TIME_WANTED. The per-follower IDM terms (the power law above all) are
+        computed once per vehicle here, not once per (follower, leader) pair; the arithmetic is
+        idm_acceleration's, term for term, so results are bit-identical to calling it per pair."""
         E, V = self.x.shape
+        t = self._table_buf  # (8, E, V + 1), filled in place; slot V stays NaN
         cos, sin = np.cos(self.heading), np.sin(self.heading)
-        cols = np.stack([self.x, self.speed, self.speed * cos, self.speed * sin, cos, sin,
-                         np.minimum(self.desired_speed, self.p.speed_limit), self.delta], axis=-1)  # (E, V, 8)
-        table = np.full((E, V + 1, 8), np.nan)
-        table[:, :V] = cols
-        return table.reshape(E * (V + 1), 8)
+        t[0, :, :V] = self.x
+        np.multiply(self.speed, cos, out=t[1, :, :V])
+        np.multiply(self.speed, sin, out=t[2, :, :V])
+        t[3, :, :V] = self.speed
+        t[4, :, :V] = cos
+        t[5, :, :V] = sin
+        t[6, :, :V] = idm_acceleration(self.speed, np.minimum(self.desired_speed, self.p.speed_limit), self.delta, None, None)
+        t[7, :, :V] = DISTANCE_WANTED + self.speed * TIME_WANTED
+        return t.reshape(8, E * (V + 1))
 
     def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
-        """IDM acceleration [m/s^2] of followers behind leaders, both given as rows of `table` (flat ids,
-        any shape); 0 where there is no follower."""
-        f, ld = table[follower], table[leader, :4]  # (..., 8) and (..., 4): the leader's x, v, vx, vy
-        closing = (f[..., 2] - ld[..., 2]) * f[..., 4] + (f[..., 3] - ld[..., 3]) * f[..., 5]  # [m/s] along the follower
-        gap = ld[..., 0] - f[..., 0]  # [m] centre to centre, NaN without a leader
-        acc = idm_acceleration(f[..., 1], f[..., 6], f[..., 7], gap, closing)
+        """IDM acceleration [m/s^2] of followers behind leaders, both given as flat slots of `table`
+        (1-D); 0 where there is no follower."""
+        f, ld = table.take(follower, axis=1), table[:3].take(leader, axis=1)  # (8, M) and (3, M)
+        closing = (f[1] - ld[1]) * f[4] + (f[2] - ld[2]) * f[5]  # [m/s] along the follower
+        gap = ld[0] - f[0]  # [m] centre to centre, NaN without a leader
+        d_star = f[7] + f[3] * closing / _IDM_SQRT_AB2  # [m] as in idm_acceleration
+        interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
+        interaction[np.isnan(gap)] = 0.0  # no leader, no interaction
+        acc = f[6] - interaction
         acc[np.isnan(acc)] = 0.0  # no follower
         return acc
 
@@ -444,12 +489,12 @@ class HighwayCore:
         faster, slower = actions == FASTER, actions == SLOWER
         current = self._speed_to_index(self.speed[:, :K])
         self.speed_index = np.where(faster, current + 1, np.where(slower, current - 1, self.speed_index))
-        self.speed_index = np.clip(self.speed_index, 0, self._target_speeds.size - 1)
+        self.speed_index = np.minimum(np.maximum(self.speed_index, 0), self._target_speeds.size - 1)
         self.desired_speed[:, :K] = self._target_speeds[self.speed_index]
         shift = np.where(actions == LANE_LEFT, -1, np.where(actions == LANE_RIGHT, 1, 0))
         target = self.target_lane[:, :K]
         highest = np.where(target >= L, L, L - 1)  # the ramp can be left, never entered
-        self.target_lane[:, :K] = np.clip(target + shift, 0, highest)
+        self.target_lane[:, :K] = np.minimum(np.maximum(target + shift, 0), highest)
 
     def set_continuous(self, actions: np.ndarray) -> None:
         a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)  # (E, K, 2)
@@ -491,53 +536,78 @@ class HighwayCore:
         abort = rival.any(axis=1)
         self.target_lane[e[abort], i[abort]] = lane[e[abort], i[abort]]
 
-    def _mobil(self, table: np.ndarray, front: np.ndarray, rear: np.ndarray, lane: np.ndarray, due: np.ndarray) -> None:
-        """MOBIL lane-change decisions of the D traffic vehicles that are due, all IDM terms in one batch."""
-        p, V = self.p, self.x.shape[1]
-        e, i = np.nonzero(due)  # (D,)
-        if e.size == 0:
-            return
+    def _mobil_pairs(self, front: np.ndarray, rear: np.ndarray, lane: np.ndarray, e: np.ndarray, i: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The (follower, leader) table rows of MOBIL's IDM terms for the D vehicles (e, i): (8, D) each.
+
+        Rows: the old follower behind me and behind my leader, then for the left and the right lane: me
+        behind the new leader, the new follower behind the new leader, the new follower behind me."""
+        V, L = self.x.shape[1], self.p.all_lanes
         base = e * (V + 1)
         me, cur = base + i, lane[e, i]
-        old_pre, old_fol = base + front[e, i, cur], base + rear[e, i, cur]
-        followers, leaders = [me, old_fol, old_fol], [old_pre, me, old_pre]
-        for side in (-1, 1):
-            c = np.clip(cur + side, 0, p.all_lanes - 1)
-            new_pre, new_fol = base + front[e, i, c], base + rear[e, i, c]
-            followers += [me, new_fol, new_fol]
-            leaders += [new_pre, new_pre, me]
-        acc = self._idm(table, np.stack(followers), np.stack(leaders))  # (9, D)
-        self_a, old_f_a, old_f_pred_a = acc[0], acc[1], acc[2]
+        cell = e * (L * V) + i  # (D,) flat index of (e, lane 0, i) in the lane-major (E, L, V) neighbour arrays
+        lanes = np.minimum(np.maximum(cur + _SIDES, 0), L - 1)  # (3, D): current, left, right lane
+        at = cell + lanes * V
+        pre = np.concatenate([base + front.take(at), me[None]])  # (4, D): leaders on the 3 lanes, me
+        fol = np.concatenate([base + rear.take(at), me[None]])  # (4, D): followers on the 3 lanes, me
+        return fol[_MOBIL_FOLLOWERS], pre[_MOBIL_LEADERS]
+
+    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, acc: np.ndarray, own_acc: np.ndarray) -> np.ndarray:
+        """MOBIL lane-change decisions of the D traffic vehicles (e, i) that are due, from their IDM terms
+        `acc` (8, D) (rows of _mobil_pairs) and every vehicle's own-lane acceleration `own_acc` (E, V).
+
+        Sets their target lane; returns (D,) the IDM acceleration behind the new lane's leader for those
+        that change (NaN for the others)."""
+        p = self.p
+        cur = lane[e, i]
+        self_a = own_acc[e, i]
+        old_f_a, old_f_pred_a = acc[0], acc[1]
+        politeness = self.politeness[e, i]
+        on_ramp = cur >= p.lanes_count
+        new_lane_acc = np.full(e.shape, np.nan)
         for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
-            self_pred_a, new_f_a, new_f_pred_a = acc[3 + 3 * n], acc[4 + 3 * n], acc[5 + 3 * n]
-            gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, self.politeness[e, i])
+            self_pred_a, new_f_a, new_f_pred_a = acc[2 + 3 * n], acc[3 + 3 * n], acc[4 + 3 * n]
+            gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, politeness)
             cand = cur + side
             # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only
             # safety counts there: no hard braking for me or for my new follower (highway-env's route rule).
-            on_ramp = cur >= p.lanes_count
             worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, gain >= LANE_CHANGE_MIN_ACC_GAIN)
             ok = (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED) & worth
             self.target_lane[e[ok], i[ok]] = cand[ok]
+            new_lane_acc = np.where(ok, self_pred_a, new_lane_acc)
+        return new_lane_acc
 
     def substep(self) -> None:
-        """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions."""
+        """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions.
+
+        All IDM terms of the substep (own lane, target lane while changing, MOBIL's) are evaluated in one
+        batch of table gathers (_idm), so the op count does not grow with the number of kinds of term."""
         p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
         E, V = self.x.shape
+        L = p.all_lanes
         lane = self.lane_of(self.y)
-        front, rear = self.neighbours()
+        front, rear = self._neighbours_lv()  # (E, L, V)
         table = self._table()
+        own_front = front.take(self._off_lv[:, :1, 0] + lane * V + self._me)  # (E, V) leader on the own lane
         self._abort_lane_changes(lane)
-        due = ~self.controlled & ~self.crashed & (lane == self.target_lane) & (self.timer > p.lane_change_delay)
+        changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
+        ce, ci = np.nonzero(changing)  # (C,)
+        ahead = front.take((ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
+        due = ~self.controlled & ~self.crashed & ~changing & (self.timer > p.lane_change_delay)
         self.timer = np.where(due, 0.0, self.timer)
-        self._mobil(table, front, rear, lane, due & (np.abs(self.speed) >= 1.0))
-        rows, me = np.arange(E)[:, None], np.arange(V)[None, :]
-        base = rows * (V + 1)
-        own_front = front[rows, me, lane]  # (E, V)
-        acc = self._idm(table, base + me, base + own_front)  # (E, V)
-        e, i = np.nonzero(lane != self.target_lane)  # while changing lane, IDM on both lanes
-        if e.size:
-            ahead = front[e, i, self.target_lane[e, i]]
-            acc[e, i] = np.minimum(acc[e, i], self._idm(table, e * (V + 1) + i, e * (V + 1) + ahead))
+        de, di = np.nonzero(due & (np.abs(self.speed) >= 1.0))  # (D,) MOBIL decisions now
+        m_fol, m_lead = self._mobil_pairs(front, rear, lane, de, di)  # (8, D)
+        follower = np.concatenate([self._me_flat.ravel(), ce * (V + 1) + ci, m_fol.ravel()])  # table slots
+        leader = np.concatenate([(self._off_v1 + own_front).ravel(), ce * (V + 1) + ahead, m_lead.ravel()])
+        acc_all = self._idm(table, follower, leader)  # (E V + C + 8 D,)
+        n_own, n_change = E * V, ce.size
+        acc = acc_all[:n_own].reshape(E, V)
+        new_lane_acc = self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
+        acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
+        changed = ~np.isnan(new_lane_acc)
+        if changed.any():
+            ne, ni = de[changed], di[changed]
+            acc[ne, ni] = np.minimum(acc[ne, ni], new_lane_acc[changed])
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
@@ -556,7 +626,7 @@ class HighwayCore:
             acc = np.where(self.crashed, -self.speed, acc)
             steering = np.where(self.crashed, 0.0, steering)
         if np.abs(self.speed).max() > MAX_SPEED:
-            acc = np.clip(acc, -MAX_SPEED - self.speed, MAX_SPEED - self.speed)
+            acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
         self._record_ttc(own_front[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
@@ -572,8 +642,8 @@ class HighwayCore:
         """Keep the smallest time-to-collision [s] of the controlled vehicles with the vehicle `ahead` (E, K)."""
         K, V = self.p.controlled_vehicles, self.x.shape[1]
         has = ahead < V
-        a = np.where(has, ahead, 0)
-        x_ahead, v_ahead = np.take_along_axis(self.x, a, axis=1), np.take_along_axis(self.speed, a, axis=1)
+        a = np.where(has, ahead, 0) + self._off_v  # (E, K) flat ids
+        x_ahead, v_ahead = self.x.take(a), self.speed.take(a)
         gap = np.maximum(x_ahead - self.x[:, :K] - LENGTH, 0.0)  # [m] bumper to bumper
         closing = self.speed[:, :K] - v_ahead  # [m/s]
         ttc = np.where(has & (closing > 0), gap / np.where(closing > 0, closing, 1.0), np.inf)
@@ -586,29 +656,36 @@ class HighwayCore:
         larger at lane-change headings). The second test catches a pass-through within one substep.
         With `collision_scope="all"`, pairs are taken along the x order, each vehicle with the next
         COLLISION_WINDOW ones: (E, V, W) arrays instead of (E, V, V). That is exact whenever any W + 1
-        consecutive vehicles span more than one substep's reach (rows where they do not get the full check)."""
+        consecutive vehicles span more than one substep's reach (rows where they do not get the full check).
+        Small batches (E V^2 <= FULL_CHECK_PAIRS, e.g. the single env) take the full (E, V, V) check at once:
+        fewer array operations, and the same result since the windowed check is exact."""
         p, E, V = self.p, self.x.shape[0], self.x.shape[1]
         c, s = np.abs(np.cos(self.heading)), np.abs(np.sin(self.heading))
         half_x = (LENGTH * c + WIDTH * s) / 2  # (E, V) [m]
         half_y = (LENGTH * s + WIDTH * c) / 2
         state = (self.x, self.y, x_before, y_before, half_x, half_y)
-        if p.collision_scope == "controlled":
+        if p.collision_scope == "all" and E * V * V <= FULL_CHECK_PAIRS:
+            hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V)
+            np.einsum("evv->ev", hit)[...] = False
+            self.crashed |= hit.any(axis=2)
+        elif p.collision_scope == "controlled":
             hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V) rows i, cols j
             hit &= self.controlled[:, None] | self.controlled[None, :]
             np.einsum("evv->ev", hit)[...] = False
             self.crashed |= hit.any(axis=2)
         else:
             w = min(COLLISION_WINDOW, V - 1)
-            rows = self._rows
             order = np.argsort(self.x, axis=1, kind="stable")
-            xs, ys, xb, yb, hx, hy = (a[rows, order] for a in state)  # sorted along x
+            flat_order = order + self._off_v  # (E, V)
+            xs, ys, xb, yb, hx, hy = (a.take(flat_order) for a in state)  # sorted along x
             hit_sorted = np.zeros((E, V), dtype=bool)
             for o in range(1, w + 1):  # vehicle at sorted position k against the one at k + o
                 h = _pair_hits(xs[:, :-o], ys[:, :-o], xb[:, :-o], yb[:, :-o], hx[:, :-o], hy[:, :-o],
                                xs[:, o:], ys[:, o:], xb[:, o:], yb[:, o:], hx[:, o:], hy[:, o:])
                 hit_sorted[:, o:] |= h
                 hit_sorted[:, :-o] |= h
-            self.crashed[rows, order] |= hit_sorted
+            crashed = self.crashed.reshape(-1)
+            crashed[flat_order.ravel()] |= hit_sorted.ravel()
             reach = 2 * (MAX_SPEED + ACC_MAX) * p.dt + LENGTH + WIDTH  # [m] farther pairs can neither touch nor cross
             crowded = np.flatnonzero((xs[:, w:] - xs[:, :-w] < reach).any(axis=1)) if w < V - 1 else np.arange(E)
             if crowded.size:
@@ -704,23 +781,21 @@ class HighwayCore:
         visible = dist <= PERCEPTION_DISTANCE
         if not p.see_behind:
             visible &= dx > -2 * LENGTH
-        visible &= ~np.eye(K, V, dtype=bool)[None]
+        visible &= self._not_self  # (K, V)
         key = np.where(visible, dist, np.inf)
         nearest = np.argsort(key, axis=2, kind="stable")[:, :, : N - 1]  # (E, K, N-1)
-        present = np.take_along_axis(key, nearest, axis=2) < np.inf
+        present = key.take(nearest + self._off_v[:, :, None] * K + np.arange(K)[:, None] * V) < np.inf  # (E, K, N-1)
         x_scale, y_scale, v_scale = PERCEPTION_DISTANCE, p.lanes_count * p.lane_width, 2 * MAX_SPEED
         if p.absolute:
             x_scale = p.road_length
-
-        def rows(arr: np.ndarray) -> np.ndarray:  # (E, V) -> (E, K, N-1)
-            return np.take_along_axis(np.broadcast_to(arr[:, None, :], (E, K, V)), nearest, axis=2)
 
         ego = (self.x[:, :K] if p.absolute else np.zeros((E, K)), self.y[:, :K], vx[:, :K], vy[:, :K], self.heading[:, :K])
         out[:, :, 0, 0] = 1.0
         for f, value in enumerate(ego):
             out[:, :, 0, f + 1] = value
         if N > 1:
-            others = [rows(self.x), rows(self.y), rows(vx), rows(vy), rows(self.heading)]
+            features = np.stack([self.x, self.y, vx, vy, self.heading]).reshape(5, E * V)
+            others = list(features.take(nearest + self._off_v[:, :, None], axis=1))  # 5 x (E, K, N-1)
             if not p.absolute:
                 for f, arr in enumerate((self.x, self.y, vx, vy)):
                     others[f] = others[f] - arr[:, :K, None]
