@@ -257,7 +257,7 @@ def _to_tensors(batch: Batch, device: torch.device) -> dict[str, Any]:
 def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, preset=s.env_preset)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
     assert isinstance(act_space, spaces.Discrete)
@@ -458,7 +458,7 @@ def load_policy(checkpoint: Path, device: str = "cpu") -> DQNPolicy:
     torch_device = resolve_device(device)
     tensors, meta = load_checkpoint(checkpoint, torch_device)
     s = settings_from_dict(DQNSettings, meta["settings"])
-    env = make_env(s.env_id, preset=s.env_preset)
+    env = make_env(s.env_id, preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     check_spaces(obs_space, act_space)
