@@ -324,7 +324,8 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
     # episode statistics are counted below (cheaper than Gymnasium's RecordEpisodeStatistics wrapper)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False, preset=s.env_preset)
+    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False, preset=s.env_preset,
+                        **s.env_kwargs)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
     assert isinstance(act_space, spaces.Discrete)
@@ -549,7 +550,7 @@ def load_policy(checkpoint: Path, device: str = "cpu") -> DQNPolicy:
     torch_device = resolve_device(device)
     tensors, meta = load_checkpoint(checkpoint, torch_device)
     s = settings_from_dict(DQNSettings, meta["settings"])
-    env = make_env(s.env_id, preset=s.env_preset)
+    env = make_env(s.env_id, preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     check_spaces(obs_space, act_space)

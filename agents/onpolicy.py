@@ -720,7 +720,7 @@ def load_actor_critic_policy(checkpoint: Path, settings_cls: type[S], device: st
     torch_device = resolve_device(device)
     tensors, meta = load_checkpoint(checkpoint, torch_device)
     s = settings_from_dict(settings_cls, meta["settings"])
-    env = make_env(s.env_id, preset=s.env_preset)
+    env = make_env(s.env_id, preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     network = ActorCritic(obs_space, act_space, s).to(torch_device)

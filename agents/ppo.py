@@ -179,7 +179,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
     envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False,  # the collector counts episodes
-                        preset=s.env_preset)
+                        preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
 

@@ -605,7 +605,8 @@ def load_policy(checkpoint: Path, device: str = "cpu") -> SB3Policy:
     if "sb3" not in meta:
         raise AgentError(f"{checkpoint} is not a Stable-Baselines3 checkpoint (no policy spec in its metadata).")
     spec = meta["sb3"]
-    env = make_env(meta["env_id"], preset=str(meta.get("settings", {}).get("env_preset") or ""))
+    stored = meta.get("settings", {})
+    env = make_env(meta["env_id"], preset=str(stored.get("env_preset") or ""), **dict(stored.get("env_kwargs") or {}))
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     policy = build_policy(spec, obs_space, act_space).to(resolve_device(device))
@@ -672,7 +673,7 @@ def _train(algo: Algorithm, s: SB3Settings, ctx: TrainContext) -> TrainResult:
 
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    venv = make_sb3_vec_env(s.env_id, s.n_envs, s.vectorization, preset=s.env_preset)
+    venv = make_sb3_vec_env(s.env_id, s.n_envs, s.vectorization, preset=s.env_preset, env_kwargs=s.env_kwargs)
     check_algorithm_spaces(algo, venv.observation_space, venv.action_space)
     env_obs_space, env_act_space = venv.observation_space, venv.action_space
 

@@ -174,11 +174,13 @@ class SB3VecEnv(VecEnv):
         return list(cast("Sequence[np.ndarray]", frames)) if frames is not None else [None] * self.num_envs
 
 
-def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto", preset: str = "") -> SB3VecEnv:
+def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto", preset: str = "",
+                     env_kwargs: Mapping[str, Any] | None = None) -> SB3VecEnv:
     """An SB3VecEnv for `env_id`: the env's native core when it supports partial resets, else sync."""
     spec = check_env_id(env_id)
     if mode in ("auto", "vector_entry_point") and spec.vector_entry_point is not None:
-        envs = make_vec_env(env_id, num_envs, mode="vector_entry_point", record_stats=False, preset=preset)
+        envs = make_vec_env(env_id, num_envs, mode="vector_entry_point", record_stats=False, preset=preset,
+                            **dict(env_kwargs or {}))
         if supports_reset_mask(envs):
             return SB3VecEnv(envs)
         envs.close()
@@ -191,4 +193,4 @@ def make_sb3_vec_env(env_id: str, num_envs: int, mode: str = "auto", preset: str
         raise EnvError(f"{env_id} has no natively vectorised core; use vectorization 'sync', 'async' or 'auto'.")
     vec_mode = cast("VectorMode", "sync" if mode == "auto" else mode)
     return SB3VecEnv(make_vec_env(env_id, num_envs, mode=vec_mode, record_stats=False,
-                                  preset=preset))
+                                  preset=preset, **dict(env_kwargs or {})))

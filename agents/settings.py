@@ -73,6 +73,8 @@ class TrainSettings:
     """Write TensorBoard event files to <run>/tb next to metrics.csv."""
     env_preset: str = ""
     """Preprocessing preset of env families that have them (Atari: dqn-nature, machado2018); empty: the default."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Keyword arguments for the env constructor, e.g. {profile: held_out}; on the CLI: --env-kwarg key=value."""
 
     def require(self, ok: bool, name: str, requirement: str) -> None:
         """Raise a ConfigError for field `name` unless `ok`; `requirement` says what a valid value is."""
@@ -210,6 +212,10 @@ def _coerce(tp: Any, raw: Any) -> Any:
                 if str(choice) == raw.strip():
                     return choice
         raise _Mismatch(f"accepted values: {', '.join(repr(a) for a in args)}")
+    if origin is dict:
+        if isinstance(raw, Mapping) and all(isinstance(k, str) for k in raw):
+            return dict(raw)
+        raise _Mismatch("a mapping of keyword: value, e.g. {profile: held_out}")
     if origin in (tuple, list):
         if isinstance(raw, str):
             items: list[Any] = _split_sequence(raw)

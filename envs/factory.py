@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
+import yaml
 from gymnasium.vector import AutoresetMode
 
 from rlsuite.envs.atari_scores import ATARI_SCORE_SOURCE, ATARI_SCORES, atari_game_ids, is_atari_id
@@ -75,6 +80,89 @@ def describe_env_preset(env_id: str, preset: str = "", purpose: Purpose = "train
     from rlsuite.envs.atari import get_preset
 
     return get_preset(preset).describe(purpose)
+
+
+# --- env keyword arguments from the command line (issue 7) ---
+_NOT_ENV_KWARGS = ("self", "render_mode", "num_envs")  # set by the factory, not by the user
+
+
+def env_kwarg_types(env_id: str) -> dict[str, Any] | None:
+    """Keyword arguments the env constructor of `env_id` accepts -> their annotation (Any if unknown).
+
+    Read from the registered entry point's signature; an entry point that only forwards `**kwargs` can
+    declare its real parameters with `__signature__`. None when the accepted names cannot be known.
+    """
+    spec = check_env_id(env_id)
+    entry = spec.entry_point
+    creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+    if creator is None:
+        return None
+    try:
+        try:
+            signature = inspect.signature(creator, eval_str=True)
+        except Exception:  # noqa: BLE001  (annotations naming TYPE_CHECKING-only types: read them as text)
+            signature = inspect.signature(creator)
+    except (TypeError, ValueError):
+        return None
+    params = [p for p in signature.parameters.values() if p.name not in _NOT_ENV_KWARGS]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.annotation if p.annotation is not inspect.Parameter.empty and not isinstance(p.annotation, str)
+            else Any for p in params if p.kind in keyword}
+
+
+def parse_env_kwargs(items: Sequence[str]) -> dict[str, str]:
+    """`["profile=held_out", "pressure=true"]` -> {"profile": "held_out", "pressure": "true"}; later repeats win.
+    The text is typed by `check_env_kwargs`, which knows the env's annotations."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise EnvError(f"Malformed --env-kwarg {item!r}: expected key=value with a keyword of the env's "
+                           f"constructor, e.g. --env-kwarg profile=held_out.")
+        out[key] = raw.strip()
+    return out
+
+
+def _fit(tp: Any, value: Any) -> Any:
+    """A value for annotation `tp`: command-line text stays text for string fields and is read as a YAML
+    scalar otherwise (true/false, numbers, null, [lists]); whole numbers widen for float fields."""
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    arms = typing.get_args(tp) if union else (tp,)
+    if isinstance(value, str) and not (str in arms and not any(a in arms for a in (bool, int, float))):
+        try:
+            value = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            pass
+    if float in arms and int not in arms and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`kwargs` checked against the keywords `env_id`'s constructor accepts (an EnvError lists them) and
+    typed by their annotations; the env is then built once with them, so that a value it refuses (its own
+    ValueError, or a TypeError of a **kwargs constructor) is reported as an EnvError before any work."""
+    accepted = env_kwarg_types(env_id)
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if accepted is not None and key not in accepted:
+            close = difflib.get_close_matches(key, list(accepted), n=3, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise EnvError(f"{env_id} takes no keyword argument {key!r}.{hint} "
+                           f"Accepted env kwargs: {', '.join(accepted) or 'none'}.")
+        out[key] = _fit(Any if accepted is None else accepted[key], value)
+    if out:
+        try:
+            make_env(env_id, **out).close()
+        except EnvError:
+            raise
+        except (TypeError, ValueError) as err:
+            names = f" Accepted env kwargs: {', '.join(accepted)}." if accepted is not None else ""
+            raise EnvError(f"{env_id} refused the env kwargs {out!r}: {err}{names}") from None
+    return out
 
 
 def make_env(env_id: str, render_mode: str | None = None, *, preset: str = "", purpose: Purpose = "eval",

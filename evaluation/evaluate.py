@@ -10,7 +10,8 @@ before anything is written.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from rlsuite.agents.interface import Policy
 from rlsuite.agents.registry import get_spec, load_policy, make_baseline
 from rlsuite.agents.run import collect_versions, git_commit
 from rlsuite.envs import make_env
-from rlsuite.envs.factory import describe_env_preset
+from rlsuite.envs.factory import check_env_kwargs, describe_env_preset
 from rlsuite.evaluation.harness import (
     EvaluationError,
     check_spaces,
@@ -49,6 +50,8 @@ class AgentUnderTest:
     env_id: str
     checkpoint: str
     checkpoint_step: int | None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env constructor keywords: a run's own (its settings' env_kwargs), updated by the caller's."""
 
 
 def baseline_run_id(agent: str, env_id: str) -> str:
@@ -56,8 +59,11 @@ def baseline_run_id(agent: str, env_id: str) -> str:
 
 
 def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id: str | None = None,
-               checkpoint: str = "best", seed: int = 0) -> AgentUnderTest:
-    """A trained run's policy (from its folder) or a baseline's policy (from its name and an env id)."""
+               checkpoint: str = "best", seed: int = 0, env_kwargs: Mapping[str, Any] | None = None) -> AgentUnderTest:
+    """A trained run's policy (from its folder) or a baseline's policy (from its name and an env id).
+
+    `env_kwargs` (e.g. {"profile": "held_out"}, text from `--env-kwarg` or typed) update a run's own
+    env kwargs, so a run is evaluated on the env it trained on unless the caller overrides a keyword."""
     if run_dir is not None:
         step_or_name: str | int = int(checkpoint) if checkpoint.isdigit() else checkpoint
         loaded = load_policy(run_dir, step_or_name)
@@ -67,11 +73,15 @@ def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id:
                         command=manifest.get("command"), config=manifest.get("settings", {}),
                         versions=manifest.get("versions", {}), git_commit=manifest.get("git_commit"),
                         error=manifest.get("error"))
-        return AgentUnderTest(loaded.policy, run, env_id or manifest["env_id"], loaded.checkpoint, loaded.step)
+        target = env_id or manifest["env_id"]
+        stored = dict(manifest.get("settings", {}).get("env_kwargs") or {})
+        kwargs = check_env_kwargs(target, {**stored, **dict(env_kwargs or {})})
+        return AgentUnderTest(loaded.policy, run, target, loaded.checkpoint, loaded.step, kwargs)
     if agent is None or env_id is None:
         raise EvaluationError("name a run folder, or a baseline agent with its env: --agent random --env CartPole-v1.")
     get_spec(agent)
-    env = make_env(env_id)
+    kwargs = check_env_kwargs(env_id, dict(env_kwargs or {}))
+    env = make_env(env_id, **kwargs)
     try:
         policy = make_baseline(agent, env, seed=seed)
     finally:
@@ -80,7 +90,7 @@ def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id:
     run = RunRecord(run_id=baseline_run_id(agent, env_id), agent=agent, env_id=env_id, seed=None, status="baseline",
                     command=f"rlsuite evaluate --agent {agent} --env {env_id}", versions=collect_versions(),
                     git_commit=commit)
-    return AgentUnderTest(policy, run, env_id, "none", None)
+    return AgentUnderTest(policy, run, env_id, "none", None, kwargs)
 
 
 def _check_database(db: Path) -> None:
@@ -100,6 +110,7 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
         raise EvaluationError(f"episodes must be at least 1, got {episodes}.")
     preset = str(subject.run.config.get("env_preset") or "")  # a trained run's preprocessing preset (Atari)
     env_kwargs: dict[str, Any] = {"preset": preset} if preset else {}
+    env_kwargs.update(subject.env_kwargs)
     env = make_env(subject.env_id, **env_kwargs)
     try:
         check_spaces(subject.policy, env, subject.env_id)
@@ -114,6 +125,8 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
     preprocessing = describe_env_preset(subject.env_id, preset, "eval")
     if preprocessing is not None:
         protocol["env_preprocessing"] = preprocessing
+    if subject.env_kwargs:  # e.g. a held-out demand profile: part of what was measured
+        protocol["env_kwargs"] = dict(subject.env_kwargs)
     evaluation = EvaluationRecord(
         run_id=subject.run.run_id, agent=subject.run.agent, env_id=subject.env_id, checkpoint=subject.checkpoint,
         checkpoint_step=subject.checkpoint_step, deterministic=deterministic, seeds=tuple(seeds),
@@ -144,7 +157,8 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
     returns = np.array([r.episode_return for r in records])
     metric_names = sorted({name for r in records for name in r.metrics})
     summary: dict[str, Any] = {
-        "agent": subject.run.agent, "env_id": subject.env_id, "run_id": subject.run.run_id,
+        "agent": subject.run.agent, "env_id": subject.env_id, "env_kwargs": dict(subject.env_kwargs),
+        "run_id": subject.run.run_id,
         "checkpoint": subject.checkpoint, "checkpoint_step": subject.checkpoint_step, "episodes": episodes,
         "deterministic": deterministic, "seeds": [evaluation.seeds[0], evaluation.seeds[-1]], "eval_id": eval_id, "db": str(db),
         "video": evaluation.video_path,
@@ -157,14 +171,16 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
 
 
 def evaluate_run(run_dir: Path, *, checkpoint: str = "best", episodes: int = 20, deterministic: bool = True,
-                 db: Path = Path("results.db"), video_dir: Path | None = None, env_id: str | None = None) -> EvaluationOutcome:
+                 db: Path = Path("results.db"), video_dir: Path | None = None, env_id: str | None = None,
+                 env_kwargs: Mapping[str, Any] | None = None) -> EvaluationOutcome:
     """`rlsuite evaluate RUN_DIR`: a trained run's checkpoint under the common protocol."""
-    subject = load_agent(run_dir=run_dir, checkpoint=checkpoint, env_id=env_id)
+    subject = load_agent(run_dir=run_dir, checkpoint=checkpoint, env_id=env_id, env_kwargs=env_kwargs)
     return evaluate_agent(subject, episodes=episodes, deterministic=deterministic, db=db, video_dir=video_dir)
 
 
 def evaluate_baseline(agent: str, env_id: str, *, episodes: int = 20, deterministic: bool = True,
-                      db: Path = Path("results.db"), video_dir: Path | None = None, seed: int = 0) -> EvaluationOutcome:
+                      db: Path = Path("results.db"), video_dir: Path | None = None, seed: int = 0,
+                      env_kwargs: Mapping[str, Any] | None = None) -> EvaluationOutcome:
     """`rlsuite evaluate --agent random --env ENV_ID`: a baseline under the same protocol."""
-    subject = load_agent(agent=agent, env_id=env_id, seed=seed)
+    subject = load_agent(agent=agent, env_id=env_id, seed=seed, env_kwargs=env_kwargs)
     return evaluate_agent(subject, episodes=episodes, deterministic=deterministic, db=db, video_dir=video_dir)

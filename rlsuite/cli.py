@@ -45,6 +45,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             SpaceError, StatsError, StoreError, SweepError, VideoError)
 
 
+_ENV_KWARG_HELP = ("Env constructor keyword: key=value (repeatable), e.g. profile=held_out; unknown keys are "
+                   "refused with the env's accepted ones.")
+
+
 def _fail(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(EXIT_USAGE)
@@ -88,20 +92,25 @@ def train(
     n_envs: Annotated[int | None, typer.Option("--n-envs", help="Parallel envs (default: the preset's).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of settings (flat, or default + per-env blocks).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override one setting: key=value (repeatable).")] = None,
+    env_kwarg: Annotated[list[str] | None, typer.Option("--env-kwarg", help=_ENV_KWARG_HELP)] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default: runs/<agent>-<env>-s<seed>-<time>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
 ) -> None:
     """Train an agent; prints the run folder as the last line."""
     from rlsuite import train as training
+    from rlsuite.envs.factory import parse_env_kwargs
 
     try:
+        env_kwargs = parse_env_kwargs(env_kwarg or [])
+        if resume is not None and env_kwargs:
+            _fail("--env-kwarg cannot change a run being resumed; it continues with the env kwargs in its manifest.")
         if resume is not None:
             run, result = training.resume(resume, show_progress=not no_progress)
         else:
             cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
             run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
-                                         run_dir=run_dir, command=_command_line(), show_progress=not no_progress)
+                                         env_kwargs=env_kwargs, run_dir=run_dir, command=_command_line(), show_progress=not no_progress)
     except _user_errors() as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -125,22 +134,25 @@ def evaluate(
     db: Annotated[Path, typer.Option(help="Results database (SQLite) to record into.")] = Path("results.db"),
     video_dir: Annotated[Path | None, typer.Option(help="Also record the median-return episode as MP4 here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+    env_kwarg: Annotated[list[str] | None, typer.Option("--env-kwarg", help=_ENV_KWARG_HELP + " A run's own are reused.")] = None,
 ) -> None:
     """Evaluate a trained run or a baseline with the common protocol and record the results."""
+    from rlsuite.envs.factory import parse_env_kwargs
     from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
 
     try:
+        env_kwargs = parse_env_kwargs(env_kwarg or [])
         if (run_dir is None) == (agent is None):
             _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
         if run_dir is not None:
             outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
-                                   db=db, video_dir=video_dir, env_id=env)
+                                   db=db, video_dir=video_dir, env_id=env, env_kwargs=env_kwargs)
         else:
             if env is None:
                 _fail(f"--agent {agent} needs --env ENV_ID.")
             assert agent is not None and env is not None
             outcome = evaluate_baseline(agent, env, episodes=episodes, deterministic=deterministic, db=db,
-                                        video_dir=video_dir)
+                                        video_dir=video_dir, env_kwargs=env_kwargs)
     except _user_errors() as err:
         _fail(str(err))
     if as_json:
@@ -179,7 +191,7 @@ def record(
         preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
         records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
                                   deterministic=deterministic, gif=gif,
-                                  env_kwargs={"preset": preset} if preset else None)
+                                  env_kwargs={**({"preset": preset} if preset else {}), **subject.env_kwargs})
     except _user_errors() as err:
         _fail(str(err))
     for rec in records:

@@ -6,6 +6,7 @@ the run folder is created, so bad input never leaves a folder behind that looks 
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import traceback
 from collections.abc import Mapping, Sequence
@@ -27,10 +28,15 @@ from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import agent_module
 from rlsuite.agents.run import RunError, RunFolder
-from rlsuite.agents.settings import TrainSettings, resolve_settings, settings_from_dict, settings_to_dict
+from rlsuite.agents.settings import (
+    TrainSettings,
+    resolve_settings,
+    settings_from_dict,
+    settings_to_dict,
+)
 from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
-from rlsuite.envs.factory import describe_env_preset
+from rlsuite.envs.factory import check_env_kwargs, describe_env_preset
 from rlsuite.evaluation.harness import make_eval_callback
 
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -57,12 +63,18 @@ class _StopFlag:
 
 
 def prepare_settings(agent: str, env_id: str, *, config_file: Path | None = None,
-                     cli_values: Mapping[str, Any] | None = None, set_args: Sequence[str] = ()) -> TrainSettings:
-    """Resolved settings for `agent` on `env_id`, after checking the env and that the agent handles its spaces."""
+                     cli_values: Mapping[str, Any] | None = None, set_args: Sequence[str] = (),
+                     env_kwargs: Mapping[str, Any] | None = None) -> TrainSettings:
+    """Resolved settings for `agent` on `env_id`, after checking the env and that the agent handles its spaces.
+
+    `env_kwargs` (from `--env-kwarg key=value`, text or typed) update the preset's and config file's
+    `env_kwargs`; keys the env's constructor does not take are refused with the accepted ones listed."""
     module = agent_module(agent)
     settings = resolve_settings(module.Settings, agent, env_id, config_file=config_file,
                                 cli_values=cli_values or {}, set_args=set_args)
-    env = make_env(env_id, preset=settings.env_preset)
+    merged = check_env_kwargs(env_id, {**settings.env_kwargs, **dict(env_kwargs or {})})
+    settings = dataclasses.replace(settings, env_kwargs=merged)
+    env = make_env(env_id, preset=settings.env_preset, **merged)
     try:
         module.check_spaces(env.observation_space, env.action_space)
     finally:
@@ -78,7 +90,8 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
     resume_step = None
     if resume_from is not None:
         resume_step = int(read_checkpoint_meta(resume_from)["step"])
-    env_kwargs = {"preset": settings.env_preset} if settings.env_preset else None
+    env_kwargs = {"preset": settings.env_preset} if settings.env_preset else {}
+    env_kwargs.update(settings.env_kwargs)  # evaluate on the env the run trains on (e.g. its demand profile)
     evaluate = (make_eval_callback(settings.env_id, episodes=settings.eval_episodes, env_kwargs=env_kwargs)
                 if settings.eval_every > 0 else None)
     progress = Progress(
@@ -114,10 +127,12 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
 
 
 def train(agent: str, env_id: str, *, config_file: Path | None = None, cli_values: Mapping[str, Any] | None = None,
-          set_args: Sequence[str] = (), run_dir: Path | None = None, runs_root: Path = DEFAULT_RUNS_ROOT,
-          command: str = "", console: Console | None = None, show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
+          set_args: Sequence[str] = (), env_kwargs: Mapping[str, Any] | None = None, run_dir: Path | None = None,
+          runs_root: Path = DEFAULT_RUNS_ROOT, command: str = "", console: Console | None = None,
+          show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
     """`rlsuite train`: validate everything, create the run folder, train."""
-    settings = prepare_settings(agent, env_id, config_file=config_file, cli_values=cli_values, set_args=set_args)
+    settings = prepare_settings(agent, env_id, config_file=config_file, cli_values=cli_values, set_args=set_args,
+                                env_kwargs=env_kwargs)
     root, name = (run_dir.parent, run_dir.name) if run_dir is not None else (runs_root, None)
     device = str(resolve_device(settings.device))
     run = RunFolder.create(root, agent=agent, env_id=env_id, seed=settings.seed, settings=settings_to_dict(settings),

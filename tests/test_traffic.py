@@ -4,6 +4,7 @@ and the classic controllers."""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import gymnasium as gym
 import numpy as np
@@ -227,7 +228,48 @@ def test_discharge_never_exceeds_saturation_flow_and_conservation_each_tick() ->
             served = np.where(f["green"], served + f["discharged"], 0)
             assert (served <= net.rate[None] * run + 1).all()
             assert (f["discharged"] <= np.floor(net.rate[None] + 1)).all()
+            assert (f["inflow"] <= core._turn_max).all()  # the turning table covers every count that occurs
     assert total_born > 100 and core.counts["exited"].sum() > 50
+
+
+def test_turning_split_table_is_the_multinomial_of_independent_choices() -> None:
+    """Each link-tick splits its n entering vehicles with one draw from a table; the table's outcome
+    probabilities must equal those of n vehicles choosing independently (a slow loop over all 3^n choices)."""
+    net = load_network("grid2x2")
+    core = TrafficCore(net, 1)
+    table, split, n_max = core._turn_table, core._turn_split, core._turn_max
+    assert n_max >= 3
+    for p in range(len(net.profile_names)):
+        ratios = np.diff(np.concatenate([[0.0], net.turning[p]]))
+        for n in range(n_max + 1):
+            block = 2.0 * (p * (n_max + 1) + n)
+            rows = np.flatnonzero((table >= block) & (table < block + 2.0))
+            probs = np.diff(np.concatenate([[0.0], np.minimum(table[rows] - block, 1.0)]))
+            reference: dict[tuple[int, ...], float] = {}
+            for choice in itertools.product(range(3), repeat=n):
+                counts = tuple(int(c) for c in np.bincount(np.array(choice, dtype=int), minlength=3))
+                reference[counts] = reference.get(counts, 0.0) + float(np.prod(ratios[list(choice)]))
+            got = {tuple(int(v) for v in split[r]): float(q) for r, q in zip(rows, probs, strict=True)}
+            assert got.keys() == reference.keys()
+            for key, q in reference.items():
+                assert got[key] == pytest.approx(q, abs=1e-12)
+    # and in the running network the movement shares follow the profile's turning ratios
+    env = TrafficGridVectorEnv(8, scenario="grid2x2", profile="ns_peak")
+    env.reset(seed=11)
+    core = env.sim.core
+    joined = np.zeros(3)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        before = core.mov_occ.copy()
+        core.apply_actions(rng.integers(0, 4, size=(8, net.num_nodes)))
+        core.prepare(net.delta_time_s)
+        for _ in range(net.delta_time_s):
+            f = core.tick()
+            joined += (core.mov_occ - before + f["discharged"]).sum(axis=(0, 1))
+            before = core.mov_occ.copy()
+    ratios = np.diff(np.concatenate([[0.0], net.turning[net.profile_names.index("ns_peak")]]))
+    assert joined.sum() > 2000
+    np.testing.assert_allclose(joined / joined.sum(), ratios, atol=0.03)
 
 
 def test_fifo_vehicles_reach_the_stop_line_in_entry_order_after_the_travel_time() -> None:
