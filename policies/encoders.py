@@ -353,6 +353,7 @@ class SequenceEncoder(Encoder):
     statistics in the agent's observation normaliser, which skips sequences) keeps repeats identical."""
 
     MIN_STEPS = 8
+    KEY_COLUMNS = 256  # values per row that group repeated rows before the exact check
 
     def __init__(self, space: gym.spaces.Box, conv_channels: int = 32, hidden_size: int = 64, time_stride: int = 4):
         super().__init__()
@@ -382,6 +383,7 @@ class SequenceEncoder(Encoder):
         self.features_dim = int(hidden_size)
         # Without gradients: (rows (B, T*F), features (B, H), weights) of the previous call.
         self._last: tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
+        self._columns: torch.Tensor | None = None  # (K,) the columns that group repeated rows
 
     @staticmethod
     def standardize(x: torch.Tensor) -> torch.Tensor:
@@ -403,17 +405,17 @@ class SequenceEncoder(Encoder):
         if batch < 2:
             return self.encode(obs)
         rows = obs.reshape(batch, -1)  # (B, T*F)
-        # Group rows by a hash of their bits (integer arithmetic, so equal rows always get equal keys; a
-        # 1-D unique is far cheaper than sorting whole rows), then check that every row equals its group's
-        # representative; on a hash collision, or NaNs, fall back to encoding every row.
-        bits = rows.float().contiguous().view(torch.int32).long()  # (B, T*F) exact bit patterns
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        mult = torch.randint(1, 2**31, (rows.shape[1],), generator=gen).to(rows.device)  # (T*F,) int64
-        keys = (bits * mult).sum(dim=1)  # (B,) wraps around on overflow, the same way for equal rows
-        _, inverse = torch.unique(keys, return_inverse=True)  # (B,) group of each row
+        # Group rows by a fixed random subset of their columns (an exact unique over a (B, 256) slice, far
+        # cheaper than over whole rows), then check that every row equals its group's first row; if two
+        # different rows agree on the subset, or on NaNs, encode every row.
+        if self._columns is None or self._columns.device != rows.device:
+            gen = torch.Generator(device="cpu").manual_seed(0)
+            columns = torch.randperm(rows.shape[1], generator=gen)[: self.KEY_COLUMNS]
+            self._columns = columns.sort().values.to(rows.device)  # (K,)
+        _, inverse = torch.unique(rows.index_select(1, self._columns), dim=0, return_inverse=True)  # (B,) group
         first = torch.full((int(inverse.max()) + 1,), batch, dtype=torch.long, device=rows.device)
         first = first.scatter_reduce(0, inverse, torch.arange(batch, device=rows.device), "amin")  # (U,)
-        if len(first) == batch or not torch.equal(rows[first][inverse], rows):
+        if len(first) == batch or not torch.equal(rows.index_select(0, first[inverse]), rows):
             return self.encode(obs)
         return self.encode(obs[first])[inverse]  # (U, H) -> (B, H)
 
