@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rlsuite.agents.checkpoint import CheckpointError
+from rlsuite.policies.encoders import is_sequence_space
 
 
 class RunningMeanStd:
@@ -77,7 +78,10 @@ class ObsNormalizer:
     """Normalises float Box observations (alone or inside a Dict) to about zero mean and unit variance.
 
     Integer boxes (images), discrete and other spaces pass through unchanged: scaling pixels is the
-    encoder's job, and one-hot or index observations must keep their meaning.
+    encoder's job, and one-hot or index observations must keep their meaning. (T, F) sequences pass
+    through too: the SequenceEncoder standardises each sequence itself, and running statistics, which
+    change at every step, would make an episode's repeated sequence (a spoken command) differ from step
+    to step and defeat the encoder's reuse of repeated rows.
     """
 
     def __init__(self, space: gym.Space, clip: float = 10.0, epsilon: float = 1e-8) -> None:
@@ -89,7 +93,7 @@ class ObsNormalizer:
         self._collect(space, "")
 
     def _collect(self, space: gym.Space, path: str) -> None:
-        if _is_float_box(space):
+        if _is_float_box(space) and not is_sequence_space(space):
             self.stats[path] = RunningMeanStd(shape=space.shape or ())
         elif isinstance(space, gym.spaces.Dict):
             for key, sub in space.spaces.items():

@@ -335,17 +335,30 @@ class ImpalaCNN(Encoder):
 
 
 class SequenceEncoder(Encoder):
-    """For (time, features) inputs such as log-mel spectrograms: a Conv1d front over time (kernel 3, then
-    kernel 5 with stride 2, ReLU) that picks up local patterns and halves the length, then a one-layer LSTM
-    over the remaining steps; the features are its final hidden state (B, hidden_size).
+    """For (time, features) inputs such as log-mel spectrograms: each sequence is standardised (zero mean,
+    unit variance over all its values, so loudness and the log floor do not matter), then a Conv1d front
+    over time (kernel 3, then `log2(time_stride)` convs of kernel 5 and stride 2, all ReLU) picks up local
+    patterns and shortens the sequence, and a one-layer LSTM runs over the remaining steps; the features
+    are its final hidden state (B, H). The LSTM's sequential steps dominate the cost, hence the stride
+    (4 by default: a 98-frame spectrogram becomes 25 steps).
 
     The LSTM sees the whole window every call (no state carried between env steps): memory across steps
-    belongs to LSTMCore in recurrent.py."""
+    belongs to LSTMCore in recurrent.py.
+
+    Sequences that stay the same for a whole episode (a spoken command) repeat across a batch and across
+    calls, and the LSTM dominates the cost of a network, so the forward pass encodes each distinct row of a
+    batch once and copies the features to its repeats (exact, gradients included); without gradients
+    (rollouts, evaluation) it also reuses the previous call's features for rows that did not change, as
+    long as the weights did not change either. Standardising inside the encoder (not with running
+    statistics in the agent's observation normaliser, which skips sequences) keeps repeats identical."""
 
     MIN_STEPS = 8
+    KEY_COLUMNS = 256  # values per row that group repeated rows before the exact check
 
-    def __init__(self, space: gym.spaces.Box, conv_channels: int = 64, hidden_size: int = 128):
+    def __init__(self, space: gym.spaces.Box, conv_channels: int = 32, hidden_size: int = 64, time_stride: int = 4):
         super().__init__()
+        if time_stride < 1 or time_stride & (time_stride - 1):
+            raise ValueError(f"time_stride must be a power of 2 (1, 2, 4, 8, ...), got {time_stride}")
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 2:
             raise SpaceError(
                 f"SequenceEncoder needs a 2-D Box of shape (T, F) (time, features), got {space}; "
@@ -357,12 +370,10 @@ class SequenceEncoder(Encoder):
                 f"SequenceEncoder needs at least {self.MIN_STEPS} time steps, got shape {tuple(space.shape)} "
                 "(T, F); use a longer window, or FlattenObservation so an MLP reads it"
             )
-        self.conv = nn.Sequential(
-            layer_init(nn.Conv1d(feats, conv_channels, 3, padding=1)),
-            nn.ReLU(),
-            layer_init(nn.Conv1d(conv_channels, conv_channels, 5, stride=2, padding=2)),
-            nn.ReLU(),
-        )
+        layers: list[nn.Module] = [layer_init(nn.Conv1d(feats, conv_channels, 3, padding=1)), nn.ReLU()]
+        for _ in range(time_stride.bit_length() - 1):  # each halves the length (rounding up)
+            layers += [layer_init(nn.Conv1d(conv_channels, conv_channels, 5, stride=2, padding=2)), nn.ReLU()]
+        self.conv = nn.Sequential(*layers)
         self.lstm = nn.LSTM(conv_channels, hidden_size, batch_first=True)
         for name, param in self.lstm.named_parameters():
             if "bias" in name:
@@ -370,12 +381,63 @@ class SequenceEncoder(Encoder):
             else:
                 nn.init.orthogonal_(param, 1.0)
         self.features_dim = int(hidden_size)
+        # Without gradients: (rows (B, T*F), features (B, H), weights) of the previous call.
+        self._last: tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
+        self._columns: torch.Tensor | None = None  # (K,) the columns that group repeated rows
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float().transpose(1, 2)  # (B, T, F) -> (B, F, T): Conv1d convolves the last axis
-        x = self.conv(x).transpose(1, 2)  # (B, T', C) with T' = ceil(T / 2)
+    @staticmethod
+    def standardize(x: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> each sequence minus its mean, divided by its std (an all-constant one becomes 0)."""
+        mean = x.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+        std = x.std(dim=(1, 2), keepdim=True, unbiased=False)  # (B, 1, 1)
+        return (x - mean) / (std + 1e-5)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The network on every row, no de-duplication: (B, T, F) -> (B, H)."""
+        x = self.standardize(obs.float()).transpose(1, 2)  # (B, T, F) -> (B, F, T): Conv1d convolves the last axis
+        x = self.conv(x).transpose(1, 2)  # (B, T', C) with T' about T / time_stride
         _, (h_n, _) = self.lstm(x)  # h_n: (1, B, H)
         return h_n[0]  # (B, H)
+
+    def _encode_distinct(self, obs: torch.Tensor) -> torch.Tensor:
+        """encode(obs), running the network once per distinct row: (B, T, F) -> (B, H)."""
+        batch = obs.shape[0]
+        if batch < 2:
+            return self.encode(obs)
+        rows = obs.reshape(batch, -1)  # (B, T*F)
+        # Group rows by a fixed random subset of their columns (an exact unique over a (B, 256) slice, far
+        # cheaper than over whole rows), then check that every row equals its group's first row; if two
+        # different rows agree on the subset, or on NaNs, encode every row.
+        if self._columns is None or self._columns.device != rows.device:
+            gen = torch.Generator(device="cpu").manual_seed(0)
+            columns = torch.randperm(rows.shape[1], generator=gen)[: self.KEY_COLUMNS]
+            self._columns = columns.sort().values.to(rows.device)  # (K,)
+        _, inverse = torch.unique(rows.index_select(1, self._columns), dim=0, return_inverse=True)  # (B,) group
+        first = torch.full((int(inverse.max()) + 1,), batch, dtype=torch.long, device=rows.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(batch, device=rows.device), "amin")  # (U,)
+        if len(first) == batch or not torch.equal(rows.index_select(0, first[inverse]), rows):
+            return self.encode(obs)
+        return self.encode(obs[first])[inverse]  # (U, H) -> (B, H)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self._last = None
+            return self._encode_distinct(obs)  # (B, H)
+        rows = obs.reshape(obs.shape[0], -1)  # (B, T*F)
+        weights = [p.detach() for p in self.parameters()]
+        last = self._last
+        if (last is not None and last[0].shape == rows.shape and last[0].dtype == rows.dtype
+                and all(torch.equal(w, old) for w, old in zip(weights, last[2], strict=True))):
+            changed = (rows != last[0]).any(dim=1)  # (B,) rows that differ from the previous call's
+            features = last[1].clone()  # (B, H)
+            if bool(changed.any()):
+                features[changed] = self._encode_distinct(obs[changed])
+            weights_copy = last[2]
+        else:
+            features = self._encode_distinct(obs)
+            weights_copy = [w.clone() for w in weights]
+        self._last = (rows.clone(), features, weights_copy)
+        return features.clone()  # (B, H)
 
 
 class DictEncoder(Encoder):
@@ -406,7 +468,7 @@ def make_encoder(
     activation: str = "tanh",
     cnn: str = "nature",
     cnn_features: int | None = None,
-    sequence_hidden: int = 128,
+    sequence_hidden: int = 64,
 ) -> Encoder:
     """The encoder for an observation space (see the module table), so agents never branch on spaces.
 

@@ -69,7 +69,7 @@ class RLSuiteExtractor(BaseFeaturesExtractor):
         activation: str = "tanh",
         cnn: str = "nature",
         cnn_features: int | None = None,
-        sequence_hidden: int = 128,
+        sequence_hidden: int = 64,
     ) -> None:
         encoder = make_encoder(observation_space, mlp_hidden=tuple(mlp_hidden), activation=activation, cnn=cnn,
                                cnn_features=cnn_features, sequence_hidden=sequence_hidden)

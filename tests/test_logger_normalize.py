@@ -153,6 +153,18 @@ def test_obs_normalizer_box_and_dict(tmp_path):
     assert fresh.stats["pos"].count == norm.stats["pos"].count
 
 
+def test_obs_normalizer_leaves_sequences_to_the_sequence_encoder():
+    space = gym.spaces.Dict({"audio": gym.spaces.Box(-np.inf, np.inf, shape=(98, 40), dtype=np.float32),
+                             "state": gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)})
+    norm = ObsNormalizer(space)
+    assert list(norm.stats) == ["state"]
+    obs = {"audio": np.full((2, 98, 40), 5.0, np.float32), "state": np.ones((2, 3), np.float32) * 4.0}
+    norm.update(obs)
+    out = norm.normalize(obs)
+    assert out["audio"] is obs["audio"]
+    assert np.abs(out["state"]).max() < 1e-2  # (4 - 4) / std
+
+
 def test_obs_normalizer_plain_box_and_passthrough():
     box = gym.spaces.Box(-1, 1, shape=(3,), dtype=np.float64)
     norm = ObsNormalizer(box)

@@ -212,12 +212,90 @@ def test_sequence_encoder_rejects_short_windows():
 
 
 def test_sequence_encoder_features_are_the_lstm_final_hidden_state():
-    enc = SequenceEncoder(S.Box(-1, 1, (10, 3), np.float32), conv_channels=4, hidden_size=5)
-    x = torch.randn(2, 10, 3)
-    conv = enc.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, 5, 4): stride 2 halves the 10 steps
+    enc = SequenceEncoder(S.Box(-1, 1, (10, 3), np.float32), conv_channels=4, hidden_size=5, time_stride=2)
+    x = torch.randn(2, 10, 3) * 3.0 + 1.0
+    z = (x - x.mean(dim=(1, 2), keepdim=True)) / x.std(dim=(1, 2), unbiased=False, keepdim=True)  # per sequence
+    conv = enc.conv(z.transpose(1, 2)).transpose(1, 2)  # (B, 5, 4): stride 2 halves the 10 steps
     assert conv.shape == (2, 5, 4)
     out, _ = enc.lstm(conv)
     torch.testing.assert_close(enc(x), out[:, -1])
+
+
+def _lstm_batch_sizes(enc: SequenceEncoder) -> list[int]:
+    """Records how many rows each call of the encoder's LSTM processes."""
+    sizes: list[int] = []
+    enc.lstm.register_forward_hook(lambda _m, args, _out: sizes.append(int(args[0].shape[0])))
+    return sizes
+
+
+def test_sequence_encoder_encodes_each_distinct_row_once_with_the_same_values_and_gradients():
+    space = S.Box(-5, 5, (20, 6), np.float32)
+    enc = SequenceEncoder(space, conv_channels=8, hidden_size=12)
+    reference = SequenceEncoder(space, conv_channels=8, hidden_size=12)
+    reference.load_state_dict(enc.state_dict())
+    pool = torch.randn(5, 20, 6)
+    x = pool[torch.tensor([3, 0, 3, 3, 1, 0, 4, 1, 3, 0])]  # 10 rows, 4 distinct
+    sizes = _lstm_batch_sizes(enc)
+    weights = torch.randn(10, 12)
+    (enc(x) * weights).sum().backward()
+    assert sizes == [4]
+    # the reference runs every row through the network (encode: no de-duplication)
+    ref_out = reference.encode(x)
+    (ref_out * weights).sum().backward()
+    torch.testing.assert_close(enc(x).detach(), ref_out.detach(), rtol=1e-5, atol=1e-6)
+    for p, q in zip(enc.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+    # all rows distinct, or a NaN row (never equal to itself): every row is encoded
+    sizes.clear()
+    x = torch.randn(6, 20, 6)
+    x[2, 0, 0] = float("nan")
+    x[3] = x[2]
+    out = enc(x)
+    assert sizes == [6]
+    torch.testing.assert_close(out, enc.encode(x), equal_nan=True)
+
+
+def test_sequence_encoder_without_gradients_reuses_unchanged_rows_until_the_weights_change():
+    from rlsuite.agents.optim import FlatAdam
+
+    enc = SequenceEncoder(S.Box(-5, 5, (20, 6), np.float32), conv_channels=8, hidden_size=12)
+    sizes = _lstm_batch_sizes(enc)
+    x = torch.randn(8, 20, 6)
+    with torch.inference_mode():
+        first = enc(x)
+        again = enc(x)  # nothing changed: nothing encoded
+        x2 = x.clone()
+        x2[[1, 5]] = torch.randn(2, 20, 6)  # two envs started new episodes
+        second = enc(x2)
+    assert sizes == [8, 2]
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    torch.testing.assert_close(second, enc.encode(x2), rtol=1e-5, atol=1e-6)
+    # an optimiser step (FlatAdam updates views of one buffer in place) invalidates the features
+    optimizer = FlatAdam(enc, lr=1e-2)
+    optimizer.zero_grad()
+    enc(x2).sum().backward()
+    optimizer.step()
+    sizes.clear()
+    with torch.no_grad():
+        third = enc(x2)
+        fourth = enc(x2)
+    assert sizes == [8]  # one full pass with the new weights, then reuse
+    torch.testing.assert_close(third, enc.encode(x2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fourth, third, rtol=0, atol=0)
+    assert not torch.allclose(third, second)
+    # a batch of another size is encoded afresh
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x2[:3]), enc.encode(x2[:3]), rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_encoder_standardises_each_sequence_and_checks_the_stride():
+    enc = SequenceEncoder(S.Box(-5, 5, (20, 6), np.float32), conv_channels=8, hidden_size=12, time_stride=4)
+    x = torch.randn(3, 20, 6)
+    torch.testing.assert_close(enc.encode(x * 7.0 - 30.0), enc.encode(x), rtol=1e-4, atol=1e-5)  # loudness, floor
+    assert torch.isfinite(enc(torch.zeros(2, 20, 6))).all()  # muted audio
+    assert enc.conv(x.transpose(1, 2)).shape == (3, 8, 5)  # 20 steps / 4
+    with pytest.raises(ValueError, match="power of 2"):
+        SequenceEncoder(S.Box(-5, 5, (20, 6), np.float32), time_stride=3)
 
 
 def test_dict_encoder_concatenates_in_sorted_key_order():
