@@ -2,11 +2,11 @@
 the PPO training loop.
 
 1. Pipeline: frames per second (agent steps x 4) of uniformly random actions through the preprocessed
-   vector env, same games, same number of envs. Ours: `make_vec_env(id, n, preset="dqn-nature")` with
-   Gymnasium's sync and async vector envs, and ale-py's C++ AtariVectorEnv (the path `auto` takes for
-   presets it matches: machado2018). SB3: `make_atari_env` + `VecFrameStack(4)` with DummyVecEnv and
-   SubprocVecEnv (SB3's AtariWrapper = the dqn-nature protocol). Configurations alternate within each
-   repeat (A B C ... A B C ...), so background load hits all alike.
+   vector env, same games, same number of envs, all under the dqn-nature protocol (SB3's AtariWrapper).
+   Ours: `make_vec_env(id, n, preset="dqn-nature")` on the native path (`auto`: ale-py's C++ emulators
+   with the resets in NumPy, `AtariNativeVectorEnv`) and on Gymnasium's sync vector env (the reference
+   path). SB3: `make_atari_env` + `VecFrameStack(4)` with DummyVecEnv and SubprocVecEnv. Configurations
+   alternate within each repeat (A B C ... A B C ...), so background load hits all alike.
 2. PPO: env frames per wall second over the whole training loop (rollouts and updates) for a fixed
    number of frames on Breakout, our PPO with its Atari preset vs SB3's PPO with RL Zoo's Atari
    settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each.
@@ -41,8 +41,7 @@ def _time_steps(step: Callable[[np.ndarray], object], n_actions: int, n_envs: in
 
 
 def ours(game: str, n_envs: int, steps: int, mode: str) -> float:
-    preset = "machado2018" if mode == "vector_entry_point" else "dqn-nature"
-    envs = make_vec_env(f"ALE/{game}-v5", n_envs, mode=mode, record_stats=False, preset=preset)  # type: ignore[arg-type]
+    envs = make_vec_env(f"ALE/{game}-v5", n_envs, mode=mode, record_stats=False, preset="dqn-nature")  # type: ignore[arg-type]
     envs.reset(seed=0)
     try:
         return _time_steps(envs.step, int(envs.single_action_space.n), n_envs, steps)  # type: ignore[attr-defined]
@@ -109,9 +108,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     configs: dict[str, Callable[[str], float]] = {
-        "ours sync (dqn-nature)": lambda g: ours(g, args.envs, args.steps, "sync"),
-        "ours async (dqn-nature)": lambda g: ours(g, args.envs, args.steps, "async"),
-        "ours AtariVectorEnv (machado2018)": lambda g: ours(g, args.envs, args.steps, "vector_entry_point"),
+        "ours native (C++ emulators)": lambda g: ours(g, args.envs, args.steps, "vector_entry_point"),
+        "ours sync (Gymnasium)": lambda g: ours(g, args.envs, args.steps, "sync"),
         "sb3 DummyVecEnv": lambda g: sb3(g, args.envs, args.steps, subproc=False),
         "sb3 SubprocVecEnv": lambda g: sb3(g, args.envs, args.steps, subproc=True),
     }

@@ -20,6 +20,7 @@ from rlsuite.envs import EnvError, make_env, make_vec_env, reference_score  # no
 from rlsuite.envs.atari import (  # noqa: E402
     ATARI_PRESETS,
     AtariError,
+    AtariNativeVectorEnv,
     ClipReward,
     EpisodicLife,
     FireReset,
@@ -315,13 +316,13 @@ def test_real_roms_through_the_factory() -> None:
             obs, reward, *_ = env.step(env.action_space.sample())
         assert env.observation_space.contains(obs)
         env.close()
-    envs = make_vec_env("ALE/Breakout-v5", 2)  # dqn-nature (fire reset) -> Gymnasium's sync path
-    assert isinstance(envs.unwrapped, gym.vector.SyncVectorEnv)
+    envs = make_vec_env("ALE/Breakout-v5", 2)  # dqn-nature: ale-py's C++ emulators, our resets in NumPy
+    assert isinstance(envs.unwrapped, AtariNativeVectorEnv)
     obs, _ = envs.reset(seed=0)
     assert obs.shape == (2, 4, 84, 84)
     envs.close()
     native = make_vec_env("ALE/Pong-v5", 2, preset="machado2018")
-    assert type(native.unwrapped).__name__ == "AtariVectorEnv"
+    assert isinstance(native.unwrapped, AtariNativeVectorEnv)
     assert native.reset(seed=0)[0].shape == (2, 4, 84, 84)
     native.close()
 
@@ -404,23 +405,78 @@ def test_bit_exact_with_gymnasium_atari_preprocessing() -> None:
             assert rew == ref_rew and term == ref_term
 
 
+def _assert_same_steps(native: gym.vector.VectorEnv, ours: gym.vector.VectorEnv, actions: np.ndarray) -> tuple[int, int, int]:
+    """Step both with `actions`: equal observations, rewards, terminations, truncations and game scores;
+    returns (lives lost, games finished, truncations)."""
+    lives_lost = games = truncations = 0
+    for a in actions:
+        got, want = native.step(a), ours.step(a)
+        for x, y in zip(got[:4], want[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        finished = want[4].get("_episode", np.zeros(len(a), dtype=bool))
+        np.testing.assert_array_equal(got[4].get("_episode", np.zeros(len(a), dtype=bool)), finished)
+        for key in ("r", "l"):
+            if finished.any():
+                np.testing.assert_array_equal(got[4]["episode"][key][finished], want[4]["episode"][key][finished])
+        lives_lost += int(got[4]["life_loss"].sum())
+        games += int(finished.sum())
+        truncations += int(want[3].sum())
+    return lives_lost, games, truncations
+
+
 @pytest.mark.slow
-def test_bit_exact_with_ale_py_vector_env_where_presets_match() -> None:
-    p = dataclasses.replace(ATARI_PRESETS["machado2018"], sticky_prob=0.0)  # no randomness left: bit-exact
-    native = make_atari_env("ALE/Breakout-v5", 2, p, mode="vector_entry_point", num_threads=1)
+def test_native_path_is_bit_exact_with_the_gymnasium_path_but_for_noop_counts() -> None:
+    # dqn-nature minus the no-op starts (their counts come from another generator): fire reset, episodic
+    # life, reward clipping, frame stacking and game statistics in NumPy over the C++ emulators.
+    p = dataclasses.replace(ATARI_PRESETS["dqn-nature"], noop_max=0)
+    native = make_atari_env("ALE/Breakout-v5", 2, p, mode="vector_entry_point")
     ours = make_atari_env("ALE/Breakout-v5", 2, p, mode="sync")
-    obs_native, _ = native.reset(seed=0)
-    obs, _ = ours.reset(seed=0)
-    np.testing.assert_array_equal(obs, obs_native)
-    for a in np.random.default_rng(0).integers(0, 4, (150, 2)):
-        obs_native, rew_native, *_ = native.step(a)
-        obs, rew, *_ = ours.step(a)
-        np.testing.assert_array_equal(obs, obs_native)
-        np.testing.assert_array_equal(rew, rew_native)
+    np.testing.assert_array_equal(native.reset(seed=0)[0], ours.reset(seed=0)[0])
+    rng = np.random.default_rng(0)
+    lives_lost, games, _ = _assert_same_steps(native, ours, rng.integers(0, 4, (250, 2)))
+    assert lives_lost >= 10 and games >= 2, "too few resets to check: lengthen the action sequence"
+    mask = np.array([False, True])  # a partial reset (SB3's VecEnv adapter asks for these)
+    np.testing.assert_array_equal(native.reset(options={"reset_mask": mask})[0],
+                                  ours.reset(options={"reset_mask": mask})[0])
+    _assert_same_steps(native, ours, rng.integers(0, 4, (10, 2)))
+    native.close()
+    ours.close()
+    # the frame cap: with no no-op starts agent steps end on multiples of 4 frames, so both stop at 80
+    capped = dataclasses.replace(p, max_frames=80)
+    native = make_atari_env("ALE/Breakout-v5", 2, capped, mode="vector_entry_point")
+    ours = make_atari_env("ALE/Breakout-v5", 2, capped, mode="sync")
+    np.testing.assert_array_equal(native.reset(seed=3)[0], ours.reset(seed=3)[0])
+    assert _assert_same_steps(native, ours, np.full((45, 2), 1))[2] >= 2  # always FIRE: games last
+    native.close()
+    ours.close()
+    # machado2018 minus stickiness (the ALE's sticky actions are seeded differently in the two paths)
+    m = dataclasses.replace(ATARI_PRESETS["machado2018"], sticky_prob=0.0)
+    native = make_atari_env("ALE/Pong-v5", 2, m)  # auto: the native path
+    ours = make_atari_env("ALE/Pong-v5", 2, m, mode="sync")
+    assert isinstance(native, AtariNativeVectorEnv)
+    np.testing.assert_array_equal(native.reset(seed=0)[0], ours.reset(seed=0)[0])
+    _assert_same_steps(native, ours, rng.integers(0, 6, (60, 2)))
     native.close()
     ours.close()
     with pytest.raises(AtariError, match="sync or async"):
-        make_atari_env("ALE/Breakout-v5", 2, "dqn-nature", mode="vector_entry_point")
+        make_atari_env("ALE/Breakout-v5", 2, dataclasses.replace(p, grayscale_source="rgb"), mode="vector_entry_point")
+
+
+@pytest.mark.slow
+def test_native_noop_starts_are_seeded_and_uniform_over_1_to_30() -> None:
+    envs = make_atari_env("ALE/Breakout-v5", 2)  # dqn-nature, auto: native
+    assert isinstance(envs, AtariNativeVectorEnv)
+    first = [envs.reset(seed=7)[0]] + [envs.step(np.array([2, 3]))[0] for _ in range(10)]
+    again = [envs.reset(seed=7)[0]] + [envs.step(np.array([2, 3]))[0] for _ in range(10)]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))  # the same seed replays the same starts
+    envs.close()
+    # after a reset: the no-op frames, then FIRE and action 2, 4 frames each (NoopReset and FireReset);
+    # evaluation envs (no episodic life) start a new game on every reset
+    envs = make_atari_env("ALE/Breakout-v5", 2, purpose="eval", mode="vector_entry_point")
+    envs.reset(seed=0)
+    counts = np.concatenate([envs.reset()[1]["episode_frame_number"] - 8 for _ in range(150)])
+    envs.close()
+    assert counts.min() == 1 and counts.max() == 30 and len(set(counts.tolist())) == 30
 
 
 # --- evaluation protocol and recording -------------------------------------------------------------------
