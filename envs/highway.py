@@ -71,8 +71,17 @@ next-step autoreset (default; the step after an episode ends returns the reset o
 and ignores its action) or same-step autoreset (`autoreset_mode="same_step"`: the reset observation
 comes at once and the last one is in `info["final_obs"]`). `render_mode="rgb_array"` draws a frame with
 OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (continuous actions),
-`rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-Dense-v0` (4 lanes, 50 vehicles, as
-highway-v0).
+`rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-PixelsSmall-v0` (4 stacked 64x64
+frames at 1 px/m, cheap enough to train a CNN on a CPU), `rlsuite/Highway-Dense-v0` (4 lanes, 50
+vehicles, as highway-v0).
+
+## Speed
+The core is written for NumPy call overhead (the single env) and memory traffic (thousands of rows)
+alike: one batched IDM evaluation per substep (own lane, target lane, MOBIL's eight terms) from a
+column-major per-vehicle table that holds the free-road term once per vehicle; a lane-major neighbour
+search whose gathers are 1-D takes; preallocated scratch buffers; the full pair check for small batches
+and a window along the x order for big ones. Every one of these gives bit-identical results to the
+straightforward formulation (the tests compare against slow loops and hand-computed cases).
 
 ## Version history
 - v0: first version.

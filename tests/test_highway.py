@@ -292,6 +292,26 @@ def test_no_vehicle_passes_through_another(seed: int) -> None:
     assert core.crashed.any()  # dense random traffic with a random ego does crash: the check was exercised
 
 
+def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small batches (the single env) check all pairs at once, big ones a window along the x order plus the
+    full check for crowded rows: on dense random traffic both mark the same crashes, substep by substep."""
+    import rlsuite.envs.highway as highway
+
+    params = HighwayParams(vehicles_count=30, vehicles_density=2.0)
+    cores = [HighwayCore(params, 16) for _ in range(2)]
+    for core in cores:
+        core.reset_rows(np.arange(16), [np.random.default_rng(7 + i) for i in range(16)])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        actions = rng.integers(5, size=(16, 1))
+        for limit, core in zip((0, 10**9), cores, strict=True):  # windowed, then full
+            monkeypatch.setattr(highway, "FULL_CHECK_PAIRS", limit)
+            core.step(actions)
+        np.testing.assert_array_equal(cores[0].crashed, cores[1].crashed)
+        np.testing.assert_array_equal(cores[0].x, cores[1].x)
+    assert cores[0].crashed.any()
+
+
 def test_neighbour_search_matches_a_slow_loop() -> None:
     """The sorted-scan neighbour search against the obvious double loop, on random scenes."""
     params = HighwayParams(vehicles_count=15, lanes_count=4)
