@@ -420,3 +420,19 @@ def test_ppo_beats_the_idm_baseline_within_its_preset_budget(tmp_path) -> None:
     assert ppo_return > idm_return or (ppo_crash < 0.1 and ppo_speed > idm_speed), (
         f"PPO: return {ppo_return:.2f}, crash rate {ppo_crash:.2f}, speed {ppo_speed:.2f}; "
         f"IDM: return {idm_return:.2f}, speed {idm_speed:.2f}")
+
+
+def test_small_pixel_variant_feeds_the_nature_cnn_with_its_ppo_preset() -> None:
+    """rlsuite/Highway-PixelsSmall-v0 (the pixel PPO benchmark's env): 4 stacked 64x64 frames that NatureCNN
+    reads, with a PPO preset that resolves and validates."""
+    from rlsuite.agents.ppo import PPOSettings, check_spaces
+    from rlsuite.agents.settings import resolve_settings
+    from rlsuite.policies.encoders import NatureCNN, make_encoder
+
+    env = gym.make("rlsuite/Highway-PixelsSmall-v0")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 64, 64) and obs.dtype == np.uint8 and (obs[-1] == 255).any()  # the ego is drawn
+    assert isinstance(make_encoder(env.observation_space), NatureCNN)
+    check_spaces(env.observation_space, env.action_space)
+    s = resolve_settings(PPOSettings, "ppo", "rlsuite/Highway-PixelsSmall-v0")
+    assert (s.n_envs, s.n_steps, s.n_epochs, s.gamma, s.cnn) == (16, 64, 4, 0.9, "nature")
