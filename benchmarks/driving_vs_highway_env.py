@@ -4,7 +4,9 @@ Equivalent settings: 3 lanes, 20 traffic vehicles, simulation at 5 Hz, decisions
 observation of 5 vehicles, discrete meta-actions, uniform random actions, episodes reset when they end.
 (rlsuite checks collisions between all vehicles; highway-fast-v0 only for the ego, so ours does more.)
 Repeats alternate peer / ours (A B A B ...) and the ratio of medians is printed, since absolute figures
-on a shared machine move from run to run.
+on a shared machine move from run to run. Each contestant runs for `--seconds` of its own CPU time and
+both rates are printed: steps per CPU second (the process's time, so the other jobs on a loaded machine
+hardly move it; every contestant is single-threaded) and steps per wall second.
 
     python benchmarks/driving_vs_highway_env.py [--seconds 3] [--repeats 3] [--sizes 1 256 1024]
 """
@@ -20,41 +22,38 @@ import numpy as np
 
 import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
 
+Rates = tuple[float, float]  # (steps per CPU second, steps per wall second)
 
-def peer_steps_per_second(seconds: float) -> float:
-    import highway_env  # noqa: F401  (registers highway-fast-v0)
 
-    env = gym.make("highway-fast-v0")
+def _single_env_rates(env: gym.Env, seconds: float) -> Rates:
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    steps, cpu, wall = 0, time.process_time(), time.perf_counter()
+    while time.process_time() - cpu < seconds:
         _, _, terminated, truncated, _ = env.step(int(rng.integers(5)))
         steps += 1
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - cpu), steps / (time.perf_counter() - wall)
 
 
-def ours_steps_per_second(num_envs: int, seconds: float) -> float:
-    rng = np.random.default_rng(0)
+def peer_rates(seconds: float) -> Rates:
+    import highway_env  # noqa: F401  (registers highway-fast-v0)
+
+    return _single_env_rates(gym.make("highway-fast-v0"), seconds)
+
+
+def ours_rates(num_envs: int, seconds: float) -> Rates:
     if num_envs == 1:
-        env = gym.make("rlsuite/Highway-v0")
-        env.reset(seed=0)
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            _, _, terminated, truncated, _ = env.step(int(rng.integers(5)))
-            steps += 1
-            if terminated or truncated:
-                env.reset()
-        return steps / (time.perf_counter() - start)
+        return _single_env_rates(gym.make("rlsuite/Highway-v0"), seconds)
+    rng = np.random.default_rng(0)
     envs = gym.make_vec("rlsuite/Highway-v0", num_envs=num_envs, vectorization_mode="vector_entry_point")
     envs.reset(seed=0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:  # next-step autoreset: no reset calls needed
+    steps, cpu, wall = 0, time.process_time(), time.perf_counter()
+    while time.process_time() - cpu < seconds:  # next-step autoreset: no reset calls needed
         envs.step(rng.integers(5, size=num_envs))
         steps += num_envs
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - cpu), steps / (time.perf_counter() - wall)
 
 
 def main() -> None:
@@ -63,17 +62,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 256, 1024], help="numbers of envs of ours")
     args = parser.parse_args()
-    peer: list[float] = []
-    ours: dict[int, list[float]] = {n: [] for n in args.sizes}
+    peer: list[Rates] = []
+    ours: dict[int, list[Rates]] = {n: [] for n in args.sizes}
     for _ in range(args.repeats):  # alternate A B A B so load changes hit both sides
-        peer.append(peer_steps_per_second(args.seconds))
+        peer.append(peer_rates(args.seconds))
         for n in args.sizes:
-            ours[n].append(ours_steps_per_second(n, args.seconds))
-    peer_median = statistics.median(peer)
-    print(f"highway-fast-v0 (highway-env), single env: {peer_median:10.1f} steps/s  (repeats {[round(x, 1) for x in peer]})")
+            ours[n].append(ours_rates(n, args.seconds))
+    peer_cpu, peer_wall = (statistics.median(r[k] for r in peer) for k in (0, 1))
+    print(f"{'contestant':40s} {'steps/CPU s':>12s} {'ratio':>8s} {'steps/wall s':>13s} {'ratio':>8s}")
+    print(f"{'highway-fast-v0 (highway-env), 1 env':40s} {peer_cpu:12.1f} {1:7.1f}x {peer_wall:13.1f} {1:7.1f}x")
     for n, values in ours.items():
-        median = statistics.median(values)
-        print(f"rlsuite/Highway-v0, {n:5d} env(s):          {median:10.1f} steps/s  ratio {median / peer_median:8.1f}x")
+        cpu, wall = (statistics.median(r[k] for r in values) for k in (0, 1))
+        print(f"{f'rlsuite/Highway-v0, {n} env(s)':40s} {cpu:12.1f} {cpu / peer_cpu:7.1f}x {wall:13.1f} {wall / peer_wall:7.1f}x")
 
 
 if __name__ == "__main__":

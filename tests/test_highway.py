@@ -292,6 +292,26 @@ def test_no_vehicle_passes_through_another(seed: int) -> None:
     assert core.crashed.any()  # dense random traffic with a random ego does crash: the check was exercised
 
 
+def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small batches (the single env) check all pairs at once, big ones a window along the x order plus the
+    full check for crowded rows: on dense random traffic both mark the same crashes, substep by substep."""
+    import rlsuite.envs.highway as highway
+
+    params = HighwayParams(vehicles_count=30, vehicles_density=2.0)
+    cores = [HighwayCore(params, 16) for _ in range(2)]
+    for core in cores:
+        core.reset_rows(np.arange(16), [np.random.default_rng(7 + i) for i in range(16)])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        actions = rng.integers(5, size=(16, 1))
+        for limit, core in zip((0, 10**9), cores, strict=True):  # windowed, then full
+            monkeypatch.setattr(highway, "FULL_CHECK_PAIRS", limit)
+            core.step(actions)
+        np.testing.assert_array_equal(cores[0].crashed, cores[1].crashed)
+        np.testing.assert_array_equal(cores[0].x, cores[1].x)
+    assert cores[0].crashed.any()
+
+
 def test_neighbour_search_matches_a_slow_loop() -> None:
     """The sorted-scan neighbour search against the obvious double loop, on random scenes."""
     params = HighwayParams(vehicles_count=15, lanes_count=4)
@@ -400,3 +420,19 @@ def test_ppo_beats_the_idm_baseline_within_its_preset_budget(tmp_path) -> None:
     assert ppo_return > idm_return or (ppo_crash < 0.1 and ppo_speed > idm_speed), (
         f"PPO: return {ppo_return:.2f}, crash rate {ppo_crash:.2f}, speed {ppo_speed:.2f}; "
         f"IDM: return {idm_return:.2f}, speed {idm_speed:.2f}")
+
+
+def test_small_pixel_variant_feeds_the_nature_cnn_with_its_ppo_preset() -> None:
+    """rlsuite/Highway-PixelsSmall-v0 (the pixel PPO benchmark's env): 4 stacked 64x64 frames that NatureCNN
+    reads, with a PPO preset that resolves and validates."""
+    from rlsuite.agents.ppo import PPOSettings, check_spaces
+    from rlsuite.agents.settings import resolve_settings
+    from rlsuite.policies.encoders import NatureCNN, make_encoder
+
+    env = gym.make("rlsuite/Highway-PixelsSmall-v0")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 64, 64) and obs.dtype == np.uint8 and (obs[-1] == 255).any()  # the ego is drawn
+    assert isinstance(make_encoder(env.observation_space), NatureCNN)
+    check_spaces(env.observation_space, env.action_space)
+    s = resolve_settings(PPOSettings, "ppo", "rlsuite/Highway-PixelsSmall-v0")
+    assert (s.n_envs, s.n_steps, s.n_epochs, s.gamma, s.cnn) == (16, 64, 4, 0.9, "nature")
