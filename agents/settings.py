@@ -213,6 +213,11 @@ def _coerce(tp: Any, raw: Any) -> Any:
                     return choice
         raise _Mismatch(f"accepted values: {', '.join(repr(a) for a in args)}")
     if origin is dict:
+        if isinstance(raw, str):  # --set env_kwargs="{profile: held_out}": a YAML flow mapping
+            try:
+                raw = yaml.safe_load(raw) if raw.strip() else {}
+            except yaml.YAMLError:
+                raise _Mismatch("a mapping of keyword: value, e.g. {profile: held_out}") from None
         if isinstance(raw, Mapping) and all(isinstance(k, str) for k in raw):
             return dict(raw)
         raise _Mismatch("a mapping of keyword: value, e.g. {profile: held_out}")

@@ -369,10 +369,9 @@ class TrafficCore:
         self.link_occ = self._link_occ_ext[:, :L]  # (N, L) view
         self._clock = 0  # ticks since construction, the same for every row (ring-buffer slot)
         # Constant index arrays and matrices.
-        self._link_node = np.arange(L) // 4
-        self._internal = net.target >= 0
-        self._tgt_flat = np.where(self._internal, net.target, L).ravel()  # (L*3,) target link, L = leaves the grid
-        self._cap_tgt = np.where(self._internal, net.capacity[np.maximum(net.target, 0)], 1 << 30).astype(np.int32)
+        internal = net.target >= 0
+        self._tgt_flat = np.where(internal, net.target, L).ravel()  # (L*3,) target link, L = leaves the grid
+        self._cap_tgt = np.where(internal, net.capacity[np.maximum(net.target, 0)], 1 << 30).astype(np.int32)
         self._cap_src = net.capacity[net.sources].astype(np.int32)  # (E,)
         # flows = out (N, L*3) @ _flow_matrix: [net change of link occupancy (L) | inflow per link (L) | exits (1)]
         feed = np.zeros((L * 3, L + 1), dtype=np.float32)
@@ -394,8 +393,9 @@ class TrafficCore:
         self._turn_table, self._turn_split, self._turn_max = _turning_table(net)
         self._rows = np.arange(N)
         self._horizon = H
-        tt = net.travel_time_s
-        self._travel = int(tt[0]) if (tt == tt[0]).all() else None  # one travel time: a plain slot view
+        # every link of a scenario has one length and speed, so one travel time: the entry slot is a plain view
+        assert (net.travel_time_s == net.travel_time_s[0]).all()
+        self._travel = int(net.travel_time_s[0])
         self._phase_green = np.zeros((N, L, 3), dtype=bool)
         self._update_phase_green()
 
@@ -497,11 +497,7 @@ class TrafficCore:
         block = self._u_turn[:, self._tick_in_batch] + 2.0 * inflow  # (N, L)
         split = np.take(self._turn_split, np.searchsorted(self._turn_table, block, side="right"), axis=0)  # (N, L, 3)
         self._tick_in_batch += 1
-        if self._travel is not None:
-            self.pipe[(self._clock + self._travel) % self._horizon] += split
-        else:
-            slots = (self._clock + net.travel_time_s) % self._horizon  # (L,)
-            self.pipe[slots, :, np.arange(L)] += split.transpose(1, 0, 2)  # (L, N, 3)
+        self.pipe[(self._clock + self._travel) % self._horizon] += split
         self.mov_occ += split
 
         # Bookkeeping and clock (row sums as float32 products: exact for these counts).

@@ -52,16 +52,17 @@ def test_values_are_typed_by_the_constructor_and_unknown_keys_list_the_accepted_
         parse_env_kwargs(["profile"])
 
 
+@pytest.mark.slow
 def test_baseline_evaluation_on_a_named_profile_from_the_command_line(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     result = cli("evaluate", "--agent", "max-pressure", "--env", SINGLE, "--env-kwarg", "profile=held_out",
-                 "--episodes", "3", "--db", str(db), "--json")
+                 "--episodes", "1", "--db", str(db), "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["env_kwargs"] == {"profile": "held_out"}
     # oracle: the harness run directly on the held-out profile, and it is not the training profiles' figure
-    held = mean_travel_time(make_baseline("max-pressure", make_env(SINGLE)), SINGLE, 3, profile="held_out")
-    train = mean_travel_time(make_baseline("max-pressure", make_env(SINGLE)), SINGLE, 3)
+    held = mean_travel_time(make_baseline("max-pressure", make_env(SINGLE)), SINGLE, 1, profile="held_out")
+    train = mean_travel_time(make_baseline("max-pressure", make_env(SINGLE)), SINGLE, 1)
     assert summary["env_metrics"]["travel_time"] == pytest.approx(held)
     assert held != pytest.approx(train)
     for bad, fragment in ((["--env-kwarg", "profil=held_out"], "Accepted env kwargs: scenario, profile"),
@@ -70,6 +71,7 @@ def test_baseline_evaluation_on_a_named_profile_from_the_command_line(tmp_path: 
         assert result.exit_code == 2 and fragment in " ".join(result.output.split()), result.output
 
 
+@pytest.mark.slow
 def test_train_stores_the_env_kwargs_and_evaluation_reuses_them_unless_overridden(tmp_path: Path, monkeypatch) -> None:
     built: list[dict[str, Any]] = []
     make_vec_env = rlsuite.agents.ppo.make_vec_env
@@ -90,15 +92,15 @@ def test_train_stores_the_env_kwargs_and_evaluation_reuses_them_unless_overridde
     policy = load_policy(run, "last").policy
 
     db = tmp_path / "r.db"
-    reused = json.loads(cli("evaluate", str(run), "--checkpoint", "last", "--episodes", "2", "--db", str(db),
+    reused = json.loads(cli("evaluate", str(run), "--checkpoint", "last", "--episodes", "1", "--db", str(db),
                             "--json").output)
     assert reused["env_kwargs"] == {"profile": "held_out", "reward": "queue"}
-    records = evaluate_policy(policy, SHARED, episodes=2, env_kwargs={"profile": "held_out", "reward": "queue"})
+    records = evaluate_policy(policy, SHARED, episodes=1, env_kwargs={"profile": "held_out", "reward": "queue"})
     assert reused["mean"] == pytest.approx(float(np.mean([r.episode_return for r in records])))
-    overridden = json.loads(cli("evaluate", str(run), "--checkpoint", "last", "--episodes", "2", "--db", str(db),
+    overridden = json.loads(cli("evaluate", str(run), "--checkpoint", "last", "--episodes", "1", "--db", str(db),
                                 "--env-kwarg", "profile=ns_peak", "--json").output)
     assert overridden["env_kwargs"] == {"profile": "ns_peak", "reward": "queue"}
-    records = evaluate_policy(policy, SHARED, episodes=2, env_kwargs={"profile": "ns_peak", "reward": "queue"})
+    records = evaluate_policy(policy, SHARED, episodes=1, env_kwargs={"profile": "ns_peak", "reward": "queue"})
     assert overridden["mean"] == pytest.approx(float(np.mean([r.episode_return for r in records])))
 
     result = cli("train", "--env", SHARED, "--env-kwarg", "presure=true", "--steps", "64", "--run-dir", str(tmp_path / "x"))
