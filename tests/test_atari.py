@@ -460,6 +460,25 @@ def test_native_path_is_bit_exact_with_the_gymnasium_path_but_for_noop_counts() 
     ours.close()
     with pytest.raises(AtariError, match="sync or async"):
         make_atari_env("ALE/Breakout-v5", 2, dataclasses.replace(p, grayscale_source="rgb"), mode="vector_entry_point")
+    # through SB3's VecEnv adapter, which resets done rows at once with reset_mask (as SB3 agents see it)
+    from rlsuite.agents.sb3_vecenv import SB3VecEnv
+
+    native_sb3 = SB3VecEnv(make_atari_env("ALE/Breakout-v5", 2, p, mode="vector_entry_point", record_stats=False))
+    ours_sb3 = SB3VecEnv(make_atari_env("ALE/Breakout-v5", 2, p, mode="sync", record_stats=False))
+    native_sb3.seed(5)
+    ours_sb3.seed(5)
+    np.testing.assert_array_equal(native_sb3.reset(), ours_sb3.reset())
+    dones = 0
+    for a in rng.integers(0, 4, (150, 2)):
+        got, want = native_sb3.step(a), ours_sb3.step(a)
+        for x, y in zip(got[:3], want[:3], strict=True):
+            np.testing.assert_array_equal(x, y)
+        for i in np.flatnonzero(want[2]):
+            np.testing.assert_array_equal(got[3][i]["terminal_observation"], want[3][i]["terminal_observation"])
+            dones += 1
+    assert dones >= 2
+    native_sb3.close()
+    ours_sb3.close()
 
 
 @pytest.mark.slow
