@@ -9,9 +9,11 @@ the PPO training loop.
    alternate within each repeat (A B C ... A B C ...), so background load hits all alike.
 2. PPO: env frames per wall second over the whole training loop (rollouts and updates) for a fixed
    number of frames on Breakout, our PPO with its Atari preset vs SB3's PPO with RL Zoo's Atari
-   settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each.
+   settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each; then the CPU
+   seconds per update of the CNN (the same for both) against the env, which bound the PPO ratio.
 
-Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`.
+Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`
+(`--split-only`: only the CPU split).
 """
 
 from __future__ import annotations
@@ -99,14 +101,73 @@ def ppo_sb3(frames: int) -> float:
     return model.num_timesteps * FRAME_SKIP / elapsed
 
 
+def _cpu_seconds(fn: Callable[[], object]) -> float:
+    start = time.process_time()  # all threads of this process: the C++ emulator threads count too
+    fn()
+    return time.process_time() - start
+
+
+def cost_split(repeats: int = 2) -> None:
+    """CPU seconds per PPO update (4,096 frames at the benchmark's settings) of the part both PPOs share,
+    the Nature CNN, against the part that differs, the env; prints the PPO ratio that leaves possible.
+
+    CNN: 128 rollout forward passes of 8 observations, then 4 epochs x 4 minibatches of 256 forward,
+    backward and an Adam step (our encoder; SB3's CnnPolicy has the same layers). Env: 128 vector steps
+    of 8 Breakout games with random actions, ours native vs SB3's DummyVecEnv + VecFrameStack. CPU time,
+    not wall time, so the figures hold on a loaded machine (SubprocVecEnv would hide its CPU in children).
+    """
+    from gymnasium import spaces
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from rlsuite.policies.encoders import make_encoder
+
+    encoder = make_encoder(spaces.Box(0, 255, (4, 84, 84), np.uint8))
+    heads = torch.nn.Linear(encoder.features_dim, 4 + 1)  # policy logits and value
+    optimizer = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=2.5e-4)
+    rng = np.random.default_rng(0)
+    rollout = torch.as_tensor(rng.integers(0, 256, (128, 8, 4, 84, 84), dtype=np.uint8))
+    batch = torch.as_tensor(rng.integers(0, 256, (256, 4, 84, 84), dtype=np.uint8))
+    actions = rng.integers(0, 4, (128, 8))  # one rollout: 128 steps x 8 envs x 4 frames = 4,096 frames
+
+    def cnn() -> None:
+        with torch.no_grad():
+            for obs in rollout:
+                heads(encoder(obs))
+        for _ in range(4 * 4):
+            loss = heads(encoder(batch)).square().mean()  # (256, 5) -> scalar
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    ours_env = make_vec_env("ALE/Breakout-v5", 8, record_stats=False, preset="dqn-nature")
+    sb3_env = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
+    ours_env.reset(seed=0)
+    sb3_env.reset()
+    figures: dict[str, list[float]] = {"cnn": [], "ours": [], "sb3": []}
+    for _ in range(repeats):  # alternating
+        figures["cnn"].append(_cpu_seconds(cnn))
+        figures["ours"].append(_cpu_seconds(lambda: [ours_env.step(a) for a in actions]))
+        figures["sb3"].append(_cpu_seconds(lambda: [sb3_env.step(a) for a in actions]))
+    ours_env.close()
+    sb3_env.close()
+    c, o, s = (float(np.median(figures[k])) for k in ("cnn", "ours", "sb3"))
+    print(f"CPU s per update of 4096 frames (median of {repeats}): CNN {c:.2f} (both), env ours {o:.2f}, "
+          f"env sb3 {s:.2f} (env ratio {s / o:.2f}); PPO ratio with nothing else: {(c + s) / (c + o):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=400, help="vector steps per pipeline measurement")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ppo-frames", type=int, default=32_768, help="0 skips the PPO comparison")
+    parser.add_argument("--split-only", action="store_true", help="only the CPU split of a PPO update")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.split_only:
+        cost_split(args.repeats)
+        return
     configs: dict[str, Callable[[str], float]] = {
         "ours native (C++ emulators)": lambda g: ours(g, args.envs, args.steps, "vector_entry_point"),
         "ours sync (Gymnasium)": lambda g: ours(g, args.envs, args.steps, "sync"),
@@ -138,6 +199,7 @@ def main() -> None:
                       f"sb3 {sb3_fps[-1]:.0f} frames/s, ratio {ours_fps[-1] / sb3_fps[-1]:.2f}", flush=True)
         print(f"PPO median: ours {np.median(ours_fps):.0f}, sb3 {np.median(sb3_fps):.0f}, "
               f"ratio {np.median(ours_fps) / np.median(sb3_fps):.2f}")
+        cost_split(args.repeats)  # what bounds the ratio
 
 
 if __name__ == "__main__":

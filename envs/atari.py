@@ -694,13 +694,20 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
             self._return[i], self._length[i], self._start[i] = 0.0, 0, time.perf_counter()
             self._game_over[i] = False
 
-    def reset(self, *, seed: int | None = None,
+    def reset(self, *, seed: int | list[int | None] | None = None,  # type: ignore[override]
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every game (row i seeded with seed + i), or the rows of `options["reset_mask"]`."""
+        """Reset every game, or the rows of `options["reset_mask"]`; `seed`: an int (row i gets seed + i) or
+        one seed (or None) per row, as Gymnasium's SyncVectorEnv."""
         mask = np.ones(self.num_envs, dtype=bool) if not options or "reset_mask" not in options \
             else np.asarray(options["reset_mask"], dtype=bool)
         rows = np.flatnonzero(mask)
-        seeds = {int(i): None if seed is None else int(seed) + int(i) for i in rows}
+        if seed is None or isinstance(seed, int | np.integer):
+            per_row: list[int | None] = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            per_row = [None if s is None else int(s) for s in seed]
+            if len(per_row) != self.num_envs:
+                raise AtariError(f"reset got {len(per_row)} seeds for {self.num_envs} envs; pass one per env.")
+        seeds = {int(i): per_row[int(i)] for i in rows}
         out = self._drive({i: self._fire_reset(i, seeds[i]) for i in seeds})
         for i, raw in out.items():
             self._restart(i, raw.frame, self._game_over[i] or seeds[i] is not None)
