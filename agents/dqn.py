@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -47,6 +48,7 @@ from rlsuite.agents.checkpoint import (
     save_checkpoint,
 )
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
+from rlsuite.agents.mlp_grad import linear_backward, mlp_backward, mlp_forward
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.replay import Batch, ReplayBuffer
 from rlsuite.agents.run import step_checkpoint_name
@@ -190,19 +192,17 @@ class QNetwork(nn.Module):
 class MLPQFunction:
     """Forward and TD-loss backward of a plain MLP Q-network as explicit matmuls: no nn.Module calls, no autograd.
 
-    On a CPU the networks of classic control are small enough that a gradient step's time goes to dispatch
-    (module calls, autograd's graph and engine, one small op after another) more than to arithmetic. For
-    the common case, a flat Box observation through `Linear -> act -> ... -> Linear` (ReLU or tanh, no
-    dueling, no LSTM), the backward of the TD loss is a short chain written out here; it writes straight
-    into the parameters' `.grad` tensors (views into FlatAdam's gradient buffer). The weights are read
-    live, so nothing needs refreshing after an optimiser step. tests/test_dqn.py checks forward, loss and
-    every gradient against autograd through the module. Any other network takes the module path.
+    For the common case, a flat Box observation through `Linear -> act -> ... -> Linear` (ReLU or tanh, no
+    dueling, no LSTM), the backward of the TD loss is a short chain written out with agents/mlp_grad.py
+    (why: its docstring); it writes straight into the parameters' `.grad` tensors (views into FlatAdam's
+    gradient buffer). tests/test_dqn.py checks forward, loss and every gradient against autograd through
+    the module. Any other network takes the module path.
     """
 
     def __init__(self, network: QNetwork) -> None:
         encoder = cast(MLPEncoder, network.encoder)
-        linears = [m for m in encoder.net if isinstance(m, nn.Linear)] + [cast(nn.Linear, network.head.q[0])]
-        self.layers = [(linear.weight, linear.bias) for linear in linears]  # (out, in), (out,) in forward order
+        self.hidden_layers = [m for m in encoder.net if isinstance(m, nn.Linear)]  # in forward order
+        self.output_layer = cast(nn.Linear, network.head.q[0])  # hidden -> Q-values, no activation
         self.relu = isinstance(encoder.net[1], nn.ReLU) if len(encoder.net) else True
 
     @staticmethod
@@ -217,40 +217,29 @@ class MLPQFunction:
 
     def _hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Activations [x, h_1, ..., h_L] of the hidden layers, x the (B, in) input."""
-        out = [x.reshape(x.shape[0], -1).float()]
-        for weight, bias in self.layers[:-1]:
-            z = torch.addmm(bias, out[-1], weight.t())  # (B, out)
-            out.append(z.relu_() if self.relu else z.tanh_())
-        return out
+        return mlp_forward(self.hidden_layers, x.reshape(x.shape[0], -1).float(), self.relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Q-values (B, A); call under no_grad / inference_mode."""
-        weight, bias = self.layers[-1]
-        return torch.addmm(bias, self._hidden(x)[-1], weight.t())
+        return torch.addmm(self.output_layer.bias, self._hidden(x)[-1], self.output_layer.weight.t())
 
     @torch.no_grad()
     def td_backward(self, x: torch.Tensor, actions: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
                     loss: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Set every parameter's .grad to d/dtheta of mean(w * loss(Q(x, a) - y)); returns (Q(x, a), d loss/d Q(x, a)) (B,)."""
         hidden = self._hidden(x)
-        weight, bias = self.layers[-1]
-        q = torch.addmm(bias, hidden[-1], weight.t())  # (B, A)
+        out = self.output_layer
+        q = torch.addmm(out.bias, hidden[-1], out.weight.t())  # (B, A)
         batch = q.shape[0]
         q_taken = q.gather(1, actions[:, None]).squeeze(1)  # (B,)
         delta = q_taken - y  # (B,)
         # smooth L1 (delta 1): d/d delta = clamp(delta, -1, 1); MSE: 2 delta; then the mean's 1/B and the IS weights
         grad_taken = delta.clamp(-1.0, 1.0) if loss == "huber" else delta * 2.0
         grad_taken = grad_taken * weights / batch if weights is not None else grad_taken / batch
-        grad_z = torch.zeros_like(q).scatter_(1, actions[:, None], grad_taken[:, None])  # (B, A) dL/dq
-        for i in range(len(self.layers) - 1, -1, -1):
-            weight, bias = self.layers[i]
-            assert weight.grad is not None and bias.grad is not None  # views into FlatAdam's buffer
-            torch.mm(grad_z.t(), hidden[i], out=weight.grad)  # (out, in)
-            torch.sum(grad_z, 0, out=bias.grad)  # (out,)
-            if i > 0:
-                grad_h = grad_z @ weight  # (B, in) dL/dh_i
-                grad_z = (torch.ops.aten.threshold_backward(grad_h, hidden[i], 0.0) if self.relu
-                          else torch.ops.aten.tanh_backward(grad_h, hidden[i]))  # through the activation
+        grad_q = torch.zeros_like(q).scatter_(1, actions[:, None], grad_taken[:, None])  # (B, A) dL/dq
+        linear_backward(out, hidden[-1], grad_q)
+        if self.hidden_layers:
+            mlp_backward(self.hidden_layers, hidden, grad_q @ out.weight, self.relu)  # dL/dh_L (B, H)
         return q_taken, grad_taken
 
 
@@ -343,7 +332,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target_params: list[torch.Tensor] = list(target.parameters())
     fast = MLPQFunction(network) if MLPQFunction.supports(network) else None  # explicit matmuls, no autograd
     fast_target = MLPQFunction(target) if fast is not None else None
-    online_q = fast.forward if fast is not None else network
+    online_q: Callable[[Any], torch.Tensor] = fast.forward if fast is not None else network  # (B, A) Q-values
     target_q = fast_target.forward if fast_target is not None else target
     policy = DQNPolicy(network, obs_space, act_space, device)
     exploration_steps = s.exploration_fraction * s.total_steps

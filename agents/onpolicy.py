@@ -39,6 +39,7 @@ from rlsuite.agents.checkpoint import (
     save_checkpoint,
 )
 from rlsuite.agents.interface import AgentError, TrainContext
+from rlsuite.agents.mlp_grad import linear_backward, mlp_backward, mlp_forward
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
 from rlsuite.agents.optim import FlatParameters
 from rlsuite.agents.run import step_checkpoint_name
@@ -283,19 +284,15 @@ class NumpyRolloutForward:
         return action, logp[np.arange(len(action)), action], out[:, self.n_out]
 
 
-_tanh_backward = torch.ops.aten.tanh_backward.default  # (grad, tanh output) -> grad * (1 - output^2)
-_relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0) -> grad * [output > 0]
-
-
 class HandGradMLP:
     """Training forward and hand-written backward of a feed-forward MLP actor-critic with a Discrete action.
 
     A PPO update on CartPole takes 20 gradient steps per 256 transitions through 4x64x64 MLPs; at that size
     the autograd engine (graph building, one node per op, AccumulateGrad per parameter) and nn.Module calls
     cost more than the matmuls. The loss side hands in dL/dlogits and dL/dvalue (formulas written out in
-    the agent), and `backward` runs the chain rule through both towers with plain matmuls, writing every
-    parameter's gradient in place with `out=` (into FlatAdam's flat gradient buffer, so no zeroing or
-    accumulation is needed). Same parameters, same function, same gradients as autograd up to float
+    the agent), and `backward` runs the chain rule through both towers with plain matmuls (agents/mlp_grad.py),
+    writing every parameter's gradient in place with `out=` (into FlatAdam's flat gradient buffer, so no
+    zeroing or accumulation is needed). Same parameters, same function, same gradients as autograd up to float
     rounding (tests/test_ppo.py compares them); the checkpoint is untouched. Only tanh and ReLU MLPs over
     flat Box observations with a Categorical head are handled; `supports` says when, otherwise the agent
     takes the autograd path.
@@ -329,51 +326,29 @@ class HandGradMLP:
         critic = [] if self.shared else self.critic_layers
         return [*self.actor_layers, *critic, self.actor_head, self.critic_head]
 
-    def _tower(self, layers: list[nn.Linear], x: torch.Tensor) -> list[torch.Tensor]:
-        acts = [x]  # input, then every hidden activation: (B, in), (B, H1), ...
-        for lin in layers:
-            pre = torch.addmm(lin.bias, acts[-1], lin.weight.t())  # (B, out)
-            acts.append(pre.relu_() if self.relu else pre.tanh_())
-        return acts
-
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, n), value (B,)) for flat float observations (B, ...); keeps activations for backward."""
         x = obs.reshape(obs.shape[0], -1).float()  # (B, in)
-        self._acts_a = self._tower(self.actor_layers, x)
-        self._acts_c = self._acts_a if self.shared else self._tower(self.critic_layers, x)
+        self._acts_a = mlp_forward(self.actor_layers, x, self.relu)
+        self._acts_c = self._acts_a if self.shared else mlp_forward(self.critic_layers, x, self.relu)
         logits = torch.addmm(self.actor_head.bias, self._acts_a[-1], self.actor_head.weight.t())  # (B, n)
         value = torch.addmm(self.critic_head.bias, self._acts_c[-1], self.critic_head.weight.t())  # (B, 1)
         return logits, value.squeeze(-1)
-
-    def _backward_tower(self, layers: list[nn.Linear], acts: list[torch.Tensor], grad: torch.Tensor) -> None:
-        """grad: dL/d(last hidden activation) (B, H); writes dL/dW and dL/db of every layer."""
-        for i in range(len(layers) - 1, -1, -1):
-            h = acts[i + 1]  # (B, out) the activation this layer produced
-            # dL/d(pre-activation): grad * [h > 0] for ReLU, grad * (1 - h^2) for tanh, each as one kernel
-            grad = _relu_backward(grad, h, 0.0) if self.relu else _tanh_backward(grad, h)
-            lin = layers[i]
-            assert lin.weight.grad is not None and lin.bias.grad is not None
-            torch.mm(grad.t(), acts[i], out=lin.weight.grad)  # (out, in)
-            torch.sum(grad, 0, out=lin.bias.grad)  # (out,)
-            if i > 0:
-                grad = grad @ lin.weight  # (B, in) dL/d(previous activation)
 
     @torch.no_grad()
     def backward(self, grad_logits: torch.Tensor, grad_value: torch.Tensor) -> None:
         """Write every parameter's .grad from dL/dlogits (B, n) and dL/dvalue (B,) of the last `forward`."""
         grad_value = grad_value[:, None]  # (B, 1)
-        for head, acts, g in ((self.actor_head, self._acts_a, grad_logits), (self.critic_head, self._acts_c, grad_value)):
-            assert head.weight.grad is not None and head.bias.grad is not None
-            torch.mm(g.t(), acts[-1], out=head.weight.grad)  # (n, H)
-            torch.sum(g, 0, out=head.bias.grad)
+        linear_backward(self.actor_head, self._acts_a[-1], grad_logits)  # (n, H)
+        linear_backward(self.critic_head, self._acts_c[-1], grad_value)  # (1, H)
         grad_a = grad_logits @ self.actor_head.weight  # (B, H)
         grad_c = grad_value @ self.critic_head.weight  # (B, H)
         if self.shared:
-            self._backward_tower(self.actor_layers, self._acts_a, grad_a + grad_c)
+            mlp_backward(self.actor_layers, self._acts_a, grad_a + grad_c, self.relu)
         else:
-            self._backward_tower(self.actor_layers, self._acts_a, grad_a)
-            self._backward_tower(self.critic_layers, self._acts_c, grad_c)
+            mlp_backward(self.actor_layers, self._acts_a, grad_a, self.relu)
+            mlp_backward(self.critic_layers, self._acts_c, grad_c, self.relu)
 
 
 class ActorCriticPolicy:

@@ -257,9 +257,12 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 if hand is not None:  # the same loss and gradient with no autograd graph (HandGradMLP)
                     mb_adv = mb["advantages"]
                     if s.norm_adv:
-                        if mb_inds is None and whole_batch_adv is None:  # the same every epoch: normalise once
-                            whole_batch_adv = normalize_advantages(mb_adv)
-                        mb_adv = whole_batch_adv if mb_inds is None else normalize_advantages(mb_adv)
+                        if mb_inds is None:  # the whole batch is the same every epoch: normalise it once
+                            if whole_batch_adv is None:
+                                whole_batch_adv = normalize_advantages(mb_adv)
+                            mb_adv = whole_batch_adv
+                        else:
+                            mb_adv = normalize_advantages(mb_adv)
                     logits, new_value = hand.forward(cast(torch.Tensor, flat_obs if mb_inds is None else flat_obs[mb_inds]))
                     terms, grad_logits, grad_value = categorical_ppo_loss_grads(
                         logits, new_value, flat_actions if mb_inds is None else flat_actions[mb_inds], mb["logprobs"],
