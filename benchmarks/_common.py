@@ -89,3 +89,37 @@ def train_ours(module: ModuleType, agent: str, env_id: str, seed: int, root: Pat
         with clock.running():
             result = module.train(settings, TrainContext(run=run, logger=logger, **context))
     return OursRun(run.path, result, clock)
+
+
+Measured = tuple[float, float, float]
+"""(env steps per wall second, per CPU second, final evaluation mean) of one training run."""
+
+
+def compare_on_seeds(run_ours: Callable[[int, int, Path], Measured], run_sb3: Callable[[int, int], Measured],
+                     description: str | None, default_steps: int) -> None:
+    """The command line and seed loop of a throughput benchmark: ours then SB3 for each seed, one line per
+    seed, then medians and ratios. Each seed's pair runs back to back, so the per-seed ratio is the fair
+    one when the machine's load drifts; the ratio of the medians is printed beside it."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=default_steps)
+    args = parser.parse_args()
+    setup_torch()
+    rows = []  # (ours wall, sb3 wall, ours CPU, sb3 CPU, ours eval, sb3 eval) per seed
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            ours_wall, ours_cpu, ours_score = run_ours(seed, args.steps, Path(tmp))
+            sb3_wall, sb3_cpu, sb3_score = run_sb3(seed, args.steps)
+            rows.append((ours_wall, sb3_wall, ours_cpu, sb3_cpu, ours_score, sb3_score))
+            print(f"seed {seed}: ours {ours_wall:7.0f} steps/s wall, {ours_cpu:7.0f} per CPU s (eval {ours_score:6.1f}) | "
+                  f"sb3 {sb3_wall:7.0f} wall, {sb3_cpu:7.0f} per CPU s (eval {sb3_score:6.1f}) | "
+                  f"ratio wall {ours_wall / sb3_wall:.2f}, CPU {ours_cpu / sb3_cpu:.2f}", flush=True)
+    table = np.array(rows)
+    for label, ours_col, sb3_col in (("steps/s (wall)", 0, 1), ("steps per CPU second", 2, 3)):
+        ours, sb3 = np.median(table[:, ours_col]), np.median(table[:, sb3_col])
+        print(f"median {label}: ours {ours:.0f}, sb3 {sb3:.0f}; ratio of medians {ours / sb3:.2f}, "
+              f"median per-seed ratio {np.median(table[:, ours_col] / table[:, sb3_col]):.2f}")
+    print(f"mean final eval return: ours {table[:, 4].mean():.1f}, sb3 {table[:, 5].mean():.1f}")

@@ -11,12 +11,9 @@ Run: `python benchmarks/a2c_vs_sb3.py [--seeds 0 1 2] [--steps 100000]`.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
-import numpy as np
-from _common import Stopwatch, sb3_policy, score, setup_torch, train_ours
+from _common import Stopwatch, compare_on_seeds, sb3_policy, score, train_ours
 
 from rlsuite.agents import a2c
 from rlsuite.agents.registry import load_policy
@@ -43,28 +40,7 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=100_000)
-    args = parser.parse_args()
-    setup_torch()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            ours_wall, ours_cpu, ours_score = run_ours(seed, args.steps, Path(tmp))
-            sb3_wall, sb3_cpu, sb3_score = run_sb3(seed, args.steps)
-            rows.append((seed, ours_wall, sb3_wall, ours_cpu, sb3_cpu, ours_score, sb3_score))
-            print(f"seed {seed}: ours {ours_wall:6.0f} steps/s wall, {ours_cpu:6.0f} per CPU s (eval {ours_score:6.1f}) | "
-                  f"sb3 {sb3_wall:6.0f} wall, {sb3_cpu:6.0f} per CPU s (eval {sb3_score:6.1f}) | "
-                  f"ratio wall {ours_wall / sb3_wall:.2f}, CPU {ours_cpu / sb3_cpu:.2f}", flush=True)
-    # Each seed's pair ran back to back, so the per-seed ratio is the fair one when the machine's load drifts.
-    wall_ratios = [r[1] / r[2] for r in rows]
-    cpu_ratios = [r[3] / r[4] for r in rows]
-    print(f"median steps/s (wall): ours {np.median([r[1] for r in rows]):.0f}, sb3 {np.median([r[2] for r in rows]):.0f}; "
-          f"median per-seed ratio ours/sb3 {np.median(wall_ratios):.2f}")
-    print(f"median steps per CPU second: ours {np.median([r[3] for r in rows]):.0f}, sb3 {np.median([r[4] for r in rows]):.0f}; "
-          f"median per-seed ratio ours/sb3 {np.median(cpu_ratios):.2f}")
-    print(f"mean final eval return: ours {np.mean([r[5] for r in rows]):.1f}, sb3 {np.mean([r[6] for r in rows]):.1f}")
+    compare_on_seeds(run_ours, run_sb3, __doc__, default_steps=100_000)
 
 
 if __name__ == "__main__":

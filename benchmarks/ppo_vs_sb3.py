@@ -10,12 +10,9 @@ shared machine disturb far less. Run: `python benchmarks/ppo_vs_sb3.py [--seeds 
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
-import numpy as np
-from _common import Stopwatch, sb3_policy, score, setup_torch, train_ours
+from _common import Stopwatch, compare_on_seeds, sb3_policy, score, train_ours
 
 from rlsuite.agents import ppo
 from rlsuite.agents.registry import load_policy
@@ -46,25 +43,7 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=100_000)
-    args = parser.parse_args()
-    setup_torch()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            ours_sps, ours_cpu_sps, ours_score = run_ours(seed, args.steps, Path(tmp))
-            sb3_sps, sb3_cpu_sps, sb3_score = run_sb3(seed, args.steps)
-            rows.append((seed, ours_sps, sb3_sps, ours_score, sb3_score, ours_cpu_sps, sb3_cpu_sps))
-            print(f"seed {seed}: ours {ours_sps:7.0f} steps/s, {ours_cpu_sps:7.0f} per CPU s (eval {ours_score:6.1f}) | "
-                  f"sb3 {sb3_sps:7.0f} steps/s, {sb3_cpu_sps:7.0f} per CPU s (eval {sb3_score:6.1f}) | "
-                  f"ratio {ours_sps / sb3_sps:.2f} wall, {ours_cpu_sps / sb3_cpu_sps:.2f} CPU", flush=True)
-    ours_sps, sb3_sps = np.median([r[1] for r in rows]), np.median([r[2] for r in rows])
-    ours_cpu, sb3_cpu = np.median([r[5] for r in rows]), np.median([r[6] for r in rows])
-    print(f"median steps/s: ours {ours_sps:.0f}, sb3 {sb3_sps:.0f}, ratio ours/sb3 {ours_sps / sb3_sps:.2f}")
-    print(f"median steps per CPU second: ours {ours_cpu:.0f}, sb3 {sb3_cpu:.0f}, ratio ours/sb3 {ours_cpu / sb3_cpu:.2f}")
-    print(f"mean final eval return: ours {np.mean([r[3] for r in rows]):.1f}, sb3 {np.mean([r[4] for r in rows]):.1f}")
+    compare_on_seeds(run_ours, run_sb3, __doc__, default_steps=100_000)
 
 
 if __name__ == "__main__":
