@@ -99,6 +99,8 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
+from rlsuite.envs.seeding import row_generators
+
 # Vehicle and controller constants of highway-env (vehicle/kinematics.py, controller.py, behavior.py).
 LENGTH = 5.0  # [m]
 WIDTH = 2.0  # [m]
@@ -985,9 +987,7 @@ class HighwayVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
-            # The same seeding as gym.Env.reset, so row i equals a single env reset with seed + i.
-            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+            self._rngs = row_generators(seed, self.num_envs)  # row i == single env reset with seed + i
         self.core.reset_rows(np.arange(self.num_envs), self._rngs)
         self._needs_reset[:] = False
         self._last_reward[:] = 0.0

@@ -41,6 +41,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from rlsuite.envs.seeding import row_seeds
+
 
 def _check_params(num_cues: int, delay: int) -> None:
     if num_cues < 2:
@@ -115,9 +117,8 @@ class MemoryCueVectorEnv(gym.vector.VectorEnv):
         mask = (options or {}).get("reset_mask")
         rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(mask)
         if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
-            # The same seeding as gym.Env.reset, so row i equals a single env reset with seed + i.
-            for i in rows:
+            seeds = row_seeds(seed, self.num_envs)
+            for i in rows:  # the same seeding as gym.Env.reset: row i == single env reset with seed + i
                 self._rngs[i] = gym.utils.seeding.np_random(seeds[i])[0]
         self._reset_rows(rows)
         self._needs_reset[rows] = False

@@ -81,6 +81,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from rlsuite.envs.seeding import row_generators
+
 ObsMode = Literal["state", "pixels", "goal"]
 OBS_MODES: tuple[str, ...] = ("state", "pixels", "goal")
 PIXELS = 64
@@ -533,9 +535,7 @@ class ReacherVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
-            # The same seeding as gym.Env.reset, so row i equals a single env reset with seed + i.
-            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+            self._rngs = row_generators(seed, self.num_envs)  # row i == single env reset with seed + i
         self.core.reset_rows(np.arange(self.num_envs), self._rngs)
         self._needs_reset[:] = False
         return self.core.observe(), {}

@@ -56,6 +56,7 @@ from gymnasium.vector.utils import batch_space
 
 from rlsuite.envs import speech_data as sd
 from rlsuite.envs.reacher import PIXELS, ReacherCore, TaskParams, default_params, draw_arena, pd_to_target
+from rlsuite.envs.seeding import row_generators
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), "yellow": (225, 195, 20)}
 VOICE_SPLITS = ("train", "heldout", "all")
@@ -271,8 +272,7 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
-            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]  # row i == single env seed + i
+            self._rngs = row_generators(seed, self.num_envs)  # row i == single env seed + i
         self.core.reset_rows(np.arange(self.num_envs), self._rngs)
         self._needs_reset[:] = False
         return self.core.observe(), {}

@@ -77,6 +77,8 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
+from rlsuite.envs.seeding import row_seeds
+
 if TYPE_CHECKING:
     from rlsuite.envs.multiagent import MultiAgentCore
 
@@ -730,8 +732,7 @@ class TrafficGridVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
-            self.sim.seed(seeds)
+            self.sim.seed(row_seeds(seed, self.num_envs))
         self.sim.reset_rows(np.arange(self.num_envs))
         self.sim.needs_reset[:] = False
         return self._obs(), self.sim.core.metrics()
