@@ -299,21 +299,35 @@ def mobil_incentive(
     return self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
 
 
-_SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
-_MOBIL_FOLLOWERS = np.array([0, 0, 3, 1, 1, 3, 2, 2])  # rows of _mobil_pairs: 0..2 a lane's follower, 3 me
-_MOBIL_LEADERS = np.array([3, 0, 1, 1, 3, 2, 2, 3])  # 0..2 a lane's leader, 3 me
 COLLISION_WINDOW = 4  # vehicles ahead in x order that each vehicle is checked against (see HighwayCore._collide)
 FULL_CHECK_PAIRS = 4096  # batches with at most this many (env, vehicle, vehicle) triples check all pairs at once
+# The lateral controller's output is only ever used through the bicycle model's slip angle beta =
+# arctan(tan(steering) / 2), and steering = arctan(2 tan(slip)) inverts it, so beta is the controller's
+# slip clipped at the slip of full steering, and sin(beta) the clipped sine: no tan/arctan round trip.
+BETA_MAX = float(np.arctan(0.5 * np.tan(MAX_STEERING)))  # [rad] slip angle at full steering
+SIN_BETA_MAX = float(np.sin(BETA_MAX))
+SIN_HEADING_MAX = float(np.sin(np.pi / 4))  # the heading reference is clipped at +-pi/4 rad
+_EXTENT = np.array([[LENGTH / 2, WIDTH / 2], [WIDTH / 2, LENGTH / 2]])  # half extents = _EXTENT @ (|cos|, |sin|) [m]
+NO_VEHICLE_X = 1e300  # [m] x of the IDM table's "no vehicle" slot: farther than any gap, and finite
+_SIDE2 = np.array([[-1], [1]])  # MOBIL's left and right lane offsets
+_SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
+# MOBIL's eight IDM terms as (follower, leader) rows of the (7, D) candidate table of HighwayCore.substep:
+# rows 0..2 the leaders on the current, left and right lane, 3..5 their followers, 6 the deciding vehicle.
+# Terms: old follower behind me, old follower behind my leader, then per side: me behind the new leader,
+# the new follower behind the new leader, the new follower behind me.
+_MOBIL_PAIRS = np.array([[3, 3, 6, 4, 4, 6, 5, 5], [6, 0, 1, 1, 6, 2, 2, 6]])
 
 
-def _pair_hits(x1: np.ndarray, y1: np.ndarray, xb1: np.ndarray, yb1: np.ndarray, hx1: np.ndarray, hy1: np.ndarray,
-               x2: np.ndarray, y2: np.ndarray, xb2: np.ndarray, yb2: np.ndarray, hx2: np.ndarray, hy2: np.ndarray) -> np.ndarray:
-    """Whether vehicles 1 and 2 (broadcast arrays: positions now and before [m], half extents [m]) collide:
-    footprints overlap, or they swapped x order while side by side."""
-    dx = x2 - x1
-    side_by_side = np.abs(y2 - y1) < hy1 + hy2
-    overlap = side_by_side & (np.abs(dx) < hx1 + hx2)
-    flipped = (dx * (xb2 - xb1) < 0) & (side_by_side | (np.abs(yb2 - yb1) < WIDTH))
+def _hits(d: np.ndarray, half_sum: np.ndarray) -> np.ndarray:
+    """Whether pairs collide, from the pair differences `d` (4, ...) of (x, y, x before, y before) [m] and
+    the sums of their half extents `half_sum` (2, ...) [m]: the footprints overlap, or the pair swapped
+    its x order while side by side (now or before)."""
+    a = np.abs(d)
+    close = a[:2] < half_sum  # (2, ...) along x, along y
+    overlap = close[0] & close[1]
+    side = close[1] | (a[3] < WIDTH)
+    flipped = d[0] * d[2] < 0
+    flipped &= side
     return overlap | flipped
 
 
@@ -357,13 +371,28 @@ class HighwayCore:
         self._me = np.arange(V)[None, :]  # (1, V)
         self._me_flat = self._off_v1 + self._me  # (E, V) each vehicle's row in the IDM table
         self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
-        self._off_lv = np.arange(E * params.all_lanes).reshape(E, params.all_lanes, 1) * V  # (E, L, 1)
-        self._lane_centres = (np.arange(params.all_lanes) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
+        L = params.all_lanes
+        self._off_lv = np.arange(E * L).reshape(E, L, 1) * V  # (E, L, 1)
+        self._off_2lv = self._off_lv[None] + np.array([0, E * L * V])[:, None, None, None]  # (2, E, L, 1) front, rear
+        self._own_base = self._off_lv[:, :1, 0] + self._me  # (E, V) flat index of (e, lane 0, v)
+        self._fr_off = np.array([0, E * L * V])[:, None, None]  # (2, 1, 1) front, rear halves of the neighbour array
+        self._lane_centres = (np.arange(L) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
+        self._lane_ok = np.zeros(L + 2, dtype=bool)  # MOBIL's candidate lanes -1..L: main lanes only
+        self._lane_ok[: params.lanes_count] = True
+        self._traffic = ~self.controlled  # (V,)
+        self._pair_mask = self.controlled[:, None] | self.controlled[None, :]  # (V, V) pairs with a controlled vehicle
         self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
-        self._nxt_buf = np.full((E, params.all_lanes, V + 1), V, dtype=np.int64)  # scratch of _neighbours_lv
-        self._prv_buf = np.full((E, params.all_lanes, V + 1), -1, dtype=np.int64)
+        # Scratch of _neighbours_lv: [0] first on-lane sorted position >= k (at k), [1] last one <= k - 1 (at
+        # k + 1); their "none" slots (V, and -1 at 1) stay set.
+        self._scan_buf = np.empty((2, E, L, V + 2), dtype=np.int64)
+        self._scan_buf[0] = V
+        self._scan_buf[1] = -1
         self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
-        self._table_buf = np.full((8, E, V + 1), np.nan)  # column-major IDM table; slot V of each env stays NaN
+        # Column-major IDM table (see _table); slot V of each env is "no vehicle": x = NO_VEHICLE_X, all else
+        # 0, so a missing leader exerts no interaction and a missing follower gets 0, without any NaN test.
+        self._table_buf = np.zeros((8, E, V + 1))
+        self._table_buf[0, :, V] = NO_VEHICLE_X
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -407,6 +436,7 @@ class HighwayCore:
         self.timer[rows] = timer[:, to_index]
         self.heading[rows] = 0.0
         self.crashed[rows] = False
+        self._sorted = None  # x changed in place
         self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
         self.desired_speed[rows, :K] = self._target_speeds[self.speed_index[rows]]
         self.steps[rows] = 0
@@ -432,66 +462,85 @@ class HighwayCore:
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
         A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`). (Views of
-        the lane-major arrays of _neighbours_lv.)"""
-        front, rear = self._neighbours_lv()
-        return front.transpose(0, 2, 1), rear.transpose(0, 2, 1)
+        the lane-major array of _neighbours_lv.)"""
+        fr = self._neighbours_lv()
+        return fr[0].transpose(0, 2, 1), fr[1].transpose(0, 2, 1)
 
-    def _neighbours_lv(self) -> tuple[np.ndarray, np.ndarray]:
-        """(front, rear), each lane-major (E, L, V), so every gather below is a 1-D take on a flat index."""
+    def _order(self) -> np.ndarray:
+        """(E, V) argsort of x (stable), shared by the collision check of one substep and the neighbour
+        search of the next: both see the same x array (every substep makes a new one; reset_rows forgets it)."""
+        if self._sorted is not None and self._sorted[0] is self.x:
+            return self._sorted[1]
+        order = self.x.argsort(axis=1, kind="stable")
+        self._sorted = (self.x, order)
+        return order
+
+    def _neighbours_lv(self) -> np.ndarray:
+        """(2, E, L, V): front and rear, lane-major, so every gather below is a 1-D take on a flat index."""
         E, V = self.x.shape
-        order = self.x.argsort(axis=1, kind="stable")  # (E, V) vehicle at each sorted position
+        order = self._order()
         flat_order = order + self._off_v  # (E, V)
         y_sorted = self.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
         pos = self._me[:, None, :]  # (1, 1, V) sorted positions
-        # nxt[k]: first on-lane position > k; prv[k]: last on-lane position < k. "None" is V for nxt and -1
-        # for prv: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
+        # scan[0][k + 1]: first on-lane position > k; scan[1][k + 1]: last on-lane position < k. "None" is V
+        # and -1: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
         # row's slot V, and -1 wraps to the last row's).
-        nxt, prv, order_ext = self._nxt_buf, self._prv_buf, self._order_buf  # their "none" slots stay set
-        np.minimum.accumulate(np.where(on_sorted, pos, V)[:, :, ::-1], axis=2, out=nxt[:, :, V - 1 :: -1])
-        np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=2, out=prv[:, :, 1:])
+        scan, order_ext = self._scan_buf, self._order_buf
+        np.minimum.accumulate(np.where(on_sorted, pos, V)[:, :, ::-1], axis=2, out=scan[0, :, :, V - 1 :: -1])
+        np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=2, out=scan[1, :, :, 2:])
         order_ext[:, :V] = order  # position V -> "no vehicle"
-        off = self._off_v1[:, :, None]  # (E, 1, 1)
-        front_sorted = order_ext.take(nxt[:, :, 1:] + off)  # (E, L, V) vehicle ahead of sorted slot k
-        rear_sorted = order_ext.take(prv[:, :, :V] + off)
+        fr_sorted = order_ext.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None])  # (2, E, L, V) at sorted slot k
         rank = np.empty(E * V, dtype=np.int64)
         rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
-        at_rank = self._off_lv + rank.reshape(E, 1, V)  # (E, L, V) flat index of each vehicle's sorted slot
-        return front_sorted.take(at_rank), rear_sorted.take(at_rank)
+        return fr_sorted.take(self._off_2lv + rank.reshape(E, 1, V))  # (2, E, L, V)
 
     def _table(self) -> np.ndarray:
-        """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with a NaN slot per env standing
-        for "no vehicle".
+        """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with slot V of each env standing
+        for "no vehicle" (x = NO_VEHICLE_X, the rest 0).
 
         Rows: x, vx, vy (the leader's three, first), speed, cos, sin, free-road IDM acceleration,
         DISTANCE_WANTED + speed * TIME_WANTED. The per-follower IDM terms (the power law above all) are
-        computed once per vehicle here, not once per (follower, leader) pair; the arithmetic is
-        idm_acceleration's, term for term, so results are bit-identical to calling it per pair."""
+        computed once per vehicle here, not once per (follower, leader) pair, with idm_acceleration's
+        arithmetic term for term."""
         E, V = self.x.shape
-        t = self._table_buf  # (8, E, V + 1), filled in place; slot V stays NaN
-        cos, sin = np.cos(self.heading), np.sin(self.heading)
-        t[0, :, :V] = self.x
-        np.multiply(self.speed, cos, out=t[1, :, :V])
-        np.multiply(self.speed, sin, out=t[2, :, :V])
-        t[3, :, :V] = self.speed
-        t[4, :, :V] = cos
-        t[5, :, :V] = sin
-        t[6, :, :V] = idm_acceleration(self.speed, np.minimum(self.desired_speed, self.p.speed_limit), self.delta, None, None)
-        t[7, :, :V] = DISTANCE_WANTED + self.speed * TIME_WANTED
-        return t.reshape(8, E * (V + 1))
+        t = self._table_buf[:, :, :V]  # (8, E, V) view, filled in place
+        speed = self.speed
+        t[0] = self.x
+        np.cos(self.heading, out=t[4])
+        np.sin(self.heading, out=t[5])
+        np.multiply(t[4:6], speed, out=t[1:3])
+        t[3] = speed
+        v0 = np.minimum(self.desired_speed, self.p.speed_limit)  # [m/s]
+        np.abs(v0, out=v0)
+        np.maximum(v0, 1e-2, out=v0)  # == |_not_zero(v0)|
+        ratio = np.maximum(speed, 0.0)
+        ratio /= v0
+        np.power(ratio, self.delta, out=ratio)
+        np.subtract(1.0, ratio, out=ratio)
+        np.multiply(ratio, COMFORT_ACC_MAX, out=t[6])
+        np.multiply(speed, TIME_WANTED, out=t[7])
+        t[7] += DISTANCE_WANTED
+        return self._table_buf.reshape(8, E * (V + 1))
 
-    def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _idm(table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
         """IDM acceleration [m/s^2] of followers behind leaders, both given as flat slots of `table`
-        (1-D); 0 where there is no follower."""
+        (1-D); 0 where there is no follower, free-road where there is no leader (slot V's x is NO_VEHICLE_X:
+        the gap to it is about 1e300, so (d* / gap)^2 underflows to exactly 0; with neither, the gap is 0 and
+        d* is 0)."""
         f, ld = table.take(follower, axis=1), table[:3].take(leader, axis=1)  # (8, M) and (3, M)
-        closing = (f[1] - ld[1]) * f[4] + (f[2] - ld[2]) * f[5]  # [m/s] along the follower
-        gap = ld[0] - f[0]  # [m] centre to centre, NaN without a leader
+        d = f[1:3] - ld[1:3]  # (2, M) [m/s]
+        d *= f[4:6]
+        closing = d[0] + d[1]  # [m/s] along the follower
         d_star = f[7] + f[3] * closing / _IDM_SQRT_AB2  # [m] as in idm_acceleration
-        interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
-        interaction[np.isnan(gap)] = 0.0  # no leader, no interaction
-        acc = f[6] - interaction
-        acc[np.isnan(acc)] = 0.0  # no follower
-        return acc
+        gap = ld[0] - f[0]  # [m] centre to centre, about +-1e300 without a leader or follower
+        np.abs(gap, out=gap)
+        np.maximum(gap, 1e-2, out=gap)  # == |_not_zero(gap)| (the sign goes in the square)
+        q = d_star / gap
+        q *= q
+        q *= COMFORT_ACC_MAX
+        return f[6] - q
 
     # ---- step --------------------------------------------------------------------------------------
     def apply_meta_actions(self, actions: np.ndarray) -> None:
@@ -518,75 +567,78 @@ class HighwayCore:
         return np.stack([lane > 0, np.ones_like(lane, dtype=bool), lane < L - 1,
                          self.speed_index < self._target_speeds.size - 1, self.speed_index > 0], axis=-1)
 
-    def _steering(self) -> np.ndarray:
-        """Lateral position then heading controller towards each vehicle's target lane centre [rad]."""
-        lateral = self.y - self.target_lane * self.p.lane_width  # [m] off the target lane centre
-        speed = _not_zero(self.speed)
-        heading_cmd = np.arcsin(np.minimum(np.maximum(-lateral / TAU_LATERAL / speed, -1.0), 1.0))
-        heading_ref = np.minimum(np.maximum(heading_cmd, -np.pi / 4), np.pi / 4)  # straight road: lane heading 0
-        wrapped = (heading_ref - self.heading + np.pi) % (2 * np.pi) - np.pi
-        heading_rate = wrapped / TAU_HEADING  # [rad/s]
-        slip = np.arcsin(np.minimum(np.maximum(LENGTH / 2 / speed * heading_rate, -1.0), 1.0))
-        return np.minimum(np.maximum(np.arctan(2 * np.tan(slip)), -MAX_STEERING), MAX_STEERING)
+    def _slip_sine(self) -> np.ndarray:
+        """sin of the slip angle [-] that the lateral position then heading controller commands, towards each
+        vehicle's target lane centre: highway-env's steering_control composed with the bicycle model's
+        beta = arctan(tan(steering) / 2), which undoes its arctan(2 tan(slip)) (see BETA_MAX). The heading
+        error needs no wrapping: controller-driven headings stay within +-pi/2 on a straight road."""
+        speed = np.copysign(np.maximum(np.abs(self.speed), 1e-2), self.speed)  # [m/s] _not_zero
+        q = self.target_lane * self.p.lane_width - self.y  # [m] towards the target lane centre
+        q /= TAU_LATERAL
+        q /= speed
+        np.clip(q, -SIN_HEADING_MAX, SIN_HEADING_MAX, out=q)
+        d = np.arcsin(q, out=q)  # [rad] heading reference, within +-pi/4
+        d -= self.heading  # [rad] heading error
+        d *= LENGTH / 2 / TAU_HEADING
+        d /= speed
+        return np.clip(d, -SIN_BETA_MAX, SIN_BETA_MAX, out=d)
 
-    def _abort_lane_changes(self, lane: np.ndarray) -> None:
+    def _abort_lane_changes(self, lane: np.ndarray, changing: np.ndarray) -> None:
         """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
         ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
-        that are changing lane are compared with the others: (C, V) arrays."""
-        e, i = ((lane != self.target_lane) & ~self.controlled).nonzero()  # (C,)
+        that are changing lane are compared with the others: (C, V) arrays from this substep's IDM table.
+        Clears `changing` (E, V) where a change is abandoned."""
+        e, i = (changing & self._traffic).nonzero()  # (C,)
         if e.size == 0:
             return
-        x, v, h = self.x[e], self.speed[e], self.heading[e]  # (C, V) every vehicle of the changer's env
-        dx = x - self.x[e, i][:, None]  # [m] x_j - x_i
-        vi, hi = self.speed[e, i][:, None], self.heading[e, i][:, None]
-        dv = (vi * np.cos(hi) - v * np.cos(h)) * np.cos(hi) + (vi * np.sin(hi) - v * np.sin(h)) * np.sin(hi)  # [m/s]
-        d_star = DISTANCE_WANTED + vi * TIME_WANTED + vi * dv / (2 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+        V = self.x.shape[1]
+        t = self._table_buf  # (8, E, V + 1), filled by _table this substep
+        g, gi = t[:6, e, :V], t[:, e, i]  # (6, C, V) every vehicle of the changer's env, (8, C) the changer
+        d = gi[1:3, :, None] - g[1:3]  # (2, C, V) [m/s]
+        d *= gi[4:6, :, None]
+        dv = d[0] + d[1]  # [m/s] closing speed along the changer
+        d_star = gi[7][:, None] + gi[3][:, None] * dv / _IDM_SQRT_AB2  # [m]
+        dx = g[0] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
         target = self.target_lane[e, i][:, None]
         rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
-        rival[np.arange(e.size), i] = False
-        abort = rival.any(axis=1)
-        self.target_lane[e[abort], i[abort]] = lane[e[abort], i[abort]]
+        abort = np.logical_or.reduce(rival, axis=1)
+        if abort.any():
+            ea, ia = e[abort], i[abort]
+            self.target_lane[ea, ia] = lane[ea, ia]
+            changing[ea, ia] = False
 
-    def _mobil_pairs(self, front: np.ndarray, rear: np.ndarray, lane: np.ndarray, e: np.ndarray, i: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """The (follower, leader) table rows of MOBIL's IDM terms for the D vehicles (e, i): (8, D) each.
-
-        Rows: the old follower behind me and behind my leader, then for the left and the right lane: me
-        behind the new leader, the new follower behind the new leader, the new follower behind me."""
-        V, L = self.x.shape[1], self.p.all_lanes
-        base = e * (V + 1)
-        me, cur = base + i, lane[e, i]
-        cell = e * (L * V) + i  # (D,) flat index of (e, lane 0, i) in the lane-major (E, L, V) neighbour arrays
-        lanes = np.minimum(np.maximum(cur + _SIDES, 0), L - 1)  # (3, D): current, left, right lane
-        at = cell + lanes * V
-        pre = np.concatenate([base + front.take(at), me[None]])  # (4, D): leaders on the 3 lanes, me
-        fol = np.concatenate([base + rear.take(at), me[None]])  # (4, D): followers on the 3 lanes, me
-        return fol[_MOBIL_FOLLOWERS], pre[_MOBIL_LEADERS]
-
-    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, acc: np.ndarray, own_acc: np.ndarray) -> np.ndarray:
+    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
         """MOBIL lane-change decisions of the D traffic vehicles (e, i) that are due, from their IDM terms
-        `acc` (8, D) (rows of _mobil_pairs) and every vehicle's own-lane acceleration `own_acc` (E, V).
+        `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration `acc` (E, V).
 
-        Sets their target lane; returns (D,) the IDM acceleration behind the new lane's leader for those
-        that change (NaN for the others)."""
-        p = self.p
-        cur = lane[e, i]
-        self_a = own_acc[e, i]
-        old_f_a, old_f_pred_a = acc[0], acc[1]
-        politeness = self.politeness[e, i]
-        on_ramp = cur >= p.lanes_count
-        new_lane_acc = np.full(e.shape, np.nan)
-        for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
-            self_pred_a, new_f_a, new_f_pred_a = acc[2 + 3 * n], acc[3 + 3 * n], acc[4 + 3 * n]
-            gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, politeness)
-            cand = cur + side
-            # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only
-            # safety counts there: no hard braking for me or for my new follower (highway-env's route rule).
-            worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, gain >= LANE_CHANGE_MIN_ACC_GAIN)
-            ok = (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED) & worth
-            self.target_lane[e[ok], i[ok]] = cand[ok]
-            new_lane_acc = np.where(ok, self_pred_a, new_lane_acc)
-        return new_lane_acc
+        Sets their target lane, and lowers acc for those that change to the IDM acceleration behind the
+        new lane's leader when that is lower."""
+        p, D = self.p, e.size
+        cur = lane[e, i]  # (D,)
+        self_a = acc[e, i]
+        terms = m[2:].reshape(2, 3, D)  # left, right x (me behind new leader, new follower before, after)
+        self_pred_a, new_f_a, new_f_pred_a = terms[:, 0], terms[:, 1], terms[:, 2]  # (2, D)
+        # mobil_incentive, term for term: self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
+        gain = new_f_pred_a - new_f_a
+        gain += m[1]
+        gain -= m[0]
+        gain *= self.politeness[e, i]
+        gain += self_pred_a - self_a
+        cand = cur + _SIDE2  # (2, D)
+        # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only safety
+        # counts there: no hard braking for me or for my new follower (highway-env's route rule).
+        if p.merge_ramp:
+            worth = np.where(cur >= p.lanes_count, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED,
+                             gain >= LANE_CHANGE_MIN_ACC_GAIN)
+        else:
+            worth = gain >= LANE_CHANGE_MIN_ACC_GAIN
+        ok = self._lane_ok.take(cand)  # main lanes only (-1 wraps to a False slot)
+        ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
+        ok &= worth
+        # Right wins when both qualify, as in highway-env (it tries left, then right).
+        self.target_lane[e, i] = np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur))
+        new_lane_acc = np.where(ok[1], self_pred_a[1], np.where(ok[0], self_pred_a[0], np.nan))
+        acc[e, i] = np.fmin(self_a, new_lane_acc)
 
     def substep(self) -> None:
         """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions.
@@ -595,58 +647,67 @@ class HighwayCore:
         batch of table gathers (_idm), so the op count does not grow with the number of kinds of term."""
         p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
         E, V = self.x.shape
-        L = p.all_lanes
+        L, V1 = p.all_lanes, V + 1
         lane = self.lane_of(self.y)
-        front, rear = self._neighbours_lv()  # (E, L, V)
+        fr = self._neighbours_lv()  # (2, E, L, V) front, rear
         table = self._table()
-        own_front = front.take(self._off_lv[:, :1, 0] + lane * V + self._me)  # (E, V) leader on the own lane
-        self._abort_lane_changes(lane)
+        own_front = fr.take(self._own_base + lane * V)  # (E, V) leader on the own lane
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
+        self._abort_lane_changes(lane, changing)
         ce, ci = changing.nonzero()  # (C,)
-        ahead = front.take((ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
-        due = ~self.controlled & ~self.crashed & ~changing & (self.timer > p.lane_change_delay)
-        self.timer = np.where(due, 0.0, self.timer)
-        de, di = (due & (np.abs(self.speed) >= 1.0)).nonzero()  # (D,) MOBIL decisions now
-        m_fol, m_lead = self._mobil_pairs(front, rear, lane, de, di)  # (8, D)
-        follower = np.concatenate([self._me_flat.ravel(), ce * (V + 1) + ci, m_fol.ravel()])  # table slots
-        leader = np.concatenate([(self._off_v1 + own_front).ravel(), ce * (V + 1) + ahead, m_lead.ravel()])
+        ahead = fr.take((ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
+        due = self._traffic & (self.timer > p.lane_change_delay)
+        due &= ~(self.crashed | changing)
+        np.copyto(self.timer, 0.0, where=due)
+        due &= np.abs(self.speed) >= 1.0
+        de, di = due.nonzero()  # (D,) MOBIL decisions now
+        base = de * V1
+        at = (de * L + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1)) * V + di  # (3, D) current, left, right lane
+        rows = np.concatenate([fr.take(at + self._fr_off).reshape(6, de.size) + base, (base + di)[None]])  # (7, D)
+        pairs = rows[_MOBIL_PAIRS]  # (2, 8, D) follower and leader slots
+        follower = np.concatenate([self._me_flat.ravel(), ce * V1 + ci, pairs[0].ravel()])  # table slots
+        leader = np.concatenate([(self._off_v1 + own_front).ravel(), ce * V1 + ahead, pairs[1].ravel()])
         acc_all = self._idm(table, follower, leader)  # (E V + C + 8 D,)
         n_own, n_change = E * V, ce.size
         acc = acc_all[:n_own].reshape(E, V)
-        new_lane_acc = self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
-        acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
-        changed = ~np.isnan(new_lane_acc)
-        if changed.any():
-            ne, ni = de[changed], di[changed]
-            acc[ne, ni] = np.minimum(acc[ne, ni], new_lane_acc[changed])
+        if n_change:
+            acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
+        if de.size:
+            self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
                                     p.ramp_end + LENGTH / 2 - self.x, self.speed)
             acc = np.where(on_ramp, np.minimum(acc, wall), acc)
-        acc = np.minimum(np.maximum(acc, -ACC_MAX), ACC_MAX)
-        steering = self._steering()
+        np.maximum(acc, -ACC_MAX, out=acc)
+        np.minimum(acc, ACC_MAX, out=acc)
+        sin_beta = self._slip_sine()  # (E, V)
         if p.action == "continuous":
-            acc[:, :K], steering[:, :K] = self.continuous[:, :, 0], self.continuous[:, :, 1]
+            acc[:, :K] = self.continuous[:, :, 0]
+            steering = np.minimum(np.maximum(self.continuous[:, :, 1], -MAX_STEERING), MAX_STEERING)  # [rad]
+            sin_beta[:, :K] = np.sin(np.arctan(0.5 * np.tan(steering)))
         else:
             acc[:, :K] = (self.desired_speed[:, :K] - self.speed[:, :K]) / TAU_ACC  # speed controller
         # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
-        if p.action == "continuous":
-            steering = np.minimum(np.maximum(steering, -MAX_STEERING), MAX_STEERING)
         if self.crashed.any():
-            acc = np.where(self.crashed, -self.speed, acc)
-            steering = np.where(self.crashed, 0.0, steering)
+            np.copyto(acc, -self.speed, where=self.crashed)
+            np.copyto(sin_beta, 0.0, where=self.crashed)
         if np.abs(self.speed).max() > MAX_SPEED:
             acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
         self._record_ttc(own_front[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
-        beta = np.arctan(0.5 * np.tan(steering))  # [rad] slip angle
-        self.x = self.x + self.speed * np.cos(self.heading + beta) * dt
-        self.y = self.y + self.speed * np.sin(self.heading + beta) * dt
-        self.heading = self.heading + self.speed * np.sin(beta) / (LENGTH / 2) * dt
-        self.speed = self.speed + acc * dt
-        self.timer = self.timer + dt
+        step = self.speed * dt  # [m]
+        course = np.arcsin(sin_beta)  # [rad] slip angle
+        course += self.heading
+        self.x = x_before + step * np.cos(course)
+        self.y = y_before + step * np.sin(course)
+        sin_beta *= step
+        sin_beta *= 2.0 / LENGTH
+        self.heading = self.heading + sin_beta  # [rad] speed sin(beta) / (LENGTH / 2) dt
+        acc *= dt
+        self.speed = self.speed + acc
+        self.timer += dt
         self._collide(x_before, y_before)
 
     def _record_ttc(self, ahead: np.ndarray) -> None:
@@ -671,42 +732,45 @@ class HighwayCore:
         Small batches (E V^2 <= FULL_CHECK_PAIRS, e.g. the single env) take the full (E, V, V) check at once:
         fewer array operations, and the same result since the windowed check is exact."""
         p, E, V = self.p, self.x.shape[0], self.x.shape[1]
-        c, s = np.abs(np.cos(self.heading)), np.abs(np.sin(self.heading))
-        half_x = (LENGTH * c + WIDTH * s) / 2  # (E, V) [m]
-        half_y = (LENGTH * s + WIDTH * c) / 2
-        state = (self.x, self.y, x_before, y_before, half_x, half_y)
-        if p.collision_scope == "all" and E * V * V <= FULL_CHECK_PAIRS:
-            hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V)
-            np.einsum("evv->ev", hit)[...] = False
-            self.crashed |= hit.any(axis=2)
-        elif p.collision_scope == "controlled":
-            hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V) rows i, cols j
-            hit &= self.controlled[:, None] | self.controlled[None, :]
-            np.einsum("evv->ev", hit)[...] = False
-            self.crashed |= hit.any(axis=2)
+        state = np.empty((6, E, V))  # x, y, x before, y before [m], half extents along x and y [m]
+        state[0], state[1], state[2], state[3] = self.x, self.y, x_before, y_before
+        cs = state[4:]
+        np.cos(self.heading, out=cs[0])
+        np.sin(self.heading, out=cs[1])
+        np.abs(cs, out=cs)
+        half = np.matmul(_EXTENT, cs.reshape(2, E * V)).reshape(2, E, V)  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
+        state[4:] = half
+        full = p.collision_scope == "controlled" or E * V * V <= FULL_CHECK_PAIRS
+        if full or COLLISION_WINDOW >= V - 1:
+            crowded = None
         else:
-            w = min(COLLISION_WINDOW, V - 1)
-            order = self.x.argsort(axis=1, kind="stable")
+            w = COLLISION_WINDOW
+            order = self._order()  # of the new x: the next substep's neighbour search reuses it
             flat_order = order + self._off_v  # (E, V)
-            xs, ys, xb, yb, hx, hy = (a.take(flat_order) for a in state)  # sorted along x
+            s = state.reshape(6, E * V).take(flat_order, axis=1)  # (6, E, V) sorted along x
             hit_sorted = np.zeros((E, V), dtype=bool)
             for o in range(1, w + 1):  # vehicle at sorted position k against the one at k + o
-                h = _pair_hits(xs[:, :-o], ys[:, :-o], xb[:, :-o], yb[:, :-o], hx[:, :-o], hy[:, :-o],
-                               xs[:, o:], ys[:, o:], xb[:, o:], yb[:, o:], hx[:, o:], hy[:, o:])
+                h = _hits(s[:4, :, :-o] - s[:4, :, o:], s[4:, :, :-o] + s[4:, :, o:])  # (E, V - o)
                 hit_sorted[:, o:] |= h
                 hit_sorted[:, :-o] |= h
             crashed = self.crashed.reshape(-1)
             crashed[flat_order.ravel()] |= hit_sorted.ravel()
             reach = 2 * (MAX_SPEED + ACC_MAX) * p.dt + LENGTH + WIDTH  # [m] farther pairs can neither touch nor cross
-            crowded = np.flatnonzero((xs[:, w:] - xs[:, :-w] < reach).any(axis=1)) if w < V - 1 else np.arange(E)
-            if crowded.size:
-                sub = tuple(a[crowded] for a in state)
-                hit = _pair_hits(*(a[:, :, None] for a in sub), *(a[:, None, :] for a in sub))  # (C, V, V)
-                np.einsum("evv->ev", hit)[...] = False
-                self.crashed[crowded] |= hit.any(axis=2)
+            crowded = np.flatnonzero(np.logical_or.reduce(s[0, :, w:] - s[0, :, :-w] < reach, axis=1))
+        if crowded is None or crowded.size:
+            sub = state if crowded is None else state[:, crowded]  # (6, R, V)
+            hit = _hits(sub[:4, :, :, None] - sub[:4, :, None, :], sub[4:, :, :, None] + sub[4:, :, None, :])  # (R, V, V)
+            if p.collision_scope == "controlled":
+                hit &= self._pair_mask
+            hit.reshape(-1, V * V)[:, :: V + 1] = False  # nobody collides with itself
+            rows_hit = np.logical_or.reduce(hit, axis=2)
+            if crowded is None:
+                self.crashed |= rows_hit
+            else:
+                self.crashed[crowded] |= rows_hit
         if p.merge_ramp:  # driving into the ramp's end
-            ramp_side = self.y + half_y > (p.lanes_count - 0.5) * p.lane_width
-            self.crashed |= ramp_side & (self.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
+            ramp_side = self.y + half[1] > (p.lanes_count - 0.5) * p.lane_width
+            self.crashed |= ramp_side & (self.x + half[0] > p.ramp_end) & (x_before + half[0] <= p.ramp_end)
 
     def step(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
