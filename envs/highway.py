@@ -359,7 +359,8 @@ class HighwayCore:
         self.x_start = np.zeros((E, K))
         self.lane_changes = np.zeros((E, K), dtype=np.int64)
         self.continuous = np.zeros((E, K, 2))  # (acceleration [m/s^2], steering [rad])
-        self.min_ttc = np.full((E, K), np.inf)
+        self.min_ttc = np.full((E, K), np.inf)  # [s] over the last step's substeps
+        self._ttc_rate = np.zeros((E, K))  # [1/s] largest closing rate of the step so far (see _record_ttc)
         self.frames: np.ndarray | None = None
         if params.observation in ("pixels", "dict"):
             self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
@@ -373,8 +374,7 @@ class HighwayCore:
         self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
         L = params.all_lanes
         self._off_lv = np.arange(E * L).reshape(E, L, 1) * V  # (E, L, 1)
-        self._off_2lv = self._off_lv[None] + np.array([0, E * L * V])[:, None, None, None]  # (2, E, L, 1) front, rear
-        self._own_base = self._off_lv[:, :1, 0] + self._me  # (E, V) flat index of (e, lane 0, v)
+        self._off_l0 = self._off_lv[:, :1, 0]  # (E, 1) flat index of (e, lane 0, sorted position 0)
         self._fr_off = np.array([0, E * L * V])[:, None, None]  # (2, 1, 1) front, rear halves of the neighbour array
         self._lane_centres = (np.arange(L) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
         self._lane_ok = np.zeros(L + 2, dtype=bool)  # MOBIL's candidate lanes -1..L: main lanes only
@@ -382,7 +382,11 @@ class HighwayCore:
         self._traffic = ~self.controlled  # (V,)
         self._pair_mask = self.controlled[:, None] | self.controlled[None, :]  # (V, V) pairs with a controlled vehicle
         self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
-        # Scratch of _neighbours_lv: [0] first on-lane sorted position >= k (at k), [1] last one <= k - 1 (at
+        self._kin_off = np.arange(E * K).reshape(E, K, 1) * V  # (E, K, 1) rows of the (E, K, V) distance key
+        x_scale = params.road_length if params.absolute else PERCEPTION_DISTANCE  # [m]
+        self._kin_scale = np.array([x_scale, params.lanes_count * params.lane_width, 2 * MAX_SPEED, 2 * MAX_SPEED,
+                                    np.pi])[:, None, None, None]  # (5, 1, 1, 1) normalisation of x, y, vx, vy, heading
+        # Scratch of _neighbours_sorted: [0] first on-lane sorted position >= k (at k), [1] last one <= k - 1 (at
         # k + 1); their "none" slots (V, and -1 at 1) stay set.
         self._scan_buf = np.empty((2, E, L, V + 2), dtype=np.int64)
         self._scan_buf[0] = V
@@ -391,8 +395,10 @@ class HighwayCore:
         # Column-major IDM table (see _table); slot V of each env is "no vehicle": x = NO_VEHICLE_X, all else
         # 0, so a missing leader exerts no interaction and a missing follower gets 0, without any NaN test.
         self._table_buf = np.zeros((8, E, V + 1))
-        self._table_buf[0, :, V] = NO_VEHICLE_X
+        self._table_buf[2, :, V] = NO_VEHICLE_X
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
+        self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
+        self._split_idm = E * V > 1024  # big batches: own-lane IDM straight from the table, without a follower gather
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -436,7 +442,7 @@ class HighwayCore:
         self.timer[rows] = timer[:, to_index]
         self.heading[rows] = 0.0
         self.crashed[rows] = False
-        self._sorted = None  # x changed in place
+        self._sorted = self._trig = None  # x and heading changed in place
         self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
         self.desired_speed[rows, :K] = self._target_speeds[self.speed_index[rows]]
         self.steps[rows] = 0
@@ -461,10 +467,22 @@ class HighwayCore:
         """(front, rear), each (E, V, L): the nearest vehicle ahead of / behind each vehicle on each lane.
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
-        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`). (Views of
-        the lane-major array of _neighbours_lv.)"""
-        fr = self._neighbours_lv()
-        return fr[0].transpose(0, 2, 1), fr[1].transpose(0, 2, 1)
+        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
+        fr, rank = self._neighbours_sorted()
+        E, L, V = fr.shape[1:]
+        at = self._off_lv[:, :, 0][:, None, :] + rank[:, :, None]  # (E, V, L) flat (e, lane, sorted slot of v)
+        return fr[0].take(at), fr[1].take(at)
+
+    def _cos_sin(self) -> np.ndarray:
+        """(2, E, V) cos and sin of the headings, shared by the collision check of one substep, the IDM
+        table of the next and the observation (every substep makes a new heading array; reset_rows forgets it)."""
+        if self._trig is not None and self._trig[0] is self.heading:
+            return self._trig[1]
+        cs = np.empty((2, *self.heading.shape))
+        np.cos(self.heading, out=cs[0])
+        np.sin(self.heading, out=cs[1])
+        self._trig = (self.heading, cs)
+        return cs
 
     def _order(self) -> np.ndarray:
         """(E, V) argsort of x (stable), shared by the collision check of one substep and the neighbour
@@ -475,8 +493,10 @@ class HighwayCore:
         self._sorted = (self.x, order)
         return order
 
-    def _neighbours_lv(self) -> np.ndarray:
-        """(2, E, L, V): front and rear, lane-major, so every gather below is a 1-D take on a flat index."""
+    def _neighbours_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(2, E, L, V) front and rear of each sorted x position (lane-major, so every lookup is a 1-D take
+        on a flat index), and (E, V) the sorted position of each vehicle: vehicle v's front on lane l is
+        fr[0, e, l, rank[e, v]]."""
         E, V = self.x.shape
         order = self._order()
         flat_order = order + self._off_v  # (E, V)
@@ -493,24 +513,22 @@ class HighwayCore:
         fr_sorted = order_ext.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None])  # (2, E, L, V) at sorted slot k
         rank = np.empty(E * V, dtype=np.int64)
         rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
-        return fr_sorted.take(self._off_2lv + rank.reshape(E, 1, V))  # (2, E, L, V)
+        return fr_sorted, rank.reshape(E, V)
 
     def _table(self) -> np.ndarray:
         """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with slot V of each env standing
         for "no vehicle" (x = NO_VEHICLE_X, the rest 0).
 
-        Rows: x, vx, vy (the leader's three, first), speed, cos, sin, free-road IDM acceleration,
-        DISTANCE_WANTED + speed * TIME_WANTED. The per-follower IDM terms (the power law above all) are
-        computed once per vehicle here, not once per (follower, leader) pair, with idm_acceleration's
-        arithmetic term for term."""
+        Rows: vx, vy, x (a leader's three, first), then a follower's: free-road IDM acceleration, the
+        desired gap without the leader's part, DISTANCE_WANTED + s TIME_WANTED + s^2 / (2 sqrt(a b)), and
+        (cos, sin) s / (2 sqrt(a b)); last the speed. IDM's closing speed along the follower is s - (vx_l cos
+        + vy_l sin), so d* = row 4 - (vx_l row 5 + vy_l row 6): every per-follower term, the power law above
+        all, is computed once per vehicle here, not once per (follower, leader) pair."""
         E, V = self.x.shape
         t = self._table_buf[:, :, :V]  # (8, E, V) view, filled in place
         speed = self.speed
-        t[0] = self.x
-        np.cos(self.heading, out=t[4])
-        np.sin(self.heading, out=t[5])
-        np.multiply(t[4:6], speed, out=t[1:3])
-        t[3] = speed
+        np.multiply(self._cos_sin(), speed, out=t[0:2])  # [m/s]
+        t[2] = self.x
         v0 = np.minimum(self.desired_speed, self.p.speed_limit)  # [m/s]
         np.abs(v0, out=v0)
         np.maximum(v0, 1e-2, out=v0)  # == |_not_zero(v0)|
@@ -518,29 +536,31 @@ class HighwayCore:
         ratio /= v0
         np.power(ratio, self.delta, out=ratio)
         np.subtract(1.0, ratio, out=ratio)
-        np.multiply(ratio, COMFORT_ACC_MAX, out=t[6])
-        np.multiply(speed, TIME_WANTED, out=t[7])
-        t[7] += DISTANCE_WANTED
+        np.multiply(ratio, COMFORT_ACC_MAX, out=t[3])  # [m/s^2] as in idm_acceleration
+        np.divide(speed, _IDM_SQRT_AB2, out=t[4])  # [s]
+        t[4] += TIME_WANTED
+        t[4] *= speed
+        t[4] += DISTANCE_WANTED  # [m]
+        np.divide(t[0:2], _IDM_SQRT_AB2, out=t[5:7])  # [s]
+        t[7] = speed
         return self._table_buf.reshape(8, E * (V + 1))
 
     @staticmethod
-    def _idm(table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
-        """IDM acceleration [m/s^2] of followers behind leaders, both given as flat slots of `table`
-        (1-D); 0 where there is no follower, free-road where there is no leader (slot V's x is NO_VEHICLE_X:
-        the gap to it is about 1e300, so (d* / gap)^2 underflows to exactly 0; with neither, the gap is 0 and
-        d* is 0)."""
-        f, ld = table.take(follower, axis=1), table[:3].take(leader, axis=1)  # (8, M) and (3, M)
-        d = f[1:3] - ld[1:3]  # (2, M) [m/s]
-        d *= f[4:6]
-        closing = d[0] + d[1]  # [m/s] along the follower
-        d_star = f[7] + f[3] * closing / _IDM_SQRT_AB2  # [m] as in idm_acceleration
-        gap = ld[0] - f[0]  # [m] centre to centre, about +-1e300 without a leader or follower
+    def _idm(f: np.ndarray, ld: np.ndarray) -> np.ndarray:
+        """IDM acceleration [m/s^2] from follower columns `f` (rows 2..6 of the table) and leader columns
+        `ld` (rows 0..2): 0 where there is no follower, free-road where there is no leader (slot V's x is
+        NO_VEHICLE_X: the gap to it is about 1e300, so (d* / gap)^2 underflows to exactly 0; with neither,
+        the gap is 0 and d* is 0)."""
+        d = ld[:2] * f[3:5]  # (2, ...) [m]
+        d_star = f[2] - d[0]
+        d_star -= d[1]  # [m] desired gap
+        gap = ld[2] - f[0]  # [m] centre to centre, about +-1e300 without a leader or follower
         np.abs(gap, out=gap)
         np.maximum(gap, 1e-2, out=gap)  # == |_not_zero(gap)| (the sign goes in the square)
-        q = d_star / gap
+        q = np.divide(d_star, gap, out=d_star)
         q *= q
         q *= COMFORT_ACC_MAX
-        return f[6] - q
+        return np.subtract(f[1], q, out=q)
 
     # ---- step --------------------------------------------------------------------------------------
     def apply_meta_actions(self, actions: np.ndarray) -> None:
@@ -576,12 +596,14 @@ class HighwayCore:
         q = self.target_lane * self.p.lane_width - self.y  # [m] towards the target lane centre
         q /= TAU_LATERAL
         q /= speed
-        np.clip(q, -SIN_HEADING_MAX, SIN_HEADING_MAX, out=q)
+        np.maximum(q, -SIN_HEADING_MAX, out=q)
+        np.minimum(q, SIN_HEADING_MAX, out=q)
         d = np.arcsin(q, out=q)  # [rad] heading reference, within +-pi/4
         d -= self.heading  # [rad] heading error
         d *= LENGTH / 2 / TAU_HEADING
         d /= speed
-        return np.clip(d, -SIN_BETA_MAX, SIN_BETA_MAX, out=d)
+        np.maximum(d, -SIN_BETA_MAX, out=d)
+        return np.minimum(d, SIN_BETA_MAX, out=d)
 
     def _abort_lane_changes(self, lane: np.ndarray, changing: np.ndarray) -> None:
         """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
@@ -593,12 +615,11 @@ class HighwayCore:
             return
         V = self.x.shape[1]
         t = self._table_buf  # (8, E, V + 1), filled by _table this substep
-        g, gi = t[:6, e, :V], t[:, e, i]  # (6, C, V) every vehicle of the changer's env, (8, C) the changer
-        d = gi[1:3, :, None] - g[1:3]  # (2, C, V) [m/s]
-        d *= gi[4:6, :, None]
-        dv = d[0] + d[1]  # [m/s] closing speed along the changer
-        d_star = gi[7][:, None] + gi[3][:, None] * dv / _IDM_SQRT_AB2  # [m]
-        dx = g[0] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
+        g, gi = t[:3, e, :V], t[2:7, e, i]  # (3, C, V) every vehicle of the changer's env, (5, C) the changer
+        d = g[:2] * gi[3:5, :, None]  # (2, C, V) [m]
+        d_star = gi[2][:, None] - d[0]
+        d_star -= d[1]  # [m] IDM's desired gap of the changer behind each vehicle
+        dx = g[2] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
         target = self.target_lane[e, i][:, None]
         rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
         abort = np.logical_or.reduce(rival, axis=1)
@@ -649,27 +670,36 @@ class HighwayCore:
         E, V = self.x.shape
         L, V1 = p.all_lanes, V + 1
         lane = self.lane_of(self.y)
-        fr = self._neighbours_lv()  # (2, E, L, V) front, rear
+        fr, rank = self._neighbours_sorted()  # (2, E, L, V) front, rear of each sorted position; (E, V)
         table = self._table()
-        own_front = fr.take(self._own_base + lane * V)  # (E, V) leader on the own lane
+        own_front = fr.take(self._off_l0 + lane * V + rank)  # (E, V) leader on the own lane
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
         self._abort_lane_changes(lane, changing)
         ce, ci = changing.nonzero()  # (C,)
-        ahead = fr.take((ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
+        ahead = fr.take((ce * L + self.target_lane[ce, ci]) * V + rank[ce, ci])  # (C,) leader on the target lane
         due = self._traffic & (self.timer > p.lane_change_delay)
         due &= ~(self.crashed | changing)
         np.copyto(self.timer, 0.0, where=due)
         due &= np.abs(self.speed) >= 1.0
         de, di = due.nonzero()  # (D,) MOBIL decisions now
         base = de * V1
-        at = (de * L + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1)) * V + di  # (3, D) current, left, right lane
+        at = (de * L + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1)) * V + rank[de, di]  # (3, D) current, left, right lane
         rows = np.concatenate([fr.take(at + self._fr_off).reshape(6, de.size) + base, (base + di)[None]])  # (7, D)
         pairs = rows[_MOBIL_PAIRS]  # (2, 8, D) follower and leader slots
-        follower = np.concatenate([self._me_flat.ravel(), ce * V1 + ci, pairs[0].ravel()])  # table slots
-        leader = np.concatenate([(self._off_v1 + own_front).ravel(), ce * V1 + ahead, pairs[1].ravel()])
-        acc_all = self._idm(table, follower, leader)  # (E V + C + 8 D,)
-        n_own, n_change = E * V, ce.size
-        acc = acc_all[:n_own].reshape(E, V)
+        own_leader = self._off_v1 + own_front  # (E, V) table slots
+        if self._split_idm:  # own lane: the followers are the table itself, in order
+            acc = self._idm(self._table_buf[2:7, :, :V], table[:3].take(own_leader, axis=1))  # (E, V)
+            follower = np.concatenate([ce * V1 + ci, pairs[0].ravel()])
+            leader = np.concatenate([ce * V1 + ahead, pairs[1].ravel()])
+            n_own = 0
+        else:
+            follower = np.concatenate([self._me_flat.ravel(), ce * V1 + ci, pairs[0].ravel()])  # table slots
+            leader = np.concatenate([own_leader.ravel(), ce * V1 + ahead, pairs[1].ravel()])
+            n_own = E * V
+        acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
+        if not self._split_idm:
+            acc = acc_all[:n_own].reshape(E, V)
+        n_change = ce.size
         if n_change:
             acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
         if de.size:
@@ -694,7 +724,7 @@ class HighwayCore:
             np.copyto(sin_beta, 0.0, where=self.crashed)
         if np.abs(self.speed).max() > MAX_SPEED:
             acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
-        self._record_ttc(own_front[:, :K])
+        self._record_ttc(table, own_front[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
         step = self.speed * dt  # [m]
@@ -710,16 +740,18 @@ class HighwayCore:
         self.timer += dt
         self._collide(x_before, y_before)
 
-    def _record_ttc(self, ahead: np.ndarray) -> None:
-        """Keep the smallest time-to-collision [s] of the controlled vehicles with the vehicle `ahead` (E, K)."""
-        K, V = self.p.controlled_vehicles, self.x.shape[1]
-        has = ahead < V
-        a = np.where(has, ahead, 0) + self._off_v  # (E, K) flat ids
-        x_ahead, v_ahead = self.x.take(a), self.speed.take(a)
-        gap = np.maximum(x_ahead - self.x[:, :K] - LENGTH, 0.0)  # [m] bumper to bumper
-        closing = self.speed[:, :K] - v_ahead  # [m/s]
-        ttc = np.where(has & (closing > 0), gap / np.where(closing > 0, closing, 1.0), np.inf)
-        self.min_ttc = np.minimum(self.min_ttc, ttc)
+    def _record_ttc(self, table: np.ndarray, ahead: np.ndarray) -> None:
+        """Keep the largest closing rate [1/s] (closing speed over bumper-to-bumper gap, the inverse of the
+        time-to-collision) of the controlled vehicles on the vehicle `ahead` (E, K) this substep; step()
+        turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-299."""
+        K = self.p.controlled_vehicles
+        lead = table[2:8:5].take(ahead + self._off_v1, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
+        gap = lead[0] - self.x[:, :K]
+        gap -= LENGTH
+        np.maximum(gap, 1e-300, out=gap)  # [m] bumper to bumper; touching gives a rate of about 1e300
+        rate = self.speed[:, :K] - lead[1]  # [m/s] closing speed
+        rate /= gap
+        np.maximum(self._ttc_rate, rate, out=self._ttc_rate)
 
     def _collide(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
         """Mark as crashed every pair whose footprints overlap, or whose order flipped while side by side.
@@ -734,12 +766,9 @@ class HighwayCore:
         p, E, V = self.p, self.x.shape[0], self.x.shape[1]
         state = np.empty((6, E, V))  # x, y, x before, y before [m], half extents along x and y [m]
         state[0], state[1], state[2], state[3] = self.x, self.y, x_before, y_before
-        cs = state[4:]
-        np.cos(self.heading, out=cs[0])
-        np.sin(self.heading, out=cs[1])
-        np.abs(cs, out=cs)
-        half = np.matmul(_EXTENT, cs.reshape(2, E * V)).reshape(2, E, V)  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
-        state[4:] = half
+        half = state[4:]
+        np.abs(self._cos_sin(), out=half)
+        np.matmul(_EXTENT, half.reshape(2, E * V), out=half.reshape(2, E * V))  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
         full = p.collision_scope == "controlled" or E * V * V <= FULL_CHECK_PAIRS
         if full or COLLISION_WINDOW >= V - 1:
             crowded = None
@@ -780,10 +809,14 @@ class HighwayCore:
             self.apply_meta_actions(np.asarray(actions).reshape(-1, K).astype(np.int64))
         else:
             self.set_continuous(np.asarray(actions).reshape(-1, K, 2))
-        self.min_ttc = np.full_like(self.min_ttc, np.inf)
+        self._ttc_rate[:] = 0.0
         self._actions = actions
         for _ in range(self.p.substeps):
             self.substep()
+        # The smallest time-to-collision [s] of the step: 1 / the largest closing rate; inf when never closing
+        # in on a leader, 0 when touching it.
+        self.min_ttc = np.divide(1.0, self._ttc_rate, out=np.full_like(self._ttc_rate, np.inf), where=self._ttc_rate > 1e-200)
+        self.min_ttc[self.min_ttc < 1e-250] = 0.0
         self.steps += 1
         self.lane_changes += self.lane_of(self.y[:, :K]) != lane_before
         if self.frames is not None:
@@ -848,41 +881,36 @@ class HighwayCore:
         """(E, K, obs_vehicles, 6) normalised kinematics rows for each controlled vehicle."""
         p, K, N = self.p, self.p.controlled_vehicles, self.p.obs_vehicles
         E, V = self.x.shape
-        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)  # (E, V)
-        out = np.zeros((E, K, N, 6))
-        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
-        dy = self.y[:, None, :] - self.y[:, :K, None]
-        dist = np.hypot(dx, dy)
+        feats = np.empty((5, E, V))  # x, y, vx, vy, heading
+        feats[0], feats[1], feats[4] = self.x, self.y, self.heading
+        np.multiply(self._cos_sin(), self.speed, out=feats[2:4])
+        ego = feats[:, :, :K]  # (5, E, K)
+        d = feats[:2, :, None, :] - ego[:2, :, :, None]  # (2, E, K, V) [m]
+        dist = np.hypot(d[0], d[1])
         visible = dist <= PERCEPTION_DISTANCE
         if not p.see_behind:
-            visible &= dx > -2 * LENGTH
+            visible &= d[0] > -2 * LENGTH
         visible &= self._not_self  # (K, V)
         key = np.where(visible, dist, np.inf)
         nearest = np.argsort(key, axis=2, kind="stable")[:, :, : N - 1]  # (E, K, N-1)
-        present = key.take(nearest + self._off_v[:, :, None] * K + np.arange(K)[:, None] * V) < np.inf  # (E, K, N-1)
-        x_scale, y_scale, v_scale = PERCEPTION_DISTANCE, p.lanes_count * p.lane_width, 2 * MAX_SPEED
-        if p.absolute:
-            x_scale = p.road_length
-
-        ego = (self.x[:, :K] if p.absolute else np.zeros((E, K)), self.y[:, :K], vx[:, :K], vy[:, :K], self.heading[:, :K])
+        present = key.take(nearest + self._kin_off) < np.inf  # (E, K, N-1)
+        rows = np.empty((5, E, K, N))  # features first
+        rows[:, :, :, 0] = ego
+        rows[:, :, :, 1:] = feats.reshape(5, E * V).take(nearest + self._off_v[:, :, None], axis=1)
+        if not p.absolute:
+            rows[:4, :, :, 1:] -= ego[:4, :, :, None]
+            rows[0, :, :, 0] = 0.0
+        rows[:, :, :, 1:] *= present  # empty rows are 0
+        rows[4] += np.pi
+        rows[4] %= 2 * np.pi
+        rows[4] -= np.pi
+        rows /= self._kin_scale  # (5, 1, 1, 1)
+        out = np.empty((E, K, N, 6))
         out[:, :, 0, 0] = 1.0
-        for f, value in enumerate(ego):
-            out[:, :, 0, f + 1] = value
-        if N > 1:
-            features = np.stack([self.x, self.y, vx, vy, self.heading]).reshape(5, E * V)
-            others = list(features.take(nearest + self._off_v[:, :, None], axis=1))  # 5 x (E, K, N-1)
-            if not p.absolute:
-                for f, arr in enumerate((self.x, self.y, vx, vy)):
-                    others[f] = others[f] - arr[:, :K, None]
-            out[:, :, 1:, 0] = present
-            for f, value in enumerate(others):
-                out[:, :, 1:, f + 1] = np.where(present, value, 0.0)
-        out[..., 1] /= x_scale
-        out[..., 2] /= y_scale
-        out[..., 3:5] /= v_scale
-        out[..., 5] = (out[..., 5] + np.pi) % (2 * np.pi) - np.pi
-        out[..., 5] /= np.pi
-        return np.clip(out, -1.0, 1.0)
+        out[:, :, 1:, 0] = present
+        out[..., 1:] = rows.transpose(1, 2, 3, 0)
+        np.maximum(out, -1.0, out=out)
+        return np.minimum(out, 1.0, out=out)
 
     def occupancy(self) -> np.ndarray:
         """(E, K, 4, 11, 11) occupancy grid around each controlled vehicle, road-aligned."""
