@@ -398,7 +398,10 @@ class HighwayCore:
         self._table_buf[2, :, V] = NO_VEHICLE_X
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
         self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
-        self._split_idm = E * V > 1024  # big batches: own-lane IDM straight from the table, without a follower gather
+        # Big batches are bound by memory traffic and transcendental functions rather than by the number of
+        # NumPy calls: there the own-lane IDM reads the table without a follower gather and the bicycle model
+        # turns the course by angle addition.
+        self._split_idm = E * V > 1024
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -414,15 +417,17 @@ class HighwayCore:
         lane = np.empty((R, V), dtype=np.int64)
         speed, jitter, delta, politeness, timer = np.empty((5, R, V))
         ramp_gap = np.empty((R, n))
+        uniform = np.empty((R, 5 * V + n))  # [0, 1) draws, in the order of the uniform(low, high) calls they stand for
         for r, rng in enumerate(rngs):  # only the draws loop over resetting rows (each has its own stream)
             lane[r] = rng.integers(L, size=V)
-            speed[r] = rng.uniform(0.7, 0.8, size=V)
-            jitter[r] = rng.uniform(0.9, 1.1, size=V)
-            delta[r] = rng.uniform(*p.delta_range, size=V)
-            politeness[r] = rng.uniform(*p.politeness_range, size=V)
-            timer[r] = rng.uniform(0.0, p.lane_change_delay, size=V)
-            if n:
-                ramp_gap[r] = rng.uniform(0.0, 40.0, size=n)
+            rng.random(out=uniform[r])  # == uniform() calls of sizes V, V, V, V, V, n in turn
+        # Generator.uniform(low, high) is low + (high - low) * random(), so these are those calls' values exactly.
+        for out, (low, high), block in ((speed, (0.7, 0.8), 0), (jitter, (0.9, 1.1), 1), (delta, p.delta_range, 2),
+                                        (politeness, p.politeness_range, 3), (timer, (0.0, p.lane_change_delay), 4)):
+            np.multiply(uniform[:, block * V : (block + 1) * V], high - low, out=out)
+            out += low
+        if n:
+            ramp_gap[:] = 40.0 * uniform[:, 5 * V :]
         speed *= p.speed_limit  # [m/s]
         if p.initial_lane is not None:
             lane[:, is_ctrl] = p.initial_lane
@@ -728,10 +733,21 @@ class HighwayCore:
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
         step = self.speed * dt  # [m]
-        course = np.arcsin(sin_beta)  # [rad] slip angle
-        course += self.heading
-        self.x = x_before + step * np.cos(course)
-        self.y = y_before + step * np.sin(course)
+        if self._split_idm:  # big batches: cos and sin of heading + beta by angle addition, no trigonometry
+            cs = self._cos_sin()  # (2, E, V) of the heading
+            course = np.multiply(sin_beta, sin_beta)
+            np.subtract(1.0, course, out=course)
+            course = cs * np.sqrt(course, out=course)  # (2, E, V) cos(heading) cos(beta), sin(heading) cos(beta)
+            course[0] -= cs[1] * sin_beta
+            course[1] += cs[0] * sin_beta
+            course *= step
+            self.x = x_before + course[0]
+            self.y = y_before + course[1]
+        else:
+            course = np.arcsin(sin_beta)  # [rad] slip angle
+            course += self.heading
+            self.x = x_before + step * np.cos(course)
+            self.y = y_before + step * np.sin(course)
         sin_beta *= step
         sin_beta *= 2.0 / LENGTH
         self.heading = self.heading + sin_beta  # [rad] speed sin(beta) / (LENGTH / 2) dt
