@@ -392,6 +392,8 @@ class HighwayCore:
         self._scan_buf[0] = V
         self._scan_buf[1] = -1
         self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
+        self._pos_minus_v = np.arange(V) - V  # (V,) sorted positions - V
+        self._pos_plus_1 = np.arange(V) + 1
         # Column-major IDM table (see _table); slot V of each env is "no vehicle": x = NO_VEHICLE_X, all else
         # 0, so a missing leader exerts no interaction and a missing follower gets 0, without any NaN test.
         self._table_buf = np.zeros((8, E, V + 1))
@@ -507,13 +509,17 @@ class HighwayCore:
         flat_order = order + self._off_v  # (E, V)
         y_sorted = self.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
-        pos = self._me[:, None, :]  # (1, 1, V) sorted positions
         # scan[0][k + 1]: first on-lane position > k; scan[1][k + 1]: last on-lane position < k. "None" is V
         # and -1: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
-        # row's slot V, and -1 wraps to the last row's).
+        # row's slot V, and -1 wraps to the last row's). The scans' inputs are np.where(on, position, none)
+        # as masked arithmetic, which is several times faster than np.where on big batches.
         scan, order_ext = self._scan_buf, self._order_buf
-        np.minimum.accumulate(np.where(on_sorted, pos, V)[:, :, ::-1], axis=2, out=scan[0, :, :, V - 1 :: -1])
-        np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=2, out=scan[1, :, :, 2:])
+        ahead = np.multiply(on_sorted, self._pos_minus_v)  # (E, L, V) position - V on the lane, else 0
+        ahead += V
+        np.minimum.accumulate(ahead[:, :, ::-1], axis=2, out=scan[0, :, :, V - 1 :: -1])
+        behind = np.multiply(on_sorted, self._pos_plus_1)
+        behind -= 1  # position on the lane, else -1
+        np.maximum.accumulate(behind, axis=2, out=scan[1, :, :, 2:])
         order_ext[:, :V] = order  # position V -> "no vehicle"
         fr_sorted = order_ext.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None])  # (2, E, L, V) at sorted slot k
         rank = np.empty(E * V, dtype=np.int64)
@@ -791,17 +797,17 @@ class HighwayCore:
         else:
             w = COLLISION_WINDOW
             order = self._order()  # of the new x: the next substep's neighbour search reuses it
-            flat_order = order + self._off_v  # (E, V)
-            s = state.reshape(6, E * V).take(flat_order, axis=1)  # (6, E, V) sorted along x
-            hit_sorted = np.zeros((E, V), dtype=bool)
+            flat_order = (order + self._off_v).T  # (V, E): sorted-position-major, so the shifted slices below are contiguous
+            s = state.reshape(6, E * V).take(flat_order, axis=1)  # (6, V, E) sorted along x
+            hit_sorted = np.zeros((V, E), dtype=bool)
             for o in range(1, w + 1):  # vehicle at sorted position k against the one at k + o
-                h = _hits(s[:4, :, :-o] - s[:4, :, o:], s[4:, :, :-o] + s[4:, :, o:])  # (E, V - o)
-                hit_sorted[:, o:] |= h
-                hit_sorted[:, :-o] |= h
+                h = _hits(s[:4, :-o] - s[:4, o:], s[4:, :-o] + s[4:, o:])  # (V - o, E)
+                hit_sorted[o:] |= h
+                hit_sorted[:-o] |= h
             crashed = self.crashed.reshape(-1)
             crashed[flat_order.ravel()] |= hit_sorted.ravel()
             reach = 2 * (MAX_SPEED + ACC_MAX) * p.dt + LENGTH + WIDTH  # [m] farther pairs can neither touch nor cross
-            crowded = np.flatnonzero(np.logical_or.reduce(s[0, :, w:] - s[0, :, :-w] < reach, axis=1))
+            crowded = np.flatnonzero(np.logical_or.reduce(s[0, w:] - s[0, :-w] < reach, axis=0))
         if crowded is None or crowded.size:
             sub = state if crowded is None else state[:, crowded]  # (6, R, V)
             hit = _hits(sub[:4, :, :, None] - sub[:4, :, None, :], sub[4:, :, :, None] + sub[4:, :, None, :])  # (R, V, V)
