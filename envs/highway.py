@@ -308,7 +308,7 @@ BETA_MAX = float(np.arctan(0.5 * np.tan(MAX_STEERING)))  # [rad] slip angle at f
 SIN_BETA_MAX = float(np.sin(BETA_MAX))
 SIN_HEADING_MAX = float(np.sin(np.pi / 4))  # the heading reference is clipped at +-pi/4 rad
 _EXTENT = np.array([[LENGTH / 2, WIDTH / 2], [WIDTH / 2, LENGTH / 2]])  # half extents = _EXTENT @ (|cos|, |sin|) [m]
-NO_VEHICLE_X = 1e300  # [m] x of the IDM table's "no vehicle" slot: farther than any gap, and finite
+NO_VEHICLE_X = 1e30  # [m] x of the IDM table's "no vehicle" slot: farther than any gap, and finite in float32
 _SIDE2 = np.array([[-1], [1]])  # MOBIL's left and right lane offsets
 _SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
 # MOBIL's eight IDM terms as (follower, leader) rows of the (7, D) candidate table of HighwayCore.substep:
@@ -396,7 +396,7 @@ class HighwayCore:
         self._pos_plus_1 = np.arange(V) + 1
         # Column-major IDM table (see _table); slot V of each env is "no vehicle": x = NO_VEHICLE_X, all else
         # 0, so a missing leader exerts no interaction and a missing follower gets 0, without any NaN test.
-        self._table_buf = np.zeros((8, E, V + 1))
+        self._table_buf = np.zeros((8, E, V + 1), dtype=np.float32)  # float32: half the bytes for the gathers
         self._table_buf[2, :, V] = NO_VEHICLE_X
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
         self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
@@ -560,12 +560,12 @@ class HighwayCore:
     def _idm(f: np.ndarray, ld: np.ndarray) -> np.ndarray:
         """IDM acceleration [m/s^2] from follower columns `f` (rows 2..6 of the table) and leader columns
         `ld` (rows 0..2): 0 where there is no follower, free-road where there is no leader (slot V's x is
-        NO_VEHICLE_X: the gap to it is about 1e300, so (d* / gap)^2 underflows to exactly 0; with neither,
-        the gap is 0 and d* is 0)."""
+        NO_VEHICLE_X: the gap to it is about 1e30, so (d* / gap)^2 underflows to exactly 0 in float32; with
+        neither, the gap is 0 and d* is 0)."""
         d = ld[:2] * f[3:5]  # (2, ...) [m]
         d_star = f[2] - d[0]
         d_star -= d[1]  # [m] desired gap
-        gap = ld[2] - f[0]  # [m] centre to centre, about +-1e300 without a leader or follower
+        gap = ld[2] - f[0]  # [m] centre to centre, about +-1e30 without a leader or follower
         np.abs(gap, out=gap)
         np.maximum(gap, 1e-2, out=gap)  # == |_not_zero(gap)| (the sign goes in the square)
         q = np.divide(d_star, gap, out=d_star)
@@ -710,6 +710,7 @@ class HighwayCore:
         acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
         if not self._split_idm:
             acc = acc_all[:n_own].reshape(E, V)
+        acc = acc.astype(np.float64)  # the table is float32; the dynamics integrate in float64
         n_change = ce.size
         if n_change:
             acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
@@ -765,7 +766,7 @@ class HighwayCore:
     def _record_ttc(self, table: np.ndarray, ahead: np.ndarray) -> None:
         """Keep the largest closing rate [1/s] (closing speed over bumper-to-bumper gap, the inverse of the
         time-to-collision) of the controlled vehicles on the vehicle `ahead` (E, K) this substep; step()
-        turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-299."""
+        turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
         K = self.p.controlled_vehicles
         lead = table[2:8:5].take(ahead + self._off_v1, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
         gap = lead[0] - self.x[:, :K]
@@ -837,7 +838,7 @@ class HighwayCore:
             self.substep()
         # The smallest time-to-collision [s] of the step: 1 / the largest closing rate; inf when never closing
         # in on a leader, 0 when touching it.
-        self.min_ttc = np.divide(1.0, self._ttc_rate, out=np.full_like(self._ttc_rate, np.inf), where=self._ttc_rate > 1e-200)
+        self.min_ttc = np.divide(1.0, self._ttc_rate, out=np.full_like(self._ttc_rate, np.inf), where=self._ttc_rate > 1e-20)
         self.min_ttc[self.min_ttc < 1e-250] = 0.0
         self.steps += 1
         self.lane_changes += self.lane_of(self.y[:, :K]) != lane_before
