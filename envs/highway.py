@@ -394,16 +394,19 @@ class HighwayCore:
         self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
         self._pos_minus_v = np.arange(V) - V  # (V,) sorted positions - V
         self._pos_plus_1 = np.arange(V) + 1
+        # Big batches are bound by memory traffic rather than by the number of NumPy calls: there the own-lane
+        # IDM reads the table without a follower gather (the same arithmetic, so the same results as small
+        # batches: row i of any batch equals the single env).
+        self._split_idm = E * V > 1024
+        # The IDM table and cos/sin are float32 (half the bytes to gather, transcendental functions several
+        # times faster); positions, speeds and headings integrate in float64.
+        self._float = np.float32
         # Column-major IDM table (see _table); slot V of each env is "no vehicle": x = NO_VEHICLE_X, all else
         # 0, so a missing leader exerts no interaction and a missing follower gets 0, without any NaN test.
-        self._table_buf = np.zeros((8, E, V + 1), dtype=np.float32)  # float32: half the bytes for the gathers
+        self._table_buf = np.zeros((8, E, V + 1), dtype=self._float)
         self._table_buf[2, :, V] = NO_VEHICLE_X
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
         self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
-        # Big batches are bound by memory traffic and transcendental functions rather than by the number of
-        # NumPy calls: there the own-lane IDM reads the table without a follower gather and the bicycle model
-        # turns the course by angle addition.
-        self._split_idm = E * V > 1024
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -485,8 +488,8 @@ class HighwayCore:
         table of the next and the observation (every substep makes a new heading array; reset_rows forgets it)."""
         if self._trig is not None and self._trig[0] is self.heading:
             return self._trig[1]
-        cs = np.empty((2, *self.heading.shape), dtype=np.float32)  # float32: several times faster than float64
-        heading = self.heading.astype(np.float32)
+        cs = np.empty((2, *self.heading.shape), dtype=self._float)
+        heading = self.heading.astype(self._float, copy=False)
         np.cos(heading, out=cs[0])
         np.sin(heading, out=cs[1])
         self._trig = (self.heading, cs)
@@ -713,7 +716,7 @@ class HighwayCore:
         acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
         if not self._split_idm:
             acc = acc_all[:n_own].reshape(E, V)
-        acc = acc.astype(np.float64)  # the table is float32; the dynamics integrate in float64
+        acc = acc.astype(np.float64)  # the table may be float32; the dynamics integrate in float64
         n_change = ce.size
         if n_change:
             acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
@@ -743,21 +746,16 @@ class HighwayCore:
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
         step = self.speed * dt  # [m]
-        if self._split_idm:  # big batches: cos and sin of heading + beta by angle addition, no trigonometry
-            cs = self._cos_sin()  # (2, E, V) of the heading
-            course = np.multiply(sin_beta, sin_beta)
-            np.subtract(1.0, course, out=course)
-            course = cs * np.sqrt(course, out=course)  # (2, E, V) cos(heading) cos(beta), sin(heading) cos(beta)
-            course[0] -= cs[1] * sin_beta
-            course[1] += cs[0] * sin_beta
-            course *= step
-            self.x = x_before + course[0]
-            self.y = y_before + course[1]
-        else:
-            course = np.arcsin(sin_beta)  # [rad] slip angle
-            course += self.heading
-            self.x = x_before + step * np.cos(course)
-            self.y = y_before + step * np.sin(course)
+        # cos and sin of heading + beta by angle addition, from the heading's cos/sin: no trigonometry
+        cs = self._cos_sin()  # (2, E, V) of the heading
+        course = np.multiply(sin_beta, sin_beta)
+        np.subtract(1.0, course, out=course)
+        course = cs * np.sqrt(course, out=course)  # (2, E, V) cos(heading) cos(beta), sin(heading) cos(beta)
+        course[0] -= cs[1] * sin_beta
+        course[1] += cs[0] * sin_beta
+        course *= step
+        self.x = x_before + course[0]
+        self.y = y_before + course[1]
         sin_beta *= step
         sin_beta *= 2.0 / LENGTH
         self.heading = self.heading + sin_beta  # [rad] speed sin(beta) / (LENGTH / 2) dt
