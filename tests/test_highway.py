@@ -294,6 +294,19 @@ def test_rear_end_collision_is_detected_at_the_right_substep() -> None:
     assert terminated and info["crashed"] and info["collision_reward"] == 1.0 and reward == pytest.approx(0.0 + 0.1 / 1.5 * info["right_lane_reward"])
 
 
+def test_min_ttc_is_the_smallest_time_to_collision_of_the_step() -> None:
+    # Ego at 25 m/s holding its speed, 47 m (centre to centre) behind a stopped car on its lane: before
+    # substep n of the step the bumper-to-bumper gap is 47 - 5 - 5 (n - 1) m, smallest before substep 5
+    # (22 m), so the step's minimum time-to-collision is 22 / 25 s. Alone on the road, it is inf.
+    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
+    core.crashed[0, 1] = True  # the stopped car stays stopped
+    core.step(np.array([[IDLE]]))
+    assert core.min_ttc[0, 0] == pytest.approx(22.0 / 25.0)
+    free = _scene([(0.0, 1, 25.0), (500.0, 0, 25.0)])
+    free.step(np.array([[IDLE]]))
+    assert free.min_ttc[0, 0] == np.inf
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_no_vehicle_passes_through_another(seed: int) -> None:
     """Property over random rollouts: whenever two vehicles side by side swap their order within a substep,
