@@ -78,13 +78,22 @@ vehicles, as highway-v0).
 ## Speed
 The core is written for NumPy call overhead (the single env) and memory traffic (thousands of rows)
 alike: one batched IDM evaluation per substep (own lane, target lane, MOBIL's eight terms) from a
-column-major per-vehicle table that holds the free-road term once per vehicle; a lane-major neighbour
-search whose gathers are 1-D takes; preallocated scratch buffers; the full pair check for small batches
-and a window along the x order for big ones. Every one of these gives bit-identical results to the
-straightforward formulation (the tests compare against slow loops and hand-computed cases).
+column-major per-vehicle table that holds every follower-side term once per vehicle (the free-road power
+law, and the desired gap with the closing speed folded in: d* = d0 + s T + s^2 / 2sqrt(ab) - s (vx_l cos
++ vy_l sin) / 2sqrt(ab)), with a far-away "no vehicle" slot instead of NaN tests; a lane-major neighbour
+search looked up by sorted rank; one x sort per substep, shared by the collision check and the next
+neighbour search; cos/sin of the headings computed once per substep and shared by the IDM table, the
+collision boxes and the observation; the bicycle model's slip angle straight from the controller
+(beta = arctan(tan(steering) / 2) undoes the controller's steering = arctan(2 tan(slip)), so only the
+clip at full steering remains) and its course by angle addition; the full pair collision check for
+small batches and a window along the x order for big ones. The IDM table, cos/sin and the free-road
+power law are float32 (positions, speeds and headings integrate in float64): results equal the float64
+formulation to about 1e-5 m/s per substep, and rows of every batch size equal the single env bit for bit.
 
 ## Version history
-- v0: first version.
+- v0: first version. Session 4 (speed) made the IDM terms float32 and reformulated the controller and the
+  bicycle model without changing their mathematics: trajectories differ from earlier builds by rounding
+  (about 1e-5 m/s per substep), so decisions at an exact threshold can go the other way.
 """
 
 from __future__ import annotations
@@ -299,21 +308,35 @@ def mobil_incentive(
     return self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
 
 
-_SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
-_MOBIL_FOLLOWERS = np.array([0, 0, 3, 1, 1, 3, 2, 2])  # rows of _mobil_pairs: 0..2 a lane's follower, 3 me
-_MOBIL_LEADERS = np.array([3, 0, 1, 1, 3, 2, 2, 3])  # 0..2 a lane's leader, 3 me
-COLLISION_WINDOW = 4  # vehicles ahead in x order that each vehicle is checked against (see HighwayCore._collide)
+COLLISION_WINDOW = 3  # (2 or more) vehicles ahead in x order that each vehicle is checked against (see HighwayCore._collide)
 FULL_CHECK_PAIRS = 4096  # batches with at most this many (env, vehicle, vehicle) triples check all pairs at once
+# The lateral controller's output is only ever used through the bicycle model's slip angle beta =
+# arctan(tan(steering) / 2), and steering = arctan(2 tan(slip)) inverts it, so beta is the controller's
+# slip clipped at the slip of full steering, and sin(beta) the clipped sine: no tan/arctan round trip.
+BETA_MAX = float(np.arctan(0.5 * np.tan(MAX_STEERING)))  # [rad] slip angle at full steering
+SIN_BETA_MAX = float(np.sin(BETA_MAX))
+SIN_HEADING_MAX = float(np.sin(np.pi / 4))  # the heading reference is clipped at +-pi/4 rad
+_EXTENT = np.array([[LENGTH / 2, WIDTH / 2], [WIDTH / 2, LENGTH / 2]])  # half extents = _EXTENT @ (|cos|, |sin|) [m]
+NO_VEHICLE_X = 1e30  # [m] x of the IDM table's "no vehicle" slot: farther than any gap, and finite in float32
+_SIDE2 = np.array([[-1], [1]])  # MOBIL's left and right lane offsets
+_SIDES = np.array([[0], [-1], [1]])  # lane offsets of MOBIL's current, left and right lane
+# MOBIL's eight IDM terms as (follower, leader) rows of the (7, D) candidate table of HighwayCore.substep:
+# rows 0..2 the leaders on the current, left and right lane, 3..5 their followers, 6 the deciding vehicle.
+# Terms: old follower behind me, old follower behind my leader, then per side: me behind the new leader,
+# the new follower behind the new leader, the new follower behind me.
+_MOBIL_PAIRS = np.array([[3, 3, 6, 4, 4, 6, 5, 5], [6, 0, 1, 1, 6, 2, 2, 6]])
 
 
-def _pair_hits(x1: np.ndarray, y1: np.ndarray, xb1: np.ndarray, yb1: np.ndarray, hx1: np.ndarray, hy1: np.ndarray,
-               x2: np.ndarray, y2: np.ndarray, xb2: np.ndarray, yb2: np.ndarray, hx2: np.ndarray, hy2: np.ndarray) -> np.ndarray:
-    """Whether vehicles 1 and 2 (broadcast arrays: positions now and before [m], half extents [m]) collide:
-    footprints overlap, or they swapped x order while side by side."""
-    dx = x2 - x1
-    side_by_side = np.abs(y2 - y1) < hy1 + hy2
-    overlap = side_by_side & (np.abs(dx) < hx1 + hx2)
-    flipped = (dx * (xb2 - xb1) < 0) & (side_by_side | (np.abs(yb2 - yb1) < WIDTH))
+def _hits(d: np.ndarray, half_sum: np.ndarray) -> np.ndarray:
+    """Whether pairs collide, from the pair differences `d` (4, ...) of (x, y, x before, y before) [m] and
+    the sums of their half extents `half_sum` (2, ...) [m]: the footprints overlap, or the pair swapped
+    its x order while side by side (now or before)."""
+    a = np.abs(d)
+    close = a[:2] < half_sum  # (2, ...) along x, along y
+    overlap = close[0] & close[1]
+    side = close[1] | (a[3] < WIDTH)
+    flipped = d[0] * d[2] < 0
+    flipped &= side
     return overlap | flipped
 
 
@@ -345,7 +368,8 @@ class HighwayCore:
         self.x_start = np.zeros((E, K))
         self.lane_changes = np.zeros((E, K), dtype=np.int64)
         self.continuous = np.zeros((E, K, 2))  # (acceleration [m/s^2], steering [rad])
-        self.min_ttc = np.full((E, K), np.inf)
+        self.min_ttc = np.full((E, K), np.inf)  # [s] over the last step's substeps
+        self._ttc_rate = np.zeros((E, K))  # [1/s] largest closing rate of the step so far (see _record_ttc)
         self.frames: np.ndarray | None = None
         if params.observation in ("pixels", "dict"):
             self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
@@ -357,13 +381,41 @@ class HighwayCore:
         self._me = np.arange(V)[None, :]  # (1, V)
         self._me_flat = self._off_v1 + self._me  # (E, V) each vehicle's row in the IDM table
         self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
-        self._off_lv = np.arange(E * params.all_lanes).reshape(E, params.all_lanes, 1) * V  # (E, L, 1)
-        self._lane_centres = (np.arange(params.all_lanes) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
+        L = params.all_lanes
+        self._off_lv = np.arange(E * L).reshape(E, L, 1) * V  # (E, L, 1)
+        self._off_l0 = self._off_lv[:, :1, 0]  # (E, 1) flat index of (e, lane 0, sorted position 0)
+        self._fr_off = np.array([0, E * L * V])[:, None, None]  # (2, 1, 1) front, rear halves of the neighbour array
+        self._lane_centres = (np.arange(L) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
+        self._lane_ok = np.zeros(L + 2, dtype=bool)  # MOBIL's candidate lanes -1..L: main lanes only
+        self._lane_ok[: params.lanes_count] = True
+        self._traffic = ~self.controlled  # (V,)
+        self._pair_mask = self.controlled[:, None] | self.controlled[None, :]  # (V, V) pairs with a controlled vehicle
         self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
-        self._nxt_buf = np.full((E, params.all_lanes, V + 1), V, dtype=np.int64)  # scratch of _neighbours_lv
-        self._prv_buf = np.full((E, params.all_lanes, V + 1), -1, dtype=np.int64)
+        self._kin_off = np.arange(E * K).reshape(E, K, 1) * V  # (E, K, 1) rows of the (E, K, V) distance key
+        x_scale = params.road_length if params.absolute else PERCEPTION_DISTANCE  # [m]
+        self._kin_scale = np.array([x_scale, params.lanes_count * params.lane_width, 2 * MAX_SPEED, 2 * MAX_SPEED,
+                                    np.pi])[:, None, None, None]  # (5, 1, 1, 1) normalisation of x, y, vx, vy, heading
+        # Scratch of _neighbours_sorted: [0] first on-lane sorted position >= k (at k), [1] last one <= k - 1 (at
+        # k + 1); their "none" slots (V, and -1 at 1) stay set.
+        self._scan_buf = np.empty((2, E, L, V + 2), dtype=np.int64)
+        self._scan_buf[0] = V
+        self._scan_buf[1] = -1
         self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
-        self._table_buf = np.full((8, E, V + 1), np.nan)  # column-major IDM table; slot V of each env stays NaN
+        self._pos_minus_v = np.arange(V) - V  # (V,) sorted positions - V
+        self._pos_plus_1 = np.arange(V) + 1
+        # Big batches are bound by memory traffic rather than by the number of NumPy calls: there the own-lane
+        # IDM reads the table without a follower gather (the same arithmetic, so the same results as small
+        # batches: row i of any batch equals the single env).
+        self._split_idm = E * V > 1024
+        # The IDM table and cos/sin are float32 (half the bytes to gather, transcendental functions several
+        # times faster); positions, speeds and headings integrate in float64.
+        self._float = np.float32
+        # Column-major IDM table (see _table); slot V of each env is "no vehicle": x = NO_VEHICLE_X, all else
+        # 0, so a missing leader exerts no interaction and a missing follower gets 0, without any NaN test.
+        self._table_buf = np.zeros((8, E, V + 1), dtype=self._float)
+        self._table_buf[2, :, V] = NO_VEHICLE_X
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
+        self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -379,15 +431,17 @@ class HighwayCore:
         lane = np.empty((R, V), dtype=np.int64)
         speed, jitter, delta, politeness, timer = np.empty((5, R, V))
         ramp_gap = np.empty((R, n))
+        uniform = np.empty((R, 5 * V + n))  # [0, 1) draws, in the order of the uniform(low, high) calls they stand for
         for r, rng in enumerate(rngs):  # only the draws loop over resetting rows (each has its own stream)
             lane[r] = rng.integers(L, size=V)
-            speed[r] = rng.uniform(0.7, 0.8, size=V)
-            jitter[r] = rng.uniform(0.9, 1.1, size=V)
-            delta[r] = rng.uniform(*p.delta_range, size=V)
-            politeness[r] = rng.uniform(*p.politeness_range, size=V)
-            timer[r] = rng.uniform(0.0, p.lane_change_delay, size=V)
-            if n:
-                ramp_gap[r] = rng.uniform(0.0, 40.0, size=n)
+            rng.random(out=uniform[r])  # == uniform() calls of sizes V, V, V, V, V, n in turn
+        # Generator.uniform(low, high) is low + (high - low) * random(), so these are those calls' values exactly.
+        for out, (low, high), block in ((speed, (0.7, 0.8), 0), (jitter, (0.9, 1.1), 1), (delta, p.delta_range, 2),
+                                        (politeness, p.politeness_range, 3), (timer, (0.0, p.lane_change_delay), 4)):
+            np.multiply(uniform[:, block * V : (block + 1) * V], high - low, out=out)
+            out += low
+        if n:
+            ramp_gap[:] = 40.0 * uniform[:, 5 * V :]
         speed *= p.speed_limit  # [m/s]
         if p.initial_lane is not None:
             lane[:, is_ctrl] = p.initial_lane
@@ -407,6 +461,7 @@ class HighwayCore:
         self.timer[rows] = timer[:, to_index]
         self.heading[rows] = 0.0
         self.crashed[rows] = False
+        self._sorted = self._trig = None  # x and heading changed in place
         self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
         self.desired_speed[rows, :K] = self._target_speeds[self.speed_index[rows]]
         self.steps[rows] = 0
@@ -431,67 +486,107 @@ class HighwayCore:
         """(front, rear), each (E, V, L): the nearest vehicle ahead of / behind each vehicle on each lane.
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
-        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`). (Views of
-        the lane-major arrays of _neighbours_lv.)"""
-        front, rear = self._neighbours_lv()
-        return front.transpose(0, 2, 1), rear.transpose(0, 2, 1)
+        A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
+        fr, rank = self._neighbours_sorted()
+        E, L, V = fr.shape[1:]
+        at = self._off_lv[:, :, 0][:, None, :] + rank[:, :, None]  # (E, V, L) flat (e, lane, sorted slot of v)
+        return fr[0].take(at), fr[1].take(at)
 
-    def _neighbours_lv(self) -> tuple[np.ndarray, np.ndarray]:
-        """(front, rear), each lane-major (E, L, V), so every gather below is a 1-D take on a flat index."""
+    def _cos_sin(self) -> np.ndarray:
+        """(2, E, V) cos and sin of the headings, shared by the collision check of one substep, the IDM
+        table of the next and the observation (every substep makes a new heading array; reset_rows forgets it)."""
+        if self._trig is not None and self._trig[0] is self.heading:
+            return self._trig[1]
+        cs = np.empty((2, *self.heading.shape), dtype=self._float)
+        heading = self.heading.astype(self._float, copy=False)
+        np.cos(heading, out=cs[0])
+        np.sin(heading, out=cs[1])
+        self._trig = (self.heading, cs)
+        return cs
+
+    def _order(self) -> np.ndarray:
+        """(E, V) argsort of x (stable), shared by the collision check of one substep and the neighbour
+        search of the next: both see the same x array (every substep makes a new one; reset_rows forgets it)."""
+        if self._sorted is not None and self._sorted[0] is self.x:
+            return self._sorted[1]
+        order = self.x.argsort(axis=1, kind="stable")
+        self._sorted = (self.x, order)
+        return order
+
+    def _neighbours_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(2, E, L, V) front and rear of each sorted x position (lane-major, so every lookup is a 1-D take
+        on a flat index), and (E, V) the sorted position of each vehicle: vehicle v's front on lane l is
+        fr[0, e, l, rank[e, v]]."""
         E, V = self.x.shape
-        order = self.x.argsort(axis=1, kind="stable")  # (E, V) vehicle at each sorted position
+        order = self._order()
         flat_order = order + self._off_v  # (E, V)
         y_sorted = self.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
-        pos = self._me[:, None, :]  # (1, 1, V) sorted positions
-        # nxt[k]: first on-lane position > k; prv[k]: last on-lane position < k. "None" is V for nxt and -1
-        # for prv: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
-        # row's slot V, and -1 wraps to the last row's).
-        nxt, prv, order_ext = self._nxt_buf, self._prv_buf, self._order_buf  # their "none" slots stay set
-        np.minimum.accumulate(np.where(on_sorted, pos, V)[:, :, ::-1], axis=2, out=nxt[:, :, V - 1 :: -1])
-        np.maximum.accumulate(np.where(on_sorted, pos, -1), axis=2, out=prv[:, :, 1:])
+        # scan[0][k + 1]: first on-lane position > k; scan[1][k + 1]: last on-lane position < k. "None" is V
+        # and -1: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
+        # row's slot V, and -1 wraps to the last row's). The scans' inputs are np.where(on, position, none)
+        # as masked arithmetic, which is several times faster than np.where on big batches.
+        scan, order_ext = self._scan_buf, self._order_buf
+        ahead = np.multiply(on_sorted, self._pos_minus_v)  # (E, L, V) position - V on the lane, else 0
+        ahead += V
+        np.minimum.accumulate(ahead[:, :, ::-1], axis=2, out=scan[0, :, :, V - 1 :: -1])
+        behind = np.multiply(on_sorted, self._pos_plus_1)
+        behind -= 1  # position on the lane, else -1
+        np.maximum.accumulate(behind, axis=2, out=scan[1, :, :, 2:])
         order_ext[:, :V] = order  # position V -> "no vehicle"
-        off = self._off_v1[:, :, None]  # (E, 1, 1)
-        front_sorted = order_ext.take(nxt[:, :, 1:] + off)  # (E, L, V) vehicle ahead of sorted slot k
-        rear_sorted = order_ext.take(prv[:, :, :V] + off)
+        fr_sorted = order_ext.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None])  # (2, E, L, V) at sorted slot k
         rank = np.empty(E * V, dtype=np.int64)
         rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
-        at_rank = self._off_lv + rank.reshape(E, 1, V)  # (E, L, V) flat index of each vehicle's sorted slot
-        return front_sorted.take(at_rank), rear_sorted.take(at_rank)
+        return fr_sorted, rank.reshape(E, V)
 
     def _table(self) -> np.ndarray:
-        """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with a NaN slot per env standing
-        for "no vehicle".
+        """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with slot V of each env standing
+        for "no vehicle" (x = NO_VEHICLE_X, the rest 0).
 
-        Rows: x, vx, vy (the leader's three, first), speed, cos, sin, free-road IDM acceleration,
-        DISTANCE_WANTED + speed * TIME_WANTED. The per-follower IDM terms (the power law above all) are
-        computed once per vehicle here, not once per (follower, leader) pair; the arithmetic is
-        idm_acceleration's, term for term, so results are bit-identical to calling it per pair."""
+        Rows: vx, vy, x (a leader's three, first), then a follower's: free-road IDM acceleration, the
+        desired gap without the leader's part, DISTANCE_WANTED + s TIME_WANTED + s^2 / (2 sqrt(a b)), and
+        (cos, sin) s / (2 sqrt(a b)); last the speed. IDM's closing speed along the follower is s - (vx_l cos
+        + vy_l sin), so d* = row 4 - (vx_l row 5 + vy_l row 6): every per-follower term, the power law above
+        all, is computed once per vehicle here, not once per (follower, leader) pair."""
         E, V = self.x.shape
-        t = self._table_buf  # (8, E, V + 1), filled in place; slot V stays NaN
-        cos, sin = np.cos(self.heading), np.sin(self.heading)
-        t[0, :, :V] = self.x
-        np.multiply(self.speed, cos, out=t[1, :, :V])
-        np.multiply(self.speed, sin, out=t[2, :, :V])
-        t[3, :, :V] = self.speed
-        t[4, :, :V] = cos
-        t[5, :, :V] = sin
-        t[6, :, :V] = idm_acceleration(self.speed, np.minimum(self.desired_speed, self.p.speed_limit), self.delta, None, None)
-        t[7, :, :V] = DISTANCE_WANTED + self.speed * TIME_WANTED
-        return t.reshape(8, E * (V + 1))
+        t = self._table_buf[:, :, :V]  # (8, E, V) view, filled in place
+        speed = self.speed
+        np.multiply(self._cos_sin(), speed, out=t[0:2])  # [m/s]
+        t[2] = self.x
+        v0 = np.minimum(self.desired_speed, self.p.speed_limit)  # [m/s]
+        np.abs(v0, out=v0)
+        np.maximum(v0, 1e-2, out=v0)  # == |_not_zero(v0)|
+        ratio = np.empty(v0.shape, dtype=self._float)  # (v / v0)^delta as exp(delta log(v / v0)) in float32, 4x faster than np.power in float64
+        np.divide(np.maximum(speed, 1e-30), v0, out=ratio)  # 1e-30 for 0: exp(delta log 1e-30) underflows to exactly 0
+        np.log(ratio, out=ratio)
+        ratio *= self.delta
+        np.exp(ratio, out=ratio)
+        np.subtract(1.0, ratio, out=ratio)
+        np.multiply(ratio, COMFORT_ACC_MAX, out=t[3])  # [m/s^2] as in idm_acceleration
+        np.divide(speed, _IDM_SQRT_AB2, out=t[4])  # [s]
+        t[4] += TIME_WANTED
+        t[4] *= speed
+        t[4] += DISTANCE_WANTED  # [m]
+        np.divide(t[0:2], _IDM_SQRT_AB2, out=t[5:7])  # [s]
+        t[7] = speed
+        return self._table_buf.reshape(8, E * (V + 1))
 
-    def _idm(self, table: np.ndarray, follower: np.ndarray, leader: np.ndarray) -> np.ndarray:
-        """IDM acceleration [m/s^2] of followers behind leaders, both given as flat slots of `table`
-        (1-D); 0 where there is no follower."""
-        f, ld = table.take(follower, axis=1), table[:3].take(leader, axis=1)  # (8, M) and (3, M)
-        closing = (f[1] - ld[1]) * f[4] + (f[2] - ld[2]) * f[5]  # [m/s] along the follower
-        gap = ld[0] - f[0]  # [m] centre to centre, NaN without a leader
-        d_star = f[7] + f[3] * closing / _IDM_SQRT_AB2  # [m] as in idm_acceleration
-        interaction = COMFORT_ACC_MAX * np.square(d_star / _not_zero(gap))
-        interaction[np.isnan(gap)] = 0.0  # no leader, no interaction
-        acc = f[6] - interaction
-        acc[np.isnan(acc)] = 0.0  # no follower
-        return acc
+    @staticmethod
+    def _idm(f: np.ndarray, ld: np.ndarray) -> np.ndarray:
+        """IDM acceleration [m/s^2] from follower columns `f` (rows 2..6 of the table) and leader columns
+        `ld` (rows 0..2): 0 where there is no follower, free-road where there is no leader (slot V's x is
+        NO_VEHICLE_X: the gap to it is about 1e30, so (d* / gap)^2 underflows to exactly 0 in float32; with
+        neither, the gap is 0 and d* is 0)."""
+        d = ld[:2] * f[3:5]  # (2, ...) [m]
+        d_star = f[2] - d[0]
+        d_star -= d[1]  # [m] desired gap
+        gap = ld[2] - f[0]  # [m] centre to centre, about +-1e30 without a leader or follower
+        np.abs(gap, out=gap)
+        np.maximum(gap, 1e-2, out=gap)  # == |_not_zero(gap)| (the sign goes in the square)
+        q = np.divide(d_star, gap, out=d_star)
+        q *= q
+        q *= COMFORT_ACC_MAX
+        return np.subtract(f[1], q, out=q)
 
     # ---- step --------------------------------------------------------------------------------------
     def apply_meta_actions(self, actions: np.ndarray) -> None:
@@ -518,75 +613,79 @@ class HighwayCore:
         return np.stack([lane > 0, np.ones_like(lane, dtype=bool), lane < L - 1,
                          self.speed_index < self._target_speeds.size - 1, self.speed_index > 0], axis=-1)
 
-    def _steering(self) -> np.ndarray:
-        """Lateral position then heading controller towards each vehicle's target lane centre [rad]."""
-        lateral = self.y - self.target_lane * self.p.lane_width  # [m] off the target lane centre
-        speed = _not_zero(self.speed)
-        heading_cmd = np.arcsin(np.minimum(np.maximum(-lateral / TAU_LATERAL / speed, -1.0), 1.0))
-        heading_ref = np.minimum(np.maximum(heading_cmd, -np.pi / 4), np.pi / 4)  # straight road: lane heading 0
-        wrapped = (heading_ref - self.heading + np.pi) % (2 * np.pi) - np.pi
-        heading_rate = wrapped / TAU_HEADING  # [rad/s]
-        slip = np.arcsin(np.minimum(np.maximum(LENGTH / 2 / speed * heading_rate, -1.0), 1.0))
-        return np.minimum(np.maximum(np.arctan(2 * np.tan(slip)), -MAX_STEERING), MAX_STEERING)
+    def _slip_sine(self) -> np.ndarray:
+        """sin of the slip angle [-] that the lateral position then heading controller commands, towards each
+        vehicle's target lane centre: highway-env's steering_control composed with the bicycle model's
+        beta = arctan(tan(steering) / 2), which undoes its arctan(2 tan(slip)) (see BETA_MAX). The heading
+        error needs no wrapping: controller-driven headings stay within +-pi/2 on a straight road."""
+        speed = np.copysign(np.maximum(np.abs(self.speed), 1e-2), self.speed)  # [m/s] _not_zero
+        q = self.target_lane * self.p.lane_width - self.y  # [m] towards the target lane centre
+        q /= TAU_LATERAL
+        q /= speed
+        np.maximum(q, -SIN_HEADING_MAX, out=q)
+        np.minimum(q, SIN_HEADING_MAX, out=q)
+        d = np.arcsin(q, out=q)  # [rad] heading reference, within +-pi/4
+        d -= self.heading  # [rad] heading error
+        d *= LENGTH / 2 / TAU_HEADING
+        d /= speed
+        np.maximum(d, -SIN_BETA_MAX, out=d)
+        return np.minimum(d, SIN_BETA_MAX, out=d)
 
-    def _abort_lane_changes(self, lane: np.ndarray) -> None:
+    def _abort_lane_changes(self, lane: np.ndarray, changing: np.ndarray) -> None:
         """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
         ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
-        that are changing lane are compared with the others: (C, V) arrays."""
-        e, i = ((lane != self.target_lane) & ~self.controlled).nonzero()  # (C,)
+        that are changing lane are compared with the others: (C, V) arrays from this substep's IDM table.
+        Clears `changing` (E, V) where a change is abandoned."""
+        e, i = (changing & self._traffic).nonzero()  # (C,)
         if e.size == 0:
             return
-        x, v, h = self.x[e], self.speed[e], self.heading[e]  # (C, V) every vehicle of the changer's env
-        dx = x - self.x[e, i][:, None]  # [m] x_j - x_i
-        vi, hi = self.speed[e, i][:, None], self.heading[e, i][:, None]
-        dv = (vi * np.cos(hi) - v * np.cos(h)) * np.cos(hi) + (vi * np.sin(hi) - v * np.sin(h)) * np.sin(hi)  # [m/s]
-        d_star = DISTANCE_WANTED + vi * TIME_WANTED + vi * dv / (2 * np.sqrt(-COMFORT_ACC_MAX * COMFORT_ACC_MIN))  # [m]
+        V = self.x.shape[1]
+        t = self._table_buf  # (8, E, V + 1), filled by _table this substep
+        g, gi = t[:3, e, :V], t[2:7, e, i]  # (3, C, V) every vehicle of the changer's env, (5, C) the changer
+        d = g[:2] * gi[3:5, :, None]  # (2, C, V) [m]
+        d_star = gi[2][:, None] - d[0]
+        d_star -= d[1]  # [m] IDM's desired gap of the changer behind each vehicle
+        dx = g[2] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
         target = self.target_lane[e, i][:, None]
         rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
-        rival[np.arange(e.size), i] = False
-        abort = rival.any(axis=1)
-        self.target_lane[e[abort], i[abort]] = lane[e[abort], i[abort]]
+        abort = np.logical_or.reduce(rival, axis=1)
+        if abort.any():
+            ea, ia = e[abort], i[abort]
+            self.target_lane[ea, ia] = lane[ea, ia]
+            changing[ea, ia] = False
 
-    def _mobil_pairs(self, front: np.ndarray, rear: np.ndarray, lane: np.ndarray, e: np.ndarray, i: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """The (follower, leader) table rows of MOBIL's IDM terms for the D vehicles (e, i): (8, D) each.
-
-        Rows: the old follower behind me and behind my leader, then for the left and the right lane: me
-        behind the new leader, the new follower behind the new leader, the new follower behind me."""
-        V, L = self.x.shape[1], self.p.all_lanes
-        base = e * (V + 1)
-        me, cur = base + i, lane[e, i]
-        cell = e * (L * V) + i  # (D,) flat index of (e, lane 0, i) in the lane-major (E, L, V) neighbour arrays
-        lanes = np.minimum(np.maximum(cur + _SIDES, 0), L - 1)  # (3, D): current, left, right lane
-        at = cell + lanes * V
-        pre = np.concatenate([base + front.take(at), me[None]])  # (4, D): leaders on the 3 lanes, me
-        fol = np.concatenate([base + rear.take(at), me[None]])  # (4, D): followers on the 3 lanes, me
-        return fol[_MOBIL_FOLLOWERS], pre[_MOBIL_LEADERS]
-
-    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, acc: np.ndarray, own_acc: np.ndarray) -> np.ndarray:
+    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
         """MOBIL lane-change decisions of the D traffic vehicles (e, i) that are due, from their IDM terms
-        `acc` (8, D) (rows of _mobil_pairs) and every vehicle's own-lane acceleration `own_acc` (E, V).
+        `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration `acc` (E, V).
 
-        Sets their target lane; returns (D,) the IDM acceleration behind the new lane's leader for those
-        that change (NaN for the others)."""
-        p = self.p
-        cur = lane[e, i]
-        self_a = own_acc[e, i]
-        old_f_a, old_f_pred_a = acc[0], acc[1]
-        politeness = self.politeness[e, i]
-        on_ramp = cur >= p.lanes_count
-        new_lane_acc = np.full(e.shape, np.nan)
-        for n, side in enumerate((-1, 1)):  # left, then right (right wins when both qualify, as in highway-env)
-            self_pred_a, new_f_a, new_f_pred_a = acc[2 + 3 * n], acc[3 + 3 * n], acc[4 + 3 * n]
-            gain = mobil_incentive(self_pred_a, self_a, new_f_pred_a, new_f_a, old_f_pred_a, old_f_a, politeness)
-            cand = cur + side
-            # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only
-            # safety counts there: no hard braking for me or for my new follower (highway-env's route rule).
-            worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, gain >= LANE_CHANGE_MIN_ACC_GAIN)
-            ok = (cand >= 0) & (cand < p.lanes_count) & (new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED) & worth
-            self.target_lane[e[ok], i[ok]] = cand[ok]
-            new_lane_acc = np.where(ok, self_pred_a, new_lane_acc)
-        return new_lane_acc
+        Sets their target lane, and lowers acc for those that change to the IDM acceleration behind the
+        new lane's leader when that is lower."""
+        p, D = self.p, e.size
+        cur = lane[e, i]  # (D,)
+        self_a = acc[e, i]
+        terms = m[2:].reshape(2, 3, D)  # left, right x (me behind new leader, new follower before, after)
+        self_pred_a, new_f_a, new_f_pred_a = terms[:, 0], terms[:, 1], terms[:, 2]  # (2, D)
+        # mobil_incentive, term for term: self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
+        gain = new_f_pred_a - new_f_a
+        gain += m[1]
+        gain -= m[0]
+        gain *= self.politeness[e, i]
+        gain += self_pred_a - self_a
+        cand = cur + _SIDE2  # (2, D)
+        # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only safety
+        # counts there: no hard braking for me or for my new follower (highway-env's route rule).
+        if p.merge_ramp:
+            worth = np.where(cur >= p.lanes_count, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED,
+                             gain >= LANE_CHANGE_MIN_ACC_GAIN)
+        else:
+            worth = gain >= LANE_CHANGE_MIN_ACC_GAIN
+        ok = self._lane_ok.take(cand)  # main lanes only (-1 wraps to a False slot)
+        ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
+        ok &= worth
+        # Right wins when both qualify, as in highway-env (it tries left, then right).
+        self.target_lane[e, i] = np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur))
+        new_lane_acc = np.where(ok[1], self_pred_a[1], np.where(ok[0], self_pred_a[0], np.nan))
+        acc[e, i] = np.fmin(self_a, new_lane_acc)
 
     def substep(self) -> None:
         """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions.
@@ -595,70 +694,97 @@ class HighwayCore:
         batch of table gathers (_idm), so the op count does not grow with the number of kinds of term."""
         p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
         E, V = self.x.shape
-        L = p.all_lanes
+        L, V1 = p.all_lanes, V + 1
         lane = self.lane_of(self.y)
-        front, rear = self._neighbours_lv()  # (E, L, V)
+        fr, rank = self._neighbours_sorted()  # (2, E, L, V) front, rear of each sorted position; (E, V)
         table = self._table()
-        own_front = front.take(self._off_lv[:, :1, 0] + lane * V + self._me)  # (E, V) leader on the own lane
-        self._abort_lane_changes(lane)
+        own_front = fr.take(self._off_l0 + lane * V + rank)  # (E, V) leader on the own lane
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
+        self._abort_lane_changes(lane, changing)
         ce, ci = changing.nonzero()  # (C,)
-        ahead = front.take((ce * L + self.target_lane[ce, ci]) * V + ci)  # (C,) leader on the target lane
-        due = ~self.controlled & ~self.crashed & ~changing & (self.timer > p.lane_change_delay)
-        self.timer = np.where(due, 0.0, self.timer)
-        de, di = (due & (np.abs(self.speed) >= 1.0)).nonzero()  # (D,) MOBIL decisions now
-        m_fol, m_lead = self._mobil_pairs(front, rear, lane, de, di)  # (8, D)
-        follower = np.concatenate([self._me_flat.ravel(), ce * (V + 1) + ci, m_fol.ravel()])  # table slots
-        leader = np.concatenate([(self._off_v1 + own_front).ravel(), ce * (V + 1) + ahead, m_lead.ravel()])
-        acc_all = self._idm(table, follower, leader)  # (E V + C + 8 D,)
-        n_own, n_change = E * V, ce.size
-        acc = acc_all[:n_own].reshape(E, V)
-        new_lane_acc = self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
-        acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
-        changed = ~np.isnan(new_lane_acc)
-        if changed.any():
-            ne, ni = de[changed], di[changed]
-            acc[ne, ni] = np.minimum(acc[ne, ni], new_lane_acc[changed])
+        ahead = fr.take((ce * L + self.target_lane[ce, ci]) * V + rank[ce, ci])  # (C,) leader on the target lane
+        due = self._traffic & (self.timer > p.lane_change_delay)
+        due &= ~(self.crashed | changing)
+        np.copyto(self.timer, 0.0, where=due)
+        due &= np.abs(self.speed) >= 1.0
+        de, di = due.nonzero()  # (D,) MOBIL decisions now
+        base = de * V1
+        at = (de * L + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1)) * V + rank[de, di]  # (3, D) current, left, right lane
+        rows = np.concatenate([fr.take(at + self._fr_off).reshape(6, de.size) + base, (base + di)[None]])  # (7, D)
+        pairs = rows[_MOBIL_PAIRS]  # (2, 8, D) follower and leader slots
+        own_leader = self._off_v1 + own_front  # (E, V) table slots
+        if self._split_idm:  # own lane: the followers are the table itself, in order
+            acc = self._idm(self._table_buf[2:7, :, :V], table[:3].take(own_leader, axis=1))  # (E, V)
+            follower = np.concatenate([ce * V1 + ci, pairs[0].ravel()])
+            leader = np.concatenate([ce * V1 + ahead, pairs[1].ravel()])
+            n_own = 0
+        else:
+            follower = np.concatenate([self._me_flat.ravel(), ce * V1 + ci, pairs[0].ravel()])  # table slots
+            leader = np.concatenate([own_leader.ravel(), ce * V1 + ahead, pairs[1].ravel()])
+            n_own = E * V
+        acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
+        if not self._split_idm:
+            acc = acc_all[:n_own].reshape(E, V)
+        acc = acc.astype(np.float64)  # the table may be float32; the dynamics integrate in float64
+        n_change = ce.size
+        if n_change:
+            acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
+        if de.size:
+            self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
                                     p.ramp_end + LENGTH / 2 - self.x, self.speed)
             acc = np.where(on_ramp, np.minimum(acc, wall), acc)
-        acc = np.minimum(np.maximum(acc, -ACC_MAX), ACC_MAX)
-        steering = self._steering()
+        np.maximum(acc, -ACC_MAX, out=acc)
+        np.minimum(acc, ACC_MAX, out=acc)
+        sin_beta = self._slip_sine()  # (E, V)
         if p.action == "continuous":
-            acc[:, :K], steering[:, :K] = self.continuous[:, :, 0], self.continuous[:, :, 1]
+            acc[:, :K] = self.continuous[:, :, 0]
+            steering = np.minimum(np.maximum(self.continuous[:, :, 1], -MAX_STEERING), MAX_STEERING)  # [rad]
+            sin_beta[:, :K] = np.sin(np.arctan(0.5 * np.tan(steering)))
         else:
             acc[:, :K] = (self.desired_speed[:, :K] - self.speed[:, :K]) / TAU_ACC  # speed controller
         # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
-        if p.action == "continuous":
-            steering = np.minimum(np.maximum(steering, -MAX_STEERING), MAX_STEERING)
         if self.crashed.any():
-            acc = np.where(self.crashed, -self.speed, acc)
-            steering = np.where(self.crashed, 0.0, steering)
+            np.copyto(acc, -self.speed, where=self.crashed)
+            np.copyto(sin_beta, 0.0, where=self.crashed)
         if np.abs(self.speed).max() > MAX_SPEED:
             acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
-        self._record_ttc(own_front[:, :K])
+        self._record_ttc(table, own_front[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
-        beta = np.arctan(0.5 * np.tan(steering))  # [rad] slip angle
-        self.x = self.x + self.speed * np.cos(self.heading + beta) * dt
-        self.y = self.y + self.speed * np.sin(self.heading + beta) * dt
-        self.heading = self.heading + self.speed * np.sin(beta) / (LENGTH / 2) * dt
-        self.speed = self.speed + acc * dt
-        self.timer = self.timer + dt
+        step = self.speed * dt  # [m]
+        # cos and sin of heading + beta by angle addition, from the heading's cos/sin: no trigonometry
+        cs = self._cos_sin()  # (2, E, V) of the heading
+        course = np.multiply(sin_beta, sin_beta)
+        np.subtract(1.0, course, out=course)
+        course = cs * np.sqrt(course, out=course)  # (2, E, V) cos(heading) cos(beta), sin(heading) cos(beta)
+        course[0] -= cs[1] * sin_beta
+        course[1] += cs[0] * sin_beta
+        course *= step
+        self.x = x_before + course[0]
+        self.y = y_before + course[1]
+        sin_beta *= step
+        sin_beta *= 2.0 / LENGTH
+        self.heading = self.heading + sin_beta  # [rad] speed sin(beta) / (LENGTH / 2) dt
+        acc *= dt
+        self.speed = self.speed + acc
+        self.timer += dt
         self._collide(x_before, y_before)
 
-    def _record_ttc(self, ahead: np.ndarray) -> None:
-        """Keep the smallest time-to-collision [s] of the controlled vehicles with the vehicle `ahead` (E, K)."""
-        K, V = self.p.controlled_vehicles, self.x.shape[1]
-        has = ahead < V
-        a = np.where(has, ahead, 0) + self._off_v  # (E, K) flat ids
-        x_ahead, v_ahead = self.x.take(a), self.speed.take(a)
-        gap = np.maximum(x_ahead - self.x[:, :K] - LENGTH, 0.0)  # [m] bumper to bumper
-        closing = self.speed[:, :K] - v_ahead  # [m/s]
-        ttc = np.where(has & (closing > 0), gap / np.where(closing > 0, closing, 1.0), np.inf)
-        self.min_ttc = np.minimum(self.min_ttc, ttc)
+    def _record_ttc(self, table: np.ndarray, ahead: np.ndarray) -> None:
+        """Keep the largest closing rate [1/s] (closing speed over bumper-to-bumper gap, the inverse of the
+        time-to-collision) of the controlled vehicles on the vehicle `ahead` (E, K) this substep; step()
+        turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
+        K = self.p.controlled_vehicles
+        lead = table[2:8:5].take(ahead + self._off_v1, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
+        gap = lead[0] - self.x[:, :K]
+        gap -= LENGTH
+        np.maximum(gap, 1e-300, out=gap)  # [m] bumper to bumper; touching gives a rate of about 1e300
+        rate = self.speed[:, :K] - lead[1]  # [m/s] closing speed
+        rate /= gap
+        np.maximum(self._ttc_rate, rate, out=self._ttc_rate)
 
     def _collide(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
         """Mark as crashed every pair whose footprints overlap, or whose order flipped while side by side.
@@ -671,42 +797,52 @@ class HighwayCore:
         Small batches (E V^2 <= FULL_CHECK_PAIRS, e.g. the single env) take the full (E, V, V) check at once:
         fewer array operations, and the same result since the windowed check is exact."""
         p, E, V = self.p, self.x.shape[0], self.x.shape[1]
-        c, s = np.abs(np.cos(self.heading)), np.abs(np.sin(self.heading))
-        half_x = (LENGTH * c + WIDTH * s) / 2  # (E, V) [m]
-        half_y = (LENGTH * s + WIDTH * c) / 2
-        state = (self.x, self.y, x_before, y_before, half_x, half_y)
-        if p.collision_scope == "all" and E * V * V <= FULL_CHECK_PAIRS:
-            hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V)
-            np.einsum("evv->ev", hit)[...] = False
-            self.crashed |= hit.any(axis=2)
-        elif p.collision_scope == "controlled":
-            hit = _pair_hits(*(a[:, :, None] for a in state), *(a[:, None, :] for a in state))  # (E, V, V) rows i, cols j
-            hit &= self.controlled[:, None] | self.controlled[None, :]
-            np.einsum("evv->ev", hit)[...] = False
-            self.crashed |= hit.any(axis=2)
+        state = np.empty((6, E, V))  # x, y, x before, y before [m], half extents along x and y [m]
+        state[0], state[1], state[2], state[3] = self.x, self.y, x_before, y_before
+        half = state[4:]
+        np.abs(self._cos_sin(), out=half)
+        np.matmul(_EXTENT, half.reshape(2, E * V), out=half.reshape(2, E * V))  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
+        full = p.collision_scope == "controlled" or E * V * V <= FULL_CHECK_PAIRS
+        if full or COLLISION_WINDOW >= V - 1:
+            crowded = None
         else:
-            w = min(COLLISION_WINDOW, V - 1)
-            order = self.x.argsort(axis=1, kind="stable")
-            flat_order = order + self._off_v  # (E, V)
-            xs, ys, xb, yb, hx, hy = (a.take(flat_order) for a in state)  # sorted along x
-            hit_sorted = np.zeros((E, V), dtype=bool)
-            for o in range(1, w + 1):  # vehicle at sorted position k against the one at k + o
-                h = _pair_hits(xs[:, :-o], ys[:, :-o], xb[:, :-o], yb[:, :-o], hx[:, :-o], hy[:, :-o],
-                               xs[:, o:], ys[:, o:], xb[:, o:], yb[:, o:], hx[:, o:], hy[:, o:])
-                hit_sorted[:, o:] |= h
-                hit_sorted[:, :-o] |= h
-            crashed = self.crashed.reshape(-1)
-            crashed[flat_order.ravel()] |= hit_sorted.ravel()
+            w = COLLISION_WINDOW
+            order = self._order()  # of the new x: the next substep's neighbour search reuses it
+            flat_order = (order + self._off_v).T  # (V, E): sorted-position-major, so shifted slices are contiguous
+            s = state.reshape(6, E * V).take(flat_order.ravel(), axis=1)  # (6, V E) sorted along x
+            xs = s[0].reshape(V, E)
             reach = 2 * (MAX_SPEED + ACC_MAX) * p.dt + LENGTH + WIDTH  # [m] farther pairs can neither touch nor cross
-            crowded = np.flatnonzero((xs[:, w:] - xs[:, :-w] < reach).any(axis=1)) if w < V - 1 else np.arange(E)
-            if crowded.size:
-                sub = tuple(a[crowded] for a in state)
-                hit = _pair_hits(*(a[:, :, None] for a in sub), *(a[:, None, :] for a in sub))  # (C, V, V)
-                np.einsum("evv->ev", hit)[...] = False
-                self.crashed[crowded] |= hit.any(axis=2)
+            # Neighbours in x order (about 60% within reach): all pairs, on contiguous shifted slices.
+            sv = s.reshape(6, V, E)
+            hit = _hits(sv[:4, :-1] - sv[:4, 1:], sv[4:, :-1] + sv[4:, 1:]).ravel()  # ((V - 1) E,)
+            hit_sorted = np.zeros(V * E, dtype=bool)
+            hit_sorted[:-E] = hit
+            hit_sorted[E:] |= hit
+            for o in range(2, w + 1):  # farther apart (about 5% within reach at o = 2): only the pairs within reach
+                close = xs[o:] - xs[:-o] < reach  # (V - o, E)
+                near = np.flatnonzero(close)  # flat (k, e) of the first of each pair; the second is at + o E
+                if near.size:
+                    first, second = s.take(near, axis=1), s.take(near + o * E, axis=1)  # (6, n)
+                    hit = near[_hits(first[:4] - second[:4], first[4:] + second[4:])]
+                    hit_sorted[hit] = True
+                    hit_sorted[hit + o * E] = True
+            crashed = self.crashed.reshape(-1)
+            crashed[flat_order.ravel()] |= hit_sorted
+            crowded = np.flatnonzero(np.logical_or.reduce(close, axis=0))  # rows with w + 1 vehicles within reach
+        if crowded is None or crowded.size:
+            sub = state if crowded is None else state[:, crowded]  # (6, R, V)
+            hit = _hits(sub[:4, :, :, None] - sub[:4, :, None, :], sub[4:, :, :, None] + sub[4:, :, None, :])  # (R, V, V)
+            if p.collision_scope == "controlled":
+                hit &= self._pair_mask
+            hit.reshape(-1, V * V)[:, :: V + 1] = False  # nobody collides with itself
+            rows_hit = np.logical_or.reduce(hit, axis=2)
+            if crowded is None:
+                self.crashed |= rows_hit
+            else:
+                self.crashed[crowded] |= rows_hit
         if p.merge_ramp:  # driving into the ramp's end
-            ramp_side = self.y + half_y > (p.lanes_count - 0.5) * p.lane_width
-            self.crashed |= ramp_side & (self.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
+            ramp_side = self.y + half[1] > (p.lanes_count - 0.5) * p.lane_width
+            self.crashed |= ramp_side & (self.x + half[0] > p.ramp_end) & (x_before + half[0] <= p.ramp_end)
 
     def step(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
@@ -716,10 +852,14 @@ class HighwayCore:
             self.apply_meta_actions(np.asarray(actions).reshape(-1, K).astype(np.int64))
         else:
             self.set_continuous(np.asarray(actions).reshape(-1, K, 2))
-        self.min_ttc = np.full_like(self.min_ttc, np.inf)
+        self._ttc_rate[:] = 0.0
         self._actions = actions
         for _ in range(self.p.substeps):
             self.substep()
+        # The smallest time-to-collision [s] of the step: 1 / the largest closing rate; inf when never closing
+        # in on a leader, 0 when touching it.
+        self.min_ttc = np.divide(1.0, self._ttc_rate, out=np.full_like(self._ttc_rate, np.inf), where=self._ttc_rate > 1e-20)
+        self.min_ttc[self.min_ttc < 1e-250] = 0.0
         self.steps += 1
         self.lane_changes += self.lane_of(self.y[:, :K]) != lane_before
         if self.frames is not None:
@@ -784,41 +924,36 @@ class HighwayCore:
         """(E, K, obs_vehicles, 6) normalised kinematics rows for each controlled vehicle."""
         p, K, N = self.p, self.p.controlled_vehicles, self.p.obs_vehicles
         E, V = self.x.shape
-        vx, vy = self.speed * np.cos(self.heading), self.speed * np.sin(self.heading)  # (E, V)
-        out = np.zeros((E, K, N, 6))
-        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V)
-        dy = self.y[:, None, :] - self.y[:, :K, None]
-        dist = np.hypot(dx, dy)
+        feats = np.empty((5, E, V))  # x, y, vx, vy, heading
+        feats[0], feats[1], feats[4] = self.x, self.y, self.heading
+        np.multiply(self._cos_sin(), self.speed, out=feats[2:4])
+        ego = feats[:, :, :K]  # (5, E, K)
+        d = feats[:2, :, None, :] - ego[:2, :, :, None]  # (2, E, K, V) [m]
+        dist = np.hypot(d[0], d[1])
         visible = dist <= PERCEPTION_DISTANCE
         if not p.see_behind:
-            visible &= dx > -2 * LENGTH
+            visible &= d[0] > -2 * LENGTH
         visible &= self._not_self  # (K, V)
         key = np.where(visible, dist, np.inf)
         nearest = np.argsort(key, axis=2, kind="stable")[:, :, : N - 1]  # (E, K, N-1)
-        present = key.take(nearest + self._off_v[:, :, None] * K + np.arange(K)[:, None] * V) < np.inf  # (E, K, N-1)
-        x_scale, y_scale, v_scale = PERCEPTION_DISTANCE, p.lanes_count * p.lane_width, 2 * MAX_SPEED
-        if p.absolute:
-            x_scale = p.road_length
-
-        ego = (self.x[:, :K] if p.absolute else np.zeros((E, K)), self.y[:, :K], vx[:, :K], vy[:, :K], self.heading[:, :K])
+        present = key.take(nearest + self._kin_off) < np.inf  # (E, K, N-1)
+        rows = np.empty((5, E, K, N))  # features first
+        rows[:, :, :, 0] = ego
+        rows[:, :, :, 1:] = feats.reshape(5, E * V).take(nearest + self._off_v[:, :, None], axis=1)
+        if not p.absolute:
+            rows[:4, :, :, 1:] -= ego[:4, :, :, None]
+            rows[0, :, :, 0] = 0.0
+        rows[:, :, :, 1:] *= present  # empty rows are 0
+        rows[4] += np.pi
+        rows[4] %= 2 * np.pi
+        rows[4] -= np.pi
+        rows /= self._kin_scale  # (5, 1, 1, 1)
+        out = np.empty((E, K, N, 6))
         out[:, :, 0, 0] = 1.0
-        for f, value in enumerate(ego):
-            out[:, :, 0, f + 1] = value
-        if N > 1:
-            features = np.stack([self.x, self.y, vx, vy, self.heading]).reshape(5, E * V)
-            others = list(features.take(nearest + self._off_v[:, :, None], axis=1))  # 5 x (E, K, N-1)
-            if not p.absolute:
-                for f, arr in enumerate((self.x, self.y, vx, vy)):
-                    others[f] = others[f] - arr[:, :K, None]
-            out[:, :, 1:, 0] = present
-            for f, value in enumerate(others):
-                out[:, :, 1:, f + 1] = np.where(present, value, 0.0)
-        out[..., 1] /= x_scale
-        out[..., 2] /= y_scale
-        out[..., 3:5] /= v_scale
-        out[..., 5] = (out[..., 5] + np.pi) % (2 * np.pi) - np.pi
-        out[..., 5] /= np.pi
-        return np.clip(out, -1.0, 1.0)
+        out[:, :, 1:, 0] = present
+        out[..., 1:] = rows.transpose(1, 2, 3, 0)
+        np.maximum(out, -1.0, out=out)
+        return np.minimum(out, 1.0, out=out)
 
     def occupancy(self) -> np.ndarray:
         """(E, K, 4, 11, 11) occupancy grid around each controlled vehicle, road-aligned."""

@@ -109,6 +109,31 @@ def test_vector_rows_equal_single_envs_through_autoreset(observation: str) -> No
         pending = terminated | truncated
 
 
+def test_rows_of_a_big_batch_equal_single_envs() -> None:
+    """Big batches take other code paths for speed (the own-lane IDM without a follower gather, the windowed
+    collision check, the sort shared between substeps): their rows still equal single envs, bit for bit."""
+    num_envs, rows, steps = 64, (0, 29, 63), 35
+    vec = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    assert vec.unwrapped.core._split_idm
+    singles = {i: gym.make(ENV_ID) for i in rows}
+    vec_obs, _ = vec.reset(seed=7)
+    single_obs = {i: env.reset(seed=7 + i)[0] for i, env in singles.items()}
+    rng = np.random.default_rng(1)
+    pending = np.zeros(num_envs, dtype=bool)
+    for _ in range(steps):
+        for i in rows:
+            np.testing.assert_array_equal(vec_obs[i], single_obs[i])
+        actions = rng.integers(5, size=num_envs)
+        vec_obs, rewards, terminated, truncated, info = vec.step(actions)
+        for i, env in singles.items():
+            if pending[i]:
+                single_obs[i] = env.reset()[0]
+            else:
+                single_obs[i], reward, term, trunc, single_info = env.step(actions[i])
+                assert (rewards[i], terminated[i], truncated[i], info["min_ttc"][i]) == (reward, term, trunc, single_info["min_ttc"])
+        pending = terminated | truncated
+
+
 def test_same_step_autoreset_returns_the_reset_observation_at_once() -> None:
     vec = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", autoreset_mode="same_step", duration=2)
     single = gym.make(ENV_ID, duration=2)
@@ -267,6 +292,19 @@ def test_rear_end_collision_is_detected_at_the_right_substep() -> None:
     assert not terminated
     _, reward, terminated, _, info = env.step(IDLE)  # substeps 6-10: the crash (substep 9) ends the episode
     assert terminated and info["crashed"] and info["collision_reward"] == 1.0 and reward == pytest.approx(0.0 + 0.1 / 1.5 * info["right_lane_reward"])
+
+
+def test_min_ttc_is_the_smallest_time_to_collision_of_the_step() -> None:
+    # Ego at 25 m/s holding its speed, 47 m (centre to centre) behind a stopped car on its lane: before
+    # substep n of the step the bumper-to-bumper gap is 47 - 5 - 5 (n - 1) m, smallest before substep 5
+    # (22 m), so the step's minimum time-to-collision is 22 / 25 s. Alone on the road, it is inf.
+    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
+    core.crashed[0, 1] = True  # the stopped car stays stopped
+    core.step(np.array([[IDLE]]))
+    assert core.min_ttc[0, 0] == pytest.approx(22.0 / 25.0)
+    free = _scene([(0.0, 1, 25.0), (500.0, 0, 25.0)])
+    free.step(np.array([[IDLE]]))
+    assert free.min_ttc[0, 0] == np.inf
 
 
 @pytest.mark.parametrize("seed", [0, 1])
