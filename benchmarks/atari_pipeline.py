@@ -10,7 +10,8 @@ the PPO training loop.
 2. PPO: env frames per wall second over the whole training loop (rollouts and updates) for a fixed
    number of frames on Breakout, our PPO with its Atari preset vs SB3's PPO with RL Zoo's Atari
    settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each; then the CPU
-   seconds per update of the CNN (the same for both) against the env, which bound the PPO ratio.
+   seconds per update of the CNN (plain, as SB3, and as our PPO trains it) and of the env, which bound
+   the PPO ratio.
 
 Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`
 (`--split-only`: only the CPU split).
@@ -108,13 +109,15 @@ def _cpu_seconds(fn: Callable[[], object]) -> float:
 
 
 def cost_split(repeats: int = 2) -> None:
-    """CPU seconds per PPO update (4,096 frames at the benchmark's settings) of the part both PPOs share,
-    the Nature CNN, against the part that differs, the env; prints the PPO ratio that leaves possible.
+    """CPU seconds per PPO update (4,096 frames at the benchmark's settings) of the Nature CNN and of the
+    env, ours and SB3's; prints the PPO ratio they leave possible.
 
     CNN: 128 rollout forward passes of 8 observations, then 4 epochs x 4 minibatches of 256 forward,
-    backward and an Adam step (our encoder; SB3's CnnPolicy has the same layers). Env: 128 vector steps
-    of 8 Breakout games with random actions, ours native vs SB3's DummyVecEnv + VecFrameStack. CPU time,
-    not wall time, so the figures hold on a loaded machine (SubprocVecEnv would hide its CPU in children).
+    backward and an Adam step, of our encoder (SB3's CnnPolicy has the same layers): by the plain module
+    (what SB3 runs) and as our PPO trains it (the minibatches by `NatureCNN.forward_channels_last`, the
+    rollout by the plain module). Env: 128 vector steps of 8 Breakout games with random actions, ours
+    native vs SB3's DummyVecEnv + VecFrameStack. CPU time, not wall time, so the figures hold on a loaded
+    machine (SubprocVecEnv would hide its CPU in children).
     """
     from gymnasium import spaces
     from stable_baselines3.common.env_util import make_atari_env
@@ -130,12 +133,12 @@ def cost_split(repeats: int = 2) -> None:
     batch = torch.as_tensor(rng.integers(0, 256, (256, 4, 84, 84), dtype=np.uint8))
     actions = rng.integers(0, 4, (128, 8))  # one rollout: 128 steps x 8 envs x 4 frames = 4,096 frames
 
-    def cnn() -> None:
-        with torch.no_grad():
+    def cnn(train_forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        with torch.inference_mode():
             for obs in rollout:
                 heads(encoder(obs))
         for _ in range(4 * 4):
-            loss = heads(encoder(batch)).square().mean()  # (256, 5) -> scalar
+            loss = heads(train_forward(batch)).square().mean()  # (256, 5) -> scalar
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -144,16 +147,20 @@ def cost_split(repeats: int = 2) -> None:
     sb3_env = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
     ours_env.reset(seed=0)
     sb3_env.reset()
-    figures: dict[str, list[float]] = {"cnn": [], "ours": [], "sb3": []}
+    figures: dict[str, list[float]] = {"cnn plain": [], "cnn ours": [], "env ours": [], "env sb3": []}
     for _ in range(repeats):  # alternating
-        figures["cnn"].append(_cpu_seconds(cnn))
-        figures["ours"].append(_cpu_seconds(lambda: [ours_env.step(a) for a in actions]))
-        figures["sb3"].append(_cpu_seconds(lambda: [sb3_env.step(a) for a in actions]))
+        figures["cnn plain"].append(_cpu_seconds(lambda: cnn(encoder)))
+        figures["cnn ours"].append(_cpu_seconds(lambda: cnn(encoder.forward_channels_last)))  # type: ignore[operator]
+        figures["env ours"].append(_cpu_seconds(lambda: [ours_env.step(a) for a in actions]))
+        figures["env sb3"].append(_cpu_seconds(lambda: [sb3_env.step(a) for a in actions]))
     ours_env.close()
     sb3_env.close()
-    c, o, s = (float(np.median(figures[k])) for k in ("cnn", "ours", "sb3"))
-    print(f"CPU s per update of 4096 frames (median of {repeats}): CNN {c:.2f} (both), env ours {o:.2f}, "
-          f"env sb3 {s:.2f} (env ratio {s / o:.2f}); PPO ratio with nothing else: {(c + s) / (c + o):.2f}")
+    c, f, o, s = (float(np.median(v)) for v in figures.values())
+    print(f"CPU s per update of 4096 frames (median of {repeats}): CNN plain (SB3) {c:.2f}, CNN ours {f:.2f} "
+          f"(ratio {c / f:.2f}), env ours {o:.2f}, env sb3 {s:.2f} (ratio {s / o:.2f}); "
+          f"PPO ratio with nothing else: {(c + s) / (f + o):.2f}")
+    for name, values in figures.items():
+        print(f"  {name}: {' '.join(f'{v:.2f}' for v in values)}")
 
 
 def main() -> None:
