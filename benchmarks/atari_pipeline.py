@@ -7,11 +7,11 @@ the PPO training loop.
    with the resets in NumPy, `AtariNativeVectorEnv`) and on Gymnasium's sync vector env (the reference
    path). SB3: `make_atari_env` + `VecFrameStack(4)` with DummyVecEnv and SubprocVecEnv. Configurations
    alternate within each repeat (A B C ... A B C ...), so background load hits all alike.
-2. PPO: env frames per wall second over the whole training loop (rollouts and updates) for a fixed
-   number of frames on Breakout, our PPO with its Atari preset vs SB3's PPO with RL Zoo's Atari
-   settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each; then the CPU
-   seconds per update of the CNN (plain, as SB3, and as our PPO trains it) and of the env, which bound
-   the PPO ratio.
+2. PPO: env frames per wall second over the whole training run (env and network construction, rollouts
+   and updates, on both sides) for a fixed number of frames on Breakout, our PPO with its Atari preset
+   vs SB3's PPO with RL Zoo's Atari settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one
+   torch thread each; then the CPU seconds per update of the CNN (plain, as SB3 runs it, and as our PPO
+   trains it) and of the env, which bound the PPO ratio.
 
 Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`
 (`--split-only`: only the CPU split).
@@ -92,10 +92,10 @@ def ppo_sb3(frames: int) -> float:
     def linear(start: float) -> Callable[[float], float]:
         return lambda progress_remaining: progress_remaining * start
 
+    start = time.perf_counter()  # from the env's creation, as ours (`ppo.train` builds its env and network)
     envs = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
     model = PPO("CnnPolicy", envs, n_steps=128, batch_size=256, n_epochs=4, learning_rate=linear(2.5e-4),
                 clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=0, device="cpu", verbose=0)
-    start = time.perf_counter()
     model.learn(total_timesteps=frames // FRAME_SKIP)
     elapsed = time.perf_counter() - start
     envs.close()
