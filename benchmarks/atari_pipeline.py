@@ -116,9 +116,11 @@ def cost_split(repeats: int = 2) -> None:
     backward and an Adam step, of our encoder (SB3's CnnPolicy has the same layers): by the plain module
     (what SB3 runs) and as our PPO trains it (the minibatches by `NatureCNN.forward_channels_last`, the
     rollout by the plain module). Env: 128 vector steps of 8 Breakout games with random actions, ours
-    native vs SB3's DummyVecEnv + VecFrameStack. CPU time, not wall time, so the figures hold on a loaded
+    native vs SB3's DummyVecEnv + VecFrameStack, and the floor: ale-py's AtariVectorEnv doing everything
+    in C++ in one call for all games (its own resets, not the preset's). CPU time, not wall time, so the figures hold on a loaded
     machine (SubprocVecEnv would hide its CPU in children).
     """
+    from ale_py.vector_env import AtariVectorEnv
     from gymnasium import spaces
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -145,20 +147,27 @@ def cost_split(repeats: int = 2) -> None:
 
     ours_env = make_vec_env("ALE/Breakout-v5", 8, record_stats=False, preset="dqn-nature")
     sb3_env = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
+    # the floor: ale-py's own vector env, all 8 games in one C++ call and its own (not DeepMind's) resets
+    floor_env = AtariVectorEnv("breakout", 8, num_threads=2, stack_num=4, noop_max=30, episodic_life=True,
+                               use_fire_reset=True, reward_clipping=True)
     ours_env.reset(seed=0)
     sb3_env.reset()
-    figures: dict[str, list[float]] = {"cnn plain": [], "cnn ours": [], "env ours": [], "env sb3": []}
+    floor_env.reset(seed=0)
+    figures: dict[str, list[float]] = {"cnn plain": [], "cnn ours": [], "env ours": [], "env sb3": [], "env floor": []}
     for _ in range(repeats):  # alternating
         figures["cnn plain"].append(_cpu_seconds(lambda: cnn(encoder)))
         figures["cnn ours"].append(_cpu_seconds(lambda: cnn(encoder.forward_channels_last)))  # type: ignore[operator]
         figures["env ours"].append(_cpu_seconds(lambda: [ours_env.step(a) for a in actions]))
         figures["env sb3"].append(_cpu_seconds(lambda: [sb3_env.step(a) for a in actions]))
+        figures["env floor"].append(_cpu_seconds(lambda: [floor_env.step(a) for a in actions]))
     ours_env.close()
     sb3_env.close()
-    c, f, o, s = (float(np.median(v)) for v in figures.values())
+    floor_env.close()
+    c, f, o, s, e = (float(np.median(v)) for v in figures.values())
     print(f"CPU s per update of 4096 frames (median of {repeats}): CNN plain (SB3) {c:.2f}, CNN ours {f:.2f} "
           f"(ratio {c / f:.2f}), env ours {o:.2f}, env sb3 {s:.2f} (ratio {s / o:.2f}); "
-          f"PPO ratio with nothing else: {(c + s) / (f + o):.2f}")
+          f"PPO ratio with nothing else: {(c + s) / (f + o):.2f}; env floor (ale-py AtariVectorEnv, one call for "
+          f"all games) {e:.2f}: env CPU ratio at most {s / e:.2f}")
     for name, values in figures.items():
         print(f"  {name}: {' '.join(f'{v:.2f}' for v in values)}")
 
