@@ -14,7 +14,7 @@ the PPO training loop.
    trains it) and of the env, which bound the PPO ratio.
 
 Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`
-(`--split-only`: only the CPU split).
+(`--split-only`: only the CPU split; `--ppo-only`: the PPO comparison and the split).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def sb3(game: str, n_envs: int, steps: int, subproc: bool) -> float:
         envs.close()
 
 
-def ppo_ours(frames: int, root: Path) -> float:
+def ppo_ours(frames: int, root: Path) -> tuple[float, float]:
+    """(frames per wall second, frames per CPU second of the process, emulator threads included)."""
     from rlsuite.agents import ppo
     from rlsuite.agents.interface import TrainContext
     from rlsuite.agents.logger import MetricLogger
@@ -78,13 +79,14 @@ def ppo_ours(frames: int, root: Path) -> float:
     run = RunFolder.create(root, agent="ppo", env_id=env_id, seed=0, settings=settings_to_dict(settings),
                            command="benchmark", device="cpu")
     with MetricLogger(run.path, tensorboard=False) as logger:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = ppo.train(settings, TrainContext(run=run, logger=logger))
-        elapsed = time.perf_counter() - start
-    return result.final_step * FRAME_SKIP / elapsed
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return result.final_step * FRAME_SKIP / elapsed, result.final_step * FRAME_SKIP / cpu
 
 
-def ppo_sb3(frames: int) -> float:
+def ppo_sb3(frames: int) -> tuple[float, float]:
+    """As `ppo_ours`; DummyVecEnv, so all of SB3's CPU is this process's."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -92,14 +94,14 @@ def ppo_sb3(frames: int) -> float:
     def linear(start: float) -> Callable[[float], float]:
         return lambda progress_remaining: progress_remaining * start
 
-    start = time.perf_counter()  # from the env's creation, as ours (`ppo.train` builds its env and network)
+    start, cpu = time.perf_counter(), time.process_time()  # from the env's creation, as ours (train builds its env)
     envs = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
     model = PPO("CnnPolicy", envs, n_steps=128, batch_size=256, n_epochs=4, learning_rate=linear(2.5e-4),
                 clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=0, device="cpu", verbose=0)
     model.learn(total_timesteps=frames // FRAME_SKIP)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     envs.close()
-    return model.num_timesteps * FRAME_SKIP / elapsed
+    return model.num_timesteps * FRAME_SKIP / elapsed, model.num_timesteps * FRAME_SKIP / cpu
 
 
 def _cpu_seconds(fn: Callable[[], object]) -> float:
@@ -116,8 +118,8 @@ def cost_split(repeats: int = 2) -> None:
     backward and an Adam step, of our encoder (SB3's CnnPolicy has the same layers): by the plain module
     (what SB3 runs) and as our PPO trains it (the minibatches by `NatureCNN.forward_channels_last`, the
     rollout by the plain module). Env: 128 vector steps of 8 Breakout games with random actions, ours
-    native vs SB3's DummyVecEnv + VecFrameStack, and the floor: ale-py's AtariVectorEnv doing everything
-    in C++ in one call for all games (its own resets, not the preset's). CPU time, not wall time, so the figures hold on a loaded
+    native vs SB3's DummyVecEnv + VecFrameStack, and a floor: ale-py's AtariVectorEnv emulating the same
+    steps in one C++ call for all games, without the preset's resets and frame stacking. CPU time, not wall time, so the figures hold on a loaded
     machine (SubprocVecEnv would hide its CPU in children).
     """
     from ale_py.vector_env import AtariVectorEnv
@@ -147,9 +149,10 @@ def cost_split(repeats: int = 2) -> None:
 
     ours_env = make_vec_env("ALE/Breakout-v5", 8, record_stats=False, preset="dqn-nature")
     sb3_env = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
-    # the floor: ale-py's own vector env, all 8 games in one C++ call and its own (not DeepMind's) resets
-    floor_env = AtariVectorEnv("breakout", 8, num_threads=2, stack_num=4, noop_max=30, episodic_life=True,
-                               use_fire_reset=True, reward_clipping=True)
+    # the emulation floor: ale-py's own vector env, all 8 games in one C++ call, the same frame skip, max
+    # pooling and resize, and no resets but the game overs' (no no-op starts, fire or life-loss steps)
+    floor_env = AtariVectorEnv("breakout", 8, num_threads=2, stack_num=1, noop_max=0, episodic_life=False,
+                               use_fire_reset=False, reward_clipping=False)
     ours_env.reset(seed=0)
     sb3_env.reset()
     floor_env.reset(seed=0)
@@ -167,7 +170,7 @@ def cost_split(repeats: int = 2) -> None:
     print(f"CPU s per update of 4096 frames (median of {repeats}): CNN plain (SB3) {c:.2f}, CNN ours {f:.2f} "
           f"(ratio {c / f:.2f}), env ours {o:.2f}, env sb3 {s:.2f} (ratio {s / o:.2f}); "
           f"PPO ratio with nothing else: {(c + s) / (f + o):.2f}; env floor (ale-py AtariVectorEnv, one call for "
-          f"all games) {e:.2f}: env CPU ratio at most {s / e:.2f}")
+          f"all games, no resets) {e:.2f}: env CPU ratio at most {s / e:.2f}")
     for name, values in figures.items():
         print(f"  {name}: {' '.join(f'{v:.2f}' for v in values)}")
 
@@ -179,6 +182,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ppo-frames", type=int, default=32_768, help="0 skips the PPO comparison")
     parser.add_argument("--split-only", action="store_true", help="only the CPU split of a PPO update")
+    parser.add_argument("--ppo-only", action="store_true", help="skip the pipeline measurements")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.split_only:
@@ -191,14 +195,14 @@ def main() -> None:
         "sb3 SubprocVecEnv": lambda g: sb3(g, args.envs, args.steps, subproc=True),
     }
     results: dict[tuple[str, str], list[float]] = {}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.ppo_only else args.repeats):
         for game in GAMES:
             for name, fn in configs.items():
                 fps = fn(game)
                 results.setdefault((game, name), []).append(fps)
                 print(f"{game:9s} {name:34s} {fps:9.0f} frames/s", flush=True)
     print(f"\npipeline, {args.envs} envs, median of {args.repeats} (frames/s; ratio vs sb3 DummyVecEnv | SubprocVecEnv):")
-    for game in GAMES:
+    for game in GAMES if results else ():
         dummy = np.median(results[(game, "sb3 DummyVecEnv")])
         subproc = np.median(results[(game, "sb3 SubprocVecEnv")])
         for name in configs:
@@ -211,10 +215,14 @@ def main() -> None:
             for _ in range(args.repeats):
                 ours_fps.append(ppo_ours(args.ppo_frames, Path(tmp)))
                 sb3_fps.append(ppo_sb3(args.ppo_frames))
-                print(f"PPO Breakout {args.ppo_frames} frames: ours {ours_fps[-1]:.0f} frames/s, "
-                      f"sb3 {sb3_fps[-1]:.0f} frames/s, ratio {ours_fps[-1] / sb3_fps[-1]:.2f}", flush=True)
-        print(f"PPO median: ours {np.median(ours_fps):.0f}, sb3 {np.median(sb3_fps):.0f}, "
-              f"ratio {np.median(ours_fps) / np.median(sb3_fps):.2f}")
+                (ow, oc), (sw, sc) = ours_fps[-1], sb3_fps[-1]
+                print(f"PPO Breakout {args.ppo_frames} frames: ours {ow:.0f} frames/s ({oc:.0f} per CPU s), sb3 "
+                      f"{sw:.0f} frames/s ({sc:.0f} per CPU s), ratio {ow / sw:.2f} wall, {oc / sc:.2f} CPU", flush=True)
+        for k, unit in enumerate(("wall", "CPU")):
+            ours_m, sb3_m = np.median([x[k] for x in ours_fps]), np.median([x[k] for x in sb3_fps])
+            pairs = np.median([o[k] / b[k] for o, b in zip(ours_fps, sb3_fps, strict=True)])
+            print(f"PPO median frames per {unit} second: ours {ours_m:.0f}, sb3 {sb3_m:.0f}, ratio of medians "
+                  f"{ours_m / sb3_m:.2f}, median of paired ratios {pairs:.2f}")
         cost_split(args.repeats)  # what bounds the ratio
 
 
