@@ -7,6 +7,8 @@ be rebuilt at any time; the same database and seed give a byte-identical `report
 How scores are defined (one definition everywhere):
 - An agent's score on an env, per run, is the mean return of that run's latest evaluation. Runs are
   training seeds; a baseline (random, heuristic) is one run evaluated over many episodes.
+- An "env" is an env id plus the env kwargs it was evaluated with (`--env-kwarg`): the same run on a
+  held-out profile is a separate result, titled e.g. `rlsuite/TrafficGrid-v0 (profile=held_out)`.
 - Per env, mean / median / IQM go across runs with stratified-bootstrap CIs (Agarwal et al. 2021). An
   agent with a single run has nothing to resample across, so its CIs bootstrap over its episodes.
 - Across envs, scores are normalised (random = 0, reference = 1) so envs with different return scales
@@ -167,7 +169,18 @@ def _text(*parts: _Inline) -> _Text:
 
 
 # ----------------------------------------------------------------------------------------------------
-# What the report is about: the selected evaluations, grouped per env and agent.
+# What the report is about: the selected evaluations, grouped per env (variant) and agent.
+
+
+def env_label(evaluation: EvaluationRecord) -> str:
+    """The env an evaluation measured: its id, plus its env kwargs when it had any.
+
+    Keeps a run's results on different env kwargs (held-out voices, another demand profile) apart.
+    """
+    kwargs = evaluation.protocol.get("env_kwargs") or {}
+    if not kwargs:
+        return evaluation.env_id
+    return f"{evaluation.env_id} ({', '.join(f'{key}={kwargs[key]}' for key in sorted(kwargs))})"
 
 
 @dataclass(frozen=True)
@@ -193,10 +206,11 @@ class _Run:
 
 @dataclass(frozen=True)
 class _Selection:
-    envs: tuple[str, ...]
+    envs: tuple[str, ...]  # env labels (env_label): an env id, or an id with the env kwargs evaluated on
     agents: tuple[str, ...]
-    groups: Mapping[tuple[str, str], tuple[_Run, ...]]  # (env_id, agent) -> runs, ordered by (seed, run_id)
+    groups: Mapping[tuple[str, str], tuple[_Run, ...]]  # (env label, agent) -> runs, ordered by (seed, run_id)
     other_runs: tuple[RunRecord, ...]  # failed, interrupted or never-evaluated runs matching the filters
+    env_ids: Mapping[str, str]  # env label -> the env id it is a variant of
 
     def runs(self, env_id: str, agent: str) -> tuple[_Run, ...]:
         return self.groups.get((env_id, agent), ())
@@ -206,21 +220,22 @@ class _Selection:
 
 
 def _pairs_text(evaluations: Sequence[EvaluationRecord]) -> str:
-    pairs = sorted({(e.agent, e.env_id) for e in evaluations})
+    pairs = sorted({(e.agent, env_label(e)) for e in evaluations})
     return "; ".join(f"{agent} on {env_id}" for agent, env_id in pairs)
 
 
 def _select(
     store: ResultsStore, db_path: Path, envs: Sequence[str] | None, agents: Sequence[str] | None
 ) -> _Selection:
-    """The newest evaluation of every run matching the filters, or a ReportError naming what exists."""
+    """The newest evaluation of every run (per env variant) matching the filters, or a ReportError naming
+    what exists. An `envs` entry selects an env id with all its variants, or one variant by its label."""
     everything = store.latest_evaluations()
     if not everything:
         raise ReportError(
             f"{db_path} holds no evaluations yet; record some with `rlsuite evaluate RUN_DIR --db {db_path}` "
             f"or `rlsuite evaluate --agent random --env ENV_ID --db {db_path}`, then write the report."
         )
-    have_envs = sorted({e.env_id for e in everything})
+    have_envs = sorted({e.env_id for e in everything} | {env_label(e) for e in everything})
     have_agents = sorted({e.agent for e in everything})
     listing = f"The database has agents: {', '.join(have_agents)}; envs: {', '.join(have_envs)}."
     for kind, wanted, have in (("env", envs, have_envs), ("agent", agents, have_agents)):
@@ -233,10 +248,11 @@ def _select(
     chosen = [
         e
         for e in everything
-        if (envs is None or e.env_id in envs) and (agents is None or e.agent in agents)
+        if (envs is None or e.env_id in envs or env_label(e) in envs) and (agents is None or e.agent in agents)
     ]
-    chosen_envs = sorted({e.env_id for e in chosen})
-    empty_envs = [env_id for env_id in (envs or ()) if env_id not in chosen_envs]
+    chosen_envs = sorted({env_label(e) for e in chosen})
+    chosen_names = set(chosen_envs) | {e.env_id for e in chosen}
+    empty_envs = [env_id for env_id in (envs or ()) if env_id not in chosen_names]
     if not chosen or empty_envs:
         which = ", ".join(empty_envs) or ", ".join(envs or have_envs)
         raise ReportError(
@@ -250,7 +266,7 @@ def _select(
         assert ev.eval_id is not None  # the store assigns it
         episodes = tuple(store.episodes(ev.eval_id))
         run = _Run(evaluation=ev, record=records.get(ev.run_id), episodes=episodes)
-        groups.setdefault((ev.env_id, ev.agent), []).append(run)
+        groups.setdefault((env_label(ev), ev.agent), []).append(run)
 
     def run_order(run: _Run) -> tuple[int, int, str]:
         seed = run.record.seed if run.record is not None else None
@@ -269,6 +285,7 @@ def _select(
         agents=tuple(sorted({e.agent for e in chosen})),
         groups={key: tuple(sorted(runs, key=run_order)) for key, runs in groups.items()},
         other_runs=tuple(sorted(other, key=lambda r: (r.env_id, r.agent, r.run_id))),
+        env_ids={env_label(e): e.env_id for e in chosen},
     )
 
 
@@ -499,17 +516,20 @@ def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, 
     """Random and reference score per env, or a ReportError saying how to provide a missing one."""
     out: dict[str, _Normaliser] = {}
     for env_id in sel.envs:
-        known = reference_score(env_id)
+        # the table's scores are for the env as registered; a variant (other env kwargs) needs its own
+        known = reference_score(env_id) if sel.env_ids[env_id] == env_id else None
         if env_id in references:
-            reference, reference_source = float(references[env_id]), "given to write_report(references=...)"
+            reference, reference_source = float(references[env_id]), "given (--reference)"
         elif known is not None:
             reference, reference_source = known.reference, known.source
         else:
+            where = ("Add it to _REFERENCE_SCORES in envs/factory.py (ReferenceScore(random=..., reference=..., "
+                     "source=...)), " if sel.env_ids[env_id] == env_id else "(the reference table is for the env "
+                     "as registered, not for other env kwargs) ")
             raise ReportError(
                 f"No reference score for {env_id}: normalised scores (random = 0, reference = 1) need one to "
-                "aggregate across envs. Add it to _REFERENCE_SCORES in envs/factory.py (ReferenceScore("
-                "random=..., reference=..., source=...)), pass references={" + repr(env_id) + ": SCORE} to "
-                "write_report, or report this env on its own (--env)."
+                f"aggregate across envs. {where}pass `--reference '{env_id}=SCORE'` to `rlsuite report` "
+                "(references={" + repr(env_id) + ": SCORE} to write_report), or report this env on its own (--env)."
             )
         if known is not None:
             random, random_source = known.random, "rlsuite reference table"
@@ -519,9 +539,11 @@ def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, 
             episodes = sum(len(run.episodes) for run in runs)
             random_source = f"random agent in this database ({episodes} episodes)"
         else:
+            base = sel.env_ids[env_id]
+            kwargs = "".join(f" --env-kwarg {item}" for item in env_id[len(base) + 2 : -1].split(", ")) if base != env_id else ""
             raise ReportError(
                 f"No random score for {env_id}: normalisation needs one. Evaluate the random agent "
-                f"(`rlsuite evaluate --agent random --env {env_id}`) and include it in the report, or add a "
+                f"(`rlsuite evaluate --agent random --env {base}{kwargs}`) and include it in the report, or add a "
                 "ReferenceScore for the env to envs/factory.py."
             )
         if reference == random:
@@ -750,11 +772,13 @@ def _curves_section(
             )
         ),
     ]
-    for env_id in sel.envs:
+    for env_id in sorted(set(sel.env_ids.values())):  # training curves belong to env ids, not to variants
         curves: dict[str, Curve] = {}
         notes: list[str] = []
+        variants = [label for label in sel.envs if sel.env_ids[label] == env_id]
         for agent in sel.agents:
-            trained = [run for run in sel.runs(env_id, agent) if run.record is not None and run.record.run_dir]
+            trained = list({run.evaluation.run_id: run for label in variants for run in sel.runs(label, agent)
+                            if run.record is not None and run.record.run_dir}.values())
             raw = []
             for run in trained:
                 assert run.record is not None and run.record.run_dir is not None
@@ -894,7 +918,7 @@ def _failures_section(sel: _Selection) -> list[_Block]:
 # Raw episodes.
 
 EPISODE_COLUMNS = (
-    "agent", "env_id", "run_id", "eval_id", "checkpoint", "checkpoint_step", "deterministic",
+    "agent", "env_id", "env_kwargs", "run_id", "eval_id", "checkpoint", "checkpoint_step", "deterministic",
     "episode", "seed", "return", "length",
 )  # fmt: skip
 
@@ -911,7 +935,8 @@ def _episodes_csv(sel: _Selection) -> str:
         for ep in run.episodes:
             writer.writerow(
                 [
-                    ev.agent, ev.env_id, ev.run_id, ev.eval_id, ev.checkpoint,
+                    ev.agent, ev.env_id, json.dumps(ev.protocol.get("env_kwargs") or {}, sort_keys=True),
+                    ev.run_id, ev.eval_id, ev.checkpoint,
                     "" if ev.checkpoint_step is None else ev.checkpoint_step, int(ev.deterministic),
                     ep.index, ep.seed, repr(float(ep.episode_return)), ep.length,
                     *(repr(float(ep.metrics[m])) if m in ep.metrics else "" for m in metric_names),
@@ -1153,7 +1178,7 @@ def write_report(
         _Heading(2, "Raw data", "raw-data"),
         _Para(
             _text(
-                "Every episode behind this report, one row each (agent, env, run, evaluation, checkpoint, "
+                "Every episode behind this report, one row each (agent, env, env kwargs, run, evaluation, checkpoint, "
                 "episode index, seed, return, length and the env's metrics): ",
                 _Link("episodes.csv", "episodes.csv"),
                 ".",

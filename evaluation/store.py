@@ -506,14 +506,17 @@ class ResultsStore:
     def latest_evaluations(
         self, agent: str | None = None, env_id: str | None = None
     ) -> list[EvaluationRecord]:
-        """The most recent evaluation of each run (per env), ordered by eval_id.
+        """The most recent evaluation of each run per env variant (env id + env kwargs), by eval_id.
 
         Reports use this so that re-evaluating a run replaces its earlier evaluation instead of counting
-        the same run twice.
+        the same run twice, while evaluations of one run on different env kwargs (e.g. a held-out demand
+        profile) stay separate results. The kwargs are compared as stored (JSON with sorted keys).
         """
         where, args = _filters(agent=agent, env_id=env_id)
+        variant = "json_extract(protocol_json, '$.env_kwargs')"  # NULL (no kwargs) is one group in SQL
         return self._select_evaluations(
-            f"WHERE eval_id IN (SELECT MAX(eval_id) FROM evaluations {where} GROUP BY run_id, env_id)", args
+            f"WHERE eval_id IN (SELECT MAX(eval_id) FROM evaluations {where} GROUP BY run_id, env_id, {variant})",
+            args,
         )
 
     def episodes(self, eval_id: int) -> list[EpisodeRecord]:

@@ -10,7 +10,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -49,7 +49,7 @@ _ENV_KWARG_HELP = ("Env constructor keyword: key=value (repeatable), e.g. profil
                    "refused with the env's accepted ones.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(EXIT_USAGE)
 
@@ -202,16 +202,30 @@ def record(
 @app.command()
 def report(
     db: Annotated[Path, typer.Option(help="Results database to read.")] = Path("results.db"),
-    env: Annotated[list[str] | None, typer.Option(help="Only these env ids (repeatable).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Only these env ids, with all their env-kwarg variants, or "
+                                                       "one variant by its title, e.g. 'CartPole-v1 (k=v)' (repeatable).")] = None,
     agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures.")] = Path("report"),
     seed: Annotated[int, typer.Option(help="Bootstrap seed (reports are reproducible).")] = 0,
+    reference: Annotated[list[str] | None, typer.Option(
+        help="ENV=SCORE: the reference score (normalised 1) of an env or env variant that rlsuite's table lacks, "
+             "e.g. 'rlsuite/TrafficGrid-v0 (profile=held_out)=-53.2' (repeatable).")] = None,
 ) -> None:
     """Write a self-contained HTML + Markdown comparison report from the results database."""
     from rlsuite.evaluation.report import write_report
 
+    references: dict[str, float] = {}
+    for item in reference or []:
+        name, _, score = item.rpartition("=")
+        try:
+            references[name.strip()] = float(score)
+        except ValueError:
+            _fail(f"--reference {item!r} is not ENV=SCORE with a number after the last '=', e.g. "
+                  f"'rlsuite/TrafficGrid-v0 (profile=held_out)=-53.2'.")
+        if not name.strip():
+            _fail(f"--reference {item!r} names no env; write ENV=SCORE.")
     try:
-        html = write_report(db, out, envs=env or None, agents=agent or None, seed=seed)
+        html = write_report(db, out, envs=env or None, agents=agent or None, seed=seed, references=references)
     except _user_errors() as err:
         _fail(str(err))
     print(html)

@@ -119,3 +119,19 @@ def test_resume_with_a_corrupt_checkpoint_is_refused(tmp_path):
     last = run_dir / "checkpoints" / "last.safetensors"
     last.write_bytes(last.read_bytes()[:100])
     assert_user_error(rlsuite("train", "--resume", str(run_dir), cwd=tmp_path), "last.safetensors")
+
+
+@pytest.mark.slow
+def test_report_keeps_env_kwarg_variants_apart_and_takes_references(tmp_path):
+    for extra in ([], ["--env-kwarg", "sutton_barto_reward=true"]):
+        result = rlsuite("evaluate", "--agent", "random", "--env", "CartPole-v1", "--episodes", "3", "--db", "r.db",
+                         *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    variant = "CartPole-v1 (sutton_barto_reward=True)"
+    assert_user_error(rlsuite("report", "--db", "r.db", cwd=tmp_path), f"No reference score for {variant}",
+                      f"--reference '{variant}=SCORE'")
+    assert_user_error(rlsuite("report", "--db", "r.db", "--reference", "oops", cwd=tmp_path), "is not ENV=SCORE")
+    result = rlsuite("report", "--db", "r.db", "--out", "rep", "--reference", f"{variant}=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"### {variant}" in md and f"| {variant} | -1.00 | 0.000 |" in md  # the variant's random return is -1

@@ -413,3 +413,54 @@ def test_report_renders_offline_in_headless_chromium(fixture_db: dict, tmp_path:
     assert requests and any(url.endswith("videos/ppo__CartPole-v1.mp4") for url in requests)
     leaving = [url for url in requests if not url.startswith(("file://", "data:"))]
     assert not leaving, f"the report requested non-local URLs: {leaving}"
+
+
+def test_env_kwargs_variants_are_separate_results(tmp_path: Path) -> None:
+    """A run evaluated on its training env and on held-out env kwargs: two results, each its latest."""
+    db = tmp_path / "variants.db"
+    held_out = {"profile": "held_out"}
+    returns: dict[tuple[str, int], np.ndarray] = {}
+    with ResultsStore(db) as store:
+        for seed in range(2):
+            run_id = f"ppo_s{seed}"
+            store.record_run(RunRecord(run_id=run_id, agent="ppo", env_id="CartPole-v1", seed=seed, status="finished"))
+            for kwargs, centre in (({}, 400.0), (held_out, 200.0), (held_out, 150.0)):  # held_out re-evaluated
+                protocol = {"env_kwargs": kwargs} if kwargs else {}
+                values = np.full(10, centre + seed)
+                store.record_evaluation(
+                    EvaluationRecord(run_id=run_id, agent="ppo", env_id="CartPole-v1", checkpoint="best",
+                                     checkpoint_step=1, deterministic=True, seeds=EVAL_SEEDS, protocol=protocol),
+                    _episodes(values, EVAL_SEEDS, False),
+                )  # fmt: skip
+                returns[("held_out" if kwargs else "plain", seed)] = values
+        store.record_run(RunRecord(run_id="baseline:random", agent="random", env_id="CartPole-v1", seed=None,
+                                   status="baseline"))
+        store.record_evaluation(
+            EvaluationRecord(run_id="baseline:random", agent="random", env_id="CartPole-v1", checkpoint="none",
+                             checkpoint_step=None, deterministic=True, seeds=EVAL_SEEDS, protocol={"env_kwargs": held_out}),
+            _episodes(np.full(10, 20.0), EVAL_SEEDS, False),
+        )  # fmt: skip
+        latest = [e for e in store.latest_evaluations() if e.agent == "ppo"]
+        means = sorted(float(np.mean([ep.episode_return for ep in store.episodes(e.eval_id)])) for e in latest)
+    assert len(latest) == 4  # 2 runs x 2 variants, the older held-out evaluations dropped
+    assert means == [150.0, 151.0, 400.0, 401.0]
+
+    write_report(db, tmp_path / "all", reps=REPS, seed=SEED, now=NOW, references={"CartPole-v1 (profile=held_out)": 300.0})
+    md = (tmp_path / "all" / "report.md").read_text()
+    plain, variant = _section(md, "### CartPole-v1"), _section(md, "### CartPole-v1 (profile=held_out)")
+    assert _row(plain, "ppo")[2].startswith(format_number(400.5))
+    assert _row(variant, "ppo")[2].startswith(format_number(150.5))
+    across = _section(md, "## Across envs")
+    assert "| CartPole-v1 (profile=held_out) |" in across and "given (--reference)" in across
+    with (tmp_path / "all" / "episodes.csv").open(newline="") as f:
+        kwargs_column = {row["env_kwargs"] for row in csv.DictReader(f)}
+    assert kwargs_column == {"{}", '{"profile": "held_out"}'}
+
+    # The table's reference score belongs to the registered env, not to a variant: asking for it is an error.
+    with pytest.raises(ReportError, match=r"No reference score for CartPole-v1 \(profile=held_out\)"):
+        write_report(db, tmp_path / "err", reps=REPS, seed=SEED, now=NOW)
+    # One variant by its label; the env id selects all of them (checked above).
+    write_report(db, tmp_path / "one", envs=["CartPole-v1 (profile=held_out)"], reps=REPS, seed=SEED, now=NOW)
+    one = (tmp_path / "one" / "report.md").read_text()
+    per_env = _section(one, "## Results per env")
+    assert "### CartPole-v1 (profile=held_out)" in per_env and "### CartPole-v1\n" not in per_env
