@@ -53,6 +53,7 @@ from rlsuite.policies import (
     GaussianHead,
     LSTMCore,
     MLPEncoder,
+    NatureCNN,
     SpaceError,
     ValueHead,
     is_image_space,
@@ -112,6 +113,15 @@ def check_actor_critic_spaces(agent: str, observation_space: gym.Space, action_s
         raise AgentError(f"{agent} cannot read observations from {observation_space}: {err}") from None
 
 
+def encode(encoder: nn.Module, obs: Any) -> torch.Tensor:
+    """`encoder(obs)`, by NatureCNN's channels-last path when training on the CPU (the same function to float
+    tolerance, about 1.3x cheaper forward and backward: NatureCNN.forward_channels_last). Rollout and
+    evaluation forwards (no gradient, small batches) gain nothing from it and keep the plain path."""
+    if isinstance(encoder, NatureCNN) and torch.is_grad_enabled() and obs.device.type == "cpu":
+        return encoder.forward_channels_last(obs)
+    return encoder(obs)
+
+
 class ActorCritic(nn.Module):
     """Encoder(s) from the observation space, an optional LSTM, an action head and a value head."""
 
@@ -136,9 +146,9 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: Any, state: Any = None, episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Actor and critic features for (B, ...) inputs, or (T, B, ...) flattened to (T*B, ...) when recurrent."""
-        actor_features = self.actor_encoder(obs)  # (B, F)
+        actor_features = encode(self.actor_encoder, obs)  # (B, F)
         if self.core is None:
-            critic_features = actor_features if self.critic_encoder is self.actor_encoder else self.critic_encoder(obs)
+            critic_features = actor_features if self.critic_encoder is self.actor_encoder else encode(self.critic_encoder, obs)
             return actor_features, critic_features, None
         assert episode_starts is not None
         steps, batch = episode_starts.shape  # (T, B)

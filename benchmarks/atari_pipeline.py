@@ -7,13 +7,14 @@ the PPO training loop.
    with the resets in NumPy, `AtariNativeVectorEnv`) and on Gymnasium's sync vector env (the reference
    path). SB3: `make_atari_env` + `VecFrameStack(4)` with DummyVecEnv and SubprocVecEnv. Configurations
    alternate within each repeat (A B C ... A B C ...), so background load hits all alike.
-2. PPO: env frames per wall second over the whole training loop (rollouts and updates) for a fixed
-   number of frames on Breakout, our PPO with its Atari preset vs SB3's PPO with RL Zoo's Atari
-   settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one torch thread each; then the CPU
-   seconds per update of the CNN (the same for both) against the env, which bound the PPO ratio.
+2. PPO: env frames per wall second over the whole training run (env and network construction, rollouts
+   and updates, on both sides) for a fixed number of frames on Breakout, our PPO with its Atari preset
+   vs SB3's PPO with RL Zoo's Atari settings (8 envs, n_steps 128, batch 256, 4 epochs, Nature CNN), one
+   torch thread each; then the CPU seconds per update of the CNN (plain, as SB3 runs it, and as our PPO
+   trains it) and of the env, which bound the PPO ratio.
 
 Run: `python benchmarks/atari_pipeline.py [--envs 8] [--steps 400] [--repeats 2] [--ppo-frames 32768]`
-(`--split-only`: only the CPU split).
+(`--split-only`: only the CPU split; `--ppo-only`: the PPO comparison and the split).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def sb3(game: str, n_envs: int, steps: int, subproc: bool) -> float:
         envs.close()
 
 
-def ppo_ours(frames: int, root: Path) -> float:
+def ppo_ours(frames: int, root: Path) -> tuple[float, float]:
+    """(frames per wall second, frames per CPU second of the process, emulator threads included)."""
     from rlsuite.agents import ppo
     from rlsuite.agents.interface import TrainContext
     from rlsuite.agents.logger import MetricLogger
@@ -77,13 +79,14 @@ def ppo_ours(frames: int, root: Path) -> float:
     run = RunFolder.create(root, agent="ppo", env_id=env_id, seed=0, settings=settings_to_dict(settings),
                            command="benchmark", device="cpu")
     with MetricLogger(run.path, tensorboard=False) as logger:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = ppo.train(settings, TrainContext(run=run, logger=logger))
-        elapsed = time.perf_counter() - start
-    return result.final_step * FRAME_SKIP / elapsed
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return result.final_step * FRAME_SKIP / elapsed, result.final_step * FRAME_SKIP / cpu
 
 
-def ppo_sb3(frames: int) -> float:
+def ppo_sb3(frames: int) -> tuple[float, float]:
+    """As `ppo_ours`; DummyVecEnv, so all of SB3's CPU is this process's."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -91,14 +94,14 @@ def ppo_sb3(frames: int) -> float:
     def linear(start: float) -> Callable[[float], float]:
         return lambda progress_remaining: progress_remaining * start
 
+    start, cpu = time.perf_counter(), time.process_time()  # from the env's creation, as ours (train builds its env)
     envs = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
     model = PPO("CnnPolicy", envs, n_steps=128, batch_size=256, n_epochs=4, learning_rate=linear(2.5e-4),
                 clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=0, device="cpu", verbose=0)
-    start = time.perf_counter()
     model.learn(total_timesteps=frames // FRAME_SKIP)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     envs.close()
-    return model.num_timesteps * FRAME_SKIP / elapsed
+    return model.num_timesteps * FRAME_SKIP / elapsed, model.num_timesteps * FRAME_SKIP / cpu
 
 
 def _cpu_seconds(fn: Callable[[], object]) -> float:
@@ -108,14 +111,18 @@ def _cpu_seconds(fn: Callable[[], object]) -> float:
 
 
 def cost_split(repeats: int = 2) -> None:
-    """CPU seconds per PPO update (4,096 frames at the benchmark's settings) of the part both PPOs share,
-    the Nature CNN, against the part that differs, the env; prints the PPO ratio that leaves possible.
+    """CPU seconds per PPO update (4,096 frames at the benchmark's settings) of the Nature CNN and of the
+    env, ours and SB3's; prints the PPO ratio they leave possible.
 
     CNN: 128 rollout forward passes of 8 observations, then 4 epochs x 4 minibatches of 256 forward,
-    backward and an Adam step (our encoder; SB3's CnnPolicy has the same layers). Env: 128 vector steps
-    of 8 Breakout games with random actions, ours native vs SB3's DummyVecEnv + VecFrameStack. CPU time,
-    not wall time, so the figures hold on a loaded machine (SubprocVecEnv would hide its CPU in children).
+    backward and an Adam step, of our encoder (SB3's CnnPolicy has the same layers): by the plain module
+    (what SB3 runs) and as our PPO trains it (the minibatches by `NatureCNN.forward_channels_last`, the
+    rollout by the plain module). Env: 128 vector steps of 8 Breakout games with random actions, ours
+    native vs SB3's DummyVecEnv + VecFrameStack, and a floor: ale-py's AtariVectorEnv emulating the same
+    steps in one C++ call for all games, without the preset's resets and frame stacking. CPU time, not wall time, so the figures hold on a loaded
+    machine (SubprocVecEnv would hide its CPU in children).
     """
+    from ale_py.vector_env import AtariVectorEnv
     from gymnasium import spaces
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -130,30 +137,42 @@ def cost_split(repeats: int = 2) -> None:
     batch = torch.as_tensor(rng.integers(0, 256, (256, 4, 84, 84), dtype=np.uint8))
     actions = rng.integers(0, 4, (128, 8))  # one rollout: 128 steps x 8 envs x 4 frames = 4,096 frames
 
-    def cnn() -> None:
-        with torch.no_grad():
+    def cnn(train_forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        with torch.inference_mode():
             for obs in rollout:
                 heads(encoder(obs))
         for _ in range(4 * 4):
-            loss = heads(encoder(batch)).square().mean()  # (256, 5) -> scalar
+            loss = heads(train_forward(batch)).square().mean()  # (256, 5) -> scalar
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
     ours_env = make_vec_env("ALE/Breakout-v5", 8, record_stats=False, preset="dqn-nature")
     sb3_env = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
+    # the emulation floor: ale-py's own vector env, all 8 games in one C++ call, the same frame skip, max
+    # pooling and resize, and no resets but the game overs' (no no-op starts, fire or life-loss steps)
+    floor_env = AtariVectorEnv("breakout", 8, num_threads=2, stack_num=1, noop_max=0, episodic_life=False,
+                               use_fire_reset=False, reward_clipping=False)
     ours_env.reset(seed=0)
     sb3_env.reset()
-    figures: dict[str, list[float]] = {"cnn": [], "ours": [], "sb3": []}
+    floor_env.reset(seed=0)
+    figures: dict[str, list[float]] = {"cnn plain": [], "cnn ours": [], "env ours": [], "env sb3": [], "env floor": []}
     for _ in range(repeats):  # alternating
-        figures["cnn"].append(_cpu_seconds(cnn))
-        figures["ours"].append(_cpu_seconds(lambda: [ours_env.step(a) for a in actions]))
-        figures["sb3"].append(_cpu_seconds(lambda: [sb3_env.step(a) for a in actions]))
+        figures["cnn plain"].append(_cpu_seconds(lambda: cnn(encoder)))
+        figures["cnn ours"].append(_cpu_seconds(lambda: cnn(encoder.forward_channels_last)))  # type: ignore[operator]
+        figures["env ours"].append(_cpu_seconds(lambda: [ours_env.step(a) for a in actions]))
+        figures["env sb3"].append(_cpu_seconds(lambda: [sb3_env.step(a) for a in actions]))
+        figures["env floor"].append(_cpu_seconds(lambda: [floor_env.step(a) for a in actions]))
     ours_env.close()
     sb3_env.close()
-    c, o, s = (float(np.median(figures[k])) for k in ("cnn", "ours", "sb3"))
-    print(f"CPU s per update of 4096 frames (median of {repeats}): CNN {c:.2f} (both), env ours {o:.2f}, "
-          f"env sb3 {s:.2f} (env ratio {s / o:.2f}); PPO ratio with nothing else: {(c + s) / (c + o):.2f}")
+    floor_env.close()
+    c, f, o, s, e = (float(np.median(v)) for v in figures.values())
+    print(f"CPU s per update of 4096 frames (median of {repeats}): CNN plain (SB3) {c:.2f}, CNN ours {f:.2f} "
+          f"(ratio {c / f:.2f}), env ours {o:.2f}, env sb3 {s:.2f} (ratio {s / o:.2f}); "
+          f"PPO ratio with nothing else: {(c + s) / (f + o):.2f}; env floor (ale-py AtariVectorEnv, one call for "
+          f"all games, no resets) {e:.2f}: env CPU ratio at most {s / e:.2f}")
+    for name, values in figures.items():
+        print(f"  {name}: {' '.join(f'{v:.2f}' for v in values)}")
 
 
 def main() -> None:
@@ -163,6 +182,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ppo-frames", type=int, default=32_768, help="0 skips the PPO comparison")
     parser.add_argument("--split-only", action="store_true", help="only the CPU split of a PPO update")
+    parser.add_argument("--ppo-only", action="store_true", help="skip the pipeline measurements")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.split_only:
@@ -175,14 +195,14 @@ def main() -> None:
         "sb3 SubprocVecEnv": lambda g: sb3(g, args.envs, args.steps, subproc=True),
     }
     results: dict[tuple[str, str], list[float]] = {}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.ppo_only else args.repeats):
         for game in GAMES:
             for name, fn in configs.items():
                 fps = fn(game)
                 results.setdefault((game, name), []).append(fps)
                 print(f"{game:9s} {name:34s} {fps:9.0f} frames/s", flush=True)
     print(f"\npipeline, {args.envs} envs, median of {args.repeats} (frames/s; ratio vs sb3 DummyVecEnv | SubprocVecEnv):")
-    for game in GAMES:
+    for game in GAMES if results else ():
         dummy = np.median(results[(game, "sb3 DummyVecEnv")])
         subproc = np.median(results[(game, "sb3 SubprocVecEnv")])
         for name in configs:
@@ -195,10 +215,14 @@ def main() -> None:
             for _ in range(args.repeats):
                 ours_fps.append(ppo_ours(args.ppo_frames, Path(tmp)))
                 sb3_fps.append(ppo_sb3(args.ppo_frames))
-                print(f"PPO Breakout {args.ppo_frames} frames: ours {ours_fps[-1]:.0f} frames/s, "
-                      f"sb3 {sb3_fps[-1]:.0f} frames/s, ratio {ours_fps[-1] / sb3_fps[-1]:.2f}", flush=True)
-        print(f"PPO median: ours {np.median(ours_fps):.0f}, sb3 {np.median(sb3_fps):.0f}, "
-              f"ratio {np.median(ours_fps) / np.median(sb3_fps):.2f}")
+                (ow, oc), (sw, sc) = ours_fps[-1], sb3_fps[-1]
+                print(f"PPO Breakout {args.ppo_frames} frames: ours {ow:.0f} frames/s ({oc:.0f} per CPU s), sb3 "
+                      f"{sw:.0f} frames/s ({sc:.0f} per CPU s), ratio {ow / sw:.2f} wall, {oc / sc:.2f} CPU", flush=True)
+        for k, unit in enumerate(("wall", "CPU")):
+            ours_m, sb3_m = np.median([x[k] for x in ours_fps]), np.median([x[k] for x in sb3_fps])
+            pairs = np.median([o[k] / b[k] for o, b in zip(ours_fps, sb3_fps, strict=True)])
+            print(f"PPO median frames per {unit} second: ours {ours_m:.0f}, sb3 {sb3_m:.0f}, ratio of medians "
+                  f"{ours_m / sb3_m:.2f}, median of paired ratios {pairs:.2f}")
         cost_split(args.repeats)  # what bounds the ratio
 
 

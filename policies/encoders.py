@@ -287,6 +287,30 @@ class NatureCNN(Encoder):
         x = self.input(obs)  # (B, C, H, W) floats
         return self.linear(self.cnn(x))  # (B, features_dim)
 
+    def forward_channels_last(self, obs: torch.Tensor) -> torch.Tensor:
+        """`forward`'s function (equal to float tolerance), cheaper to train on a CPU.
+
+        oneDNN's convolution backward is much faster on channels-last (NHWC) tensors than on NCHW ones here
+        (the first conv's weight gradient about 2.5x on an AVX2 CPU), and the uint8 scaling is folded into
+        the first conv's weights, `conv(x / 255, w) = conv(x, w / 255)`, which saves a pass over the
+        batch. Parameters stay NCHW (optimisers may view them in one flat buffer); only the per-call
+        weight copies are channels-last. Channel-first images only; others take `forward`.
+        """
+        if self.input.layout.order != "chw":
+            return self(obs)
+        x = obs.to(torch.float32, memory_format=torch.channels_last)  # (B, C, H, W) raw values, NHWC in memory
+        first = True
+        for layer in self.cnn:
+            if isinstance(layer, nn.Conv2d):
+                weight = layer.weight * self.input.scale if first and self.input.scale != 1.0 else layer.weight
+                x = F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), layer.bias, layer.stride,
+                             layer.padding)
+                first = False
+            elif isinstance(layer, nn.ReLU):
+                x = F.relu(x)
+        x = x.contiguous().flatten(1)  # (B, C*H*W) in NCHW order, as the linear layer was built for
+        return self.linear(x)  # (B, features_dim)
+
 
 class _ResidualBlock(nn.Module):
     """relu -> conv3x3 -> relu -> conv3x3, plus the input (pre-activation residual block)."""

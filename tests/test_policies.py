@@ -111,6 +111,40 @@ def test_grayscale_2d_uint8_and_float_images_scale_like_uint8_over_255():
     torch.testing.assert_close(gray(x.float()), ref, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("space", [S.Box(0, 255, (4, 84, 84), np.uint8), S.Box(0.0, 1.0, (3, 40, 44), np.float32)])
+def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space):
+    # the training fast path (agents/onpolicy.encode): channels-last convs, 1/255 folded into the first
+    # conv's weights; the same outputs and parameter gradients as the plain module to float tolerance
+    torch.manual_seed(0)
+    cnn = NatureCNN(space)
+    if space.dtype == np.uint8:
+        x = torch.randint(0, 256, (16, *space.shape), dtype=torch.uint8)
+    else:
+        x = torch.rand(16, *space.shape)
+    target = torch.randn(16, cnn.features_dim)
+    grads = []
+    for forward in (cnn.forward, cnn.forward_channels_last):
+        cnn.zero_grad()
+        out = forward(x)
+        ((out - target) ** 2).mean().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in cnn.parameters()]))
+    (ref, ref_grads), (got, got_grads) = grads
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)  # outputs of order 0.1-1
+    for g, r in zip(got_grads, ref_grads, strict=True):
+        assert g.is_contiguous()  # parameters and their gradients stay NCHW (flat optimiser buffers)
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_actor_critic_trains_nature_cnn_by_the_channels_last_path_and_acts_by_the_plain_one():
+    from rlsuite.agents.onpolicy import encode
+
+    cnn = NatureCNN(S.Box(0, 255, (4, 84, 84), np.uint8))
+    x = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    assert torch.equal(encode(cnn, x), cnn.forward_channels_last(x))  # training: gradients on
+    with torch.no_grad():
+        assert torch.equal(encode(cnn, x), cnn(x))  # rollouts and evaluation
+
+
 def test_nature_cnn_flatten_size_matches_conv_arithmetic():
     cnn = NatureCNN(S.Box(0, 255, (4, 84, 84), np.uint8))
     assert cnn.linear[0].in_features == 64 * 7 * 7  # the DQN-Nature 84x84 -> 7x7 feature map
