@@ -275,7 +275,7 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
             self._rngs = row_generators(seed, self.num_envs)  # row i == single env seed + i
         self.core.reset_rows(np.arange(self.num_envs), self._rngs)
         self._needs_reset[:] = False
-        return self.core.observe(), {}
+        return self.core.observe(), {"command": self.core.command.copy()}
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         rewards, truncated, info = self.core.step(actions)
@@ -286,6 +286,7 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
             truncated[restarting] = False
             for values in info.values():
                 values[restarting] = 0
+        info["command"] = self.core.command.copy()  # index of the word each returned observation says
         self._needs_reset = truncated.copy()
         return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, info
 
