@@ -93,6 +93,9 @@ class ActorCriticSettings(TrainSettings):
     """Dict observations: MLP widths applied to the concatenated per-key features before the heads (SB3's
     net_arch after its CombinedExtractor). Empty: the heads read the concatenation, so the action is a sum
     of a per-key term each, and no key can change how another is used (e.g. which target a heard word picks)."""
+    fusion_split: bool = False
+    """With fusion_hidden and a shared encoder: the critic gets its own fusion MLP over the shared Dict
+    features (SB3's separate pi / vf net_arch), so value regression does not shape the policy's layers."""
     aux_label_key: str | None = None
     """Auxiliary supervised loss (PPO): the `info` key under which the vector env gives an integer label of
     each observation it returns (e.g. "command" on SpokenReach); a linear head on the encoder features learns
@@ -147,6 +150,9 @@ class ActorCritic(nn.Module):
 
         self.actor_encoder = encoder()
         self.critic_encoder = self.actor_encoder if shared else encoder()
+        self.critic_fusion: nn.Module | None = None  # fusion_split: the critic's own MLP over the shared Dict features
+        if s.fusion_split and shared and not s.recurrent and isinstance(self.actor_encoder, FusionEncoder):
+            self.critic_fusion = FusionEncoder(self.actor_encoder.encoder, s.fusion_hidden, s.activation).mlp
         features_dim = self.actor_encoder.features_dim
         self.core = LSTMCore(features_dim, s.lstm_hidden) if s.recurrent else None
         if self.core is not None:
@@ -159,6 +165,10 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: Any, state: Any = None, episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Actor and critic features for (B, ...) inputs, or (T, B, ...) flattened to (T*B, ...) when recurrent."""
+        if self.critic_fusion is not None:  # one Dict encoding, two fusion MLPs
+            fusion = cast(FusionEncoder, self.actor_encoder)
+            base = fusion.encoder(obs)  # (B, sum of per-key features)
+            return fusion.mlp(base), self.critic_fusion(base), None
         actor_features = self.actor_encoder(obs)  # (B, F)
         if self.core is None:
             critic_features = actor_features if self.critic_encoder is self.actor_encoder else self.critic_encoder(obs)

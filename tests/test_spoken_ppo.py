@@ -131,3 +131,22 @@ def test_aux_loss_teaches_the_audio_encoder_the_words_and_the_policy_reloads(tmp
     obs, _ = env.reset(seed=3)
     starts = np.ones(4, dtype=bool)
     np.testing.assert_array_equal(loaded.policy.act(obs, starts), again.policy.act(obs, starts))
+
+
+def test_fusion_split_gives_the_critic_its_own_mlp_over_one_dict_encoding() -> None:
+    """fusion_split: the actor's features are those of the unsplit network with the same weights, the
+    critic reads the same Dict encoding through its own MLP, and a value-only loss leaves the actor's
+    fusion MLP without gradient."""
+    torch.manual_seed(0)
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32),
+                      ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), fusion_split=True))
+    assert net.critic_fusion is not None and net.critic_encoder is net.actor_encoder
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    actor_f, critic_f, _ = net.features(obs)
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder)
+    torch.testing.assert_close(actor_f, fusion(obs))
+    torch.testing.assert_close(critic_f, net.critic_fusion(fusion.encoder(obs)))
+    net.critic(critic_f).sum().backward()
+    assert all(p.grad is None for p in fusion.mlp.parameters())
+    assert all(p.grad is not None for p in fusion.encoder.parameters())
