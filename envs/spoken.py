@@ -32,7 +32,9 @@ adds noise sample by sample.
 
 ## Episode end
 Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
-`wrong_target` (on another one), `distance`, `control_effort`, `heldout_voice`.
+`wrong_target` (on another one), `distance`, `control_effort`, `heldout_voice`. The vector env's `info`
+also has `command` at reset and every step: the index of the word each returned observation says, a
+label for training-only auxiliary losses (PPO's `aux_label_key`), never an input of the policy.
 
 ## Arguments
 `gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
