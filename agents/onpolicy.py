@@ -57,6 +57,7 @@ from rlsuite.policies import (
     SpaceError,
     ValueHead,
     is_image_space,
+    layer_init,
     make_action_head,
     make_encoder,
 )
@@ -89,12 +90,31 @@ class ActorCriticSettings(TrainSettings):
     """Insert an LSTM between encoder and heads; updates then replay whole env sequences."""
     lstm_hidden: int = 128
     """LSTM hidden size when recurrent."""
+    fusion_hidden: tuple[int, ...] = ()
+    """Dict observations: MLP widths applied to the concatenated per-key features before the heads (SB3's
+    net_arch after its CombinedExtractor). Empty: the heads read the concatenation, so the action is a sum
+    of a per-key term each, and no key can change how another is used (e.g. which target a heard word picks)."""
+    fusion_split: bool = False
+    """With fusion_hidden and a shared encoder: the critic gets its own fusion MLP over the shared Dict
+    features (SB3's separate pi / vf net_arch), so value regression does not shape the policy's layers."""
+    aux_label_key: str | None = None
+    """Auxiliary supervised loss (PPO): the `info` key under which the vector env gives an integer label of
+    each observation it returns (e.g. "command" on SpokenReach); a linear head on the encoder features learns
+    to predict it. Training only: evaluation and inference never read the label. None: off."""
+    aux_label_classes: int = 0
+    """Number of label values (0 .. classes - 1) when aux_label_key is set."""
+    aux_label_coef: float = 1.0
+    """Weight of the auxiliary cross-entropy in the loss."""
 
     def validate(self) -> None:
         super().validate()
         self.require(len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1, "hidden_sizes",
                      "must list at least one positive width, e.g. 64,64")
         self.require(self.lstm_hidden >= 1, "lstm_hidden", "must be >= 1")
+        self.require(all(w >= 1 for w in self.fusion_hidden), "fusion_hidden", "must list positive widths, e.g. 256,256")
+        if self.aux_label_key is not None:
+            self.require(self.aux_label_classes >= 2, "aux_label_classes", "must be >= 2 when aux_label_key is set")
+            self.require(self.aux_label_coef >= 0, "aux_label_coef", "must be >= 0")
         if self.recurrent and self.share_encoder is False:
             raise ConfigError("recurrent agents need share_encoder=true or unset (one LSTM feeds both heads).")
 
@@ -133,19 +153,32 @@ class ActorCritic(nn.Module):
             raise ConfigError("recurrent agents need share_encoder=true (one LSTM feeds both heads).")
 
         def encoder() -> Encoder:
-            return make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
+            enc = make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
+            if s.fusion_hidden and isinstance(observation_space, spaces.Dict):
+                return FusionEncoder(enc, s.fusion_hidden, s.activation)
+            return enc
 
         self.actor_encoder = encoder()
         self.critic_encoder = self.actor_encoder if shared else encoder()
+        self.critic_fusion: nn.Module | None = None  # fusion_split: the critic's own MLP over the shared Dict features
+        if s.fusion_split and shared and not s.recurrent and isinstance(self.actor_encoder, FusionEncoder):
+            self.critic_fusion = FusionEncoder(self.actor_encoder.encoder, s.fusion_hidden, s.activation).mlp
         features_dim = self.actor_encoder.features_dim
         self.core = LSTMCore(features_dim, s.lstm_hidden) if s.recurrent else None
         if self.core is not None:
             features_dim = self.core.features_dim
         self.actor = make_action_head(action_space, features_dim, squash=s.squash, log_std_init=s.log_std_init)
         self.critic = ValueHead(features_dim)
+        # training-only classifier of the env's label (aux_label_key); absent unless asked for, so checkpoints
+        # of other runs keep their tensors
+        self.aux_head = nn.Linear(features_dim, s.aux_label_classes) if s.aux_label_key else None
 
     def features(self, obs: Any, state: Any = None, episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Actor and critic features for (B, ...) inputs, or (T, B, ...) flattened to (T*B, ...) when recurrent."""
+        if self.critic_fusion is not None:  # one Dict encoding, two fusion MLPs
+            fusion = cast(FusionEncoder, self.actor_encoder)
+            base = fusion.encoder(obs)  # (B, sum of per-key features)
+            return fusion.mlp(base), self.critic_fusion(base), None
         actor_features = encode(self.actor_encoder, obs)  # (B, F)
         if self.core is None:
             critic_features = actor_features if self.critic_encoder is self.actor_encoder else encode(self.critic_encoder, obs)
@@ -158,6 +191,25 @@ class ActorCritic(nn.Module):
 
     def initial_state(self, num_envs: int, device: torch.device) -> LSTMState | None:
         return self.core.initial_state(num_envs, device) if self.core is not None else None
+
+
+class FusionEncoder(Encoder):
+    """A Dict encoder followed by an MLP over its concatenated features, so the keys interact before the heads."""
+
+    def __init__(self, encoder: Encoder, hidden_sizes: tuple[int, ...], activation: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        act = ACTIVATIONS[activation]
+        layers: list[nn.Module] = []
+        width = encoder.features_dim
+        for size in hidden_sizes:
+            layers += [layer_init(nn.Linear(width, int(size))), act()]
+            width = int(size)
+        self.mlp = nn.Sequential(*layers)
+        self.features_dim = width
+
+    def forward(self, obs: Any) -> torch.Tensor:
+        return self.mlp(self.encoder(obs))  # (B, features_dim)
 
 
 class FusedMLPForward:
@@ -325,7 +377,7 @@ class HandGradMLP:
 
     @staticmethod
     def supports(network: ActorCritic) -> bool:
-        return (FusedMLPForward.supports(network) and isinstance(network.actor, CategoricalHead)
+        return (FusedMLPForward.supports(network) and isinstance(network.actor, CategoricalHead) and network.aux_head is None
                 and any(isinstance(m, (nn.Tanh, nn.ReLU)) for m in network.actor_encoder.modules()))
 
     @staticmethod
@@ -472,6 +524,8 @@ class Rollout:
         """0 for reset steps (next-step autoreset), which no loss may see."""
         self.initial_state: LSTMState | None = None
         """The LSTM state before the first step, from which updates replay the sequences."""
+        self.labels: np.ndarray | None = None
+        """(T, N) int64 label of each stored observation, when the collector records one (aux_label_key)."""
 
     def scalars(self, steps: int | None = None) -> dict[str, torch.Tensor]:
         """rewards, terminated, dones, starts, valid of the first `steps` steps as (T, N) tensors."""
@@ -503,6 +557,8 @@ class RolloutCollector:
         # raw rewards, before any reward scaling; reset steps belong to no episode.
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
+        self.label_key: str | None = None  # set it to record info[label_key] beside each observation
+        self.raw_label = np.zeros(self.n_envs, dtype=np.int64)
 
     def refresh(self) -> None:
         """Call after every optimiser step: the fused rollout forward copies the weights."""
@@ -511,12 +567,22 @@ class RolloutCollector:
 
     def reset(self, seed: int | None) -> None:
         """Start fresh episodes in every sub-env (seeded when `seed` is given) with a zero LSTM state."""
-        self.raw_obs, _ = self.envs.reset(seed=seed)
+        self.raw_obs, info = self.envs.reset(seed=seed)
+        self._read_label(info)
         self.prev_done[:] = False
         self.episode_start[:] = True
         self.lstm_state = self.network.initial_state(self.n_envs, self.device)
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0
+
+    def _read_label(self, info: dict[str, Any]) -> None:
+        """Keep info[label_key] (N,), the label of the observations just returned, when labels are recorded."""
+        if self.label_key is None:
+            return
+        if self.label_key not in info:
+            raise AgentError(f"aux_label_key={self.label_key!r}, but the env's info has no such key (it has "
+                             f"{sorted(info)}); use a key the env reports at reset and every step, or unset it.")
+        self.raw_label = np.asarray(info[self.label_key], dtype=np.int64).copy()
 
     def _obs(self, update_stats: bool) -> Any:
         if self.obs_normalizer is None:
@@ -546,6 +612,10 @@ class RolloutCollector:
                 rollout.starts[step] = self.episode_start
                 live = ~self.prev_done  # False on reset steps, whose action the env ignores
                 rollout.valid[step] = live
+                if self.label_key is not None:
+                    if rollout.labels is None:
+                        rollout.labels = np.zeros((rollout.n_steps, self.n_envs), dtype=np.int64)
+                    rollout.labels[step] = self.raw_label
                 if numpy_forward is not None:
                     np_obs[step] = self._obs(update_stats=True)
                     np_actions[step], np_logprobs[step], np_values[step] = numpy_forward(np_obs[step])
@@ -553,7 +623,8 @@ class RolloutCollector:
                 else:
                     env_action = self._torch_step(rollout, step)
 
-                self.raw_obs, reward, terminated, truncated, _ = envs.step(env_action)
+                self.raw_obs, reward, terminated, truncated, info = envs.step(env_action)
+                self._read_label(info)
                 done = np.logical_or(terminated, truncated)
                 self.episode_return += reward * live
                 self.episode_length += live

@@ -128,6 +128,18 @@ def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor,
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef))
 
 
+def aux_label_loss(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor,
+                   mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
+    """Auxiliary classification (aux_label_key): cross-entropy of `head(features)` (B, classes) against the
+    env's labels (B,), and the accuracy (no gradient), both averaged by `mean`. Its gradient shapes the
+    encoder features the policy reads (Jaderberg et al. 2017; Hermann et al. 2017 for grounding words)."""
+    logits = head(features)  # (B, classes)
+    loss = mean(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
+    with torch.no_grad():
+        accuracy = mean((logits.argmax(-1) == labels).float())
+    return loss, accuracy
+
+
 def categorical_ppo_loss_grads(logits: torch.Tensor, value: torch.Tensor, actions: torch.Tensor, old_logprob: torch.Tensor,
                                advantages: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
                                vf_coef: float, ent_coef: float, clip_vloss: bool, all_terms: bool = True
@@ -201,6 +213,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx, numpy_forward=True)
+    collector.label_key = s.aux_label_key
     collector.reset(seed=run.env_seed)
 
     for update in range(run.update + 1, num_updates + 1):
@@ -232,6 +245,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         flat = {name: x.flatten(0, 1) for name, x in (("logprobs", rollout.logprobs), ("advantages", advantages),
                                                            ("returns", returns), ("values", rollout.values),
                                                            ("valid", buf["valid"]))}
+        if rollout.labels is not None:  # aux_label_key: the env's label of each observation
+            flat["labels"] = torch.from_numpy(rollout.labels.reshape(-1)).to(device)
         if network.core is None:  # reset steps are left out once, so every loss below is a plain mean
             keep = torch.from_numpy(np.flatnonzero(rollout.valid.reshape(-1))).to(device)  # (K,) real steps
             flat_obs, flat_actions = index_obs(flat_obs, keep), flat_actions[keep]
@@ -306,6 +321,9 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                     v_loss_per = v_loss_unclipped
                 v_loss = 0.5 * mean(v_loss_per)
                 loss = pg_loss + s.vf_coef * v_loss
+                if network.aux_head is not None:
+                    aux_loss, aux_accuracy = aux_label_loss(network.aux_head, actor_f, mb["labels"], mean)
+                    loss = loss + s.aux_label_coef * aux_loss
                 if s.ent_coef:
                     entropy_loss = mean(dist.entropy())
                     loss = loss - s.ent_coef * entropy_loss
@@ -327,6 +345,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                    "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
                    "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(torch.stack(ratio_stats)[:, 1].mean()),
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
+        if network.aux_head is not None:
+            metrics["losses/aux_label_loss"], metrics["losses/aux_label_accuracy"] = aux_loss.item(), aux_accuracy.item()
         if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
             break
 

@@ -74,6 +74,8 @@ class ReinforceSettings(ActorCriticSettings):
 
     def validate(self) -> None:
         super().validate()
+        self.require(self.aux_label_key is None, "aux_label_key", "must be unset: the auxiliary label loss is PPO's "
+                     "(--agent ppo); REINFORCE would build a head it never trains")
         self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
         self.require(0.0 <= self.gamma <= 1.0, "gamma", "must lie in [0, 1]")
         self.require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")

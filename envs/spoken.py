@@ -32,7 +32,9 @@ adds noise sample by sample.
 
 ## Episode end
 Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
-`wrong_target` (on another one), `distance`, `control_effort`, `heldout_voice`.
+`wrong_target` (on another one), `distance`, `control_effort`, `heldout_voice`. The vector env's `info`
+also has `command` at reset and every step: the index of the word each returned observation says, a
+label for training-only auxiliary losses (PPO's `aux_label_key`), never an input of the policy.
 
 ## Arguments
 `gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
@@ -275,7 +277,7 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
             self._rngs = row_generators(seed, self.num_envs)  # row i == single env seed + i
         self.core.reset_rows(np.arange(self.num_envs), self._rngs)
         self._needs_reset[:] = False
-        return self.core.observe(), {}
+        return self.core.observe(), {"command": self.core.command.copy()}
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         rewards, truncated, info = self.core.step(actions)
@@ -286,6 +288,7 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
             truncated[restarting] = False
             for values in info.values():
                 values[restarting] = 0
+        info["command"] = self.core.command.copy()  # index of the word each returned observation says
         self._needs_reset = truncated.copy()
         return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, info
 

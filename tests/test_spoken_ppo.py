@@ -1,0 +1,160 @@
+"""PPO on SpokenReach: the command label the env reports, the fusion MLP over Dict features, and the
+auxiliary command-classification loss (agents/onpolicy.py, agents/ppo.py)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
+from rlsuite.agents import ppo
+from rlsuite.agents.interface import AgentError, TrainContext
+from rlsuite.agents.logger import MetricLogger, read_metrics
+from rlsuite.agents.onpolicy import ActorCritic, FusionEncoder
+from rlsuite.agents.registry import load_policy
+from rlsuite.agents.run import RunFolder
+from rlsuite.agents.settings import ConfigError, resolve_settings, settings_to_dict
+from rlsuite.envs.spoken import SpokenReachVectorEnv
+
+
+def test_vector_info_labels_every_returned_observation_with_its_command() -> None:
+    """info["command"] is the index of the word that the observation just returned says: at reset, during
+    an episode, and on the reset step that starts the next one (next-step autoreset)."""
+    num_envs = 3
+    vec = SpokenReachVectorEnv(num_envs, max_episode_steps=4)
+    _, info = vec.reset(seed=5)
+    singles = [gym.make("rlsuite/SpokenReach-v0", max_episode_steps=4) for _ in range(num_envs)]
+    words = vec.core.words
+    assert [words[c] for c in info["command"]] == [env.reset(seed=5 + i)[1]["command"] for i, env in enumerate(singles)]
+    seen = [info["command"].copy()]
+    for _ in range(10):
+        _, _, _, _, info = vec.step(np.zeros((num_envs, 2), np.float32))
+        np.testing.assert_array_equal(info["command"], vec.core.command)
+        seen.append(info["command"].copy())
+    # the commands change only at the reset steps (steps 5 and 10 of each row) and agree with the clip's word
+    changes = [t for t in range(1, 11) if (seen[t] != seen[t - 1]).any()]
+    assert set(changes) <= {5, 10} and changes  # some row drew another word (probability 1 - 4^-6 here)
+    clips_word = rlsuite.envs.speech_data._shipped_clips().word
+    np.testing.assert_array_equal(clips_word[vec.core.clip], info["command"])
+
+
+def _dict_space() -> spaces.Dict:
+    return spaces.Dict({"a": spaces.Box(-1, 1, (3,), np.float32), "b": spaces.Box(-1, 1, (3,), np.float32)})
+
+
+def _mean_action(network: ActorCritic, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        features, _, _ = network.features({"a": torch.as_tensor(a)[None], "b": torch.as_tensor(b)[None]})
+        return network.actor(features).mean[0].numpy()
+
+
+@pytest.mark.parametrize("fusion", [(), (32,)])
+def test_heads_on_a_bare_concatenation_cannot_combine_keys_but_the_fusion_mlp_can(fusion: tuple[int, ...]) -> None:
+    """Without fusion the action mean is f(a) + g(b), so mu(a1, b1) + mu(a2, b2) == mu(a1, b2) + mu(a2, b1):
+    what is heard cannot change how the state is used. The fusion MLP breaks that identity."""
+    torch.manual_seed(0)
+    settings = ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=fusion)
+    network = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), settings)
+    assert isinstance(network.actor_encoder, FusionEncoder) == bool(fusion)
+    torch.nn.init.normal_(network.actor.mean.weight)  # type: ignore[union-attr]  # O(1) means (the init is 0.01-scaled)
+    rng = np.random.default_rng(0)
+    a1, a2, b1, b2 = rng.uniform(-1, 1, (4, 3)).astype(np.float32)
+    gap = (_mean_action(network, a1, b1) + _mean_action(network, a2, b2)
+           - _mean_action(network, a1, b2) - _mean_action(network, a2, b1))
+    if fusion:
+        assert np.abs(gap).max() > 0.05
+    else:
+        np.testing.assert_allclose(gap, 0.0, atol=1e-5)
+
+
+def test_aux_label_loss_hand_computed() -> None:
+    head = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    features = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # logits (2, 0, 0) and (0, 1, 0)
+    labels = torch.tensor([0, 2])
+    loss, accuracy = ppo.aux_label_loss(head, features, labels)
+    expected = (-(2 - math.log(math.exp(2) + 2)) - (0 - math.log(2 + math.e))) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert accuracy.item() == 0.5  # row 0 right (argmax 0), row 1 wrong (argmax 1, label 2)
+
+
+def test_aux_label_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="aux_label_classes"):
+        ppo.PPOSettings(env_id="x", aux_label_key="command").validate()
+    with pytest.raises(ConfigError, match="fusion_hidden"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(0,)).validate()
+
+
+def _context(tmp_path: Path, settings: ppo.PPOSettings) -> tuple[RunFolder, TrainContext]:
+    run = RunFolder.create(tmp_path, agent="ppo", env_id=settings.env_id, seed=settings.seed,
+                           settings=settings_to_dict(settings), command="test", device="cpu", name="run")
+    logger = MetricLogger(run.path, tensorboard=False)
+    return run, TrainContext(run=run, logger=logger, progress=None, stop_requested=lambda: False, resume_from=None)
+
+
+def test_aux_label_key_missing_from_info_is_a_clear_error(tmp_path: Path) -> None:
+    settings = resolve_settings(ppo.PPOSettings, "ppo", "CartPole-v1", cli_values=dict(
+        total_steps=256, n_envs=2, n_steps=32, eval_every=0, tensorboard=False, aux_label_key="command",
+        aux_label_classes=4))
+    _, ctx = _context(tmp_path, settings)
+    with pytest.raises(AgentError, match="no such key"):
+        ppo.train(settings, ctx)
+    ctx.logger.close()
+
+
+@pytest.mark.slow
+def test_aux_loss_teaches_the_audio_encoder_the_words_and_the_policy_reloads(tmp_path: Path) -> None:
+    """Three updates of PPO + the auxiliary loss on SpokenReach: the classifier of the command, trained on
+    the encoder features, is well above chance (1/4) on fresh rollouts; the checkpoint (fusion MLP and aux
+    head included) reloads and acts the same."""
+    settings = resolve_settings(ppo.PPOSettings, "ppo", "rlsuite/SpokenReach-v0", cli_values=dict(
+        total_steps=3 * 16 * 32, n_envs=16, n_steps=32, n_epochs=10, eval_every=0, tensorboard=False,
+        fusion_hidden=(64,), aux_label_key="command", aux_label_classes=4))
+    run, ctx = _context(tmp_path, settings)
+    result = ppo.train(settings, ctx)
+    ctx.logger.close()
+    assert result.status == "finished"
+    metrics = read_metrics(run.path)
+    accuracy, loss = metrics["losses/aux_label_accuracy"][1], metrics["losses/aux_label_loss"][1]
+    assert len(accuracy) == 3
+    assert accuracy[-1] >= 0.6 and loss[-1] < math.log(4) - 0.3
+    loaded, again = load_policy(run.path, "last"), load_policy(run.path, "last")
+    assert loaded.policy.network.aux_head is not None  # type: ignore[attr-defined]
+    env = gym.make_vec("rlsuite/SpokenReach-v0", num_envs=4, vectorization_mode="vector_entry_point")
+    obs, _ = env.reset(seed=3)
+    starts = np.ones(4, dtype=bool)
+    np.testing.assert_array_equal(loaded.policy.act(obs, starts), again.policy.act(obs, starts))
+
+
+def test_fusion_split_gives_the_critic_its_own_mlp_over_one_dict_encoding() -> None:
+    """fusion_split: the actor's features are those of the unsplit network with the same weights, the
+    critic reads the same Dict encoding through its own MLP, and a value-only loss leaves the actor's
+    fusion MLP without gradient."""
+    torch.manual_seed(0)
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32),
+                      ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), fusion_split=True))
+    assert net.critic_fusion is not None and net.critic_encoder is net.actor_encoder
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    actor_f, critic_f, _ = net.features(obs)
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder)
+    torch.testing.assert_close(actor_f, fusion(obs))
+    torch.testing.assert_close(critic_f, net.critic_fusion(fusion.encoder(obs)))
+    net.critic(critic_f).sum().backward()
+    assert all(p.grad is None for p in fusion.mlp.parameters())
+    assert all(p.grad is not None for p in fusion.encoder.parameters())
+
+
+@pytest.mark.parametrize("module", ["a2c", "reinforce"])
+def test_agents_without_the_auxiliary_loss_refuse_it(module: str) -> None:
+    settings_cls = importlib.import_module(f"rlsuite.agents.{module}").Settings
+    with pytest.raises(ConfigError, match="aux_label_key.*PPO"):
+        settings_cls(aux_label_key="command", aux_label_classes=4).validate()
