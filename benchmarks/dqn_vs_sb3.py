@@ -62,28 +62,40 @@ def bootstrap_ci(diffs: np.ndarray, resamples: int = 100_000, seed: int = 0) -> 
 
 
 def summarize(paths: list[str]) -> None:
-    """Per-seed table (ours, SB3, difference), both means and the CI, from --out files of earlier runs."""
-    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
-    for label in sorted({row["label"] for row in rows}):
-        by_seed = {row["seed"]: row for row in rows if row["label"] == label}
-        paired = sorted(seed for seed, row in by_seed.items() if row.get("sb3_eval") is not None)
+    """Per-seed table (ours, SB3, difference), both means and the CI, from --out files of earlier runs.
+
+    Rows of one label and seed from several files are merged (a later file's fields win), so an ours-only
+    run and an SB3 figure recorded elsewhere pair up. A label without SB3 figures (a --set row) is paired
+    with the like-for-like rows' SB3 scores of the same seeds: SB3's side is the same run."""
+    merged: dict[tuple[str, int], dict] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                merged.setdefault((row["label"], row["seed"]), {}).update(row)
+    sb3_by_seed = {seed: row["sb3_eval"] for (label, seed), row in merged.items()
+                   if label == "like-for-like" and row.get("sb3_eval") is not None}
+    for label in sorted({label for label, _ in merged}, key=lambda name: name != "like-for-like"):
+        by_seed = {seed: row for (name, seed), row in merged.items() if name == label and "ours_eval" in row}
+        sb3 = {seed: row.get("sb3_eval", sb3_by_seed.get(seed)) for seed, row in by_seed.items()}
         print(f"[{label}] seed  ours eval  sb3 eval  ours-sb3  ratio steps/CPU s")
         for seed in sorted(by_seed):
             row = by_seed[seed]
-            sb3 = row.get("sb3_eval")
             ratio = row["ours_steps_cpu"] / row["sb3_steps_cpu"] if row.get("sb3_steps_cpu") else float("nan")
-            print(f"[{label}] {seed:4d}  {row['ours_eval']:9.1f}  "
-                  + (f"{sb3:8.1f}  {row['ours_eval'] - sb3:8.1f}" if sb3 is not None else f"{'-':>8}  {'-':>8}")
-                  + f"  {ratio:6.2f}")
-        ours = np.array([by_seed[s]["ours_eval"] for s in sorted(by_seed)])
-        print(f"[{label}] {len(ours)} seeds: ours mean {ours.mean():.1f}, solved (500) {int((ours >= 500).sum())}")
+            pair = f"{sb3[seed]:8.1f}  {row['ours_eval'] - sb3[seed]:8.1f}" if sb3[seed] is not None else f"{'-':>8}  {'-':>8}"
+            print(f"[{label}] {seed:4d}  {row['ours_eval']:9.1f}  {pair}  {ratio:6.2f}")
+        ratios = [row["ours_steps_cpu"] / row["sb3_steps_cpu"] for row in by_seed.values() if row.get("sb3_steps_cpu")]
+        if ratios:
+            print(f"[{label}] median per-seed ratio env steps per CPU s ours/sb3 {np.median(ratios):.2f} "
+                  f"({len(ratios)} seeds, range {min(ratios):.2f}-{max(ratios):.2f})")
+        paired = sorted(seed for seed in by_seed if sb3[seed] is not None)
         if paired:
             o = np.array([by_seed[s]["ours_eval"] for s in paired])
-            b = np.array([by_seed[s]["sb3_eval"] for s in paired])
+            b = np.array([sb3[s] for s in paired])
             low, high = bootstrap_ci(o - b)
-            print(f"[{label}] {len(paired)} paired seeds: ours mean {o.mean():.1f}, sb3 mean {b.mean():.1f}, "
-                  f"mean difference {np.mean(o - b):.1f}, bootstrap 95% CI [{low:.1f}, {high:.1f}]; "
-                  f"sb3 solved (500) {int((b >= 500).sum())}")
+            print(f"[{label}] {len(paired)} paired seeds: ours mean {o.mean():.1f} (500 on {int((o >= 500).sum())}), "
+                  f"sb3 mean {b.mean():.1f} (500 on {int((b >= 500).sum())}), mean difference ours - sb3 "
+                  f"{np.mean(o - b):.1f}, bootstrap 95% CI [{low:.1f}, {high:.1f}]")
 
 
 def main() -> None:
