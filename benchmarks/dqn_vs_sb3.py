@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import Stopwatch, sb3_policy, score, setup_torch, train_ours
+from _common import Stopwatch, bootstrap_ci, sb3_policy, score, setup_torch, train_ours
 
 from rlsuite.agents import dqn
 from rlsuite.agents.logger import read_metrics
@@ -51,14 +51,6 @@ def run_sb3(seed: int, steps: int) -> tuple[float, float, Stopwatch, float]:
     with clock.running():
         model.learn(total_timesteps=steps)
     return model.num_timesteps, model._n_updates, clock, score(sb3_policy(model), ENV_ID)
-
-
-def bootstrap_ci(diffs: np.ndarray, resamples: int = 100_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap 95% CI of the mean of per-seed differences (resampling seeds with replacement)."""
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)  # (resamples,)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def summarize(paths: list[str]) -> None:
