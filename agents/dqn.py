@@ -121,6 +121,9 @@ class DQNSettings(TrainSettings):
     """Steps per replayed sequence that carry the loss (recurrent)."""
     burn_in: int = 8
     """Steps before each sequence that only warm up the zeroed hidden state (recurrent)."""
+    init: Literal["orthogonal", "torch"] = "orthogonal"
+    """Weight init: orthogonal (the shared backbone's, CleanRL's) or torch (PyTorch's default per layer,
+    as SB3's DQN has: use it to compare with SB3 like for like)."""
 
     def validate(self) -> None:
         super().validate()
@@ -143,6 +146,7 @@ class DQNSettings(TrainSettings):
         self.require(self.n_step >= 1, "n_step", "must be >= 1")
         self.require(self.sequence_length >= 1, "sequence_length", "must be >= 1")
         self.require(self.burn_in >= 0, "burn_in", "must be >= 0")
+        self.require(self.init in ("orthogonal", "torch"), "init", "must be one of 'orthogonal', 'torch'")
         if self.recurrent and (self.per or self.n_step != 1):
             raise ConfigError("recurrent DQN replays whole sequences with 1-step targets: set per=false and n_step=1 "
                               "(or recurrent=false to keep prioritised replay and n-step returns).")
@@ -175,6 +179,10 @@ class QNetwork(nn.Module):
         if self.core is not None:
             features_dim = self.core.features_dim
         self.head = QHead(features_dim, n_actions, dueling=s.dueling)
+        if s.init == "torch":  # PyTorch's default init (Kaiming-uniform weights, uniform biases), as SB3's DQN
+            for module in self.modules():
+                if module is not self and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
 
     def forward(self, obs: Any) -> torch.Tensor:
         """Q-values (B, A) of a feed-forward network."""
@@ -385,7 +393,8 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     while global_step < s.total_steps:
         # --- act epsilon-greedily --------------------------------------------------------------------------
         epsilon = linear_schedule(s.exploration_initial_eps, s.exploration_final_eps, exploration_steps, global_step)
-        explore = rng.random(s.n_envs) < epsilon  # (N,)
+        # uniform random actions for the first learning_starts steps (as SB3), then epsilon-greedy
+        explore = rng.random(s.n_envs) < epsilon if global_step >= s.learning_starts else np.ones(s.n_envs, dtype=bool)  # (N,)
         if lstm_state is None and explore.all():
             actions = rng.integers(0, n_actions, size=s.n_envs)  # no forward pass needed
         else:

@@ -91,6 +91,14 @@ def train_ours(module: ModuleType, agent: str, env_id: str, seed: int, root: Pat
     return OursRun(run.path, result, clock)
 
 
+def bootstrap_ci(diffs: np.ndarray, resamples: int = 100_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap 95% CI of the mean of per-seed differences (seeds resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)  # (resamples,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 Measured = tuple[float, float, float]
 """(env steps per wall second, per CPU second, final evaluation mean) of one training run."""
 
@@ -123,3 +131,8 @@ def compare_on_seeds(run_ours: Callable[[int, int, Path], Measured], run_sb3: Ca
         print(f"median {label}: ours {ours:.0f}, sb3 {sb3:.0f}; ratio of medians {ours / sb3:.2f}, "
               f"median per-seed ratio {np.median(table[:, ours_col] / table[:, sb3_col]):.2f}")
     print(f"mean final eval return: ours {table[:, 4].mean():.1f}, sb3 {table[:, 5].mean():.1f}")
+    if len(table) > 1:
+        diffs = table[:, 4] - table[:, 5]
+        low, high = bootstrap_ci(diffs)
+        print(f"per seed ours - sb3: {' '.join(f'{d:.1f}' for d in diffs)}; mean {diffs.mean():.1f}, "
+              f"bootstrap 95% CI [{low:.1f}, {high:.1f}]")

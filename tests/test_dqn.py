@@ -106,6 +106,34 @@ def test_mlp_q_function_only_takes_plain_mlp_networks():
     assert not dqn.MLPQFunction.supports(dqn.QNetwork(spaces.Discrete(5), 2, base))  # one-hot input
 
 
+def test_torch_init_is_pytorch_default_like_sb3_and_orthogonal_is_not():
+    """init=torch gives every Linear PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and biases (SB3's
+    QNetwork); the orthogonal init (gain sqrt 2, zero biases) exceeds that bound on a 256 -> 256 layer."""
+    box = spaces.Box(-1.0, 1.0, (4,), np.float32)
+    base = settings_to_dict(dqn.DQNSettings(env_id="CartPole-v1", hidden_sizes=(256, 256)))
+    torch.manual_seed(0)
+    torch_net = dqn.QNetwork(box, 2, dqn.DQNSettings(**{**base, "init": "torch"}))
+    torch.manual_seed(0)
+    ortho_net = dqn.QNetwork(box, 2, dqn.DQNSettings(**base))
+    torch_layers = [m for m in torch_net.modules() if isinstance(m, torch.nn.Linear)]
+    ortho_layers = [m for m in ortho_net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.in_features for m in torch_layers] == [4, 256, 256]
+    for layer in torch_layers:
+        bound = 1.0 / math.sqrt(layer.in_features)
+        assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+        assert layer.bias.abs().max() > 0.5 * bound  # uniform biases, not zeros
+        # uniform on [-bound, bound]: standard deviation bound / sqrt(3)
+        assert abs(layer.weight.std().item() - bound / math.sqrt(3)) < 0.05 * bound
+    assert ortho_layers[1].weight.abs().max() > 2.0 / math.sqrt(256)
+    assert all(float(m.bias.abs().max()) == 0.0 for m in ortho_layers)
+    with pytest.raises(ConfigError, match="init"):
+        dqn.DQNSettings(env_id="CartPole-v1", init="xavier").validate()  # type: ignore[arg-type]
+
+
+def test_cartpole_preset_uses_sb3_init():
+    assert resolve_settings(dqn.DQNSettings, "dqn", "CartPole-v1").init == "torch"
+
+
 def _context(tmp_path: Path, settings: dqn.DQNSettings, stop_after: int | None = None, resume_from=None,
              name="run", evaluate=None):
     if resume_from is None:
