@@ -181,8 +181,9 @@ class QNetwork(nn.Module):
         self.head = QHead(features_dim, n_actions, dueling=s.dueling)
         if s.init == "torch":  # PyTorch's default init (Kaiming-uniform weights, uniform biases), as SB3's DQN
             for module in self.modules():
-                if module is not self and hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+                reset = getattr(module, "reset_parameters", None)
+                if module is not self and callable(reset):
+                    reset()
 
     def forward(self, obs: Any) -> torch.Tensor:
         """Q-values (B, A) of a feed-forward network."""
