@@ -57,9 +57,9 @@ from rlsuite.policies import (
     SpaceError,
     ValueHead,
     is_image_space,
-    layer_init,
     make_action_head,
     make_encoder,
+    mlp_layers,
 )
 from rlsuite.policies.heads import ActionDist, CategoricalDist, GaussianDist
 
@@ -162,7 +162,7 @@ class ActorCritic(nn.Module):
         self.critic_encoder = self.actor_encoder if shared else encoder()
         self.critic_fusion: nn.Module | None = None  # fusion_split: the critic's own MLP over the shared Dict features
         if s.fusion_split and shared and not s.recurrent and isinstance(self.actor_encoder, FusionEncoder):
-            self.critic_fusion = FusionEncoder(self.actor_encoder.encoder, s.fusion_hidden, s.activation).mlp
+            self.critic_fusion = mlp_layers(self.actor_encoder.encoder.features_dim, s.fusion_hidden, s.activation)[0]
         features_dim = self.actor_encoder.features_dim
         self.core = LSTMCore(features_dim, s.lstm_hidden) if s.recurrent else None
         if self.core is not None:
@@ -199,14 +199,7 @@ class FusionEncoder(Encoder):
     def __init__(self, encoder: Encoder, hidden_sizes: tuple[int, ...], activation: str) -> None:
         super().__init__()
         self.encoder = encoder
-        act = ACTIVATIONS[activation]
-        layers: list[nn.Module] = []
-        width = encoder.features_dim
-        for size in hidden_sizes:
-            layers += [layer_init(nn.Linear(width, int(size))), act()]
-            width = int(size)
-        self.mlp = nn.Sequential(*layers)
-        self.features_dim = width
+        self.mlp, self.features_dim = mlp_layers(encoder.features_dim, hidden_sizes, activation)
 
     def forward(self, obs: Any) -> torch.Tensor:
         return self.mlp(self.encoder(obs))  # (B, features_dim)

@@ -39,6 +39,7 @@ from rlsuite.policies.encoders import (
     is_sequence_space,
     layer_init,
     make_encoder,
+    mlp_layers,
 )
 from rlsuite.policies.heads import (
     SQUASH_MODES,
@@ -84,4 +85,5 @@ __all__ = [
     "layer_init",
     "make_action_head",
     "make_encoder",
+    "mlp_layers",
 ]

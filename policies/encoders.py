@@ -44,6 +44,7 @@ __all__ = [
     "is_sequence_space",
     "layer_init",
     "make_encoder",
+    "mlp_layers",
 ]
 
 
@@ -77,6 +78,16 @@ def _activation(name: str) -> type[nn.Module]:
         raise ValueError(
             f"unknown activation {name!r}; accepted values: {', '.join(sorted(ACTIVATIONS))}"
         ) from None
+
+
+def mlp_layers(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
+    """`Linear -> activation` per width in `hidden_sizes` (orthogonal init), and the output width."""
+    act = _activation(activation)
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [layer_init(nn.Linear(in_dim, int(size))), act()]
+        in_dim = int(size)
+    return nn.Sequential(*layers), in_dim
 
 
 # --------------------------------------------------------------------------------------------- space tests
@@ -212,7 +223,7 @@ class MLPEncoder(Encoder):
         activation: str = "tanh",
     ):
         super().__init__()
-        act = _activation(activation)
+        _activation(activation)  # an unknown name fails before the space is inspected
         self.kind: str
         if isinstance(space, gym.spaces.Discrete):
             self.kind = "discrete"
@@ -236,12 +247,7 @@ class MLPEncoder(Encoder):
                 "(use make_encoder to pick an encoder for any supported space)"
             )
         self.in_dim = in_dim
-        layers: list[nn.Module] = []
-        for size in hidden_sizes:
-            layers += [layer_init(nn.Linear(in_dim, int(size))), act()]
-            in_dim = int(size)
-        self.net = nn.Sequential(*layers)
-        self.features_dim = in_dim
+        self.net, self.features_dim = mlp_layers(in_dim, hidden_sizes, activation)
 
     def encode_input(self, obs: torch.Tensor) -> torch.Tensor:
         """The MLP's input (B, in_dim): flattened floats or the concatenated one-hot vectors."""
