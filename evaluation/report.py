@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,15 +173,22 @@ def _text(*parts: _Inline) -> _Text:
 # What the report is about: the selected evaluations, grouped per env (variant) and agent.
 
 
+def _env_kwargs(evaluation: EvaluationRecord) -> dict[str, Any]:
+    return dict(evaluation.protocol.get("env_kwargs") or {})
+
+
+def _kwarg_items(kwargs: Mapping[str, Any]) -> list[str]:
+    """`key=value` per env kwarg, sorted: as titles show them and as `--env-kwarg` takes them."""
+    return [f"{key}={kwargs[key]}" for key in sorted(kwargs)]
+
+
 def env_label(evaluation: EvaluationRecord) -> str:
     """The env an evaluation measured: its id, plus its env kwargs when it had any.
 
     Keeps a run's results on different env kwargs (held-out voices, another demand profile) apart.
     """
-    kwargs = evaluation.protocol.get("env_kwargs") or {}
-    if not kwargs:
-        return evaluation.env_id
-    return f"{evaluation.env_id} ({', '.join(f'{key}={kwargs[key]}' for key in sorted(kwargs))})"
+    kwargs = _env_kwargs(evaluation)
+    return f"{evaluation.env_id} ({', '.join(_kwarg_items(kwargs))})" if kwargs else evaluation.env_id
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,7 @@ class _Selection:
     groups: Mapping[tuple[str, str], tuple[_Run, ...]]  # (env label, agent) -> runs, ordered by (seed, run_id)
     other_runs: tuple[RunRecord, ...]  # failed, interrupted or never-evaluated runs matching the filters
     env_ids: Mapping[str, str]  # env label -> the env id it is a variant of
+    env_kwargs: Mapping[str, Mapping[str, Any]]  # env label -> its env kwargs ({} for the env as registered)
 
     def runs(self, env_id: str, agent: str) -> tuple[_Run, ...]:
         return self.groups.get((env_id, agent), ())
@@ -286,6 +295,7 @@ def _select(
         groups={key: tuple(sorted(runs, key=run_order)) for key, runs in groups.items()},
         other_runs=tuple(sorted(other, key=lambda r: (r.env_id, r.agent, r.run_id))),
         env_ids={env_label(e): e.env_id for e in chosen},
+        env_kwargs={env_label(e): _env_kwargs(e) for e in chosen},
     )
 
 
@@ -539,11 +549,10 @@ def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, 
             episodes = sum(len(run.episodes) for run in runs)
             random_source = f"random agent in this database ({episodes} episodes)"
         else:
-            base = sel.env_ids[env_id]
-            kwargs = "".join(f" --env-kwarg {item}" for item in env_id[len(base) + 2 : -1].split(", ")) if base != env_id else ""
+            flags = "".join(f" --env-kwarg {item}" for item in _kwarg_items(sel.env_kwargs[env_id]))
             raise ReportError(
                 f"No random score for {env_id}: normalisation needs one. Evaluate the random agent "
-                f"(`rlsuite evaluate --agent random --env {base}{kwargs}`) and include it in the report, or add a "
+                f"(`rlsuite evaluate --agent random --env {sel.env_ids[env_id]}{flags}`) and include it in the report, or add a "
                 "ReferenceScore for the env to envs/factory.py."
             )
         if reference == random:

@@ -459,6 +459,10 @@ def test_env_kwargs_variants_are_separate_results(tmp_path: Path) -> None:
     # The table's reference score belongs to the registered env, not to a variant: asking for it is an error.
     with pytest.raises(ReportError, match=r"No reference score for CartPole-v1 \(profile=held_out\)"):
         write_report(db, tmp_path / "err", reps=REPS, seed=SEED, now=NOW)
+    with pytest.raises(ReportError, match=r"No random score for CartPole-v1 \(profile=held_out\).*"
+                                          r"--env CartPole-v1 --env-kwarg profile=held_out`"):
+        write_report(db, tmp_path / "err", agents=["ppo"], reps=REPS, seed=SEED, now=NOW,
+                     references={"CartPole-v1 (profile=held_out)": 300.0})
     # One variant by its label; the env id selects all of them (checked above).
     write_report(db, tmp_path / "one", envs=["CartPole-v1 (profile=held_out)"], reps=REPS, seed=SEED, now=NOW)
     one = (tmp_path / "one" / "report.md").read_text()
