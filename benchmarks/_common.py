@@ -24,6 +24,7 @@ from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.run import RunFolder
 from rlsuite.agents.sb3 import SB3Policy
 from rlsuite.agents.settings import resolve_settings, settings_to_dict
+from rlsuite.evaluation import stats
 from rlsuite.evaluation.harness import evaluate_policy
 
 
@@ -92,11 +93,10 @@ def train_ours(module: ModuleType, agent: str, env_id: str, seed: int, root: Pat
 
 
 def bootstrap_ci(diffs: np.ndarray, resamples: int = 100_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap 95% CI of the mean of per-seed differences (seeds resampled with replacement)."""
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)  # (resamples,)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    """Percentile-bootstrap 95% CI of the mean of per-seed differences (seeds resampled with replacement):
+    the reports' bootstrap (evaluation/stats.py) with the seeds as runs of one task."""
+    _, low, high = stats.stratified_bootstrap_ci(diffs[:, None], stats.mean, reps=resamples, seed=seed)
+    return low, high
 
 
 Measured = tuple[float, float, float]

@@ -112,19 +112,17 @@ def main() -> None:
             record = {"label": label, "seed": seed, "steps": args.steps, "ours_eval": o_score,
                       "ours_steps_cpu": o_steps / o_clock.cpu, "ours_updates_cpu": o_updates / o_clock.cpu,
                       "ours_steps_wall": o_steps / o_clock.wall}
-            if args.sides == "ours":
-                print(f"seed {seed} [{label}]: ours {o_steps / o_clock.cpu:6.0f} steps per CPU s, eval {o_score:6.1f}",
-                      flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                continue
-            s_steps, s_updates, s_clock, s_score = run_sb3(seed, args.steps)
-            record.update({"sb3_eval": s_score, "sb3_steps_cpu": s_steps / s_clock.cpu,
-                           "sb3_updates_cpu": s_updates / s_clock.cpu, "sb3_steps_wall": s_steps / s_clock.wall})
+            if args.sides == "both":
+                s_steps, s_updates, s_clock, s_score = run_sb3(seed, args.steps)
+                record.update({"sb3_eval": s_score, "sb3_steps_cpu": s_steps / s_clock.cpu,
+                               "sb3_updates_cpu": s_updates / s_clock.cpu, "sb3_steps_wall": s_steps / s_clock.wall})
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(json.dumps(record) + "\n")
+            if args.sides == "ours":
+                print(f"seed {seed} [{label}]: ours {o_steps / o_clock.cpu:6.0f} steps per CPU s, eval {o_score:6.1f}",
+                      flush=True)
+                continue
             # per second of wall time and of CPU time: env steps and gradient updates, ours then SB3
             row = (o_steps / o_clock.wall, o_updates / o_clock.wall, o_steps / o_clock.cpu, o_updates / o_clock.cpu,
                    s_steps / s_clock.wall, s_updates / s_clock.wall, s_steps / s_clock.cpu, s_updates / s_clock.cpu,
