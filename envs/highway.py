@@ -382,14 +382,21 @@ class HighwayCore:
         self._me_flat = self._off_v1 + self._me  # (E, V) each vehicle's row in the IDM table
         self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
         L = params.all_lanes
-        self._off_lv = np.arange(E * L).reshape(E, L, 1) * V  # (E, L, 1)
-        self._off_l0 = self._off_lv[:, :1, 0]  # (E, 1) flat index of (e, lane 0, sorted position 0)
-        self._fr_off = np.array([0, E * L * V])[:, None, None]  # (2, 1, 1) front, rear halves of the neighbour array
+        # Big batches are bound by memory traffic rather than by the number of NumPy calls: there the own-lane
+        # IDM reads the table without a follower gather, and neighbour lookups go through the scans instead
+        # of a gathered (2, E, L, V) neighbour array (the same arithmetic and integers, so the same results as
+        # small batches: row i of any batch equals the single env).
+        self._split_idm = E * V > 1024
+        # Neighbour lookups index (front/rear f, env e, lane l, sorted position k) as ((f E + e) L + l) S + k + c:
+        # in the gathered neighbour array (small batches: S = V, c = 0) or in the scans (big ones: S = V + 2, c = 1).
+        self._nb_stride = V + 2 if self._split_idm else V
+        self._nb_l0 = np.arange(E)[:, None] * (L * self._nb_stride) + int(self._split_idm)  # (E, 1) (e, lane 0, position 0)
+        self._nb_rear = E * L * self._nb_stride  # offset of the rear half
+        self._nb: np.ndarray | None = None  # the gathered neighbour array (small batches), see _neighbours_sorted
         self._lane_centres = (np.arange(L) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
         self._lane_ok = np.zeros(L + 2, dtype=bool)  # MOBIL's candidate lanes -1..L: main lanes only
         self._lane_ok[: params.lanes_count] = True
         self._traffic = ~self.controlled  # (V,)
-        self._pair_mask = self.controlled[:, None] | self.controlled[None, :]  # (V, V) pairs with a controlled vehicle
         self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
         self._kin_off = np.arange(E * K).reshape(E, K, 1) * V  # (E, K, 1) rows of the (E, K, V) distance key
         x_scale = params.road_length if params.absolute else PERCEPTION_DISTANCE  # [m]
@@ -400,13 +407,10 @@ class HighwayCore:
         self._scan_buf = np.empty((2, E, L, V + 2), dtype=np.int64)
         self._scan_buf[0] = V
         self._scan_buf[1] = -1
-        self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
+        # Table slot (see _table) of the vehicle at each sorted position; position V is the env's "no vehicle" slot.
+        self._slot_buf = self._off_v1 + np.full((E, V + 1), V, dtype=np.int64)
         self._pos_minus_v = np.arange(V) - V  # (V,) sorted positions - V
         self._pos_plus_1 = np.arange(V) + 1
-        # Big batches are bound by memory traffic rather than by the number of NumPy calls: there the own-lane
-        # IDM reads the table without a follower gather (the same arithmetic, so the same results as small
-        # batches: row i of any batch equals the single env).
-        self._split_idm = E * V > 1024
         # The IDM table and cos/sin are float32 (half the bytes to gather, transcendental functions several
         # times faster); positions, speeds and headings integrate in float64.
         self._float = np.float32
@@ -487,10 +491,13 @@ class HighwayCore:
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
         A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
-        fr, rank = self._neighbours_sorted()
-        E, L, V = fr.shape[1:]
-        at = self._off_lv[:, :, 0][:, None, :] + rank[:, :, None]  # (E, V, L) flat (e, lane, sorted slot of v)
-        return fr[0].take(at), fr[1].take(at)
+        rank = self._neighbours_sorted()
+        E, V = rank.shape
+        lanes = np.arange(self.p.all_lanes) * self._nb_stride
+        at = self._nb_l0[:, :, None] + lanes + rank[:, :, None]  # (E, V, L)
+        slots = np.stack([self._neighbour_slots(at + half, self._off_v1[:, :, None]) for half in (0, self._nb_rear)])
+        front, rear = slots % (V + 1)  # table slot -> vehicle (V: none)
+        return front, rear
 
     def _cos_sin(self) -> np.ndarray:
         """(2, E, V) cos and sin of the headings, shared by the collision check of one substep, the IDM
@@ -513,31 +520,40 @@ class HighwayCore:
         self._sorted = (self.x, order)
         return order
 
-    def _neighbours_sorted(self) -> tuple[np.ndarray, np.ndarray]:
-        """(2, E, L, V) front and rear of each sorted x position (lane-major, so every lookup is a 1-D take
-        on a flat index), and (E, V) the sorted position of each vehicle: vehicle v's front on lane l is
-        fr[0, e, l, rank[e, v]]."""
+    def _neighbours_sorted(self) -> np.ndarray:
+        """The neighbour search of this substep: returns (E, V) the sorted position of each vehicle, and
+        prepares _neighbour_slots, which looks up the table slot of the front (f = 0) or rear (f = 1)
+        vehicle on lane l of the vehicle at sorted position k of env e."""
         E, V = self.x.shape
         order = self._order()
         flat_order = order + self._off_v  # (E, V)
         y_sorted = self.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
         # scan[0][k + 1]: first on-lane position > k; scan[1][k + 1]: last on-lane position < k. "None" is V
-        # and -1: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
-        # row's slot V, and -1 wraps to the last row's). The scans' inputs are np.where(on, position, none)
-        # as masked arithmetic, which is several times faster than np.where on big batches.
-        scan, order_ext = self._scan_buf, self._order_buf
+        # and -1: both land on a "no vehicle" slot of slots below (index off - 1 is the previous row's
+        # slot V, and -1 wraps to the last row's; every "no vehicle" slot of the table holds the same). The
+        # scans' inputs are np.where(on, position, none) as masked arithmetic, which is several times faster
+        # than np.where on big batches.
+        scan, slots = self._scan_buf, self._slot_buf
         ahead = np.multiply(on_sorted, self._pos_minus_v)  # (E, L, V) position - V on the lane, else 0
         ahead += V
         np.minimum.accumulate(ahead[:, :, ::-1], axis=2, out=scan[0, :, :, V - 1 :: -1])
         behind = np.multiply(on_sorted, self._pos_plus_1)
         behind -= 1  # position on the lane, else -1
         np.maximum.accumulate(behind, axis=2, out=scan[1, :, :, 2:])
-        order_ext[:, :V] = order  # position V -> "no vehicle"
-        fr_sorted = order_ext.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None])  # (2, E, L, V) at sorted slot k
+        np.add(order, self._off_v1, out=slots[:, :V])  # position V stays "no vehicle"
+        # Small batches gather every neighbour at once (fewer calls); big ones look up only what they need.
+        self._nb = None if self._split_idm else slots.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None]).ravel()
         rank = np.empty(E * V, dtype=np.int64)
         rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
-        return fr_sorted, rank.reshape(E, V)
+        return rank.reshape(E, V)
+
+    def _neighbour_slots(self, at: np.ndarray, row_off: np.ndarray) -> np.ndarray:
+        """Table slots of the neighbours at flat indices `at` (see _nb_stride) of this substep's search;
+        `row_off` is e (V + 1) of each index's env (broadcastable to `at`)."""
+        if self._nb is not None:
+            return self._nb.take(at)
+        return self._slot_buf.take(self._scan_buf.take(at) + row_off)
 
     def _table(self) -> np.ndarray:
         """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with slot V of each env standing
@@ -696,31 +712,33 @@ class HighwayCore:
         E, V = self.x.shape
         L, V1 = p.all_lanes, V + 1
         lane = self.lane_of(self.y)
-        fr, rank = self._neighbours_sorted()  # (2, E, L, V) front, rear of each sorted position; (E, V)
+        rank = self._neighbours_sorted()  # (E, V) sorted position of each vehicle
         table = self._table()
-        own_front = fr.take(self._off_l0 + lane * V + rank)  # (E, V) leader on the own lane
+        S = self._nb_stride
+        own_leader = self._neighbour_slots(self._nb_l0 + lane * S + rank, self._off_v1)  # (E, V) table slot of the leader on the own lane
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
         self._abort_lane_changes(lane, changing)
         ce, ci = changing.nonzero()  # (C,)
-        ahead = fr.take((ce * L + self.target_lane[ce, ci]) * V + rank[ce, ci])  # (C,) leader on the target lane
+        c_off = ce * V1
+        ahead = self._neighbour_slots(self._nb_l0[ce, 0] + self.target_lane[ce, ci] * S + rank[ce, ci], c_off)  # (C,) leader on the target lane
         due = self._traffic & (self.timer > p.lane_change_delay)
         due &= ~(self.crashed | changing)
         np.copyto(self.timer, 0.0, where=due)
         due &= np.abs(self.speed) >= 1.0
         de, di = due.nonzero()  # (D,) MOBIL decisions now
         base = de * V1
-        at = (de * L + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1)) * V + rank[de, di]  # (3, D) current, left, right lane
-        rows = np.concatenate([fr.take(at + self._fr_off).reshape(6, de.size) + base, (base + di)[None]])  # (7, D)
+        at = self._nb_l0[de, 0] + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1) * S + rank[de, di]  # (3, D) current, left, right lane
+        at = np.concatenate([at, at + self._nb_rear])  # (6, D) fronts, then rears
+        rows = np.concatenate([self._neighbour_slots(at, base), (base + di)[None]])  # (7, D) table slots
         pairs = rows[_MOBIL_PAIRS]  # (2, 8, D) follower and leader slots
-        own_leader = self._off_v1 + own_front  # (E, V) table slots
         if self._split_idm:  # own lane: the followers are the table itself, in order
             acc = self._idm(self._table_buf[2:7, :, :V], table[:3].take(own_leader, axis=1))  # (E, V)
-            follower = np.concatenate([ce * V1 + ci, pairs[0].ravel()])
-            leader = np.concatenate([ce * V1 + ahead, pairs[1].ravel()])
+            follower = np.concatenate([c_off + ci, pairs[0].ravel()])
+            leader = np.concatenate([ahead, pairs[1].ravel()])
             n_own = 0
         else:
-            follower = np.concatenate([self._me_flat.ravel(), ce * V1 + ci, pairs[0].ravel()])  # table slots
-            leader = np.concatenate([own_leader.ravel(), ce * V1 + ahead, pairs[1].ravel()])
+            follower = np.concatenate([self._me_flat.ravel(), c_off + ci, pairs[0].ravel()])  # table slots
+            leader = np.concatenate([own_leader.ravel(), ahead, pairs[1].ravel()])
             n_own = E * V
         acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
         if not self._split_idm:
@@ -751,7 +769,7 @@ class HighwayCore:
             np.copyto(sin_beta, 0.0, where=self.crashed)
         if np.abs(self.speed).max() > MAX_SPEED:
             acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
-        self._record_ttc(table, own_front[:, :K])
+        self._record_ttc(table, own_leader[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
         step = self.speed * dt  # [m]
@@ -775,10 +793,10 @@ class HighwayCore:
 
     def _record_ttc(self, table: np.ndarray, ahead: np.ndarray) -> None:
         """Keep the largest closing rate [1/s] (closing speed over bumper-to-bumper gap, the inverse of the
-        time-to-collision) of the controlled vehicles on the vehicle `ahead` (E, K) this substep; step()
-        turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
+        time-to-collision) of the controlled vehicles on the vehicle ahead (table slots `ahead` (E, K)) this
+        substep; step() turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
         K = self.p.controlled_vehicles
-        lead = table[2:8:5].take(ahead + self._off_v1, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
+        lead = table[2:8:5].take(ahead, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
         gap = lead[0] - self.x[:, :K]
         gap -= LENGTH
         np.maximum(gap, 1e-300, out=gap)  # [m] bumper to bumper; touching gives a rate of about 1e300
@@ -791,19 +809,27 @@ class HighwayCore:
 
         Footprints are the axis-aligned boxes around the rotated rectangles (exact at heading 0, a few cm
         larger at lane-change headings). The second test catches a pass-through within one substep.
-        With `collision_scope="all"`, pairs are taken along the x order, each vehicle with the next
+        With `collision_scope="controlled"` only pairs with a controlled vehicle count (_collide_controlled).
+        With "all", pairs are taken along the x order, each vehicle with the next
         COLLISION_WINDOW ones: (E, V, W) arrays instead of (E, V, V). That is exact whenever any W + 1
         consecutive vehicles span more than one substep's reach (rows where they do not get the full check).
         Small batches (E V^2 <= FULL_CHECK_PAIRS, e.g. the single env) take the full (E, V, V) check at once:
         fewer array operations, and the same result since the windowed check is exact."""
         p, E, V = self.p, self.x.shape[0], self.x.shape[1]
+        if p.collision_scope == "controlled":
+            self._collide_controlled(x_before, y_before)
+            if p.merge_ramp:
+                cs = np.abs(self._cos_sin(), dtype=np.float64)  # (2, E, V)
+                self._collide_ramp(x_before, LENGTH / 2 * cs[0] + WIDTH / 2 * cs[1], WIDTH / 2 * cs[0] + LENGTH / 2 * cs[1])
+            return
         state = np.empty((6, E, V))  # x, y, x before, y before [m], half extents along x and y [m]
         state[0], state[1], state[2], state[3] = self.x, self.y, x_before, y_before
         half = state[4:]
         np.abs(self._cos_sin(), out=half)
         np.matmul(_EXTENT, half.reshape(2, E * V), out=half.reshape(2, E * V))  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
-        full = p.collision_scope == "controlled" or E * V * V <= FULL_CHECK_PAIRS
-        if full or COLLISION_WINDOW >= V - 1:
+        if p.merge_ramp:
+            self._collide_ramp(x_before, half[0], half[1])
+        if E * V * V <= FULL_CHECK_PAIRS or COLLISION_WINDOW >= V - 1:
             crowded = None
         else:
             w = COLLISION_WINDOW
@@ -832,17 +858,44 @@ class HighwayCore:
         if crowded is None or crowded.size:
             sub = state if crowded is None else state[:, crowded]  # (6, R, V)
             hit = _hits(sub[:4, :, :, None] - sub[:4, :, None, :], sub[4:, :, :, None] + sub[4:, :, None, :])  # (R, V, V)
-            if p.collision_scope == "controlled":
-                hit &= self._pair_mask
             hit.reshape(-1, V * V)[:, :: V + 1] = False  # nobody collides with itself
             rows_hit = np.logical_or.reduce(hit, axis=2)
             if crowded is None:
                 self.crashed |= rows_hit
             else:
                 self.crashed[crowded] |= rows_hit
-        if p.merge_ramp:  # driving into the ramp's end
-            ramp_side = self.y + half[1] > (p.lanes_count - 0.5) * p.lane_width
-            self.crashed |= ramp_side & (self.x + half[0] > p.ramp_end) & (x_before + half[0] <= p.ramp_end)
+
+    def _collide_controlled(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
+        """highway-fast-v0's rule: only pairs with a controlled vehicle collide (both of a pair crash), O(V)
+        per env. Candidates are the (e, k, j) within one substep's reach along x, the same pairs for which
+        the full test could say yes (farther pairs can neither touch nor cross); the test of _hits runs on
+        them only."""
+        E, V, K = self.x.shape[0], self.x.shape[1], self.p.controlled_vehicles
+        reach = 2 * (MAX_SPEED + ACC_MAX) * self.p.dt + LENGTH + WIDTH  # [m]
+        dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V) [m]
+        near = np.abs(dx, out=dx) < reach
+        near &= self._not_self  # nobody collides with itself
+        e, k, j = near.nonzero()  # (n,)
+        if e.size == 0:
+            return
+        pair = np.concatenate([e * V + k, e * V + j])  # (2 n,) flat (env, vehicle): the controlled one, the other
+        s = np.empty((6, pair.size))  # x, y, x before, y before [m], half extents along x and y [m]
+        for r, a in enumerate((self.x, self.y, x_before, y_before)):
+            a.take(pair, out=s[r])
+        cs = np.abs(self._cos_sin().reshape(2, E * V).take(pair, axis=1), dtype=np.float64)  # (2, 2 n) |cos|, |sin|
+        np.multiply(cs[0], LENGTH / 2, out=s[4])
+        s[4] += WIDTH / 2 * cs[1]
+        np.multiply(cs[0], WIDTH / 2, out=s[5])
+        s[5] += LENGTH / 2 * cs[1]
+        n = e.size
+        hit = _hits(s[:4, :n] - s[:4, n:], s[4:, :n] + s[4:, n:])  # (n,)
+        self.crashed.reshape(-1)[pair.reshape(2, n)[:, hit]] = True
+
+    def _collide_ramp(self, x_before: np.ndarray, half_x: np.ndarray, half_y: np.ndarray) -> None:
+        """Driving into the ramp's end (a wall across the ramp at ramp_end), from the half extents (E, V) [m]."""
+        p = self.p
+        ramp_side = self.y + half_y > (p.lanes_count - 0.5) * p.lane_width
+        self.crashed |= ramp_side & (self.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
 
     def step(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
