@@ -392,6 +392,8 @@ class HighwayCore:
         self._nb_stride = V + 2 if self._split_idm else V
         self._nb_l0 = np.arange(E)[:, None] * (L * self._nb_stride) + int(self._split_idm)  # (E, 1) (e, lane 0, position 0)
         self._nb_rear = E * L * self._nb_stride  # offset of the rear half
+        self._nb_lv = np.repeat(self._nb_l0.ravel(), V)  # (E V,) _nb_l0 of each vehicle's env, by flat index e V + i
+        self._off_v1v = np.repeat(self._off_v1.ravel(), V)  # (E V,) e (V + 1) by flat index
         self._nb: np.ndarray | None = None  # the gathered neighbour array (small batches), see _neighbours_sorted
         self._lane_centres = (np.arange(L) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
         self._lane_ok = np.zeros(L + 2, dtype=bool)  # MOBIL's candidate lanes -1..L: main lanes only
@@ -652,40 +654,46 @@ class HighwayCore:
         ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
         that are changing lane are compared with the others: (C, V) arrays from this substep's IDM table.
         Clears `changing` (E, V) where a change is abandoned."""
-        e, i = (changing & self._traffic).nonzero()  # (C,)
-        if e.size == 0:
+        f = np.flatnonzero(changing & self._traffic)  # (C,) flat e V + i
+        if f.size == 0:
             return
         V = self.x.shape[1]
+        e = f // V
         t = self._table_buf  # (8, E, V + 1), filled by _table this substep
-        g, gi = t[:3, e, :V], t[2:7, e, i]  # (3, C, V) every vehicle of the changer's env, (5, C) the changer
-        d = g[:2] * gi[3:5, :, None]  # (2, C, V) [m]
+        g, gi = t[:3].take(e, axis=1), t[2:7].reshape(5, -1).take(self._me_flat.take(f), axis=1)  # (3, C, V + 1) the changer's env, (5, C) the changer
+        d = g[:2, :, :V] * gi[3:5, :, None]  # (2, C, V) [m]
         d_star = gi[2][:, None] - d[0]
         d_star -= d[1]  # [m] IDM's desired gap of the changer behind each vehicle
-        dx = g[2] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
-        target = self.target_lane[e, i][:, None]
-        rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
+        dx = g[2, :, :V] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
+        target = self.target_lane.take(f)[:, None]
+        # A rival heads for the changer's target lane and is not there yet: it is changing lane itself.
+        heading_for = np.where(changing, self.target_lane, -1)  # (E, V) target lane of those changing lane
+        rival = heading_for.take(e, axis=0) == target
+        rival &= dx > 0
+        rival &= dx < d_star
         abort = np.logical_or.reduce(rival, axis=1)
         if abort.any():
-            ea, ia = e[abort], i[abort]
-            self.target_lane[ea, ia] = lane[ea, ia]
-            changing[ea, ia] = False
+            fa = f[abort]
+            np.put(self.target_lane, fa, lane.take(fa))
+            np.put(changing, fa, False)
 
-    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
-        """MOBIL lane-change decisions of the D traffic vehicles (e, i) that are due, from their IDM terms
-        `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration `acc` (E, V).
+    def _mobil(self, lane: np.ndarray, f: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
+        """MOBIL lane-change decisions of the D traffic vehicles at flat indices `f` (e V + i) that are due,
+        from their IDM terms `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration
+        `acc` (E, V, C-contiguous).
 
         Sets their target lane, and lowers acc for those that change to the IDM acceleration behind the
         new lane's leader when that is lower."""
-        p, D = self.p, e.size
-        cur = lane[e, i]  # (D,)
-        self_a = acc[e, i]
+        p, D = self.p, f.size
+        cur = lane.take(f)  # (D,)
+        self_a = acc.take(f)
         terms = m[2:].reshape(2, 3, D)  # left, right x (me behind new leader, new follower before, after)
         self_pred_a, new_f_a, new_f_pred_a = terms[:, 0], terms[:, 1], terms[:, 2]  # (2, D)
         # mobil_incentive, term for term: self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
         gain = new_f_pred_a - new_f_a
         gain += m[1]
         gain -= m[0]
-        gain *= self.politeness[e, i]
+        gain *= self.politeness.take(f)
         gain += self_pred_a - self_a
         cand = cur + _SIDE2  # (2, D)
         # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only safety
@@ -699,9 +707,9 @@ class HighwayCore:
         ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
         ok &= worth
         # Right wins when both qualify, as in highway-env (it tries left, then right).
-        self.target_lane[e, i] = np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur))
+        np.put(self.target_lane, f, np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur)))
         new_lane_acc = np.where(ok[1], self_pred_a[1], np.where(ok[0], self_pred_a[0], np.nan))
-        acc[e, i] = np.fmin(self_a, new_lane_acc)
+        np.put(acc, f, np.fmin(self_a, new_lane_acc))
 
     def substep(self) -> None:
         """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions.
@@ -710,7 +718,7 @@ class HighwayCore:
         batch of table gathers (_idm), so the op count does not grow with the number of kinds of term."""
         p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
         E, V = self.x.shape
-        L, V1 = p.all_lanes, V + 1
+        L = p.all_lanes
         lane = self.lane_of(self.y)
         rank = self._neighbours_sorted()  # (E, V) sorted position of each vehicle
         table = self._table()
@@ -718,37 +726,37 @@ class HighwayCore:
         own_leader = self._neighbour_slots(self._nb_l0 + lane * S + rank, self._off_v1)  # (E, V) table slot of the leader on the own lane
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
         self._abort_lane_changes(lane, changing)
-        ce, ci = changing.nonzero()  # (C,)
-        c_off = ce * V1
-        ahead = self._neighbour_slots(self._nb_l0[ce, 0] + self.target_lane[ce, ci] * S + rank[ce, ci], c_off)  # (C,) leader on the target lane
+        cf = np.flatnonzero(changing)  # (C,) flat e V + i
+        c_slot = self._me_flat.take(cf)  # (C,) table slots of the changing vehicles
+        ahead = self._neighbour_slots(self._nb_lv.take(cf) + self.target_lane.take(cf) * S + rank.take(cf),
+                                      self._off_v1v.take(cf))  # (C,) leader on the target lane
         due = self._traffic & (self.timer > p.lane_change_delay)
         due &= ~(self.crashed | changing)
         np.copyto(self.timer, 0.0, where=due)
         due &= np.abs(self.speed) >= 1.0
-        de, di = due.nonzero()  # (D,) MOBIL decisions now
-        base = de * V1
-        at = self._nb_l0[de, 0] + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1) * S + rank[de, di]  # (3, D) current, left, right lane
+        df = np.flatnonzero(due)  # (D,) MOBIL decisions now, flat e V + i
+        at = self._nb_lv.take(df) + np.minimum(np.maximum(lane.take(df) + _SIDES, 0), L - 1) * S + rank.take(df)  # (3, D) current, left, right lane
         at = np.concatenate([at, at + self._nb_rear])  # (6, D) fronts, then rears
-        rows = np.concatenate([self._neighbour_slots(at, base), (base + di)[None]])  # (7, D) table slots
+        rows = np.concatenate([self._neighbour_slots(at, self._off_v1v.take(df)), self._me_flat.take(df)[None]])  # (7, D) table slots
         pairs = rows[_MOBIL_PAIRS]  # (2, 8, D) follower and leader slots
         if self._split_idm:  # own lane: the followers are the table itself, in order
             acc = self._idm(self._table_buf[2:7, :, :V], table[:3].take(own_leader, axis=1))  # (E, V)
-            follower = np.concatenate([c_off + ci, pairs[0].ravel()])
+            follower = np.concatenate([c_slot, pairs[0].ravel()])
             leader = np.concatenate([ahead, pairs[1].ravel()])
             n_own = 0
         else:
-            follower = np.concatenate([self._me_flat.ravel(), c_off + ci, pairs[0].ravel()])  # table slots
+            follower = np.concatenate([self._me_flat.ravel(), c_slot, pairs[0].ravel()])  # table slots
             leader = np.concatenate([own_leader.ravel(), ahead, pairs[1].ravel()])
             n_own = E * V
         acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
         if not self._split_idm:
             acc = acc_all[:n_own].reshape(E, V)
         acc = acc.astype(np.float64)  # the table may be float32; the dynamics integrate in float64
-        n_change = ce.size
+        n_change = cf.size
         if n_change:
-            acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
-        if de.size:
-            self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
+            np.put(acc, cf, np.minimum(acc.take(cf), acc_all[n_own:n_own + n_change]))
+        if df.size:
+            self._mobil(lane, df, acc_all[n_own + n_change:].reshape(8, df.size), acc)
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
@@ -867,13 +875,16 @@ class HighwayCore:
 
     def _collide_controlled(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
         """highway-fast-v0's rule: only pairs with a controlled vehicle collide (both of a pair crash), O(V)
-        per env. Candidates are the (e, k, j) within one substep's reach along x, the same pairs for which
-        the full test could say yes (farther pairs can neither touch nor cross); the test of _hits runs on
-        them only."""
+        per env. Candidates are the pairs (e, k, j) for which the test of _hits could say yes from x alone:
+        closer than LENGTH + WIDTH along x (two half extents are at most (LENGTH + WIDTH) / 2 each), or
+        their x order flipped in this substep (the same products as _hits, so no rounding can drop a pair).
+        Most substeps of an env have none; _hits runs on the candidates only."""
         E, V, K = self.x.shape[0], self.x.shape[1], self.p.controlled_vehicles
-        reach = 2 * (MAX_SPEED + ACC_MAX) * self.p.dt + LENGTH + WIDTH  # [m]
         dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V) [m]
-        near = np.abs(dx, out=dx) < reach
+        flipped = x_before[:, None, :] - x_before[:, :K, None]
+        flipped *= dx
+        near = flipped < 0.0
+        near |= np.abs(dx, out=dx) < LENGTH + WIDTH
         near &= self._not_self  # nobody collides with itself
         e, k, j = near.nonzero()  # (n,)
         if e.size == 0:
