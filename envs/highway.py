@@ -886,19 +886,25 @@ class HighwayCore:
         near = flipped < 0.0
         near |= np.abs(dx, out=dx) < LENGTH + WIDTH
         near &= self._not_self  # nobody collides with itself
-        e, k, j = near.nonzero()  # (n,)
-        if e.size == 0:
+        f = np.flatnonzero(near)  # (n,) flat (e K + k) V + j
+        n = f.size
+        if n == 0:
             return
-        pair = np.concatenate([e * V + k, e * V + j])  # (2 n,) flat (env, vehicle): the controlled one, the other
-        s = np.empty((6, pair.size))  # x, y, x before, y before [m], half extents along x and y [m]
+        j = f % V
+        if K == 1:
+            pair = np.concatenate([f - j, f])  # (2 n,) flat e V + k of the controlled one, then e V + j of the other
+        else:
+            ek = f // V  # e K + k
+            ev = ek // K * V
+            pair = np.concatenate([ev + ek % K, ev + j])
+        s = np.empty((6, 2 * n))  # x, y, x before, y before [m], half extents along x and y [m]
         for r, a in enumerate((self.x, self.y, x_before, y_before)):
             a.take(pair, out=s[r])
-        cs = np.abs(self._cos_sin().reshape(2, E * V).take(pair, axis=1), dtype=np.float64)  # (2, 2 n) |cos|, |sin|
+        cs = np.abs(self._cos_sin().reshape(-1).take(np.concatenate([pair, pair + E * V])), dtype=np.float64).reshape(2, 2 * n)  # |cos|, |sin|
         np.multiply(cs[0], LENGTH / 2, out=s[4])
         s[4] += WIDTH / 2 * cs[1]
         np.multiply(cs[0], WIDTH / 2, out=s[5])
         s[5] += LENGTH / 2 * cs[1]
-        n = e.size
         hit = _hits(s[:4, :n] - s[:4, n:], s[4:, :n] + s[4:, n:])  # (n,)
         self.crashed.reshape(-1)[pair.reshape(2, n)[:, hit]] = True
 
