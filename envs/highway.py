@@ -97,6 +97,10 @@ array. Big batches look each needed neighbour up through the scans (position -> 
 slot) instead of gathering the whole (2, E, L, V) neighbour array. The IDM table, cos/sin and the free-road
 power law are float32 (positions, speeds and headings integrate in float64): results equal the float64
 formulation to about 1e-5 m/s per substep, and rows of every batch size equal the single env bit for bit.
+Measured against highway-fast-v0 (benchmarks/RESULTS.md, 2026-11-30, 2 shared cores, per CPU second):
+`rlsuite/Highway-Fast-v0` 16.6-19.5x single env, 1011-1346x at 256 envs, 1254-1835x at 1024; the
+all-pairs `rlsuite/Highway-v0` 14-17x, 810-1062x, 818-1127x. The single env stays bound by NumPy's
+per-call overhead (about 130 array operations per substep).
 
 ## Version history
 - v0: first version. Session 4 (speed) made the IDM terms float32 and reformulated the controller and the
