@@ -1398,6 +1398,7 @@ class HighwayParallelEnv(ParallelEnv):
     env's action space and see the kinematics (or occupancy) observation centred on themselves; each gets
     the reward of the single env computed for its own vehicle. An agent that crashes terminates and leaves
     `agents`; its wreck stays on the road as an obstacle. All remaining agents truncate at the time limit.
+    With `collision_scope="controlled"` (highway-fast-v0's rule) only pairs with a learning vehicle collide.
     Built with `highway_parallel_env(**fields of HighwayParams)`.
     """
 

@@ -415,10 +415,11 @@ def test_parallel_env_passes_pettingzoo_api_and_seed_tests() -> None:
     parallel_seed_test(highway_parallel_env)
 
 
-def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own() -> None:
+@pytest.mark.parametrize("scope", ["all", "controlled"])  # "controlled": pairs with a learning vehicle
+def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own(scope: str) -> None:
     from rlsuite.envs.highway import highway_parallel_env
 
-    env = highway_parallel_env(controlled_vehicles=3)
+    env = highway_parallel_env(controlled_vehicles=3, collision_scope=scope)
     env.reset(seed=0)
     core = env.core
     # Wreck a stopped car 6 m ahead of vehicle_1 only: it crashes on the first substep.
