@@ -153,6 +153,47 @@ def test_fusion_split_gives_the_critic_its_own_mlp_over_one_dict_encoding() -> N
     assert all(p.grad is not None for p in fusion.encoder.parameters())
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_aux_label_feed_appends_the_classifier_softmax_detached(split: bool) -> None:
+    """aux_label_feed: the code head classifies the Dict encoding, the fusion MLP (and the critic's own one with
+    fusion_split) reads [encoding, softmax(code)], the aux logits are the code head's, and the policy's
+    gradient reaches the encoder but not the code head, which only the auxiliary loss trains."""
+    torch.manual_seed(0)
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+        env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), fusion_split=split, aux_label_key="command",
+        aux_label_classes=4, aux_label_feed=True))
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.code_head is not None and net.aux_head is None
+    assert net.has_aux() and fusion.input_dim == 16 + 4  # two keys x MLP width 8, then 4 code entries
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    actor_f, critic_f, _ = net.features(obs)
+    logits = net.aux_logits(actor_f)
+    assert actor_f.shape == (5, 16) and logits.shape == (5, 4)
+    base = fusion.encoder(obs)  # (5, 16)
+    torch.testing.assert_close(logits, fusion.code_head(base))
+    code_input = torch.cat([base, torch.softmax(fusion.code_head(base), -1)], 1)  # (5, 20)
+    torch.testing.assert_close(actor_f, fusion.mlp(code_input))
+    if split:
+        assert net.critic_fusion is not None
+        torch.testing.assert_close(critic_f, net.critic_fusion(code_input))
+    (net.actor(actor_f).mean.sum() + net.critic(critic_f).sum()).backward()
+    assert all(p.grad is None for p in fusion.code_head.parameters())
+    assert all(p.grad is not None for p in fusion.encoder.parameters())
+    loss, _ = ppo.label_loss(net.aux_logits(net.features(obs)[0]), torch.tensor([0, 1, 2, 3, 0]))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fusion.code_head.parameters())
+
+
+def test_aux_label_feed_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="aux_label_feed"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_feed=True).validate()
+    with pytest.raises(ConfigError, match="aux_label_feed"):
+        ppo.PPOSettings(env_id="x", aux_label_key="command", aux_label_classes=4, aux_label_feed=True).validate()
+    with pytest.raises(ConfigError, match="aux_label_feed"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_key="command", aux_label_classes=4,
+                        aux_label_feed=True, share_encoder=False).validate()
+
+
 @pytest.mark.parametrize("module", ["a2c", "reinforce"])
 def test_agents_without_the_auxiliary_loss_refuse_it(module: str) -> None:
     settings_cls = importlib.import_module(f"rlsuite.agents.{module}").Settings
