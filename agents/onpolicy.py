@@ -111,6 +111,10 @@ class ActorCriticSettings(TrainSettings):
     policy then conditions on the classifier's decision (a soft one-hot of the label, e.g. the heard word)
     instead of having to dig it out of the features; the label is still read in training only."""
 
+    aux_label_experts: bool = False
+    """With aux_label_feed: one fusion MLP per label class (experts), their outputs mixed by the classifier's
+    code (a mixture of experts gated by what the classifier decided, e.g. one reaching policy per heard
+    word): the policy does not have to learn the selection, only each expert's own task."""
     film_key: str | None = None
     """Dict observations with fusion_hidden: feature-wise linear modulation (FiLM; Perez et al. 2018) before
     the fusion MLP. The other keys' features are scaled and shifted, feature by feature, by a linear map of
@@ -133,6 +137,8 @@ class ActorCriticSettings(TrainSettings):
                          "needs a shared, feed-forward encoder (share_encoder unset or true, recurrent false)")
         if self.film_key is not None:
             self.require(bool(self.fusion_hidden), "film_key", "needs fusion_hidden, e.g. 256,256")
+        if self.aux_label_experts:
+            self.require(self.aux_label_feed, "aux_label_experts", "needs aux_label_feed=true (the code gates the experts)")
         if self.recurrent and self.share_encoder is False:
             raise ConfigError("recurrent agents need share_encoder=true or unset (one LSTM feeds both heads).")
 
@@ -174,7 +180,8 @@ class ActorCritic(nn.Module):
             enc = make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
             if s.fusion_hidden and isinstance(observation_space, spaces.Dict):
                 return FusionEncoder(enc, s.fusion_hidden, s.activation,
-                                     code_classes=s.aux_label_classes if s.aux_label_feed else 0, film_key=s.film_key)
+                                     code_classes=s.aux_label_classes if s.aux_label_feed else 0, film_key=s.film_key,
+                                     experts=s.aux_label_experts)
             return enc
 
         self.actor_encoder = encoder()
@@ -211,7 +218,7 @@ class ActorCritic(nn.Module):
         if self.critic_fusion is not None:  # one Dict encoding, two fusion MLPs
             fusion = cast(FusionEncoder, self.actor_encoder)
             base = fusion.fusion_input(obs)  # (B, sum of per-key features [+ code])
-            return fusion.mlp(base), self.critic_fusion(base), None
+            return fusion.fuse(base), self.critic_fusion(base), None
         actor_features = encode(self.actor_encoder, obs)  # (B, F)
         if self.core is None:
             critic_features = actor_features if self.critic_encoder is self.actor_encoder else encode(self.critic_encoder, obs)
@@ -237,12 +244,16 @@ class FusionEncoder(Encoder):
     map (zero at initialisation: the identity) of z, that key's features or, with a code head, the code."""
 
     def __init__(self, encoder: Encoder, hidden_sizes: tuple[int, ...], activation: str, code_classes: int = 0,
-                 film_key: str | None = None) -> None:
+                 film_key: str | None = None, experts: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.code_head = nn.Linear(encoder.features_dim, code_classes) if code_classes else None
         self.input_dim = encoder.features_dim + code_classes
         self.mlp, self.features_dim = mlp_layers(self.input_dim, hidden_sizes, activation)
+        # aux_label_experts: one more MLP per class beyond the first (self.mlp is expert 0), mixed by the code
+        self.experts = nn.ModuleList(mlp_layers(self.input_dim, hidden_sizes, activation)[0]
+                                     for _ in range(code_classes - 1 if experts and code_classes else 0))
+        self.last_code: torch.Tensor | None = None
         self.last_logits: torch.Tensor | None = None
         self.film: nn.Linear | None = None
         self.film_index = -1
@@ -273,6 +284,7 @@ class FusionEncoder(Encoder):
         if self.code_head is not None:
             self.last_logits = self.code_head(base)  # (B, C)
             code = torch.softmax(self.last_logits, -1).detach()  # (B, C)
+            self.last_code = code
         if self.film is not None:
             cond = features[self.film_index] if code is None else code  # (B, Z)
             others = torch.cat([f for i, f in enumerate(features) if i != self.film_index], 1)  # (B, F - Z')
@@ -282,8 +294,16 @@ class FusionEncoder(Encoder):
             parts.append(code)
         return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
+    def fuse(self, x: torch.Tensor) -> torch.Tensor:
+        """The fusion MLP on its input (B, input_dim), or the code-weighted sum of the experts' outputs."""
+        if len(self.experts) == 0:
+            return self.mlp(x)  # (B, features_dim)
+        assert self.last_code is not None and len(self.last_code) == len(x)
+        outs = torch.stack([self.mlp(x)] + [e(x) for e in self.experts], 1)  # (B, C, features_dim)
+        return (self.last_code[:, :, None] * outs).sum(1)  # (B, features_dim)
+
     def forward(self, obs: Any) -> torch.Tensor:
-        return self.mlp(self.fusion_input(obs))  # (B, features_dim)
+        return self.fuse(self.fusion_input(obs))  # (B, features_dim)
 
 
 class FusedMLPForward:

@@ -184,6 +184,50 @@ def test_aux_label_feed_appends_the_classifier_softmax_detached(split: bool) -> 
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fusion.code_head.parameters())
 
 
+def test_aux_label_experts_mix_one_fusion_mlp_per_class_by_the_code() -> None:
+    """aux_label_experts: the actor features are the code-weighted sum of one fusion MLP per class; with a
+    confident code (a large code-head bias) only that class's expert receives the policy's gradient."""
+    torch.manual_seed(0)
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+        env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), aux_label_key="command", aux_label_classes=3,
+        aux_label_feed=True, aux_label_experts=True))
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.code_head is not None and len(fusion.experts) == 2
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    actor_f, _, _ = net.features(obs)
+    x = fusion.fusion_input(obs)  # (5, 16 + 3)
+    code = torch.softmax(fusion.code_head(fusion.encoder(obs)), -1)  # (5, 3)
+    experts = [fusion.mlp, *fusion.experts]
+    expected = sum(code[:, k:k + 1] * experts[k](x) for k in range(3))
+    torch.testing.assert_close(actor_f, expected)
+    with torch.no_grad():
+        fusion.code_head.bias.copy_(torch.tensor([0.0, 60.0, 0.0]))  # code = one-hot of class 1
+    net.actor(net.features(obs)[0]).mean.sum().backward()
+    grads = [sum(float(p.grad.abs().sum()) for p in e.parameters() if p.grad is not None) for e in experts]
+    assert grads[1] > 0 and grads[0] < 1e-12 * grads[1] and grads[2] < 1e-12 * grads[1]
+
+
+def test_film_key_modulates_the_other_keys_features() -> None:
+    """film_key: [h_b * (1 + gamma(h_a)) + beta(h_a), h_a] feeds the fusion MLP; the FiLM map starts at zero
+    (the identity, so the network starts as plain fusion) and gets a gradient; a wrong key is refused."""
+    torch.manual_seed(0)
+    settings = ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), film_key="a")
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), settings)
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.film is not None
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    h_a, h_b = (enc(obs[k]) for k, enc in zip(("a", "b"), fusion.encoder.encoders, strict=True))  # type: ignore[attr-defined]
+    torch.testing.assert_close(fusion.fusion_input(obs), torch.cat([h_b, h_a], 1))  # zero FiLM: identity
+    torch.nn.init.normal_(fusion.film.weight)
+    gamma, beta = fusion.film(h_a).chunk(2, dim=1)
+    torch.testing.assert_close(fusion.fusion_input(obs), torch.cat([h_b * (1 + gamma) + beta, h_a], 1))
+    net.actor(net.features(obs)[0]).mean.sum().backward()
+    assert fusion.film.weight.grad is not None and fusion.film.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="film_key='c'"):
+        ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32),
+                    ppo.PPOSettings(env_id="x", fusion_hidden=(16,), film_key="c"))
+
+
 def test_aux_label_feed_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="aux_label_feed"):
         ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_feed=True).validate()
@@ -192,6 +236,11 @@ def test_aux_label_feed_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="aux_label_feed"):
         ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_key="command", aux_label_classes=4,
                         aux_label_feed=True, share_encoder=False).validate()
+    with pytest.raises(ConfigError, match="aux_label_experts"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_key="command", aux_label_classes=4,
+                        aux_label_experts=True).validate()
+    with pytest.raises(ConfigError, match="film_key"):
+        ppo.PPOSettings(env_id="x", film_key="audio").validate()
 
 
 @pytest.mark.parametrize("module", ["a2c", "reinforce"])
