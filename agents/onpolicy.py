@@ -115,6 +115,10 @@ class ActorCriticSettings(TrainSettings):
     """With aux_label_feed: one fusion MLP per label class (experts), their outputs mixed by the classifier's
     code (a mixture of experts gated by what the classifier decided, e.g. one reaching policy per heard
     word): the policy does not have to learn the selection, only each expert's own task."""
+    fusion_raw: bool = False
+    """With fusion_hidden: the Dict's flat (1-D Box) keys, as observed (after normalisation), also join the
+    fusion MLP's input: a skip connection past their per-key MLPs, so each fusion MLP (each expert with
+    aux_label_experts) reads the raw state and not only features that every expert's gradient shapes."""
     film_key: str | None = None
     """Dict observations with fusion_hidden: feature-wise linear modulation (FiLM; Perez et al. 2018) before
     the fusion MLP. The other keys' features are scaled and shifted, feature by feature, by a linear map of
@@ -181,7 +185,7 @@ class ActorCritic(nn.Module):
             if s.fusion_hidden and isinstance(observation_space, spaces.Dict):
                 return FusionEncoder(enc, s.fusion_hidden, s.activation,
                                      code_classes=s.aux_label_classes if s.aux_label_feed else 0, film_key=s.film_key,
-                                     experts=s.aux_label_experts)
+                                     experts=s.aux_label_experts, raw=s.fusion_raw)
             return enc
 
         self.actor_encoder = encoder()
@@ -244,11 +248,17 @@ class FusionEncoder(Encoder):
     map (zero at initialisation: the identity) of z, that key's features or, with a code head, the code."""
 
     def __init__(self, encoder: Encoder, hidden_sizes: tuple[int, ...], activation: str, code_classes: int = 0,
-                 film_key: str | None = None, experts: bool = False) -> None:
+                 film_key: str | None = None, experts: bool = False, raw: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.code_head = nn.Linear(encoder.features_dim, code_classes) if code_classes else None
-        self.input_dim = encoder.features_dim + code_classes
+        # raw: the flat Box keys of the Dict, appended as observed (MLPEncoder's "flat" kind)
+        self.raw_keys = tuple(k for k, e in zip(getattr(encoder, "keys", ()), getattr(encoder, "encoders", ()), strict=True)
+                              if raw and isinstance(e, MLPEncoder) and e.kind == "flat")
+        raw_dim = sum(int(cast(Any, e).net[0].in_features) for k, e in zip(getattr(encoder, "keys", ()),
+                                                                         getattr(encoder, "encoders", ()), strict=True)
+                      if k in self.raw_keys)
+        self.input_dim = encoder.features_dim + code_classes + raw_dim
         self.mlp, self.features_dim = mlp_layers(self.input_dim, hidden_sizes, activation)
         # aux_label_experts: one more MLP per class beyond the first (self.mlp is expert 0), mixed by the code
         self.experts = nn.ModuleList(mlp_layers(self.input_dim, hidden_sizes, activation)[0]
@@ -292,6 +302,7 @@ class FusionEncoder(Encoder):
             parts = [others * (1.0 + gamma) + beta, features[self.film_index]]
         if code is not None:
             parts.append(code)
+        parts.extend(obs[k].flatten(1).float() for k in self.raw_keys)  # (B, D_k) each
         return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
     def fuse(self, x: torch.Tensor) -> torch.Tensor:

@@ -228,6 +228,20 @@ def test_film_key_modulates_the_other_keys_features() -> None:
                     ppo.PPOSettings(env_id="x", fusion_hidden=(16,), film_key="c"))
 
 
+def test_fusion_raw_appends_the_flat_keys_as_observed_but_not_sequences() -> None:
+    """fusion_raw: the flat Box keys join the fusion input after the per-key features; a (T, F) sequence
+    key (SpokenReach's audio) does not."""
+    space = spaces.Dict({"audio": spaces.Box(-1, 1, (8, 4), np.float32), "state": spaces.Box(-1, 1, (3,), np.float32)})
+    net = ActorCritic(space, spaces.Box(-1, 1, (2,), np.float32),
+                      ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), fusion_raw=True))
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.raw_keys == ("state",)
+    obs = {"audio": torch.randn(5, 8, 4), "state": torch.randn(5, 3)}
+    x = fusion.fusion_input(obs)
+    assert fusion.input_dim == fusion.encoder.features_dim + 3 == x.shape[1]
+    torch.testing.assert_close(x, torch.cat([fusion.encoder(obs), obs["state"]], 1))
+
+
 def test_aux_label_feed_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="aux_label_feed"):
         ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_feed=True).validate()
