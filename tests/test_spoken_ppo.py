@@ -127,7 +127,7 @@ def test_aux_loss_teaches_the_audio_encoder_the_words_and_the_policy_reloads(tmp
     assert len(accuracy) == 3
     assert accuracy[-1] >= 0.6 and loss[-1] < math.log(4) - 0.3
     loaded, again = load_policy(run.path, "last"), load_policy(run.path, "last")
-    assert loaded.policy.network.aux_head is not None  # type: ignore[attr-defined]
+    assert loaded.policy.network.has_aux()  # type: ignore[attr-defined]
     env = gym.make_vec("rlsuite/SpokenReach-v0", num_envs=4, vectorization_mode="vector_entry_point")
     obs, _ = env.reset(seed=3)
     starts = np.ones(4, dtype=bool)
