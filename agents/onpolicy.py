@@ -105,6 +105,25 @@ class ActorCriticSettings(TrainSettings):
     """Number of label values (0 .. classes - 1) when aux_label_key is set."""
     aux_label_coef: float = 1.0
     """Weight of the auxiliary cross-entropy in the loss."""
+    aux_label_feed: bool = False
+    """With aux_label_key and fusion_hidden (Dict observations, shared encoder): the auxiliary classifier reads
+    the Dict encoding before the fusion MLP, and its softmax, detached, joins the fusion MLP's input. The
+    policy then conditions on the classifier's decision (a soft one-hot of the label, e.g. the heard word)
+    instead of having to dig it out of the features; the label is still read in training only."""
+
+    aux_label_experts: bool = False
+    """With aux_label_feed: one fusion MLP per label class (experts), their outputs mixed by the classifier's
+    code (a mixture of experts gated by what the classifier decided, e.g. one reaching policy per heard
+    word): the policy does not have to learn the selection, only each expert's own task."""
+    fusion_raw: bool = False
+    """With fusion_hidden: the Dict's flat (1-D Box) keys, as observed (after normalisation), also join the
+    fusion MLP's input: a skip connection past their per-key MLPs, so each fusion MLP (each expert with
+    aux_label_experts) reads the raw state and not only features that every expert's gradient shapes."""
+    film_key: str | None = None
+    """Dict observations with fusion_hidden: feature-wise linear modulation (FiLM; Perez et al. 2018) before
+    the fusion MLP. The other keys' features are scaled and shifted, feature by feature, by a linear map of
+    this key's features (with aux_label_feed: of the auxiliary classifier's code), so what this key says can
+    switch which of the other features the policy uses (multiplicative, where concatenation is additive)."""
 
     def validate(self) -> None:
         super().validate()
@@ -115,6 +134,15 @@ class ActorCriticSettings(TrainSettings):
         if self.aux_label_key is not None:
             self.require(self.aux_label_classes >= 2, "aux_label_classes", "must be >= 2 when aux_label_key is set")
             self.require(self.aux_label_coef >= 0, "aux_label_coef", "must be >= 0")
+        if self.aux_label_feed:
+            self.require(self.aux_label_key is not None and bool(self.fusion_hidden), "aux_label_feed",
+                         "needs aux_label_key (and aux_label_classes) and fusion_hidden, e.g. 256,256")
+            self.require(self.share_encoder is not False and not self.recurrent, "aux_label_feed",
+                         "needs a shared, feed-forward encoder (share_encoder unset or true, recurrent false)")
+        if self.film_key is not None:
+            self.require(bool(self.fusion_hidden), "film_key", "needs fusion_hidden, e.g. 256,256")
+        if self.aux_label_experts:
+            self.require(self.aux_label_feed, "aux_label_experts", "needs aux_label_feed=true (the code gates the experts)")
         if self.recurrent and self.share_encoder is False:
             raise ConfigError("recurrent agents need share_encoder=true or unset (one LSTM feeds both heads).")
 
@@ -155,14 +183,16 @@ class ActorCritic(nn.Module):
         def encoder() -> Encoder:
             enc = make_encoder(observation_space, mlp_hidden=s.hidden_sizes, activation=s.activation, cnn=s.cnn)
             if s.fusion_hidden and isinstance(observation_space, spaces.Dict):
-                return FusionEncoder(enc, s.fusion_hidden, s.activation)
+                return FusionEncoder(enc, s.fusion_hidden, s.activation,
+                                     code_classes=s.aux_label_classes if s.aux_label_feed else 0, film_key=s.film_key,
+                                     experts=s.aux_label_experts, raw=s.fusion_raw)
             return enc
 
         self.actor_encoder = encoder()
         self.critic_encoder = self.actor_encoder if shared else encoder()
         self.critic_fusion: nn.Module | None = None  # fusion_split: the critic's own MLP over the shared Dict features
         if s.fusion_split and shared and not s.recurrent and isinstance(self.actor_encoder, FusionEncoder):
-            self.critic_fusion = mlp_layers(self.actor_encoder.encoder.features_dim, s.fusion_hidden, s.activation)[0]
+            self.critic_fusion = mlp_layers(self.actor_encoder.input_dim, s.fusion_hidden, s.activation)[0]
         features_dim = self.actor_encoder.features_dim
         self.core = LSTMCore(features_dim, s.lstm_hidden) if s.recurrent else None
         if self.core is not None:
@@ -170,15 +200,29 @@ class ActorCritic(nn.Module):
         self.actor = make_action_head(action_space, features_dim, squash=s.squash, log_std_init=s.log_std_init)
         self.critic = ValueHead(features_dim)
         # training-only classifier of the env's label (aux_label_key); absent unless asked for, so checkpoints
-        # of other runs keep their tensors
-        self.aux_head = nn.Linear(features_dim, s.aux_label_classes) if s.aux_label_key else None
+        # of other runs keep their tensors. With aux_label_feed it is the fusion encoder's code head instead.
+        self.aux_head = nn.Linear(features_dim, s.aux_label_classes) if s.aux_label_key and not s.aux_label_feed else None
+
+    def has_aux(self) -> bool:
+        """Whether the network has an auxiliary label classifier (aux_label_key)."""
+        return self.aux_head is not None or (isinstance(self.actor_encoder, FusionEncoder)
+                                             and self.actor_encoder.code_head is not None)
+
+    def aux_logits(self, actor_features: torch.Tensor) -> torch.Tensor:
+        """(B, classes) logits of the auxiliary classifier for the batch whose actor features were just
+        computed by `features` (with aux_label_feed: the code head's logits of that same forward)."""
+        if self.aux_head is not None:
+            return self.aux_head(actor_features)
+        fusion = cast(FusionEncoder, self.actor_encoder)
+        assert fusion.last_logits is not None and len(fusion.last_logits) == len(actor_features)
+        return fusion.last_logits
 
     def features(self, obs: Any, state: Any = None, episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Actor and critic features for (B, ...) inputs, or (T, B, ...) flattened to (T*B, ...) when recurrent."""
         if self.critic_fusion is not None:  # one Dict encoding, two fusion MLPs
             fusion = cast(FusionEncoder, self.actor_encoder)
-            base = fusion.encoder(obs)  # (B, sum of per-key features)
-            return fusion.mlp(base), self.critic_fusion(base), None
+            base = fusion.fusion_input(obs)  # (B, sum of per-key features [+ code])
+            return fusion.fuse(base), self.critic_fusion(base), None
         actor_features = encode(self.actor_encoder, obs)  # (B, F)
         if self.core is None:
             critic_features = actor_features if self.critic_encoder is self.actor_encoder else encode(self.critic_encoder, obs)
@@ -194,15 +238,83 @@ class ActorCritic(nn.Module):
 
 
 class FusionEncoder(Encoder):
-    """A Dict encoder followed by an MLP over its concatenated features, so the keys interact before the heads."""
+    """A Dict encoder followed by an MLP over its concatenated features, so the keys interact before the heads.
 
-    def __init__(self, encoder: Encoder, hidden_sizes: tuple[int, ...], activation: str) -> None:
+    With `code_classes > 0` (aux_label_feed) a linear code head classifies the Dict encoding, and its softmax,
+    detached from the policy's gradient, is appended to the MLP's input: a soft one-hot of the label the
+    auxiliary loss teaches (the loss reads `last_logits`, the logits of the latest forward).
+
+    With `film_key`, the features of the other keys are modulated, h * (1 + gamma(z)) + beta(z), by a linear
+    map (zero at initialisation: the identity) of z, that key's features or, with a code head, the code."""
+
+    def __init__(self, encoder: Encoder, hidden_sizes: tuple[int, ...], activation: str, code_classes: int = 0,
+                 film_key: str | None = None, experts: bool = False, raw: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
-        self.mlp, self.features_dim = mlp_layers(encoder.features_dim, hidden_sizes, activation)
+        self.code_head = nn.Linear(encoder.features_dim, code_classes) if code_classes else None
+        # raw: the flat Box keys of the Dict, appended as observed (MLPEncoder's "flat" kind)
+        self.raw_keys = tuple(k for k, e in zip(getattr(encoder, "keys", ()), getattr(encoder, "encoders", ()), strict=True)
+                              if raw and isinstance(e, MLPEncoder) and e.kind == "flat")
+        raw_dim = sum(int(cast(Any, e).net[0].in_features) for k, e in zip(getattr(encoder, "keys", ()),
+                                                                         getattr(encoder, "encoders", ()), strict=True)
+                      if k in self.raw_keys)
+        self.input_dim = encoder.features_dim + code_classes + raw_dim
+        self.mlp, self.features_dim = mlp_layers(self.input_dim, hidden_sizes, activation)
+        # aux_label_experts: one more MLP per class beyond the first (self.mlp is expert 0), mixed by the code
+        self.experts = nn.ModuleList(mlp_layers(self.input_dim, hidden_sizes, activation)[0]
+                                     for _ in range(code_classes - 1 if experts and code_classes else 0))
+        self.last_code: torch.Tensor | None = None
+        self.last_logits: torch.Tensor | None = None
+        self.film: nn.Linear | None = None
+        self.film_index = -1
+        if film_key is not None:
+            keys = tuple(getattr(encoder, "keys", ()))
+            if film_key not in keys:
+                raise ConfigError(f"film_key={film_key!r} is not a key of the Dict observation; its keys: "
+                                  f"{', '.join(keys)}.")
+            dict_encoder = cast(Any, encoder)
+            self.film_index = keys.index(film_key)
+            widths = [int(e.features_dim) for e in dict_encoder.encoders]
+            cond_dim = code_classes if code_classes else widths[self.film_index]
+            self.film = nn.Linear(cond_dim, 2 * (sum(widths) - widths[self.film_index]))
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+
+    def fusion_input(self, obs: Any) -> torch.Tensor:
+        """The MLP's input (B, F [+ C]): the Dict encoding (its non-`film_key` part modulated with FiLM), then
+        the detached code with a code head."""
+        if self.film is None:
+            base = self.encoder(obs)  # (B, F)
+            parts = [base]
+        else:
+            dict_encoder = cast(Any, self.encoder)
+            features = [enc(obs[k]) for k, enc in zip(dict_encoder.keys, dict_encoder.encoders, strict=True)]
+            base = torch.cat(features, 1)  # (B, F), the DictEncoder's output
+        code = None
+        if self.code_head is not None:
+            self.last_logits = self.code_head(base)  # (B, C)
+            code = torch.softmax(self.last_logits, -1).detach()  # (B, C)
+            self.last_code = code
+        if self.film is not None:
+            cond = features[self.film_index] if code is None else code  # (B, Z)
+            others = torch.cat([f for i, f in enumerate(features) if i != self.film_index], 1)  # (B, F - Z')
+            gamma, beta = self.film(cond).chunk(2, dim=1)  # (B, F - Z') each
+            parts = [others * (1.0 + gamma) + beta, features[self.film_index]]
+        if code is not None:
+            parts.append(code)
+        parts.extend(obs[k].flatten(1).float() for k in self.raw_keys)  # (B, D_k) each
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+
+    def fuse(self, x: torch.Tensor) -> torch.Tensor:
+        """The fusion MLP on its input (B, input_dim), or the code-weighted sum of the experts' outputs."""
+        if len(self.experts) == 0:
+            return self.mlp(x)  # (B, features_dim)
+        assert self.last_code is not None and len(self.last_code) == len(x)
+        outs = torch.stack([self.mlp(x)] + [e(x) for e in self.experts], 1)  # (B, C, features_dim)
+        return (self.last_code[:, :, None] * outs).sum(1)  # (B, features_dim)
 
     def forward(self, obs: Any) -> torch.Tensor:
-        return self.mlp(self.encoder(obs))  # (B, features_dim)
+        return self.fuse(self.fusion_input(obs))  # (B, features_dim)
 
 
 class FusedMLPForward:

@@ -133,7 +133,12 @@ def aux_label_loss(head: torch.nn.Module, features: torch.Tensor, labels: torch.
     """Auxiliary classification (aux_label_key): cross-entropy of `head(features)` (B, classes) against the
     env's labels (B,), and the accuracy (no gradient), both averaged by `mean`. Its gradient shapes the
     encoder features the policy reads (Jaderberg et al. 2017; Hermann et al. 2017 for grounding words)."""
-    logits = head(features)  # (B, classes)
+    return label_loss(head(features), labels, mean)
+
+
+def label_loss(logits: torch.Tensor, labels: torch.Tensor,
+               mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of (B, classes) logits against labels (B,) and the accuracy (no gradient), by `mean`."""
     loss = mean(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
     with torch.no_grad():
         accuracy = mean((logits.argmax(-1) == labels).float())
@@ -321,8 +326,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                     v_loss_per = v_loss_unclipped
                 v_loss = 0.5 * mean(v_loss_per)
                 loss = pg_loss + s.vf_coef * v_loss
-                if network.aux_head is not None:
-                    aux_loss, aux_accuracy = aux_label_loss(network.aux_head, actor_f, mb["labels"], mean)
+                if network.has_aux():
+                    aux_loss, aux_accuracy = label_loss(network.aux_logits(actor_f), mb["labels"], mean)
                     loss = loss + s.aux_label_coef * aux_loss
                 if s.ent_coef:
                     entropy_loss = mean(dist.entropy())
@@ -345,7 +350,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                    "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
                    "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(torch.stack(ratio_stats)[:, 1].mean()),
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
-        if network.aux_head is not None:
+        if network.has_aux():
             metrics["losses/aux_label_loss"], metrics["losses/aux_label_accuracy"] = aux_loss.item(), aux_accuracy.item()
         if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
             break

@@ -42,32 +42,34 @@ def main() -> None:
     checkpoint: str | int = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
     loaded = load_policy(args.run_dir, checkpoint)
     env_id = loaded.manifest.get("env_id", ENV_ID)
+    run_kwargs = dict(loaded.manifest.get("settings", {}).get("env_kwargs") or {})  # e.g. the reward rule trained on
     print(f"{args.run_dir} checkpoint {loaded.checkpoint} (step {loaded.step}), env {env_id}, "
-          f"{args.episodes} episodes per setting, seeds 3,000,000+")
+          f"{args.episodes} episodes per setting, seeds 3,000,000+, env kwargs {run_kwargs}")
     print("| setting | success | wrong target | mean return |")
     print("| --- | ---: | ---: | ---: |")
     for name, kwargs in SETTINGS.items():
         episodes = evaluate_policy(loaded.policy, env_id, episodes=args.episodes, n_envs=min(args.episodes, 100),
-                                   env_kwargs=kwargs, seeds=range(3_000_000, 3_000_000 + args.episodes))
+                                   env_kwargs={**run_kwargs, **kwargs}, seeds=range(3_000_000, 3_000_000 + args.episodes))
         success = np.mean([e.metrics["is_success"] for e in episodes])
         wrong = np.mean([e.metrics["wrong_target"] for e in episodes])
         ret = np.mean([e.episode_return for e in episodes])
         print(f"| {name} | {success:.3f} | {wrong:.3f} | {ret:.2f} |", flush=True)
-    if getattr(loaded.policy, "network", None) is not None and loaded.policy.network.aux_head is not None:
-        print_command_accuracy(loaded.policy, env_id, args.episodes)
+    if getattr(loaded.policy, "network", None) is not None and loaded.policy.network.has_aux():
+        print_command_accuracy(loaded.policy, env_id, args.episodes, run_kwargs)
 
 
-def print_command_accuracy(policy: ActorCriticPolicy, env_id: str, episodes: int) -> None:
+def print_command_accuracy(policy: ActorCriticPolicy, env_id: str, episodes: int, run_kwargs: dict) -> None:
     """Runs trained with the auxiliary command loss (aux_label_key="command"): how often its classifier
     names the command from the first observation of each evaluation episode, by setting (chance 1/4)."""
     print("\n| setting | auxiliary classifier names the command |\n| --- | ---: |")
     for name, kwargs in SETTINGS.items():
-        envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point", **kwargs)
+        envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point",
+                            **{**run_kwargs, **kwargs})
         obs, info = envs.reset(seed=3_000_000)  # row i == the harness's episode with seed 3,000,000 + i
         x = policy.obs_normalizer.normalize(obs) if policy.obs_normalizer is not None else obs
         with torch.no_grad():
             features, _, _ = policy.network.features(obs_to_tensor(x, policy.device))
-            guess = policy.network.aux_head(features).argmax(-1).cpu().numpy()  # type: ignore[misc]
+            guess = policy.network.aux_logits(features).argmax(-1).cpu().numpy()
         print(f"| {name} | {np.mean(guess == info['command']):.3f} |", flush=True)
         envs.close()
 

@@ -22,6 +22,8 @@ for _id, _kwargs in (
     # A smaller image (64x64 at 1 px/m) for CPU training of a CNN: about half Nature CNN's compute at 84x84.
     ("rlsuite/Highway-PixelsSmall-v0", {"observation": "pixels", "image_size": 64, "image_scale": 1.0}),
     ("rlsuite/Highway-Dense-v0", {"lanes_count": 4, "vehicles_count": 50}),
+    # highway-fast-v0's collision rule (only the ego collides; its other settings are Highway-v0's defaults).
+    ("rlsuite/Highway-Fast-v0", {"collision_scope": "controlled"}),
     ("rlsuite/Merge-v0", {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 12, "ramp_vehicles": 3}),
 ):
     register(id=_id, entry_point="rlsuite.envs.highway:HighwayEnv", vector_entry_point="rlsuite.envs.highway:HighwayVectorEnv",

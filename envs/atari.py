@@ -570,6 +570,10 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
             )
             for _ in range(num_envs)
         ]
+        # the C++ handles, called directly: the Python wrapper's send checks its argument and builds a paddle
+        # array on every call: about a third of the driver thread's CPU (outside the emulator threads)
+        self._ales = [g.ale for g in self._games]
+        self._paddle = [1.0]  # paddle strength of a discrete action (what the wrapper sends)
         action_set = [a.name for a in self._games[0].ale.get_action_set()]
         self._fire = preset.fire_reset and "FIRE" in action_set
         if self._fire and (len(action_set) < 3 or action_set[1] != "FIRE"):
@@ -594,7 +598,7 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
     # --- the driver: run one generator per game, sending all games their actions before receiving
 
     def _receive(self, i: int) -> _Raw:
-        obs, reward, terminated, truncated, info = self._games[i].recv()
+        obs, reward, terminated, truncated, info = self._ales[i].recv()
         self._cpp_over[i] = bool(terminated[0] or truncated[0])
         return self._raw(obs, float(reward[0]), bool(terminated[0]), info)
 
@@ -632,18 +636,26 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
         except StopIteration as stop:
             out[i] = stop.value
 
-    def _drive(self, gens: dict[int, _Gen]) -> dict[int, Any]:
+    def _drive(self, gens: dict[int, _Gen], plain: dict[int, int] | None = None) -> dict[int, Any]:
+        """Run the generators to their ends; `plain` (game: action) are plain steps of games in no reset
+        sequence, sent in the first round with no generator (`_life_step` without its Python machinery,
+        the common case), whose results are `_life_step`'s."""
         out: dict[int, Any] = {}
-        actions: dict[int, int] = {}
+        actions: dict[int, int] = dict(plain) if plain else {}
         for i, gen in gens.items():
             self._advance(i, gen, None, actions, out)
+        first = True
         while actions:
-            for i, a in actions.items():
-                self._games[i].send(np.array([a], dtype=np.int64))
+            for i, action in actions.items():
+                self._ales[i].send([action], self._paddle)  # type: ignore[arg-type]  # any sequence (the stub says ndarray)
             received = {i: self._receive(i) for i in actions}
             actions = {}
             for i, raw in received.items():
-                self._advance(i, gens[i], raw, actions, out)
+                if first and plain and i in plain:
+                    out[i] = self._life_update(i, raw)
+                else:
+                    self._advance(i, gens[i], raw, actions, out)
+            first = False
         return out
 
     # --- one game's protocol, wrapper by wrapper (see the single-env wrappers above)
@@ -656,6 +668,10 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
 
     def _life_step(self, i: int, action: int) -> _Gen:  # EpisodicLife.step: (raw, life lost)
         raw = yield from self._raw_step(action)
+        return self._life_update(i, raw)
+
+    def _life_update(self, i: int, raw: _Raw) -> tuple[_Raw, bool]:
+        """EpisodicLife.step's bookkeeping after the step: (raw, life lost)."""
         self._real_done[i] = raw.terminated or raw.truncated
         life_loss = self.preset.episodic_life and 0 < raw.lives < self._lives[i]
         self._lives[i] = raw.lives
@@ -718,10 +734,9 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         resetting = self._autoreset.copy()
-        gens: dict[int, _Gen] = {}
-        for i in range(self.num_envs):
-            gens[i] = self._fire_reset(i, None) if resetting[i] else self._life_step(i, int(actions[i]))
-        out = self._drive(gens)
+        gens = {i: self._fire_reset(i, None) for i in np.flatnonzero(resetting).tolist()}
+        plain = {i: action for i, action in enumerate(actions.astype(np.int64).reshape(-1).tolist()) if not resetting[i]}
+        out = self._drive(gens, plain)
         n = self.num_envs
         raw_reward, terminated, truncated = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         life_loss, finished = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)

@@ -3,8 +3,8 @@
 ## Description
 The decision-making task of highway-env (Leurent 2018), rebuilt around one NumPy core whose state arrays
 are shaped `(num_envs, num_vehicles)`: car following (IDM), lane changes (MOBIL), the neighbour search
-(one sort per substep), the lateral controllers, the kinematic bicycle model and all-pairs collision
-checks are array operations, with no Python loop over vehicles or envs in `step`. The single env is the
+(one sort per substep), the lateral controllers, the kinematic bicycle model and the collision checks
+are array operations, with no Python loop over vehicles or envs in `step`. The single env is the
 same core with one row.
 
 Traffic vehicles follow the Intelligent Driver Model (Treiber et al. 2000) towards their own desired
@@ -16,7 +16,9 @@ right, lane `l` is centred on `y = l * lane_width`.
 Settings match highway-env's `highway-fast-v0` by default: 3 lanes, 20 traffic vehicles, simulation at
 5 Hz, decisions at 1 Hz, 30 s episodes, the same spawn rule, the same IDM/MOBIL constants, the same
 target-speed semantics and the same reward. Unlike `highway-fast-v0`, collisions are checked between all
-vehicles (`collision_scope="all"`), so no vehicle can pass through another.
+vehicles (`collision_scope="all"`), so no vehicle can pass through another; `collision_scope="controlled"`
+(registered as `rlsuite/Highway-Fast-v0`) is highway-fast-v0's rule, where only pairs with a controlled
+vehicle collide (it sets `check_collisions = False` on every traffic vehicle) and traffic may overlap.
 
 ## Action space
 - `action="discrete"` (default): `Discrete(5)` meta-actions as in highway-env: 0 LANE_LEFT, 1 IDLE,
@@ -73,7 +75,7 @@ comes at once and the last one is in `info["final_obs"]`). `render_mode="rgb_arr
 OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (continuous actions),
 `rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-PixelsSmall-v0` (4 stacked 64x64
 frames at 1 px/m, cheap enough to train a CNN on a CPU), `rlsuite/Highway-Dense-v0` (4 lanes, 50
-vehicles, as highway-v0).
+vehicles, as highway-v0), `rlsuite/Highway-Fast-v0` (highway-fast-v0's collision rule: ego-only checks).
 
 ## Speed
 The core is written for NumPy call overhead (the single env) and memory traffic (thousands of rows)
@@ -86,14 +88,26 @@ neighbour search; cos/sin of the headings computed once per substep and shared b
 collision boxes and the observation; the bicycle model's slip angle straight from the controller
 (beta = arctan(tan(steering) / 2) undoes the controller's steering = arctan(2 tan(slip)), so only the
 clip at full steering remains) and its course by angle addition; the full pair collision check for
-small batches and a window along the x order for big ones. The IDM table, cos/sin and the free-road
+small batches and a window along the x order for big ones; with `collision_scope="controlled"`, an O(V)
+check per env: the pairs (controlled vehicle, other) closer than LENGTH + WIDTH along x or whose x order
+flipped in the substep are the only ones the footprint test could pass, so it runs on those alone (none,
+in most substeps of an env). Lane-change bookkeeping uses flat indices (np.take / np.put, several times
+cheaper than 2-D fancy indexing), and the rivals of a lane change come from one (E, V) "heading for"
+array. Big batches look each needed neighbour up through the scans (position -> sorted slot -> table
+slot) instead of gathering the whole (2, E, L, V) neighbour array. The IDM table, cos/sin and the free-road
 power law are float32 (positions, speeds and headings integrate in float64): results equal the float64
 formulation to about 1e-5 m/s per substep, and rows of every batch size equal the single env bit for bit.
+Measured against highway-fast-v0 (benchmarks/RESULTS.md, 2026-11-30, 2 shared cores, per CPU second):
+`rlsuite/Highway-Fast-v0` 16.6-19.5x single env, 1011-1346x at 256 envs, 1254-1835x at 1024; the
+all-pairs `rlsuite/Highway-v0` 14-17x, 810-1062x, 818-1127x. The single env stays bound by NumPy's
+per-call overhead (about 130 array operations per substep).
 
 ## Version history
 - v0: first version. Session 4 (speed) made the IDM terms float32 and reformulated the controller and the
   bicycle model without changing their mathematics: trajectories differ from earlier builds by rounding
-  (about 1e-5 m/s per substep), so decisions at an exact threshold can go the other way.
+  (about 1e-5 m/s per substep), so decisions at an exact threshold can go the other way. Session 5 (speed)
+  made `collision_scope="controlled"` O(V) per env and added `rlsuite/Highway-Fast-v0`; every trajectory of
+  both scopes is unchanged bit for bit.
 """
 
 from __future__ import annotations
@@ -190,7 +204,8 @@ class HighwayParams:
     ramp_vehicles: int = 3
     """How many of the traffic vehicles start on the ramp (with merge_ramp)."""
     collision_scope: str = "all"
-    """'all': every pair of vehicles can collide; 'controlled': only pairs with a controlled vehicle (highway-fast-v0)."""
+    """'all': every pair of vehicles can collide; 'controlled': only pairs with a controlled vehicle (both crash),
+    traffic-traffic pairs are never checked, as in highway-fast-v0 (rlsuite/Highway-Fast-v0); O(V) per env."""
     collision_reward: float = -1.0
     right_lane_reward: float = 0.1
     high_speed_reward: float = 0.4
@@ -382,14 +397,23 @@ class HighwayCore:
         self._me_flat = self._off_v1 + self._me  # (E, V) each vehicle's row in the IDM table
         self._pos_tiled = np.tile(np.arange(V), E)  # (E * V,) sorted positions 0..V-1 of every row
         L = params.all_lanes
-        self._off_lv = np.arange(E * L).reshape(E, L, 1) * V  # (E, L, 1)
-        self._off_l0 = self._off_lv[:, :1, 0]  # (E, 1) flat index of (e, lane 0, sorted position 0)
-        self._fr_off = np.array([0, E * L * V])[:, None, None]  # (2, 1, 1) front, rear halves of the neighbour array
+        # Big batches are bound by memory traffic rather than by the number of NumPy calls: there the own-lane
+        # IDM reads the table without a follower gather, and neighbour lookups go through the scans instead
+        # of a gathered (2, E, L, V) neighbour array (the same arithmetic and integers, so the same results as
+        # small batches: row i of any batch equals the single env).
+        self._split_idm = E * V > 1024
+        # Neighbour lookups index (front/rear f, env e, lane l, sorted position k) as ((f E + e) L + l) S + k + c:
+        # in the gathered neighbour array (small batches: S = V, c = 0) or in the scans (big ones: S = V + 2, c = 1).
+        self._nb_stride = V + 2 if self._split_idm else V
+        self._nb_l0 = np.arange(E)[:, None] * (L * self._nb_stride) + int(self._split_idm)  # (E, 1) (e, lane 0, position 0)
+        self._nb_rear = E * L * self._nb_stride  # offset of the rear half
+        self._nb_lv = np.repeat(self._nb_l0.ravel(), V)  # (E V,) _nb_l0 of each vehicle's env, by flat index e V + i
+        self._off_v1v = np.repeat(self._off_v1.ravel(), V)  # (E V,) e (V + 1) by flat index
+        self._nb: np.ndarray | None = None  # the gathered neighbour array (small batches), see _neighbours_sorted
         self._lane_centres = (np.arange(L) * params.lane_width)[None, :, None]  # (1, L, 1) [m]
         self._lane_ok = np.zeros(L + 2, dtype=bool)  # MOBIL's candidate lanes -1..L: main lanes only
         self._lane_ok[: params.lanes_count] = True
         self._traffic = ~self.controlled  # (V,)
-        self._pair_mask = self.controlled[:, None] | self.controlled[None, :]  # (V, V) pairs with a controlled vehicle
         self._not_self = ~np.eye(params.controlled_vehicles, V, dtype=bool)  # (K, V)
         self._kin_off = np.arange(E * K).reshape(E, K, 1) * V  # (E, K, 1) rows of the (E, K, V) distance key
         x_scale = params.road_length if params.absolute else PERCEPTION_DISTANCE  # [m]
@@ -400,13 +424,10 @@ class HighwayCore:
         self._scan_buf = np.empty((2, E, L, V + 2), dtype=np.int64)
         self._scan_buf[0] = V
         self._scan_buf[1] = -1
-        self._order_buf = np.full((E, V + 1), V, dtype=np.int64)
+        # Table slot (see _table) of the vehicle at each sorted position; position V is the env's "no vehicle" slot.
+        self._slot_buf = self._off_v1 + np.full((E, V + 1), V, dtype=np.int64)
         self._pos_minus_v = np.arange(V) - V  # (V,) sorted positions - V
         self._pos_plus_1 = np.arange(V) + 1
-        # Big batches are bound by memory traffic rather than by the number of NumPy calls: there the own-lane
-        # IDM reads the table without a follower gather (the same arithmetic, so the same results as small
-        # batches: row i of any batch equals the single env).
-        self._split_idm = E * V > 1024
         # The IDM table and cos/sin are float32 (half the bytes to gather, transcendental functions several
         # times faster); positions, speeds and headings integrate in float64.
         self._float = np.float32
@@ -487,10 +508,13 @@ class HighwayCore:
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
         A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
-        fr, rank = self._neighbours_sorted()
-        E, L, V = fr.shape[1:]
-        at = self._off_lv[:, :, 0][:, None, :] + rank[:, :, None]  # (E, V, L) flat (e, lane, sorted slot of v)
-        return fr[0].take(at), fr[1].take(at)
+        rank = self._neighbours_sorted()
+        E, V = rank.shape
+        lanes = np.arange(self.p.all_lanes) * self._nb_stride
+        at = self._nb_l0[:, :, None] + lanes + rank[:, :, None]  # (E, V, L)
+        slots = np.stack([self._neighbour_slots(at + half, self._off_v1[:, :, None]) for half in (0, self._nb_rear)])
+        front, rear = slots % (V + 1)  # table slot -> vehicle (V: none)
+        return front, rear
 
     def _cos_sin(self) -> np.ndarray:
         """(2, E, V) cos and sin of the headings, shared by the collision check of one substep, the IDM
@@ -513,31 +537,40 @@ class HighwayCore:
         self._sorted = (self.x, order)
         return order
 
-    def _neighbours_sorted(self) -> tuple[np.ndarray, np.ndarray]:
-        """(2, E, L, V) front and rear of each sorted x position (lane-major, so every lookup is a 1-D take
-        on a flat index), and (E, V) the sorted position of each vehicle: vehicle v's front on lane l is
-        fr[0, e, l, rank[e, v]]."""
+    def _neighbours_sorted(self) -> np.ndarray:
+        """The neighbour search of this substep: returns (E, V) the sorted position of each vehicle, and
+        prepares _neighbour_slots, which looks up the table slot of the front (f = 0) or rear (f = 1)
+        vehicle on lane l of the vehicle at sorted position k of env e."""
         E, V = self.x.shape
         order = self._order()
         flat_order = order + self._off_v  # (E, V)
         y_sorted = self.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
         # scan[0][k + 1]: first on-lane position > k; scan[1][k + 1]: last on-lane position < k. "None" is V
-        # and -1: both land on the "no vehicle" slot V of order_ext below (index off - 1 is the previous
-        # row's slot V, and -1 wraps to the last row's). The scans' inputs are np.where(on, position, none)
-        # as masked arithmetic, which is several times faster than np.where on big batches.
-        scan, order_ext = self._scan_buf, self._order_buf
+        # and -1: both land on a "no vehicle" slot of slots below (index off - 1 is the previous row's
+        # slot V, and -1 wraps to the last row's; every "no vehicle" slot of the table holds the same). The
+        # scans' inputs are np.where(on, position, none) as masked arithmetic, which is several times faster
+        # than np.where on big batches.
+        scan, slots = self._scan_buf, self._slot_buf
         ahead = np.multiply(on_sorted, self._pos_minus_v)  # (E, L, V) position - V on the lane, else 0
         ahead += V
         np.minimum.accumulate(ahead[:, :, ::-1], axis=2, out=scan[0, :, :, V - 1 :: -1])
         behind = np.multiply(on_sorted, self._pos_plus_1)
         behind -= 1  # position on the lane, else -1
         np.maximum.accumulate(behind, axis=2, out=scan[1, :, :, 2:])
-        order_ext[:, :V] = order  # position V -> "no vehicle"
-        fr_sorted = order_ext.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None])  # (2, E, L, V) at sorted slot k
+        np.add(order, self._off_v1, out=slots[:, :V])  # position V stays "no vehicle"
+        # Small batches gather every neighbour at once (fewer calls); big ones look up only what they need.
+        self._nb = None if self._split_idm else slots.take(scan[:, :, :, 1 : V + 1] + self._off_v1[:, :, None]).ravel()
         rank = np.empty(E * V, dtype=np.int64)
         rank[flat_order.ravel()] = self._pos_tiled  # sorted position of each vehicle
-        return fr_sorted, rank.reshape(E, V)
+        return rank.reshape(E, V)
+
+    def _neighbour_slots(self, at: np.ndarray, row_off: np.ndarray) -> np.ndarray:
+        """Table slots of the neighbours at flat indices `at` (see _nb_stride) of this substep's search;
+        `row_off` is e (V + 1) of each index's env (broadcastable to `at`)."""
+        if self._nb is not None:
+            return self._nb.take(at)
+        return self._slot_buf.take(self._scan_buf.take(at) + row_off)
 
     def _table(self) -> np.ndarray:
         """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with slot V of each env standing
@@ -636,40 +669,46 @@ class HighwayCore:
         ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
         that are changing lane are compared with the others: (C, V) arrays from this substep's IDM table.
         Clears `changing` (E, V) where a change is abandoned."""
-        e, i = (changing & self._traffic).nonzero()  # (C,)
-        if e.size == 0:
+        f = np.flatnonzero(changing & self._traffic)  # (C,) flat e V + i
+        if f.size == 0:
             return
         V = self.x.shape[1]
+        e = f // V
         t = self._table_buf  # (8, E, V + 1), filled by _table this substep
-        g, gi = t[:3, e, :V], t[2:7, e, i]  # (3, C, V) every vehicle of the changer's env, (5, C) the changer
-        d = g[:2] * gi[3:5, :, None]  # (2, C, V) [m]
+        g, gi = t[:3].take(e, axis=1), t[2:7].reshape(5, -1).take(self._me_flat.take(f), axis=1)  # (3, C, V + 1) the changer's env, (5, C) the changer
+        d = g[:2, :, :V] * gi[3:5, :, None]  # (2, C, V) [m]
         d_star = gi[2][:, None] - d[0]
         d_star -= d[1]  # [m] IDM's desired gap of the changer behind each vehicle
-        dx = g[2] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
-        target = self.target_lane[e, i][:, None]
-        rival = (self.target_lane[e] == target) & (lane[e] != target) & (dx > 0) & (dx < d_star)
+        dx = g[2, :, :V] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
+        target = self.target_lane.take(f)[:, None]
+        # A rival heads for the changer's target lane and is not there yet: it is changing lane itself.
+        heading_for = np.where(changing, self.target_lane, -1)  # (E, V) target lane of those changing lane
+        rival = heading_for.take(e, axis=0) == target
+        rival &= dx > 0
+        rival &= dx < d_star
         abort = np.logical_or.reduce(rival, axis=1)
         if abort.any():
-            ea, ia = e[abort], i[abort]
-            self.target_lane[ea, ia] = lane[ea, ia]
-            changing[ea, ia] = False
+            fa = f[abort]
+            np.put(self.target_lane, fa, lane.take(fa))
+            np.put(changing, fa, False)
 
-    def _mobil(self, lane: np.ndarray, e: np.ndarray, i: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
-        """MOBIL lane-change decisions of the D traffic vehicles (e, i) that are due, from their IDM terms
-        `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration `acc` (E, V).
+    def _mobil(self, lane: np.ndarray, f: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
+        """MOBIL lane-change decisions of the D traffic vehicles at flat indices `f` (e V + i) that are due,
+        from their IDM terms `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration
+        `acc` (E, V, C-contiguous).
 
         Sets their target lane, and lowers acc for those that change to the IDM acceleration behind the
         new lane's leader when that is lower."""
-        p, D = self.p, e.size
-        cur = lane[e, i]  # (D,)
-        self_a = acc[e, i]
+        p, D = self.p, f.size
+        cur = lane.take(f)  # (D,)
+        self_a = acc.take(f)
         terms = m[2:].reshape(2, 3, D)  # left, right x (me behind new leader, new follower before, after)
         self_pred_a, new_f_a, new_f_pred_a = terms[:, 0], terms[:, 1], terms[:, 2]  # (2, D)
         # mobil_incentive, term for term: self_pred_a - self_a + politeness * (new_f_pred_a - new_f_a + old_f_pred_a - old_f_a)
         gain = new_f_pred_a - new_f_a
         gain += m[1]
         gain -= m[0]
-        gain *= self.politeness[e, i]
+        gain *= self.politeness.take(f)
         gain += self_pred_a - self_a
         cand = cur + _SIDE2  # (2, D)
         # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only safety
@@ -683,9 +722,9 @@ class HighwayCore:
         ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
         ok &= worth
         # Right wins when both qualify, as in highway-env (it tries left, then right).
-        self.target_lane[e, i] = np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur))
+        np.put(self.target_lane, f, np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur)))
         new_lane_acc = np.where(ok[1], self_pred_a[1], np.where(ok[0], self_pred_a[0], np.nan))
-        acc[e, i] = np.fmin(self_a, new_lane_acc)
+        np.put(acc, f, np.fmin(self_a, new_lane_acc))
 
     def substep(self) -> None:
         """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions.
@@ -694,43 +733,45 @@ class HighwayCore:
         batch of table gathers (_idm), so the op count does not grow with the number of kinds of term."""
         p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
         E, V = self.x.shape
-        L, V1 = p.all_lanes, V + 1
+        L = p.all_lanes
         lane = self.lane_of(self.y)
-        fr, rank = self._neighbours_sorted()  # (2, E, L, V) front, rear of each sorted position; (E, V)
+        rank = self._neighbours_sorted()  # (E, V) sorted position of each vehicle
         table = self._table()
-        own_front = fr.take(self._off_l0 + lane * V + rank)  # (E, V) leader on the own lane
+        S = self._nb_stride
+        own_leader = self._neighbour_slots(self._nb_l0 + lane * S + rank, self._off_v1)  # (E, V) table slot of the leader on the own lane
         changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
         self._abort_lane_changes(lane, changing)
-        ce, ci = changing.nonzero()  # (C,)
-        ahead = fr.take((ce * L + self.target_lane[ce, ci]) * V + rank[ce, ci])  # (C,) leader on the target lane
+        cf = np.flatnonzero(changing)  # (C,) flat e V + i
+        c_slot = self._me_flat.take(cf)  # (C,) table slots of the changing vehicles
+        ahead = self._neighbour_slots(self._nb_lv.take(cf) + self.target_lane.take(cf) * S + rank.take(cf),
+                                      self._off_v1v.take(cf))  # (C,) leader on the target lane
         due = self._traffic & (self.timer > p.lane_change_delay)
         due &= ~(self.crashed | changing)
         np.copyto(self.timer, 0.0, where=due)
         due &= np.abs(self.speed) >= 1.0
-        de, di = due.nonzero()  # (D,) MOBIL decisions now
-        base = de * V1
-        at = (de * L + np.minimum(np.maximum(lane[de, di] + _SIDES, 0), L - 1)) * V + rank[de, di]  # (3, D) current, left, right lane
-        rows = np.concatenate([fr.take(at + self._fr_off).reshape(6, de.size) + base, (base + di)[None]])  # (7, D)
+        df = np.flatnonzero(due)  # (D,) MOBIL decisions now, flat e V + i
+        at = self._nb_lv.take(df) + np.minimum(np.maximum(lane.take(df) + _SIDES, 0), L - 1) * S + rank.take(df)  # (3, D) current, left, right lane
+        at = np.concatenate([at, at + self._nb_rear])  # (6, D) fronts, then rears
+        rows = np.concatenate([self._neighbour_slots(at, self._off_v1v.take(df)), self._me_flat.take(df)[None]])  # (7, D) table slots
         pairs = rows[_MOBIL_PAIRS]  # (2, 8, D) follower and leader slots
-        own_leader = self._off_v1 + own_front  # (E, V) table slots
         if self._split_idm:  # own lane: the followers are the table itself, in order
             acc = self._idm(self._table_buf[2:7, :, :V], table[:3].take(own_leader, axis=1))  # (E, V)
-            follower = np.concatenate([ce * V1 + ci, pairs[0].ravel()])
-            leader = np.concatenate([ce * V1 + ahead, pairs[1].ravel()])
+            follower = np.concatenate([c_slot, pairs[0].ravel()])
+            leader = np.concatenate([ahead, pairs[1].ravel()])
             n_own = 0
         else:
-            follower = np.concatenate([self._me_flat.ravel(), ce * V1 + ci, pairs[0].ravel()])  # table slots
-            leader = np.concatenate([own_leader.ravel(), ce * V1 + ahead, pairs[1].ravel()])
+            follower = np.concatenate([self._me_flat.ravel(), c_slot, pairs[0].ravel()])  # table slots
+            leader = np.concatenate([own_leader.ravel(), ahead, pairs[1].ravel()])
             n_own = E * V
         acc_all = self._idm(table[2:7].take(follower, axis=1), table[:3].take(leader, axis=1))  # (n_own + C + 8 D,)
         if not self._split_idm:
             acc = acc_all[:n_own].reshape(E, V)
         acc = acc.astype(np.float64)  # the table may be float32; the dynamics integrate in float64
-        n_change = ce.size
+        n_change = cf.size
         if n_change:
-            acc[ce, ci] = np.minimum(acc[ce, ci], acc_all[n_own:n_own + n_change])
-        if de.size:
-            self._mobil(lane, de, di, acc_all[n_own + n_change:].reshape(8, de.size), acc)
+            np.put(acc, cf, np.minimum(acc.take(cf), acc_all[n_own:n_own + n_change]))
+        if df.size:
+            self._mobil(lane, df, acc_all[n_own + n_change:].reshape(8, df.size), acc)
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
             on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
             wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
@@ -751,7 +792,7 @@ class HighwayCore:
             np.copyto(sin_beta, 0.0, where=self.crashed)
         if np.abs(self.speed).max() > MAX_SPEED:
             acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
-        self._record_ttc(table, own_front[:, :K])
+        self._record_ttc(table, own_leader[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
         step = self.speed * dt  # [m]
@@ -775,10 +816,10 @@ class HighwayCore:
 
     def _record_ttc(self, table: np.ndarray, ahead: np.ndarray) -> None:
         """Keep the largest closing rate [1/s] (closing speed over bumper-to-bumper gap, the inverse of the
-        time-to-collision) of the controlled vehicles on the vehicle `ahead` (E, K) this substep; step()
-        turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
+        time-to-collision) of the controlled vehicles on the vehicle ahead (table slots `ahead` (E, K)) this
+        substep; step() turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
         K = self.p.controlled_vehicles
-        lead = table[2:8:5].take(ahead + self._off_v1, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
+        lead = table[2:8:5].take(ahead, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
         gap = lead[0] - self.x[:, :K]
         gap -= LENGTH
         np.maximum(gap, 1e-300, out=gap)  # [m] bumper to bumper; touching gives a rate of about 1e300
@@ -791,19 +832,27 @@ class HighwayCore:
 
         Footprints are the axis-aligned boxes around the rotated rectangles (exact at heading 0, a few cm
         larger at lane-change headings). The second test catches a pass-through within one substep.
-        With `collision_scope="all"`, pairs are taken along the x order, each vehicle with the next
+        With `collision_scope="controlled"` only pairs with a controlled vehicle count (_collide_controlled).
+        With "all", pairs are taken along the x order, each vehicle with the next
         COLLISION_WINDOW ones: (E, V, W) arrays instead of (E, V, V). That is exact whenever any W + 1
         consecutive vehicles span more than one substep's reach (rows where they do not get the full check).
         Small batches (E V^2 <= FULL_CHECK_PAIRS, e.g. the single env) take the full (E, V, V) check at once:
         fewer array operations, and the same result since the windowed check is exact."""
         p, E, V = self.p, self.x.shape[0], self.x.shape[1]
+        if p.collision_scope == "controlled":
+            self._collide_controlled(x_before, y_before)
+            if p.merge_ramp:
+                cs = np.abs(self._cos_sin(), dtype=np.float64)  # (2, E, V)
+                self._collide_ramp(x_before, LENGTH / 2 * cs[0] + WIDTH / 2 * cs[1], WIDTH / 2 * cs[0] + LENGTH / 2 * cs[1])
+            return
         state = np.empty((6, E, V))  # x, y, x before, y before [m], half extents along x and y [m]
         state[0], state[1], state[2], state[3] = self.x, self.y, x_before, y_before
         half = state[4:]
         np.abs(self._cos_sin(), out=half)
         np.matmul(_EXTENT, half.reshape(2, E * V), out=half.reshape(2, E * V))  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
-        full = p.collision_scope == "controlled" or E * V * V <= FULL_CHECK_PAIRS
-        if full or COLLISION_WINDOW >= V - 1:
+        if p.merge_ramp:
+            self._collide_ramp(x_before, half[0], half[1])
+        if E * V * V <= FULL_CHECK_PAIRS or COLLISION_WINDOW >= V - 1:
             crowded = None
         else:
             w = COLLISION_WINDOW
@@ -832,17 +881,57 @@ class HighwayCore:
         if crowded is None or crowded.size:
             sub = state if crowded is None else state[:, crowded]  # (6, R, V)
             hit = _hits(sub[:4, :, :, None] - sub[:4, :, None, :], sub[4:, :, :, None] + sub[4:, :, None, :])  # (R, V, V)
-            if p.collision_scope == "controlled":
-                hit &= self._pair_mask
             hit.reshape(-1, V * V)[:, :: V + 1] = False  # nobody collides with itself
             rows_hit = np.logical_or.reduce(hit, axis=2)
             if crowded is None:
                 self.crashed |= rows_hit
             else:
                 self.crashed[crowded] |= rows_hit
-        if p.merge_ramp:  # driving into the ramp's end
-            ramp_side = self.y + half[1] > (p.lanes_count - 0.5) * p.lane_width
-            self.crashed |= ramp_side & (self.x + half[0] > p.ramp_end) & (x_before + half[0] <= p.ramp_end)
+
+    def _collide_controlled(self, x_before: np.ndarray, y_before: np.ndarray) -> None:
+        """highway-fast-v0's rule: only pairs with a controlled vehicle collide (both of a pair crash), O(V)
+        per env. Candidates are the pairs (e, k, j) for which the test of _hits could say yes from x alone:
+        closer than LENGTH + WIDTH along x (two half extents are at most (LENGTH + WIDTH) / 2 each), or
+        their x order flipped in this substep (the same products as _hits, so no rounding can drop a pair).
+        Most substeps of an env have none; _hits runs on the candidates only."""
+        E, V, K = self.x.shape[0], self.x.shape[1], self.p.controlled_vehicles
+        if K == 1:  # (E, V) arrays: 2-D broadcasting is several times faster than 3-D
+            dx = self.x - self.x[:, :1]  # [m]
+            flipped = x_before - x_before[:, :1]
+        else:
+            dx = self.x[:, None, :] - self.x[:, :K, None]  # (E, K, V) [m]
+            flipped = x_before[:, None, :] - x_before[:, :K, None]
+        flipped *= dx
+        near = flipped < 0.0
+        near |= np.abs(dx, out=dx) < LENGTH + WIDTH
+        near &= self._not_self if K > 1 else self._not_self[0]  # nobody collides with itself
+        f = np.flatnonzero(near)  # (n,) flat (e K + k) V + j
+        n = f.size
+        if n == 0:
+            return
+        j = f % V
+        if K == 1:
+            pair = np.concatenate([f - j, f])  # (2 n,) flat e V + k of the controlled one, then e V + j of the other
+        else:
+            ek = f // V  # e K + k
+            ev = ek // K * V
+            pair = np.concatenate([ev + ek % K, ev + j])
+        s = np.empty((6, 2 * n))  # x, y, x before, y before [m], half extents along x and y [m]
+        for r, a in enumerate((self.x, self.y, x_before, y_before)):
+            a.take(pair, out=s[r])
+        cs = np.abs(self._cos_sin().reshape(-1).take(np.concatenate([pair, pair + E * V])), dtype=np.float64).reshape(2, 2 * n)  # |cos|, |sin|
+        np.multiply(cs[0], LENGTH / 2, out=s[4])
+        s[4] += WIDTH / 2 * cs[1]
+        np.multiply(cs[0], WIDTH / 2, out=s[5])
+        s[5] += LENGTH / 2 * cs[1]
+        hit = _hits(s[:4, :n] - s[:4, n:], s[4:, :n] + s[4:, n:])  # (n,)
+        self.crashed.reshape(-1)[pair.reshape(2, n)[:, hit]] = True
+
+    def _collide_ramp(self, x_before: np.ndarray, half_x: np.ndarray, half_y: np.ndarray) -> None:
+        """Driving into the ramp's end (a wall across the ramp at ramp_end), from the half extents (E, V) [m]."""
+        p = self.p
+        ramp_side = self.y + half_y > (p.lanes_count - 0.5) * p.lane_width
+        self.crashed |= ramp_side & (self.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
 
     def step(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
@@ -1309,6 +1398,7 @@ class HighwayParallelEnv(ParallelEnv):
     env's action space and see the kinematics (or occupancy) observation centred on themselves; each gets
     the reward of the single env computed for its own vehicle. An agent that crashes terminates and leaves
     `agents`; its wreck stays on the road as an obstacle. All remaining agents truncate at the time limit.
+    With `collision_scope="controlled"` (highway-fast-v0's rule) only pairs with a learning vehicle collide.
     Built with `highway_parallel_env(**fields of HighwayParams)`.
     """
 

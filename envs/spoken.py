@@ -27,8 +27,14 @@ adds in expectation; the cross term of signal and noise is left out). The wavefo
 adds noise sample by sample.
 
 ## Rewards
-`-distance to the named target (m) - 0.1 sum(action^2) - wrong_penalty` whenever the fingertip is within
-`success_tolerance` of another target.
+`-distance to the named target (m) - 0.1 sum(action^2) - wrong_penalty x (wrong-target event)`: the
+right target is rewarded through the distance term (0 on it), the wrong one is penalised.
+`wrong_penalty_on` says when a wrong-target event counts:
+- `"step"` (default, v0's rule): every step the fingertip is within `success_tolerance` of another target;
+- `"enter"`: only the step the fingertip enters another target's circle (it was outside it the step before),
+  so a sweep across a target costs `wrong_penalty` once instead of once per step spent in it;
+- `"end"`: only the last step of the episode, if the fingertip ends on another target (what `wrong_target`
+  in the last `info` reports).
 
 ## Episode end
 Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
@@ -38,7 +44,7 @@ label for training-only auxiliary losses (PPO's `aux_label_key`), never an input
 
 ## Arguments
 `gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
-mute=False)`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
+mute=False, wrong_penalty=1.0, wrong_penalty_on="step")`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
 ablation that shows an agent uses what it hears). `snr_db=None` adds no noise.
 
 ## Version history
@@ -64,6 +70,7 @@ COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), 
 VOICE_SPLITS = ("train", "heldout", "all")
 AUDIO_KINDS = ("logmel", "waveform")
 WINDOW_SECONDS = 1.0
+PENALTY_RULES = ("step", "enter", "end")
 MIN_SEPARATION = 0.07  # m between targets: tolerance circles never overlap
 
 
@@ -90,13 +97,15 @@ class SpokenCore:
     """N arms, each with four targets and a spoken command; per-row seeded."""
 
     def __init__(self, num_envs: int, voices: str, snr_db: float | None, audio: str, image: bool, mute: bool,
-                 wrong_penalty: float, max_episode_steps: int, success_tolerance: float) -> None:
+                 wrong_penalty: float, wrong_penalty_on: str, max_episode_steps: int, success_tolerance: float) -> None:
+        if wrong_penalty_on not in PENALTY_RULES:
+            raise ValueError(f"wrong_penalty_on must be one of {', '.join(PENALTY_RULES)}, got {wrong_penalty_on!r}.")
         if voices not in VOICE_SPLITS:
             raise ValueError(f"voices must be one of {', '.join(VOICE_SPLITS)}, got {voices!r}.")
         if audio not in AUDIO_KINDS:
             raise ValueError(f"audio must be one of {', '.join(AUDIO_KINDS)}, got {audio!r}.")
         self.num_envs, self.audio_kind, self.image, self.mute = num_envs, audio, image, mute
-        self.snr_db, self.wrong_penalty = snr_db, wrong_penalty
+        self.snr_db, self.wrong_penalty, self.wrong_penalty_on = snr_db, wrong_penalty, wrong_penalty_on
         self.arm = ReacherCore(num_envs, default_params(2), TaskParams("state", max_episode_steps, success_tolerance))
         clips = sd._shipped_clips()
         self.words = clips.words
@@ -108,6 +117,7 @@ class SpokenCore:
         self.frames = sd.frames_for(WINDOW_SECONDS)
         self.targets = np.zeros((num_envs, self.num_targets, 2))  # m
         self.command = np.zeros(num_envs, np.int64)
+        self.on_wrong = np.zeros((num_envs, self.num_targets), bool)  # fingertip inside each other target's circle
         self.clip = np.zeros(num_envs, np.int64)
         self.shift = np.zeros(num_envs, np.int64)  # hops
         self.noise_start = np.zeros(num_envs, np.int64)  # hops into the noise bank
@@ -141,6 +151,7 @@ class SpokenCore:
             self.shift[i] = rng.integers(0, (len(padded) - self.window) // sd.HOP + 1)
             self.noise_start[i] = rng.integers(0, (len(_noise_bank()[0]) - self.window) // sd.HOP)
             self.audio[i] = 0.0 if self.mute else self._features(i)
+        self.on_wrong[rows] = False
         arm.target[rows] = self.targets[rows, self.command[rows]]  # the arm's reward measures the named target
 
     def _noise_scale(self, i: int) -> float:
@@ -193,16 +204,25 @@ class SpokenCore:
         tol = self.arm.task.success_tolerance
         gaps = np.linalg.norm(self.targets - self.arm.tip[:, None, :], axis=2)  # (N, targets), m
         gaps[np.arange(self.num_envs), self.command] = np.inf
-        wrong = gaps.min(1) < tol
-        rewards = rewards - self.wrong_penalty * wrong
+        inside = gaps < tol  # (N, targets)
+        wrong = inside.any(1)
+        if self.wrong_penalty_on == "step":
+            event = wrong
+        elif self.wrong_penalty_on == "enter":
+            event = (inside & ~self.on_wrong).any(1)
+        else:  # "end"
+            event = wrong & truncated
+        self.on_wrong = inside
+        rewards = rewards - self.wrong_penalty * event
         info = {**info, "wrong_target": wrong, "heldout_voice": self.clip_heldout[self.clip].copy()}
         return rewards, truncated, info
 
 
 def _core(num_envs: int, voices: str = "train", snr_db: float | None = 20.0, audio: str = "logmel",
-          image: bool = False, mute: bool = False, wrong_penalty: float = 1.0, max_episode_steps: int = 50,
-          success_tolerance: float = 0.02) -> SpokenCore:
-    return SpokenCore(num_envs, voices, snr_db, audio, image, mute, wrong_penalty, max_episode_steps, success_tolerance)
+          image: bool = False, mute: bool = False, wrong_penalty: float = 1.0, wrong_penalty_on: str = "step",
+          max_episode_steps: int = 50, success_tolerance: float = 0.02) -> SpokenCore:
+    return SpokenCore(num_envs, voices, snr_db, audio, image, mute, wrong_penalty, wrong_penalty_on,
+                      max_episode_steps, success_tolerance)
 
 
 class SpokenReachEnv(gym.Env):

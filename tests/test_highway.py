@@ -109,13 +109,15 @@ def test_vector_rows_equal_single_envs_through_autoreset(observation: str) -> No
         pending = terminated | truncated
 
 
-def test_rows_of_a_big_batch_equal_single_envs() -> None:
-    """Big batches take other code paths for speed (the own-lane IDM without a follower gather, the windowed
-    collision check, the sort shared between substeps): their rows still equal single envs, bit for bit."""
+@pytest.mark.parametrize("env_id", [ENV_ID, "rlsuite/Highway-Fast-v0"])
+def test_rows_of_a_big_batch_equal_single_envs(env_id: str) -> None:
+    """Big batches take other code paths for speed (the own-lane IDM without a follower gather, neighbour
+    lookups through the scans, the windowed collision check, the sort shared between substeps): their rows
+    still equal single envs, bit for bit, under both collision scopes."""
     num_envs, rows, steps = 64, (0, 29, 63), 35
-    vec = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    vec = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
     assert vec.unwrapped.core._split_idm
-    singles = {i: gym.make(ENV_ID) for i in rows}
+    singles = {i: gym.make(env_id) for i in rows}
     vec_obs, _ = vec.reset(seed=7)
     single_obs = {i: env.reset(seed=7 + i)[0] for i, env in singles.items()}
     rng = np.random.default_rng(1)
@@ -132,6 +134,7 @@ def test_rows_of_a_big_batch_equal_single_envs() -> None:
                 single_obs[i], reward, term, trunc, single_info = env.step(actions[i])
                 assert (rewards[i], terminated[i], truncated[i], info["min_ttc"][i]) == (reward, term, trunc, single_info["min_ttc"])
         pending = terminated | truncated
+    assert vec.unwrapped.core._nb is None and singles[0].unwrapped.core._nb is not None  # the two lookup paths
 
 
 def test_same_step_autoreset_returns_the_reset_observation_at_once() -> None:
@@ -294,6 +297,29 @@ def test_rear_end_collision_is_detected_at_the_right_substep() -> None:
     assert terminated and info["crashed"] and info["collision_reward"] == 1.0 and reward == pytest.approx(0.0 + 0.1 / 1.5 * info["right_lane_reward"])
 
 
+@pytest.mark.parametrize("scope", ["all", "controlled"])
+def test_the_ego_crashes_at_the_same_substep_under_both_collision_scopes(scope: str) -> None:
+    # The rear-end case above, with the wreck a traffic vehicle: the ego's crash (and the wreck's) does not
+    # depend on whether traffic-traffic pairs are checked.
+    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0), (2000.0, 0, 20.0)], collision_scope=scope)
+    for n in range(1, 10):
+        core.substep()
+        assert core.crashed[0].tolist() == [n >= 9, n >= 9, False], n
+
+
+def test_traffic_overlap_is_a_crash_only_when_all_pairs_are_checked() -> None:
+    # Two traffic vehicles on lane 0, 3 m apart centre to centre (their 5 m boxes overlap), both at 20 m/s;
+    # the ego is far behind on lane 2. highway-fast-v0 ("controlled") checks only pairs with the ego.
+    scene = [(0.0, 2, 25.0), (500.0, 0, 20.0), (503.0, 0, 20.0)]
+    everything, ego_only = _scene(scene, collision_scope="all"), _scene(scene, collision_scope="controlled")
+    everything.substep()
+    ego_only.substep()
+    assert everything.crashed[0].tolist() == [False, True, True]
+    assert ego_only.crashed[0].tolist() == [False, False, False]
+    with pytest.raises(ValueError, match="collision_scope must be 'all' or 'controlled'"):
+        HighwayEnv(collision_scope="ego")
+
+
 def test_min_ttc_is_the_smallest_time_to_collision_of_the_step() -> None:
     # Ego at 25 m/s holding its speed, 47 m (centre to centre) behind a stopped car on its lane: before
     # substep n of the step the bumper-to-bumper gap is 47 - 5 - 5 (n - 1) m, smallest before substep 5
@@ -307,11 +333,11 @@ def test_min_ttc_is_the_smallest_time_to_collision_of_the_step() -> None:
     assert free.min_ttc[0, 0] == np.inf
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_no_vehicle_passes_through_another(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "scope"), [(0, "all"), (1, "all"), (0, "controlled")])
+def test_no_vehicle_passes_through_another(seed: int, scope: str) -> None:
     """Property over random rollouts: whenever two vehicles side by side swap their order within a substep,
-    or their footprints overlap, both are marked crashed."""
-    params = HighwayParams(vehicles_count=30, vehicles_density=2.0)
+    or their footprints overlap, both are marked crashed (with scope "controlled", pairs with the ego)."""
+    params = HighwayParams(vehicles_count=30, vehicles_density=2.0, collision_scope=scope)
     core = HighwayCore(params, 16)
     core.reset_rows(np.arange(16), [np.random.default_rng(seed * 100 + i) for i in range(16)])
     rng = np.random.default_rng(seed)
@@ -325,9 +351,12 @@ def test_no_vehicle_passes_through_another(seed: int) -> None:
             lateral = np.abs(core.y[:, None, :] - core.y[:, :, None]) < 2.0  # footprints side by side
             swapped = (dx0 * dx1 < 0) & lateral
             overlapping = lateral & (np.abs(dx1) < 5.0) & ~np.eye(core.x.shape[1], dtype=bool)
-            e, i, j = np.nonzero(swapped | overlapping)
+            touching = swapped | overlapping
+            if scope == "controlled":
+                touching[:, 1:, 1:] = False  # traffic-traffic pairs are not checked
+            e, i, j = np.nonzero(touching)
             assert core.crashed[e, i].all() and core.crashed[e, j].all()
-    assert core.crashed.any()  # dense random traffic with a random ego does crash: the check was exercised
+    assert core.crashed[:, 0].any()  # dense random traffic with a random ego does crash: the check was exercised
 
 
 def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -350,10 +379,11 @@ def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatc
     assert cores[0].crashed.any()
 
 
-def test_neighbour_search_matches_a_slow_loop() -> None:
+@pytest.mark.parametrize("num_envs", [6, 80])  # neighbours gathered at once, or looked up through the scans
+def test_neighbour_search_matches_a_slow_loop(num_envs: int) -> None:
     """The sorted-scan neighbour search against the obvious double loop, on random scenes."""
     params = HighwayParams(vehicles_count=15, lanes_count=4)
-    core = HighwayCore(params, 6)
+    core = HighwayCore(params, num_envs)
     rng = np.random.default_rng(0)
     core.x = rng.uniform(0, 120, size=core.x.shape).round(0)  # rounded: ties in x happen
     core.y = rng.uniform(-2, 14, size=core.y.shape)
@@ -385,10 +415,11 @@ def test_parallel_env_passes_pettingzoo_api_and_seed_tests() -> None:
     parallel_seed_test(highway_parallel_env)
 
 
-def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own() -> None:
+@pytest.mark.parametrize("scope", ["all", "controlled"])  # "controlled": pairs with a learning vehicle
+def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own(scope: str) -> None:
     from rlsuite.envs.highway import highway_parallel_env
 
-    env = highway_parallel_env(controlled_vehicles=3)
+    env = highway_parallel_env(controlled_vehicles=3, collision_scope=scope)
     env.reset(seed=0)
     core = env.core
     # Wreck a stopped car 6 m ahead of vehicle_1 only: it crashes on the first substep.

@@ -145,6 +145,30 @@ def test_actor_critic_trains_nature_cnn_by_the_channels_last_path_and_acts_by_th
         assert torch.equal(encode(cnn, x), cnn(x))  # rollouts and evaluation
 
 
+def test_minibatch_rows_gathered_by_numpy_equal_torch_indexing():
+    from rlsuite.agents.tensors import index_obs, take_rows
+
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (10, 4, 6, 6), dtype=torch.uint8, generator=gen)
+    floats = torch.randn(10, 3, generator=gen)
+    order = torch.randperm(10, generator=gen)[:6]
+    for x in (frames, floats, torch.randn(3, 10, generator=gen).t()):  # the last: a non-contiguous source
+        for index in (order, order.to(torch.int32), order.numpy(), np.array([-1, 0, 0, 3]), slice(2, 5),
+                      torch.arange(len(x)) % 2 == 0, 4):
+            got, want = take_rows(x, index), x[index]
+            assert got.dtype == want.dtype and torch.equal(got, want)
+    rows = take_rows(frames, order)
+    rows[0] = 0  # a copy, as advanced indexing gives, never a view of the rollout
+    assert torch.equal(frames[order[0]], frames.clone()[order[0]]) and frames[order[0]].any()
+    with pytest.raises(IndexError):
+        take_rows(frames, torch.tensor([10]))
+    grad_source = torch.randn(5, 2, requires_grad=True)
+    take_rows(grad_source, torch.tensor([1, 3])).sum().backward()  # with gradients: torch indexing
+    assert torch.equal(grad_source.grad, torch.tensor([[0.0, 0], [1, 1], [0, 0], [1, 1], [0, 0]]))
+    mixed = index_obs({"image": frames, "vector": floats}, order)
+    assert torch.equal(mixed["image"], frames[order]) and torch.equal(mixed["vector"], floats[order])
+
+
 def test_nature_cnn_flatten_size_matches_conv_arithmetic():
     cnn = NatureCNN(S.Box(0, 255, (4, 84, 84), np.uint8))
     assert cnn.linear[0].in_features == 64 * 7 * 7  # the DQN-Nature 84x84 -> 7x7 feature map

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
 from rlsuite.envs import speech_data as sd
-from rlsuite.envs.spoken import _padded
+from rlsuite.envs.spoken import SpokenReachEnv, _padded
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,37 @@ def test_reward_right_and_wrong_target() -> None:
     core.arm.target[0] = tip
     _, reward, _, _, info = env.step(np.zeros(2, np.float32))
     assert info["is_success"] and not info["wrong_target"] and reward > -0.01
+
+
+def _penalties(rule: str, inside: list[bool]) -> list[float]:
+    """Wrong-target penalty per step (reward + named distance + control cost) of one 6-step episode
+    (max_episode_steps=6) whose fingertip sits on a wrong target on the steps marked True."""
+    env = SpokenReachEnv(wrong_penalty=0.5, wrong_penalty_on=rule, max_episode_steps=6)
+    env.reset(seed=3)
+    core = env.core
+    wrong = (core.command[0] + 1) % 4
+    away = core.targets[0, wrong].copy()
+    out = []
+    for on in inside:
+        # the arm barely moves under zero torque: put the wrong target under the fingertip (or away) before the step
+        core.targets[0, wrong] = core.arm.tip[0] if on else away
+        _, reward, _, truncated, info = env.step(np.zeros(2, np.float32))
+        named_distance = np.linalg.norm(core.arm.tip[0] - core.targets[0, core.command[0]])
+        assert info["wrong_target"] == on and truncated == (len(out) == 5)
+        out.append(round(-(reward + named_distance), 6))
+    return out
+
+
+def test_wrong_target_penalty_rules() -> None:
+    """"step" charges every step on a wrong target, "enter" the steps that enter one, "end" only the last
+    step if it ends on one (by hand: 0.5 per event)."""
+    inside = [False, True, True, False, True, True]
+    assert _penalties("step", inside) == [0, 0.5, 0.5, 0, 0.5, 0.5]
+    assert _penalties("enter", inside) == [0, 0.5, 0, 0, 0.5, 0]
+    assert _penalties("end", inside) == [0, 0, 0, 0, 0, 0.5]
+    assert _penalties("end", inside[:5] + [False]) == [0] * 6
+    with pytest.raises(ValueError, match="wrong_penalty_on"):
+        gym.make("rlsuite/SpokenReach-v0", wrong_penalty_on="always")
 
 
 def test_render_shows_arena_spectrogram_and_caption() -> None:

@@ -127,7 +127,7 @@ def test_aux_loss_teaches_the_audio_encoder_the_words_and_the_policy_reloads(tmp
     assert len(accuracy) == 3
     assert accuracy[-1] >= 0.6 and loss[-1] < math.log(4) - 0.3
     loaded, again = load_policy(run.path, "last"), load_policy(run.path, "last")
-    assert loaded.policy.network.aux_head is not None  # type: ignore[attr-defined]
+    assert loaded.policy.network.has_aux()  # type: ignore[attr-defined]
     env = gym.make_vec("rlsuite/SpokenReach-v0", num_envs=4, vectorization_mode="vector_entry_point")
     obs, _ = env.reset(seed=3)
     starts = np.ones(4, dtype=bool)
@@ -151,6 +151,110 @@ def test_fusion_split_gives_the_critic_its_own_mlp_over_one_dict_encoding() -> N
     net.critic(critic_f).sum().backward()
     assert all(p.grad is None for p in fusion.mlp.parameters())
     assert all(p.grad is not None for p in fusion.encoder.parameters())
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_aux_label_feed_appends_the_classifier_softmax_detached(split: bool) -> None:
+    """aux_label_feed: the code head classifies the Dict encoding, the fusion MLP (and the critic's own one with
+    fusion_split) reads [encoding, softmax(code)], the aux logits are the code head's, and the policy's
+    gradient reaches the encoder but not the code head, which only the auxiliary loss trains."""
+    torch.manual_seed(0)
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+        env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), fusion_split=split, aux_label_key="command",
+        aux_label_classes=4, aux_label_feed=True))
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.code_head is not None and net.aux_head is None
+    assert net.has_aux() and fusion.input_dim == 16 + 4  # two keys x MLP width 8, then 4 code entries
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    actor_f, critic_f, _ = net.features(obs)
+    logits = net.aux_logits(actor_f)
+    assert actor_f.shape == (5, 16) and logits.shape == (5, 4)
+    base = fusion.encoder(obs)  # (5, 16)
+    torch.testing.assert_close(logits, fusion.code_head(base))
+    code_input = torch.cat([base, torch.softmax(fusion.code_head(base), -1)], 1)  # (5, 20)
+    torch.testing.assert_close(actor_f, fusion.mlp(code_input))
+    if split:
+        assert net.critic_fusion is not None
+        torch.testing.assert_close(critic_f, net.critic_fusion(code_input))
+    (net.actor(actor_f).mean.sum() + net.critic(critic_f).sum()).backward()
+    assert all(p.grad is None for p in fusion.code_head.parameters())
+    assert all(p.grad is not None for p in fusion.encoder.parameters())
+    loss, _ = ppo.label_loss(net.aux_logits(net.features(obs)[0]), torch.tensor([0, 1, 2, 3, 0]))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fusion.code_head.parameters())
+
+
+def test_aux_label_experts_mix_one_fusion_mlp_per_class_by_the_code() -> None:
+    """aux_label_experts: the actor features are the code-weighted sum of one fusion MLP per class; with a
+    confident code (a large code-head bias) only that class's expert receives the policy's gradient."""
+    torch.manual_seed(0)
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+        env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), aux_label_key="command", aux_label_classes=3,
+        aux_label_feed=True, aux_label_experts=True))
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.code_head is not None and len(fusion.experts) == 2
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    actor_f, _, _ = net.features(obs)
+    x = fusion.fusion_input(obs)  # (5, 16 + 3)
+    code = torch.softmax(fusion.code_head(fusion.encoder(obs)), -1)  # (5, 3)
+    experts = [fusion.mlp, *fusion.experts]
+    expected = sum(code[:, k:k + 1] * experts[k](x) for k in range(3))
+    torch.testing.assert_close(actor_f, expected)
+    with torch.no_grad():
+        fusion.code_head.bias.copy_(torch.tensor([0.0, 60.0, 0.0]))  # code = one-hot of class 1
+    net.actor(net.features(obs)[0]).mean.sum().backward()
+    grads = [sum(float(p.grad.abs().sum()) for p in e.parameters() if p.grad is not None) for e in experts]
+    assert grads[1] > 0 and grads[0] < 1e-12 * grads[1] and grads[2] < 1e-12 * grads[1]
+
+
+def test_film_key_modulates_the_other_keys_features() -> None:
+    """film_key: [h_b * (1 + gamma(h_a)) + beta(h_a), h_a] feeds the fusion MLP; the FiLM map starts at zero
+    (the identity, so the network starts as plain fusion) and gets a gradient; a wrong key is refused."""
+    torch.manual_seed(0)
+    settings = ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), film_key="a")
+    net = ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32), settings)
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.film is not None
+    obs = {"a": torch.randn(5, 3), "b": torch.randn(5, 3)}
+    h_a, h_b = (enc(obs[k]) for k, enc in zip(("a", "b"), fusion.encoder.encoders, strict=True))  # type: ignore[attr-defined]
+    torch.testing.assert_close(fusion.fusion_input(obs), torch.cat([h_b, h_a], 1))  # zero FiLM: identity
+    torch.nn.init.normal_(fusion.film.weight)
+    gamma, beta = fusion.film(h_a).chunk(2, dim=1)
+    torch.testing.assert_close(fusion.fusion_input(obs), torch.cat([h_b * (1 + gamma) + beta, h_a], 1))
+    net.actor(net.features(obs)[0]).mean.sum().backward()
+    assert fusion.film.weight.grad is not None and fusion.film.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="film_key='c'"):
+        ActorCritic(_dict_space(), spaces.Box(-1, 1, (2,), np.float32),
+                    ppo.PPOSettings(env_id="x", fusion_hidden=(16,), film_key="c"))
+
+
+def test_fusion_raw_appends_the_flat_keys_as_observed_but_not_sequences() -> None:
+    """fusion_raw: the flat Box keys join the fusion input after the per-key features; a (T, F) sequence
+    key (SpokenReach's audio) does not."""
+    space = spaces.Dict({"audio": spaces.Box(-1, 1, (8, 4), np.float32), "state": spaces.Box(-1, 1, (3,), np.float32)})
+    net = ActorCritic(space, spaces.Box(-1, 1, (2,), np.float32),
+                      ppo.PPOSettings(env_id="x", hidden_sizes=(8,), fusion_hidden=(16,), fusion_raw=True))
+    fusion = net.actor_encoder
+    assert isinstance(fusion, FusionEncoder) and fusion.raw_keys == ("state",)
+    obs = {"audio": torch.randn(5, 8, 4), "state": torch.randn(5, 3)}
+    x = fusion.fusion_input(obs)
+    assert fusion.input_dim == fusion.encoder.features_dim + 3 == x.shape[1]
+    torch.testing.assert_close(x, torch.cat([fusion.encoder(obs), obs["state"]], 1))
+
+
+def test_aux_label_feed_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="aux_label_feed"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_feed=True).validate()
+    with pytest.raises(ConfigError, match="aux_label_feed"):
+        ppo.PPOSettings(env_id="x", aux_label_key="command", aux_label_classes=4, aux_label_feed=True).validate()
+    with pytest.raises(ConfigError, match="aux_label_feed"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_key="command", aux_label_classes=4,
+                        aux_label_feed=True, share_encoder=False).validate()
+    with pytest.raises(ConfigError, match="aux_label_experts"):
+        ppo.PPOSettings(env_id="x", fusion_hidden=(8,), aux_label_key="command", aux_label_classes=4,
+                        aux_label_experts=True).validate()
+    with pytest.raises(ConfigError, match="film_key"):
+        ppo.PPOSettings(env_id="x", film_key="audio").validate()
 
 
 @pytest.mark.parametrize("module", ["a2c", "reinforce"])
