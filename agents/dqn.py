@@ -318,6 +318,52 @@ def _to_tensors(batch: Batch, device: torch.device) -> dict[str, Any]:
                for key in ("actions", "returns", "discounts", "weights")}}
 
 
+def phase_tensors(batch: Batch, s: DQNSettings, device: torch.device,
+                  target_q: Callable[[Any], torch.Tensor]) -> dict[str, Any]:
+    """A whole training phase's (G*B) uniform draws as tensors, next observations scored by the target net.
+
+    The target net is fixed during a phase, so one target pass serves every gradient step of it (and, without
+    double Q, every TD target `y` is computed here at once)."""
+    phase = _to_tensors(batch, device)
+    with torch.no_grad():
+        phase["next_q_target"] = target_q(phase["next_obs"])  # (G*B, A)
+        if not s.double:
+            phase["y"] = td_targets(phase["returns"], phase["discounts"], phase["next_q_target"])  # (G*B,)
+    return phase
+
+
+def td_gradient_step(b: dict[str, Any], s: DQNSettings, network: QNetwork, optimizer: FlatAdam,
+                     online_q: Callable[[Any], torch.Tensor],
+                     fast: MLPQFunction | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One gradient step of a feed-forward Q-network on batch `b` (with `y` or `next_q_target`): the TD loss's
+    gradient (explicit matmuls when `fast`, autograd otherwise), the global-norm clip, one Adam step.
+    Returns (Q(s, a) (B,), y (B,), IS weights or None). tests/test_dqn_vs_sb3.py runs it beside SB3's `DQN.train`."""
+    if "y" in b:
+        y = b["y"]
+    else:
+        with torch.no_grad():
+            next_q_online = online_q(b["next_obs"]) if s.double else None  # (B, A)
+            y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online)  # (B,)
+    weights = b["weights"] if s.per else None
+    if fast is not None:
+        q_taken, _ = fast.td_backward(b["obs"], b["actions"], y, weights, s.loss)  # grads set
+    else:
+        q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
+        per_sample = _td_loss(q_taken, y, s.loss)
+        loss = (weights * per_sample).mean() if weights is not None else per_sample.mean()
+        optimizer.zero_grad()
+        loss.backward()
+    optimizer.clip_grad_norm_(s.max_grad_norm)
+    optimizer.step()
+    return q_taken, y, weights
+
+
+@torch.no_grad()
+def update_target(target_params: list[torch.Tensor], online_params: list[torch.Tensor], tau: float) -> None:
+    """target <- tau * online + (1 - tau) * target; tau = 1 is an exact copy."""
+    torch._foreach_lerp_(target_params, online_params, tau)
+
+
 def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
@@ -432,14 +478,8 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             beta = linear_schedule(s.per_beta0, 1.0, s.total_steps, global_step)
             phase = None
             if network.core is None and not s.per and buffer.can_sample():
-                # Uniform draws do not depend on the updates and the target net is fixed during a phase: draw
-                # every batch of the phase at once and score all next observations in one target pass
-                # (and, without double Q, compute every TD target of the phase at once).
-                phase = _to_tensors(buffer.sample(s.batch_size * s.gradient_steps), device)
-                with torch.no_grad():
-                    phase["next_q_target"] = target_q(phase["next_obs"])  # (G*B, A)
-                    if not s.double:
-                        phase["y"] = td_targets(phase["returns"], phase["discounts"], phase["next_q_target"])  # (G*B,)
+                # Uniform draws do not depend on the updates: draw every batch of the phase at once
+                phase = phase_tensors(buffer.sample(s.batch_size * s.gradient_steps), s, device, target_q)
             for g in range(s.gradient_steps):
                 if network.core is None:
                     if phase is not None:
@@ -452,21 +492,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
                             b["next_q_target"] = target_q(b["next_obs"])  # (B, A)
                     else:
                         break
-                    if "y" in b:
-                        y = b["y"]
-                    else:
-                        with torch.no_grad():
-                            next_q_online = online_q(b["next_obs"]) if s.double else None  # (B, A)
-                            y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online)  # (B,)
-                    weights = b["weights"] if s.per else None
-                    if fast is not None:
-                        q_taken, _ = fast.td_backward(b["obs"], b["actions"], y, weights, s.loss)  # grads set
-                    else:
-                        q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
-                        per_sample = _td_loss(q_taken, y, s.loss)
-                        loss = (weights * per_sample).mean() if weights is not None else per_sample.mean()
-                        optimizer.zero_grad()
-                        loss.backward()
+                    q_taken, y, weights = td_gradient_step(b, s, network, optimizer, online_q, fast)
                 else:
                     if buffer.written <= seq_len:
                         break
@@ -493,8 +519,8 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
                     weights = mask / mask.sum().clamp(min=1.0) * mask.numel()  # the masked mean as a weighted one
                     optimizer.zero_grad()
                     loss.backward()
-                optimizer.clip_grad_norm_(s.max_grad_norm)
-                optimizer.step()
+                    optimizer.clip_grad_norm_(s.max_grad_norm)
+                    optimizer.step()
                 if s.per:
                     buffer.update_priorities(batch.indices, (q_taken - y).detach().cpu().numpy())
                 last_update = (q_taken.detach(), y, weights)
@@ -502,8 +528,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
 
         # --- target network --------------------------------------------------------------------------------
         if global_step // s.target_update_interval > previous_step // s.target_update_interval:
-            with torch.no_grad():
-                torch._foreach_lerp_(target_params, online_params, s.tau)  # tau = 1: an exact copy
+            update_target(target_params, online_params, s.tau)
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------
         finished = global_step >= s.total_steps

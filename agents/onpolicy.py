@@ -460,9 +460,10 @@ class HandGradMLP:
     the agent), and `backward` runs the chain rule through both towers with plain matmuls (agents/mlp_grad.py),
     writing every parameter's gradient in place with `out=` (into FlatAdam's flat gradient buffer, so no
     zeroing or accumulation is needed). Same parameters, same function, same gradients as autograd up to float
-    rounding (tests/test_ppo.py compares them); the checkpoint is untouched. Only tanh and ReLU MLPs over
-    flat Box observations with a Categorical head are handled; `supports` says when, otherwise the agent
-    takes the autograd path.
+    rounding (tests/test_ppo.py and tests/test_pg.py compare them); the checkpoint is untouched. Only tanh and
+    ReLU MLPs over flat Box observations with a Categorical head (PPO, A2C) or, with `box=True`, a Gaussian
+    head (A2C: its state-independent log_std gets its gradient handed in directly) are handled; `supports`
+    says when, otherwise the agent takes the autograd path.
     """
 
     def __init__(self, network: ActorCritic) -> None:
@@ -470,10 +471,15 @@ class HandGradMLP:
         self.shared = network.critic_encoder is network.actor_encoder
         self.actor_layers = self._linears(network.actor_encoder)
         self.critic_layers = self.actor_layers if self.shared else self._linears(network.critic_encoder)
-        self.actor_head = cast(nn.Linear, cast(CategoricalHead, network.actor).linear)
+        actor = network.actor
+        # Gaussian: the head's linear gives the mean (B, A); log_std (A,) is a parameter of its own
+        self.log_std: nn.Parameter | None = actor.log_std if isinstance(actor, GaussianHead) else None
+        self.actor_head = cast(nn.Linear, actor.mean if isinstance(actor, GaussianHead) else actor.linear)
         self.critic_head = cast(nn.Linear, network.critic.linear)
         self.relu = any(isinstance(m, nn.ReLU) for m in network.actor_encoder.modules())
         covered = {id(p) for lin in self._all_linears() for p in (lin.weight, lin.bias)}
+        if self.log_std is not None:
+            covered.add(id(self.log_std))
         if covered != {id(p) for p in network.parameters()}:  # every gradient is written by `backward`
             raise ValueError("HandGradMLP needs a network whose parameters are all MLP or head linears.")
         # what forward keeps for backward
@@ -481,8 +487,11 @@ class HandGradMLP:
         self._acts_c: list[torch.Tensor] = []
 
     @staticmethod
-    def supports(network: ActorCritic) -> bool:
-        return (FusedMLPForward.supports(network) and isinstance(network.actor, CategoricalHead) and network.aux_head is None
+    def supports(network: ActorCritic, box: bool = False) -> bool:
+        """Whether `network` is handled: a Categorical head, or with `box` (the caller's loss knows Gaussians) also
+        a Gaussian one."""
+        heads: tuple[type[nn.Module], ...] = (CategoricalHead, GaussianHead) if box else (CategoricalHead,)
+        return (FusedMLPForward.supports(network) and isinstance(network.actor, heads) and network.aux_head is None
                 and any(isinstance(m, (nn.Tanh, nn.ReLU)) for m in network.actor_encoder.modules()))
 
     @staticmethod
@@ -495,7 +504,8 @@ class HandGradMLP:
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, n), value (B,)) for flat float observations (B, ...); keeps activations for backward."""
+        """(logits (B, n) or Gaussian means (B, A), value (B,)) for flat float observations (B, ...); keeps
+        activations for backward."""
         x = obs.reshape(obs.shape[0], -1).float()  # (B, in)
         self._acts_a = mlp_forward(self.actor_layers, x, self.relu)
         self._acts_c = self._acts_a if self.shared else mlp_forward(self.critic_layers, x, self.relu)
@@ -504,8 +514,12 @@ class HandGradMLP:
         return logits, value.squeeze(-1)
 
     @torch.no_grad()
-    def backward(self, grad_logits: torch.Tensor, grad_value: torch.Tensor) -> None:
-        """Write every parameter's .grad from dL/dlogits (B, n) and dL/dvalue (B,) of the last `forward`."""
+    def backward(self, grad_logits: torch.Tensor, grad_value: torch.Tensor, grad_log_std: torch.Tensor | None = None) -> None:
+        """Write every parameter's .grad from dL/dlogits (B, n) (dL/dmean for a Gaussian), dL/dvalue (B,) of the
+        last `forward`, and for a Gaussian head dL/dlog_std (A,)."""
+        if self.log_std is not None:
+            assert grad_log_std is not None and self.log_std.grad is not None, "a Gaussian head needs dL/dlog_std"
+            self.log_std.grad.copy_(grad_log_std)
         grad_value = grad_value[:, None]  # (B, 1)
         linear_backward(self.actor_head, self._acts_a[-1], grad_logits)  # (n, H)
         linear_backward(self.critic_head, self._acts_c[-1], grad_value)  # (1, H)
