@@ -8,6 +8,7 @@ benchmarks/ first on sys.path.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +22,14 @@ import torch
 
 from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.logger import MetricLogger
+from rlsuite.agents.registry import load_policy
 from rlsuite.agents.run import RunFolder
 from rlsuite.agents.sb3 import SB3Policy
 from rlsuite.agents.settings import resolve_settings, settings_to_dict
 from rlsuite.evaluation import stats
 from rlsuite.evaluation.harness import evaluate_policy
+from rlsuite.evaluation.records import EpisodeRecord
+from rlsuite.train import run_training
 
 
 def setup_torch() -> None:
@@ -90,6 +94,23 @@ def train_ours(module: ModuleType, agent: str, env_id: str, seed: int, root: Pat
         with clock.running():
             result = module.train(settings, TrainContext(run=run, logger=logger, **context))
     return OursRun(run.path, result, clock)
+
+
+def train_ppo_then_evaluate(settings: Any, env_id: str, seed: int, command: str, eval_seeds: range, n_envs: int,
+                            env_kwargs: dict[str, Any] | None = None,
+                            run_dir: str | None = None) -> tuple[list[EpisodeRecord], Stopwatch]:
+    """Train PPO with resolved `settings` (rlsuite.train.prepare_settings) in a run folder, a temporary one
+    unless `run_dir`, then evaluate its last checkpoint on `eval_seeds`: (episodes, training clock)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunFolder.create(run_dir or tmp, agent="ppo", env_id=env_id, seed=seed,
+                               settings=settings_to_dict(settings), command=command, device="cpu")
+        clock = Stopwatch()
+        with clock.running():
+            run_training("ppo", settings, run, show_progress=False)
+        policy = load_policy(run.path, "last").policy
+        episodes = evaluate_policy(policy, env_id, episodes=len(eval_seeds), n_envs=n_envs, env_kwargs=env_kwargs,
+                                   seeds=eval_seeds)
+    return episodes, clock
 
 
 def bootstrap_ci(diffs: np.ndarray, resamples: int = 100_000, seed: int = 0) -> tuple[float, float]:

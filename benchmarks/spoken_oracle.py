@@ -25,22 +25,16 @@ prints the success, wrong-target rate and mean return of the final policy on 200
 from __future__ import annotations
 
 import argparse
-import resource
-import tempfile
-import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _common import train_ppo_then_evaluate
 from gymnasium.vector.utils import batch_space
 
-from rlsuite.agents.registry import load_policy
-from rlsuite.agents.run import RunFolder
-from rlsuite.agents.settings import settings_to_dict
 from rlsuite.envs.spoken import SpokenReachEnv, SpokenReachVectorEnv
-from rlsuite.evaluation.harness import evaluate_policy
-from rlsuite.train import prepare_settings, run_training
+from rlsuite.train import prepare_settings
 
 ENV_ID = "diagnostic/SpokenOracle-v0"
 OBS_KINDS = ("onehot", "offsets", "named", "dict")
@@ -116,11 +110,6 @@ class OracleVectorEnv(gym.vector.VectorEnv):
         return oracle_obs(self.inner.core, self.kind), r, term, trunc, info
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--obs", choices=OBS_KINDS, default="onehot")
@@ -143,20 +132,14 @@ def main() -> None:
     settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": args.seed, "tensorboard": False,
                                                            "total_steps": args.steps},
                                 set_args=base + args.set, env_kwargs=env_kwargs)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = RunFolder.create(args.run_dir or tmp, agent="ppo", env_id=ENV_ID, seed=args.seed,
-                               settings=settings_to_dict(settings), command="spoken_oracle", device="cpu")
-        cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        run_training("ppo", settings, run, show_progress=False)
-        cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
-        policy = load_policy(run.path, "last").policy
-        episodes = evaluate_policy(policy, ENV_ID, episodes=200, n_envs=100, env_kwargs=env_kwargs,
-                                   seeds=range(3_000_000, 3_000_200))
+    episodes, clock = train_ppo_then_evaluate(settings, ENV_ID, args.seed, "spoken_oracle",
+                                              eval_seeds=range(3_000_000, 3_000_200), n_envs=100,
+                                              env_kwargs=env_kwargs, run_dir=args.run_dir)
     success = float(np.mean([e.metrics["is_success"] for e in episodes]))
     wrong = float(np.mean([e.metrics["wrong_target"] for e in episodes]))
     ret = float(np.mean([e.episode_return for e in episodes]))
     print(f"obs={args.obs} env {env_kwargs} set {args.set}: success {success:.3f}, wrong {wrong:.3f}, "
-          f"return {ret:.2f}; {args.steps} steps, {cpu:.0f} CPU s ({wall:.0f} s wall)", flush=True)
+          f"return {ret:.2f}; {args.steps} steps, {clock.cpu:.0f} CPU s ({clock.wall:.0f} s wall)", flush=True)
 
 
 if __name__ == "__main__":
