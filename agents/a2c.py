@@ -20,6 +20,7 @@ max_grad_norm 0.5, value loss as a plain mean squared error); Adam is one switch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -45,6 +46,7 @@ from rlsuite.agents.onpolicy import (
     explained_variance,
     load_actor_critic_policy,
     masked_mean,
+    normalize_advantages,
 )
 from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
 from rlsuite.agents.tensors import flatten_obs, resolve_device
@@ -124,12 +126,6 @@ def advantages_and_returns(s: A2CSettings, rewards: Array, values: Array, next_v
         returns = discounted_returns(rewards, values, next_value, terminated, dones, s.gamma)  # (T, N)
         return returns - values, returns
     return compute_gae(rewards, values, next_value, terminated, dones, s.gamma, s.gae_lambda)
-
-
-def normalize_advantages(adv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(A - mean) / (std + 1e-8) over the valid rows (population std): normalize_advantage=true."""
-    adv_mean = masked_mean(adv, valid)
-    return (adv - adv_mean) / (masked_mean((adv - adv_mean) ** 2, valid).sqrt() + 1e-8)
 
 
 def a2c_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor,
@@ -238,7 +234,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         valid = buf["valid"].flatten()  # (T*N,) 0 for reset steps
         adv = advantages.flatten()
         if s.normalize_advantage:
-            adv = normalize_advantages(adv, valid)
+            adv = normalize_advantages(adv, partial(masked_mean, mask=valid))
         flat_returns = returns.flatten()
         last = update == num_updates
         log_now = update % s.log_interval == 0 or last

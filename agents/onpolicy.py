@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -618,6 +619,13 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of x over the entries where mask is 1 (reset steps and unused tails are 0)."""
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def normalize_advantages(adv: torch.Tensor, mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> torch.Tensor:
+    """(A - mean) / (std + 1e-8) with the population std, means taken by `mean` (masked where reset steps or
+    padding carry no loss, e.g. `partial(masked_mean, mask=valid)`)."""
+    adv_mean = mean(adv)
+    return (adv - adv_mean) / (mean((adv - adv_mean) ** 2).sqrt() + 1e-8)
 
 
 # ------------------------------------------------------------------------------------------ rollouts

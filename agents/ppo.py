@@ -36,6 +36,7 @@ from rlsuite.agents.onpolicy import (
     compute_gae,
     explained_variance,
     load_actor_critic_policy,
+    normalize_advantages,
 )
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.settings import ConfigError
@@ -115,12 +116,6 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> tor
     return (x * mask).sum() / count
 
 
-def normalize_advantages(adv: torch.Tensor, mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> torch.Tensor:
-    """(A - mean) / (std + 1e-8) with the population std, means taken by `mean` (masked for sequences)."""
-    adv_mean = mean(adv)
-    return (adv - adv_mean) / (mean((adv - adv_mean) ** 2).sqrt() + 1e-8)
-
-
 def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
                            clip_coef: float) -> torch.Tensor:
     """-E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi_new / pi_old (per-sample, not reduced)."""
@@ -128,17 +123,11 @@ def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor,
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef))
 
 
-def aux_label_loss(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor,
-                   mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
-    """Auxiliary classification (aux_label_key): cross-entropy of `head(features)` (B, classes) against the
-    env's labels (B,), and the accuracy (no gradient), both averaged by `mean`. Its gradient shapes the
-    encoder features the policy reads (Jaderberg et al. 2017; Hermann et al. 2017 for grounding words)."""
-    return label_loss(head(features), labels, mean)
-
-
 def label_loss(logits: torch.Tensor, labels: torch.Tensor,
                mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of (B, classes) logits against labels (B,) and the accuracy (no gradient), by `mean`."""
+    """Auxiliary classification (aux_label_key): cross-entropy of (B, classes) logits against the env's labels
+    (B,), and the accuracy (no gradient), both averaged by `mean`. Its gradient shapes the encoder features
+    the policy reads (Jaderberg et al. 2017; Hermann et al. 2017 for grounding words)."""
     loss = mean(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
     with torch.no_grad():
         accuracy = mean((logits.argmax(-1) == labels).float())

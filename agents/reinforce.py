@@ -21,6 +21,7 @@ with PPO and A2C.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -41,6 +42,7 @@ from rlsuite.agents.onpolicy import (
     explained_variance,
     load_actor_critic_policy,
     masked_mean,
+    normalize_advantages,
 )
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
@@ -147,8 +149,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         flat_returns = returns.flatten()
         adv = flat_returns - value.detach() if s.baseline else flat_returns  # (T*N,)
         if s.normalize_advantage:
-            adv_mean = masked_mean(adv, mask)
-            adv = (adv - adv_mean) / (masked_mean((adv - adv_mean) ** 2, mask).sqrt() + 1e-8)
+            adv = normalize_advantages(adv, partial(masked_mean, mask=mask))
         pg_loss = -masked_mean(adv * logprob, mask)
         v_loss = 0.5 * masked_mean((flat_returns - value) ** 2, mask)
         entropy_loss = masked_mean(dist.entropy(), mask)

@@ -644,18 +644,16 @@ class AtariNativeVectorEnv(gym.vector.VectorEnv):
         actions: dict[int, int] = dict(plain) if plain else {}
         for i, gen in gens.items():
             self._advance(i, gen, None, actions, out)
-        first = True
         while actions:
             for i, action in actions.items():
                 self._ales[i].send([action], self._paddle)  # type: ignore[arg-type]  # any sequence (the stub says ndarray)
             received = {i: self._receive(i) for i in actions}
             actions = {}
             for i, raw in received.items():
-                if first and plain and i in plain:
+                if plain and i in plain:  # a plain step: no generator, so only ever in the first round
                     out[i] = self._life_update(i, raw)
                 else:
                     self._advance(i, gens[i], raw, actions, out)
-            first = False
         return out
 
     # --- one game's protocol, wrapper by wrapper (see the single-env wrappers above)

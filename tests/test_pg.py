@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -433,7 +434,7 @@ def test_a2c_hand_written_gradient_equals_autograd(action_space, overrides, norm
     advantages, returns = torch.randn(batch), torch.randn(batch) * 3.0
     valid = (torch.rand(batch) > 0.15).float()  # reset steps carry no loss
     if normalize:
-        advantages = a2c.normalize_advantages(advantages, valid)
+        advantages = onpolicy.normalize_advantages(advantages, partial(onpolicy.masked_mean, mask=valid))
 
     head_out, value = hand.forward(obs)
     gaussian = network.actor if isinstance(action_space, spaces.Box) else None
@@ -459,5 +460,5 @@ def test_a2c_normalized_advantages_match_a_slow_reference():
     adv, valid = rng.normal(size=40) * 3 + 1, (rng.random(40) > 0.2).astype(np.float64)
     kept = adv[valid == 1]
     expected = (adv - kept.mean()) / (kept.std() + 1e-8)  # population std over the valid rows
-    got = a2c.normalize_advantages(torch.tensor(adv), torch.tensor(valid))
+    got = onpolicy.normalize_advantages(torch.tensor(adv), partial(onpolicy.masked_mean, mask=torch.tensor(valid)))
     np.testing.assert_allclose(got.numpy()[valid == 1], expected[valid == 1], rtol=1e-10)

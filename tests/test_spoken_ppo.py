@@ -80,7 +80,7 @@ def test_aux_label_loss_hand_computed() -> None:
         head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
     features = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # logits (2, 0, 0) and (0, 1, 0)
     labels = torch.tensor([0, 2])
-    loss, accuracy = ppo.aux_label_loss(head, features, labels)
+    loss, accuracy = ppo.label_loss(head(features), labels)
     expected = (-(2 - math.log(math.exp(2) + 2)) - (0 - math.log(2 + math.e))) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert accuracy.item() == 0.5  # row 0 right (argmax 0), row 1 wrong (argmax 1, label 2)
