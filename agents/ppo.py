@@ -134,6 +134,13 @@ def label_loss(logits: torch.Tensor, labels: torch.Tensor,
     return loss, accuracy
 
 
+def keypoint_error(keypoints: torch.Tensor, targets: torch.Tensor,
+                   mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> torch.Tensor:
+    """Auxiliary keypoint regression (aux_keypoint_key): squared distance between (B, C, 2) keypoints and the
+    env's (B, C, 2) positions, summed over the C keypoints and averaged over the batch by `mean`."""
+    return mean(((keypoints - targets) ** 2).sum((1, 2)))
+
+
 def categorical_ppo_loss_grads(logits: torch.Tensor, value: torch.Tensor, actions: torch.Tensor, old_logprob: torch.Tensor,
                                advantages: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
                                vf_coef: float, ent_coef: float, clip_vloss: bool, all_terms: bool = True
@@ -208,6 +215,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx, numpy_forward=True)
     collector.label_key = s.aux_label_key
+    collector.keypoint_key = s.aux_keypoint_key
     collector.reset(seed=run.env_seed)
 
     for update in range(run.update + 1, num_updates + 1):
@@ -241,6 +249,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                                                            ("valid", buf["valid"]))}
         if rollout.labels is not None:  # aux_label_key: the env's label of each observation
             flat["labels"] = torch.from_numpy(rollout.labels.reshape(-1)).to(device)
+        if rollout.keypoints is not None:  # aux_keypoint_key: where each observation's keypoints should be
+            flat["keypoints"] = torch.from_numpy(rollout.keypoints.reshape(-1, *rollout.keypoints.shape[2:])).to(device)
         if network.core is None:  # reset steps are left out once, so every loss below is a plain mean
             keep = torch.from_numpy(np.flatnonzero(rollout.valid.reshape(-1))).to(device)  # (K,) real steps
             flat_obs, flat_actions = index_obs(flat_obs, keep), flat_actions[keep]
@@ -318,6 +328,10 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 if network.has_aux():
                     aux_loss, aux_accuracy = label_loss(network.aux_logits(actor_f), mb["labels"], mean)
                     loss = loss + s.aux_label_coef * aux_loss
+                if "keypoints" in mb:
+                    assert network.pointer is not None and network.pointer.last_keypoints is not None
+                    keypoint_loss = keypoint_error(network.pointer.last_keypoints, mb["keypoints"], mean)
+                    loss = loss + s.aux_keypoint_coef * keypoint_loss
                 if s.ent_coef:
                     entropy_loss = mean(dist.entropy())
                     loss = loss - s.ent_coef * entropy_loss
@@ -341,6 +355,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
         if network.has_aux():
             metrics["losses/aux_label_loss"], metrics["losses/aux_label_accuracy"] = aux_loss.item(), aux_accuracy.item()
+        if rollout.keypoints is not None:
+            metrics["losses/aux_keypoint_error"] = keypoint_loss.item()
         if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
             break
 

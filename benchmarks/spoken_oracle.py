@@ -12,8 +12,14 @@ id): SpokenReach's vector core with `mute=True` (no audio cost), observed as one
 - `obs="offsets"`: the same plus every fingertip-to-target offset (8);
 - `obs="dict"`: a Dict of `state` (SpokenReach's 16 floats) and `command` (the one-hot), for the Dict
   encoder's conditioning settings (fusion_hidden, film_key=command);
+- the `pointer` family, what a policy behind a pointer into the state could read (the ablation behind
+  PPO's `aux_label_select` and `aux_label_offset`): `pointer` is `onehot` plus the named target's x, y;
+  `pointer_off` adds the fingertip's offset from it; `pointer_nodis` is `pointer_off` without the other
+  targets (arm state, one-hot, named target, offset); `pointer_min` is the arm state and the named target
+  only;
 - `obs="named"`: Reacher's layout for the named target only (the sanity check: this is Reacher with
-  three distractors that only the wrong-target penalty sees).
+  three distractors that only the wrong-target penalty sees; it is also exactly what `aux_label_select=
+  state:8:16 aux_label_offset=6:8` gives the MLPs when the classifier names the command).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/spoken_oracle.py --obs onehot --steps 300000 \
         --env-kwarg wrong_penalty_on=enter --set hidden_sizes=256,256
@@ -37,7 +43,7 @@ from rlsuite.envs.spoken import SpokenReachEnv, SpokenReachVectorEnv
 from rlsuite.train import prepare_settings
 
 ENV_ID = "diagnostic/SpokenOracle-v0"
-OBS_KINDS = ("onehot", "offsets", "named", "dict")
+OBS_KINDS = ("onehot", "offsets", "named", "dict", "pointer", "pointer_off", "pointer_nodis", "pointer_min")
 
 
 def oracle_obs(core: Any, kind: str) -> Any:
@@ -48,13 +54,18 @@ def oracle_obs(core: Any, kind: str) -> Any:
     state = core.observe()["state"].astype(np.float64)  # (N, 16)
     n, k = core.num_envs, core.num_targets
     tip = core.arm.tip  # (N, 2), m
-    if kind == "named":
-        target = core.targets[np.arange(n), core.command]  # (N, 2), m
-        return np.concatenate([state[:, :8], target, tip - target], 1).astype(np.float32)
+    named = core.targets[np.arange(n), core.command]  # (N, 2), m
     onehot = np.eye(k)[core.command]  # (N, k)
-    parts = [state, onehot]
-    if kind == "offsets":
-        parts.append((tip[:, None, :] - core.targets).reshape(n, -1))  # (N, 2k), m
+    arm = state[:, :8]  # cos, sin, joint velocities, fingertip
+    parts = {
+        "named": [arm, named, tip - named],
+        "onehot": [state, onehot],
+        "offsets": [state, onehot, (tip[:, None, :] - core.targets).reshape(n, -1)],  # (N, 2k) offsets, m
+        "pointer": [state, onehot, named],
+        "pointer_off": [state, onehot, named, tip - named],
+        "pointer_nodis": [arm, onehot, named, tip - named],
+        "pointer_min": [arm, named],
+    }[kind]
     return np.concatenate(parts, 1).astype(np.float32)
 
 
@@ -62,7 +73,7 @@ def _space(kind: str) -> gym.Space:
     if kind == "dict":
         return gym.spaces.Dict({"command": gym.spaces.Box(0, 1, (4,), np.float32),
                                 "state": gym.spaces.Box(-np.inf, np.inf, (16,), np.float32)})
-    size = {"onehot": 20, "offsets": 28, "named": 12}[kind]
+    size = {"onehot": 20, "offsets": 28, "named": 12, "pointer": 22, "pointer_off": 24, "pointer_nodis": 16, "pointer_min": 10}[kind]
     return gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
 
 

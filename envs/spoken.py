@@ -30,25 +30,33 @@ adds noise sample by sample.
 `-distance to the named target (m) - 0.1 sum(action^2) - wrong_penalty x (wrong-target event)`: the
 right target is rewarded through the distance term (0 on it), the wrong one is penalised.
 `wrong_penalty_on` says when a wrong-target event counts:
-- `"step"` (default, v0's rule): every step the fingertip is within `success_tolerance` of another target;
+- `"end"` (default): only the last step of the episode, if the fingertip ends on another target (what
+  `wrong_target` in the last `info` reports);
+- `"step"`: every step the fingertip is within `success_tolerance` of another target;
 - `"enter"`: only the step the fingertip enters another target's circle (it was outside it the step before),
-  so a sweep across a target costs `wrong_penalty` once instead of once per step spent in it;
-- `"end"`: only the last step of the episode, if the fingertip ends on another target (what `wrong_target`
-  in the last `info` reports).
+  so a sweep across a target costs `wrong_penalty` once instead of once per step spent in it.
+
+The per-step rule was the default until 2026-11-30: it held PPO even on a single named target at 30%
+success (a sweep across a distractor costs more than the distance term can teach to avoid), against
+100% with `"end"` (docs/reacher.md, the oracle diagnostic).
 
 ## Episode end
 Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
 `wrong_target` (on another one), `distance`, `control_effort`, `heldout_voice`. The vector env's `info`
 also has `command` at reset and every step: the index of the word each returned observation says, a
-label for training-only auxiliary losses (PPO's `aux_label_key`), never an input of the policy.
+label for training-only auxiliary losses (PPO's `aux_label_key`), never an input of the policy. With
+`image=True` it also has `target_xy`, (N, 4, 2): where each target's centre is in the observed image (x from
+-1 at the left edge to +1 at the right, y from -1 at the top to +1 at the bottom), a training-only label
+for keypoint losses (PPO's `aux_keypoint_key`).
 
 ## Arguments
 `gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
-mute=False, wrong_penalty=1.0, wrong_penalty_on="step")`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
+mute=False, wrong_penalty=1.0, wrong_penalty_on="end")`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
 ablation that shows an agent uses what it hears). `snr_db=None` adds no noise.
 
 ## Version history
-- v0: first version.
+- v0: first version (default `wrong_penalty_on` changed from "step" to "end" on 2026-11-30, before any
+  release; reference scores re-measured).
 """
 
 from __future__ import annotations
@@ -186,6 +194,15 @@ class SpokenCore:
             obs["image"] = np.stack([self.draw(i, PIXELS) for i in range(self.num_envs)])
         return obs
 
+    def target_xy(self) -> np.ndarray:
+        """(N, 4, 2) float32 target centres in the observed image's frame: x from -1 (left edge) to +1 (right
+        edge), y from -1 (top) to +1 (bottom), as `draw` places them (a pixel's centre is half a pixel in)."""
+        half = PIXELS / 2
+        scale = PIXELS / (2.2 * self.arm.p.reach)  # px per m, as draw_arena
+        x = (self.targets[..., 0] * scale + 0.5) / half  # (N, 4)
+        y = (-self.targets[..., 1] * scale + 0.5) / half  # (N, 4): image rows grow downwards
+        return np.stack([x, y], -1).astype(np.float32)
+
     def draw(self, i: int, size: int) -> np.ndarray:
         """Arena with the arm and the four coloured targets (the arm's own target marker covered by them)."""
         img = draw_arena(self.arm.p, self.arm.q[i], self.targets[i, self.command[i]], size)
@@ -219,7 +236,7 @@ class SpokenCore:
 
 
 def _core(num_envs: int, voices: str = "train", snr_db: float | None = 20.0, audio: str = "logmel",
-          image: bool = False, mute: bool = False, wrong_penalty: float = 1.0, wrong_penalty_on: str = "step",
+          image: bool = False, mute: bool = False, wrong_penalty: float = 1.0, wrong_penalty_on: str = "end",
           max_episode_steps: int = 50, success_tolerance: float = 0.02) -> SpokenCore:
     return SpokenCore(num_envs, voices, snr_db, audio, image, mute, wrong_penalty, wrong_penalty_on,
                       max_episode_steps, success_tolerance)
@@ -297,7 +314,7 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
             self._rngs = row_generators(seed, self.num_envs)  # row i == single env seed + i
         self.core.reset_rows(np.arange(self.num_envs), self._rngs)
         self._needs_reset[:] = False
-        return self.core.observe(), {"command": self.core.command.copy()}
+        return self.core.observe(), self._labels({})
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         rewards, truncated, info = self.core.step(actions)
@@ -308,9 +325,16 @@ class SpokenReachVectorEnv(gym.vector.VectorEnv):
             truncated[restarting] = False
             for values in info.values():
                 values[restarting] = 0
-        info["command"] = self.core.command.copy()  # index of the word each returned observation says
         self._needs_reset = truncated.copy()
-        return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, info
+        return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, self._labels(info)
+
+    def _labels(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Training-only labels of the observations about to be returned: the command, and on the image
+        variant where the targets are in the image."""
+        info["command"] = self.core.command.copy()  # index of the word each returned observation says
+        if self.core.image:
+            info["target_xy"] = self.core.target_xy()
+        return info
 
 
 # ------------------------------------------------------------------------------------------- the baseline

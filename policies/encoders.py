@@ -470,6 +470,45 @@ class SequenceEncoder(Encoder):
         return features.clone()  # (B, H)
 
 
+class SpatialKeypoints(Encoder):
+    """Image -> K keypoints, each an expected (x, y) in [-1, 1]: a small CNN ends in K heatmaps, and the spatial
+    softmax of each gives its expected image coordinates (Levine et al. 2016, "End-to-end training of deep
+    visuomotor policies"). It says where things are rather than what the image looks like, which is what
+    reaching toward something seen needs. Coordinates are in the image frame: x from -1 (left edge) to +1
+    (right edge), y from -1 (top) to +1 (bottom). Features: (B, 2K), the keypoints flattened (`keypoints`
+    gives them as (B, K, 2))."""
+
+    def __init__(self, space: gym.spaces.Box, keypoints: int, channels: int = 8, pool: int = 2):
+        super().__init__()
+        self.input = _ImageInput(space, 2 * pool, "SpatialKeypoints")
+        lay = self.input.layout
+        # average-pool first (keypoints are expectations, so sub-pixel precision survives it), then a 3x3 conv
+        # and a 1x1 conv to one map per keypoint: colour and local shape, about 250 multiply-adds a pixel
+        self.net = nn.Sequential(
+            nn.AvgPool2d(pool), layer_init(nn.Conv2d(lay.channels, channels, 3, padding=1)), nn.ReLU(),
+            layer_init(nn.Conv2d(channels, keypoints, 1)),
+        )
+        height, width = lay.height // pool, lay.width // pool
+        self.grid_x: torch.Tensor
+        self.grid_y: torch.Tensor
+        # cell centres in the image frame: -1 is the left (top) edge, +1 the right (bottom) edge
+        self.register_buffer("grid_x", torch.linspace(-1.0 + 1.0 / width, 1.0 - 1.0 / width, width))  # (W',)
+        self.register_buffer("grid_y", torch.linspace(-1.0 + 1.0 / height, 1.0 - 1.0 / height, height))  # (H',)
+        self.num_keypoints = keypoints
+        self.features_dim = 2 * keypoints
+
+    def keypoints(self, obs: torch.Tensor) -> torch.Tensor:
+        maps = self.net(self.input(obs))  # (B, K, H', W')
+        batch, k, height, width = maps.shape
+        prob = torch.softmax(maps.reshape(batch, k, height * width), -1).reshape(batch, k, height, width)
+        x = (prob.sum(2) * self.grid_x).sum(-1)  # (B, K): expectation over columns
+        y = (prob.sum(3) * self.grid_y).sum(-1)  # (B, K): expectation over rows
+        return torch.stack([x, y], -1)  # (B, K, 2)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.keypoints(obs).flatten(1)  # (B, 2K)
+
+
 class DictEncoder(Encoder):
     """One encoder per key of a Dict space (chosen by make_encoder with `**kwargs`), outputs concatenated in
     sorted key order so the feature layout never depends on dict insertion order."""

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
 from rlsuite.envs import speech_data as sd
-from rlsuite.envs.spoken import SpokenReachEnv, _padded
+from rlsuite.envs.spoken import SpokenReachEnv, SpokenReachVectorEnv, _padded
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_voice_split_mute_and_commands() -> None:
 
 
 def test_reward_right_and_wrong_target() -> None:
-    env = gym.make("rlsuite/SpokenReach-v0")
+    env = gym.make("rlsuite/SpokenReach-v0", wrong_penalty_on="step")  # the penalty on this very step
     env.reset(seed=3)
     core = env.unwrapped.core
     env.step(np.zeros(2, np.float32))
@@ -163,8 +163,27 @@ def test_wrong_target_penalty_rules() -> None:
     assert _penalties("enter", inside) == [0, 0.5, 0, 0, 0.5, 0]
     assert _penalties("end", inside) == [0, 0, 0, 0, 0, 0.5]
     assert _penalties("end", inside[:5] + [False]) == [0] * 6
+    assert gym.make("rlsuite/SpokenReach-v0").unwrapped.core.wrong_penalty_on == "end"  # the default
     with pytest.raises(ValueError, match="wrong_penalty_on"):
         gym.make("rlsuite/SpokenReach-v0", wrong_penalty_on="always")
+
+
+def test_image_variant_reports_where_each_target_is_in_the_image() -> None:
+    """info["target_xy"] (image variant, vector env): each target's centre in the -1 .. 1 image frame, equal
+    to the centroid of its colour's pixels in the observed image (within half a pixel: anti-aliased edges)."""
+    from rlsuite.envs.spoken import COLOURS
+
+    vec = SpokenReachVectorEnv(3, image=True)
+    obs, info = vec.reset(seed=1)
+    for _ in range(2):
+        for i in range(3):
+            image = obs["image"][i].astype(int)
+            for k, rgb in enumerate(COLOURS.values()):
+                rows, cols = np.nonzero(np.abs(image - np.array(rgb)).sum(-1) < 30)
+                centroid = [(cols.mean() + 0.5) / 32 - 1, (rows.mean() + 0.5) / 32 - 1]
+                np.testing.assert_allclose(info["target_xy"][i, k], centroid, atol=0.5 / 32)
+        obs, _, _, _, info = vec.step(np.zeros((3, 2), np.float32))
+    assert "target_xy" not in SpokenReachVectorEnv(2).reset(seed=0)[1]
 
 
 def test_render_shows_arena_spectrogram_and_caption() -> None:

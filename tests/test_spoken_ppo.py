@@ -112,12 +112,12 @@ def test_aux_label_key_missing_from_info_is_a_clear_error(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_aux_loss_teaches_the_audio_encoder_the_words_and_the_policy_reloads(tmp_path: Path) -> None:
-    """Three updates of PPO + the auxiliary loss on SpokenReach: the classifier of the command, trained on
-    the encoder features, is well above chance (1/4) on fresh rollouts; the checkpoint (fusion MLP and aux
-    head included) reloads and acts the same."""
+    """Three updates of PPO with the preset (the listener's classifier, trained by the auxiliary loss, points
+    into the state) on SpokenReach: the classifier names the command well above chance (1/4) on fresh
+    rollouts; the checkpoint (listener and pointer included) reloads and acts the same."""
     settings = resolve_settings(ppo.PPOSettings, "ppo", "rlsuite/SpokenReach-v0", cli_values=dict(
-        total_steps=3 * 16 * 32, n_envs=16, n_steps=32, n_epochs=10, eval_every=0, tensorboard=False,
-        fusion_hidden=(64,), aux_label_key="command", aux_label_classes=4))
+        total_steps=3 * 16 * 32, n_envs=16, n_steps=32, n_epochs=10, eval_every=0, tensorboard=False))
+    assert settings.aux_label_select == "state:8:16" and settings.aux_label_key == "command"
     run, ctx = _context(tmp_path, settings)
     result = ppo.train(settings, ctx)
     ctx.logger.close()
@@ -240,6 +240,129 @@ def test_fusion_raw_appends_the_flat_keys_as_observed_but_not_sequences() -> Non
     x = fusion.fusion_input(obs)
     assert fusion.input_dim == fusion.encoder.features_dim + 3 == x.shape[1]
     torch.testing.assert_close(x, torch.cat([fusion.encoder(obs), obs["state"]], 1))
+
+
+def _pointer_net(spec: str = "state:1:5", offset: str | None = "5:7") -> ActorCritic:
+    space = spaces.Dict({"audio": spaces.Box(-1, 1, (8, 4), np.float32), "state": spaces.Box(-1, 1, (7,), np.float32)})
+    return ActorCritic(space, spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+        env_id="x", hidden_sizes=(8,), aux_label_key="command", aux_label_classes=2, aux_label_select=spec,
+        aux_label_offset=offset))
+
+
+def test_aux_label_select_points_the_listeners_code_at_one_slot() -> None:
+    """aux_label_select: the actor and critic MLPs (separate) read the state with its slots replaced by
+    sum_k code_k * slot_k and, with aux_label_offset, the offset slice minus it; the code is the listener's
+    softmax over the audio alone; a confident code passes its slot through exactly; the policy's and the
+    value's gradients never reach the listener, the auxiliary loss does."""
+    torch.manual_seed(0)
+    net = _pointer_net()
+    pointer = net.pointer
+    assert pointer is not None and net.has_aux() and net.aux_head is None
+    assert net.actor_encoder is not net.critic_encoder and pointer.output_dim == 7 - 4 + 2 + 2
+    # state: [9, slot 0 (2), slot 1 (2), anchor (2)]
+    state = torch.tensor([[9.0, 1.0, 2.0, 3.0, 4.0, 0.5, 0.5], [9.0, -1.0, -2.0, -3.0, -4.0, 0.0, 1.0]])
+    obs = {"audio": torch.randn(2, 8, 4), "state": state}
+    actor_f, critic_f, _ = net.features(obs)
+    code = torch.softmax(pointer.code_head(pointer.listener({"audio": obs["audio"]})), -1)  # (2, 2)
+    pointed = code[:, :1] * state[:, 1:3] + code[:, 1:] * state[:, 3:5]  # the slow obvious sum, slot by slot
+    flat = torch.cat([state[:, :1], pointed, state[:, 5:7], state[:, 5:7] - pointed], 1)  # (2, 7)
+    torch.testing.assert_close(pointer(obs), flat)
+    torch.testing.assert_close(actor_f, net.actor_encoder(flat))
+    torch.testing.assert_close(critic_f, net.critic_encoder(flat))
+    torch.testing.assert_close(net.aux_logits(actor_f), pointer.code_head(pointer.listener({"audio": obs["audio"]})))
+    (net.actor(actor_f).mean.sum() + net.critic(critic_f).sum()).backward()
+    assert all(p.grad is None for p in pointer.parameters())
+    loss, _ = ppo.label_loss(net.aux_logits(net.features(obs)[0]), torch.tensor([0, 1]))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pointer.code_head.parameters())
+    with torch.no_grad():
+        pointer.code_head.bias.copy_(torch.tensor([0.0, 60.0]))  # code = one-hot of class 1
+    torch.testing.assert_close(pointer(obs)[:, 1:3], state[:, 3:5])
+    assert _pointer_net(offset=None).pointer.output_dim == 7 - 4 + 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("spec", "offset", "match"), [
+    ("state:8", None, "KEY:START:STOP"), ("state:4:2", None, "KEY:START:STOP"), ("audio:0:4", None, "not a flat"),
+    ("state:0:8", None, "within state's 7 values"), ("state:0:5", None, "2 equal slots"),
+    ("state:1:5", "5:8", "aux_label_offset=5:8"), ("state:1:5", "4", "START:STOP"),
+])
+def test_aux_label_select_errors_say_what_to_write(spec: str, offset: str | None, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _pointer_net(spec, offset)
+
+
+def test_aux_label_select_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="aux_label_select"):
+        ppo.PPOSettings(env_id="x", aux_label_select="state:0:4").validate()
+    with pytest.raises(ConfigError, match="aux_label_select"):
+        ppo.PPOSettings(env_id="x", aux_label_key="command", aux_label_classes=2, aux_label_select="state:0:4",
+                        fusion_hidden=(8,)).validate()
+    with pytest.raises(ConfigError, match="aux_label_offset"):
+        ppo.PPOSettings(env_id="x", aux_label_offset="0:2").validate()
+
+
+class _OnePeak(torch.nn.Module):
+    """Stands in for the keypoint CNN's last layer output: map k peaks at (row k, column 2k) of a 7x9 grid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = torch.zeros(len(x), 3, 7, 9)
+        for k in range(3):
+            maps[:, k, k, 2 * k] = 80.0  # softmax ~ one-hot at that pixel
+        return maps
+
+
+def test_spatial_keypoints_are_the_expected_coordinates_of_each_heatmap() -> None:
+    """SpatialKeypoints: x = sum_ij p_ij x_j, y = sum_ij p_ij y_i with x_j, y_i the cell centres in the image
+    frame (-1 .. 1 edge to edge); a peaked map gives its cell's centre, a flat map the image's centre."""
+    from rlsuite.policies import SpatialKeypoints
+
+    enc = SpatialKeypoints(spaces.Box(0, 255, (14, 18, 3), np.uint8), keypoints=3)
+    assert enc.features_dim == 6 and enc.grid_x.shape == (9,) and enc.grid_y.shape == (7,)
+    image = torch.randint(0, 256, (2, 14, 18, 3), dtype=torch.uint8)
+    enc.net = _OnePeak()
+    points = enc.keypoints(image)  # (2, 3, 2)
+    for k in range(3):  # cell (row k, column 2k) of 7 x 9 cells: its centre in the -1 .. 1 image frame
+        torch.testing.assert_close(points[:, k], torch.tensor([[-1 + (2 * (2 * k) + 1) / 9, -1 + (2 * k + 1) / 7]] * 2))
+    enc.net = torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Conv2d(3, 3, 1))
+    torch.nn.init.zeros_(enc.net[1].weight)  # each map constant: the bias
+    torch.testing.assert_close(enc.keypoints(image), torch.zeros(2, 3, 2), atol=1e-6, rtol=0)
+
+
+def test_aux_label_select_on_an_image_points_at_a_keypoint() -> None:
+    """An image key alone: the MLPs read the state as observed plus sum_k code_k * keypoint_k, and the
+    policy's gradient trains the keypoint CNN (not the listener)."""
+    torch.manual_seed(0)
+    space = spaces.Dict({"audio": spaces.Box(-1, 1, (8, 4), np.float32), "image": spaces.Box(0, 255, (16, 16, 3), np.uint8),
+                         "state": spaces.Box(-1, 1, (3,), np.float32)})
+    net = ActorCritic(space, spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+        env_id="x", hidden_sizes=(8,), aux_label_key="command", aux_label_classes=2, aux_label_select="image"))
+    pointer = net.pointer
+    assert pointer is not None and pointer.keypoints is not None and pointer.output_dim == 3 + 2
+    obs = {"audio": torch.randn(4, 8, 4), "image": torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8),
+           "state": torch.randn(4, 3)}
+    code = torch.softmax(pointer.code_head(pointer.listener({"audio": obs["audio"]})), -1)  # (4, 2)
+    points = pointer.keypoints.keypoints(obs["image"])  # (4, 2, 2)
+    expected = torch.cat([obs["state"], code[:, :1] * points[:, 0] + code[:, 1:] * points[:, 1]], 1)
+    torch.testing.assert_close(pointer(obs), expected)
+    net.actor(net.features(obs)[0]).mean.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pointer.keypoints.parameters())
+    assert all(p.grad is None for p in [*pointer.listener.parameters(), *pointer.code_head.parameters()])
+    with pytest.raises(ConfigError, match="image key"):
+        ActorCritic(space, spaces.Box(-1, 1, (2,), np.float32), ppo.PPOSettings(
+            env_id="x", aux_label_key="command", aux_label_classes=2, aux_label_select="image:0:4"))
+
+
+def test_keypoint_error_and_its_settings() -> None:
+    """aux_keypoint_key: squared distances summed over keypoints, averaged over rows (by hand); the setting
+    needs an image pointer."""
+    keypoints = torch.tensor([[[0.0, 0.0], [1.0, 1.0]], [[0.5, 0.0], [0.0, 0.0]]])  # (2, 2, 2)
+    targets = torch.tensor([[[0.0, 1.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, -2.0]]])
+    assert ppo.keypoint_error(keypoints, targets).item() == pytest.approx(((1.0 + 0.0) + (0.25 + 4.0)) / 2)
+    with pytest.raises(ConfigError, match="aux_keypoint_key"):
+        ppo.PPOSettings(env_id="x", aux_label_key="command", aux_label_classes=4, aux_label_select="state:8:16",
+                        aux_keypoint_key="target_xy").validate()
+    ppo.PPOSettings(env_id="x", aux_label_key="command", aux_label_classes=4, aux_label_select="image",
+                    aux_keypoint_key="target_xy").validate()
 
 
 def test_aux_label_feed_settings_are_checked() -> None:
