@@ -131,8 +131,8 @@ class ActorCriticSettings(TrainSettings):
     has to learn the selection as a product of a code and every slot, which PPO did not learn in 300k steps
     even with the label given (benchmarks/spoken_oracle.py). An image key alone (e.g. "image", for
     SpokenReachImage) has keypoints as its slots: SpatialKeypoints finds one (x, y) per label value in the
-    image, trained by the policy's and the value's gradients through the pointer, and the MLPs read the
-    other flat keys plus the pointed-at keypoint. Excludes fusion_hidden."""
+    image, trained through the pointer by the policy's and the value's gradients (and by aux_keypoint_key's
+    loss), and the MLPs read the other flat keys plus the pointed-at keypoint. Excludes fusion_hidden."""
     aux_label_offset: str | None = None
     """With aux_label_select: "START:STOP", a slice of the same key as wide as one slot (e.g. "6:8",
     SpokenReach's fingertip); the policy also reads this slice minus the pointed-at slot (Reacher's
@@ -292,7 +292,7 @@ class ActorCritic(nn.Module):
             base = fusion.fusion_input(obs)  # (B, sum of per-key features [+ code])
             return fusion.fuse(base), self.critic_fusion(base), None
         if self.pointer is not None:
-            obs = self.pointer(obs)  # (B, D + slot + classes)
+            obs = self.pointer(obs)  # (B, F): the flat vector the MLPs read
         actor_features = encode(self.actor_encoder, obs)  # (B, F)
         if self.core is None:
             critic_features = actor_features if self.critic_encoder is self.actor_encoder else encode(self.critic_encoder, obs)
