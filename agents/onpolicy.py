@@ -172,7 +172,8 @@ class ActorCriticSettings(TrainSettings):
             self.require(self.aux_label_feed, "aux_label_experts", "needs aux_label_feed=true (the code gates the experts)")
         self.require(self.aux_label_offset is None or self.aux_label_select is not None, "aux_label_offset",
                      "needs aux_label_select (the offset is taken from the pointed-at slot)")
-        self.require(self.aux_keypoint_key is None or (self.aux_label_select is not None and ":" not in self.aux_label_select),
+        self.require(self.aux_keypoint_key is None or (self.aux_label_select is not None
+                                                       and parse_select(self.aux_label_select)[1:] == (0, 0)),
                      "aux_keypoint_key", "needs aux_label_select naming an image key (its keypoints are what it teaches)")
         self.require(self.aux_keypoint_coef >= 0, "aux_keypoint_coef", "must be >= 0")
         if self.aux_label_select is not None:

@@ -312,10 +312,15 @@ def joint_positions(p: ArmParams, q: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ drawing
 
 
+def arena_scale(p: ArmParams, size: int) -> float:
+    """Pixels per metre of a (size, size) top-down render: the reach circle fills about 90% of the frame."""
+    return size / (2.2 * p.reach)
+
+
 def draw_arena(p: ArmParams, q: np.ndarray, target: np.ndarray, size: int,
                trace: np.ndarray | None = None) -> np.ndarray:
     """Top-down image (size, size, 3) uint8 of one arm (q: (n,)) and its target (2,); `trace`: (K, 2) m."""
-    scale = size / (2.2 * p.reach)  # px per m; the reach circle fills ~90% of the frame
+    scale = arena_scale(p, size)  # px per m
 
     def px(xy: np.ndarray) -> np.ndarray:  # world (m, y up) -> pixel (x right, y down), subpixel shift 4
         return np.round(np.stack([size / 2 + xy[..., 0] * scale, size / 2 - xy[..., 1] * scale], -1) * 16).astype(np.int32)

@@ -71,7 +71,15 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from rlsuite.envs import speech_data as sd
-from rlsuite.envs.reacher import PIXELS, ReacherCore, TaskParams, default_params, draw_arena, pd_to_target
+from rlsuite.envs.reacher import (
+    PIXELS,
+    ReacherCore,
+    TaskParams,
+    arena_scale,
+    default_params,
+    draw_arena,
+    pd_to_target,
+)
 from rlsuite.envs.seeding import row_generators
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), "yellow": (225, 195, 20)}
@@ -198,7 +206,7 @@ class SpokenCore:
         """(N, 4, 2) float32 target centres in the observed image's frame: x from -1 (left edge) to +1 (right
         edge), y from -1 (top) to +1 (bottom), as `draw` places them (a pixel's centre is half a pixel in)."""
         half = PIXELS / 2
-        scale = PIXELS / (2.2 * self.arm.p.reach)  # px per m, as draw_arena
+        scale = arena_scale(self.arm.p, PIXELS)  # px per m
         x = (self.targets[..., 0] * scale + 0.5) / half  # (N, 4)
         y = (-self.targets[..., 1] * scale + 0.5) / half  # (N, 4): image rows grow downwards
         return np.stack([x, y], -1).astype(np.float32)
@@ -206,7 +214,7 @@ class SpokenCore:
     def draw(self, i: int, size: int) -> np.ndarray:
         """Arena with the arm and the four coloured targets (the arm's own target marker covered by them)."""
         img = draw_arena(self.arm.p, self.arm.q[i], self.targets[i, self.command[i]], size)
-        scale = size / (2.2 * self.arm.p.reach)  # px per m, as draw_arena
+        scale = arena_scale(self.arm.p, size)  # px per m
         for k, word in enumerate(self.words):
             x, y = self.targets[i, k]
             centre = (int(round((size / 2 + x * scale) * 16)), int(round((size / 2 - y * scale) * 16)))

@@ -494,7 +494,6 @@ class SpatialKeypoints(Encoder):
         # cell centres in the image frame: -1 is the left (top) edge, +1 the right (bottom) edge
         self.register_buffer("grid_x", torch.linspace(-1.0 + 1.0 / width, 1.0 - 1.0 / width, width))  # (W',)
         self.register_buffer("grid_y", torch.linspace(-1.0 + 1.0 / height, 1.0 - 1.0 / height, height))  # (H',)
-        self.num_keypoints = keypoints
         self.features_dim = 2 * keypoints
 
     def keypoints(self, obs: torch.Tensor) -> torch.Tensor:
