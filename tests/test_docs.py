@@ -7,7 +7,9 @@ when it holds `>>>` prompts, else as a script. A ```bash (or unlabelled, or cons
 line by line: a line is a command when it starts with `rlsuite` (or `$ rlsuite`), or when `rlsuite`
 follows `&&`, `||`, `;` or `|`; anything else (output, other tools) is skipped. Inline code spans that
 start with `rlsuite ` are commands too. Each command is parsed by the real CLI without running it: its
-subcommand's `--help` must succeed, and click must accept the exact options, values and arguments.
+subcommand's `--help` must succeed, click must accept the exact options, values and arguments (a code
+span may leave out required arguments), and the agent names and env ids it uses must be registered.
+A usage line (`[--option VALUE]`, `<placeholder>`) is checked for its subcommand and option names only.
 
 A line, or the fenced block right after it, is left out by an HTML comment
 `<!-- docs-test: skip REASON -->`; the reason is required.
@@ -140,6 +142,25 @@ class Command:
     where: str
     text: str
     args: tuple[str, ...]
+    inline: bool = False
+    """From a prose code span, where a required argument may be left out (`rlsuite export` turns ...)."""
+    synopsis: bool = False
+    """A usage line with [optional] parts or <placeholders>: only its subcommand and option names are checked."""
+
+
+SYNOPSIS = re.compile(r"\[\s*-|<[A-Za-z_]+>|\{[a-z]+\|")
+OPTION = re.compile(r"(?<![\w-])--?[a-z][a-z0-9-]*")
+
+
+def _command(where: str, text: str, *, inline: bool = False) -> Iterator[Command]:
+    """The commands of one shell line or code span: usage lines whole, executable lines as parsed."""
+    if SYNOPSIS.search(text):
+        words = text.split()
+        if words[0] == "rlsuite" and len(words) > 1:
+            yield Command(where, text, (words[1],), inline=inline, synopsis=True)
+        return
+    for args in _commands_in_shell_line(text):
+        yield Command(where, text, tuple(args), inline=inline)
 
 
 def cli_commands() -> Iterator[Command]:
@@ -158,11 +179,10 @@ def cli_commands() -> Iterator[Command]:
                     stripped = stripped[2:]
                 if "rlsuite" not in stripped.split("#")[0]:
                     continue
-                for args in _commands_in_shell_line(stripped):
-                    yield Command(block.where, stripped, tuple(args))
+                yield from _command(block.where, stripped)
         for number, line in prose:
             for span in re.findall(r"`(rlsuite [^`]+)`", line):
-                yield Command(f"{path.relative_to(ROOT)}:{number}", span, tuple(shlex.split(span)[1:]))
+                yield from _command(f"{path.relative_to(ROOT)}:{number}", span, inline=True)
 
 
 def _id(item: Block | Command) -> str:
@@ -200,10 +220,17 @@ def test_cli_command_parses(command: Command):
     parent = group.context_class(group, info_name="rlsuite")
     sub = group.get_command(parent, name)
     assert sub is not None, f"{command.where}: no subcommand {name!r}"
+    if command.synopsis:
+        known = {opt for param in sub.params for opt in [*param.opts, *param.secondary_opts]} | {"--help"}
+        unknown = [opt for opt in OPTION.findall(command.text) if opt not in known]
+        assert not unknown, f"{command.where}: `{command.text}`: rlsuite {name} has no option {unknown}"
+        return
     try:
         with sub.make_context(name, list(rest), parent=parent) as ctx:
             params = dict(ctx.params)
     except Exception as err:  # click's UsageError / BadParameter, from typer's bundled click
+        if command.inline and type(err).__name__ == "MissingParameter":
+            return  # prose may name a command without its required arguments; the options were accepted
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         pytest.fail(f"{command.where}: `{command.text}` does not parse: {message}")
     # The names it uses exist: agents in the registry, env ids in Gymnasium's registry.
@@ -234,6 +261,8 @@ def test_commands_are_found():
     assert _commands_in_shell_line('pip install -e . && rlsuite demo --out "my demo" # comment') == [
         ["demo", "--out", "my demo"]]
     assert _commands_in_shell_line("rlsuite-like-tool x | grep rlsuite") == []
+    (usage,) = _command("x", "rlsuite export RUN_DIR --out policy.onnx [--checkpoint best|last|N]")
+    assert usage.synopsis and usage.args == ("export",)
 
 
 def _anchors(page: Path) -> set[str]:
