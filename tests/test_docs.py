@@ -301,3 +301,21 @@ def test_docs_are_current_and_short():
     benchmark_pages = [ROOT / "benchmarks" / "README.md"]
     assert sum(len(p.read_text().splitlines()) for p in benchmark_pages) <= 300
     assert not (ROOT / "benchmarks" / "RESULTS.md").exists()
+
+
+REPO_FOLDERS = ("agents/", "envs/", "evaluation/", "policies/", "rlsuite/", "benchmarks/", "tests/", "docs/", "sweeps/")
+
+
+def test_paths_named_in_docs_exist():
+    """A code span naming a repository file or folder (`envs/reacher.py`, `agents/presets/ppo.yaml`,
+    `tests/test_dqn.py::test_x`, `agents/ppo.py:PPOSettings`) names one that exists."""
+    missing = []
+    for path in doc_files():
+        for number, line in split_page(path)[1]:
+            for span in re.findall(r"`([^`\s]+)`", line):
+                name = re.sub(r"<[^>]+>", "*", span.split("::")[0].split(":")[0])  # <agent> matches any
+                if not name.startswith(REPO_FOLDERS) or re.match(r"rlsuite/[A-Z]", name):
+                    continue  # not a path, or an env id such as rlsuite/Highway-v0
+                if not any(ROOT.glob(name.rstrip("/"))):
+                    missing.append(f"{path.relative_to(ROOT)}:{number}: `{span}`")
+    assert not missing, "\n".join(missing)
