@@ -7,7 +7,7 @@ when it holds `>>>` prompts, else as a script. A ```bash (or unlabelled, or cons
 line by line: a line is a command when it starts with `rlsuite` (or `$ rlsuite`), or when `rlsuite`
 follows `&&`, `||`, `;` or `|`; anything else (output, other tools) is skipped. Inline code spans that
 start with `rlsuite ` are commands too. Each command is parsed by the real CLI without running it: its
-subcommand's `--help` must succeed, click must accept the exact options, values and arguments (a code
+subcommand's `--help` must succeed (through typer's CliRunner), click must accept the exact options, values and arguments (a code
 span may leave out required arguments), and the agent names and env ids it uses must be registered.
 A usage line (`[--option VALUE]`, `<placeholder>`) is checked for its subcommand and option names only.
 
@@ -18,12 +18,14 @@ A line, or the fenced block right after it, is left out by an HTML comment
 from __future__ import annotations
 
 import doctest
+import functools
 import re
 import runpy
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import pytest
@@ -212,11 +214,9 @@ COMMANDS = list(cli_commands())
 def test_cli_command_parses(command: Command):
     assert command.args, f"{command.where}: `{command.text}` names no subcommand"
     name, *rest = command.args
-    group = get_command(app)
-    help_run = CliRunner().invoke(app, [name, *rest, "--help"])
-    assert help_run.exit_code == 0, f"{command.where}: `{command.text} --help` failed:\n{help_run.output}"
-    # --help stops before values are converted; parse the exact line too (types, arity, required options),
-    # without invoking the command.
+    group = _group()
+    # Parse the exact line as the CLI would (options, types, arity, required arguments) without invoking
+    # the command; `--help` would stop before values are converted.
     parent = group.context_class(group, info_name="rlsuite")
     sub = group.get_command(parent, name)
     assert sub is not None, f"{command.where}: no subcommand {name!r}"
@@ -241,6 +241,18 @@ def test_cli_command_parses(command: Command):
         envs = [e for e in envs if not e.startswith("ALE/") and "NoFrameskip" not in e]
     unknown_envs = [e for e in envs if e not in gym.registry]
     assert not unknown_envs, f"{command.where}: `{command.text}`: no env id {unknown_envs}"
+
+
+@functools.cache
+def _group() -> Any:
+    return get_command(app)
+
+
+@pytest.mark.parametrize("name", sorted({c.args[0] for c in COMMANDS if c.args}))
+def test_help_of_each_documented_subcommand(name: str):
+    """`rlsuite <subcommand> --help` works for every subcommand the docs use, through typer's CliRunner."""
+    result = CliRunner().invoke(app, [name, "--help"])
+    assert result.exit_code == 0, f"`rlsuite {name} --help` failed:\n{result.output}"
 
 
 def _names(params: dict, *keys: str) -> list[str]:
