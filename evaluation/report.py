@@ -48,6 +48,7 @@ from rlsuite.evaluation.identity import configuration_key, configuration_name, p
 from rlsuite.evaluation.plots import Curve, Interval
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.store import ResultsStore
+from rlsuite.evaluation.video import read_sidecar
 
 __all__ = ["ReportError", "format_interval", "format_number", "mean_curve", "write_report"]
 
@@ -1057,6 +1058,12 @@ def _video_for(
         return _Video(None, title, _text(f"The recorded video {run.evaluation.video_path} is missing."))
     file = f"videos/{_slug(agent)}__{_slug(env_id)}{source.suffix.lower() or '.mp4'}"
     videos[file] = source
+    shown = read_sidecar(source)  # a video `rlsuite record` attached says which episodes it shows
+    if shown is not None:
+        episodes = "; ".join(f"seed {ep.get('seed')}, return {format_number(float(ep.get('return', math.nan)))}, "
+                             f"{ep.get('length')} steps" for ep in shown["episodes"])
+        return _Video(file, title, _text(f"Run {run.evaluation.run_id}, checkpoint {run.evaluation.checkpoint}, "
+                                         f"recorded with rlsuite record: {episodes}."))
     episode = median_episode(run.episodes)
     return _Video(
         file,
