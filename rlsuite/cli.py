@@ -320,6 +320,8 @@ def sweep(
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write OUT/report when the grid is done.")] = None,
     videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Record each trial's median episode as MP4.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live view; one line per finished trial.")] = False,
+    label: Annotated[str | None, typer.Option(help="Name of the trained configuration in results and reports "
+                                                    "(several trainable agents: LABEL-AGENT).")] = None,
 ) -> None:
     """Run a grid of agents x envs x seeds (train, evaluate, record) on a process pool or Ray; then the report."""
     from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
@@ -329,7 +331,7 @@ def sweep(
         given = {"agents": agents, "envs": envs, "seeds": seeds, "steps": steps, "config_file": config,
                  "episodes": episodes, "backend": backend, "workers": workers, "ray_address": ray_address,
                  "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial, "retries": retries,
-                 "db": db, "out": out, "report": report, "videos": videos}
+                 "db": db, "out": out, "report": report, "videos": videos, "label": label}
         values.update({k: v for k, v in given.items() if v is not None})
         for key in ("agents", "envs"):
             if isinstance(values.get(key), str):
