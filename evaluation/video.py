@@ -249,6 +249,8 @@ def annotate(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     margin = max(3, round(6 * scale))
     if widest > w - 2 * margin:  # narrow frame: shrink the text to fit rather than cut it off
         scale = max(0.3, scale * (w - 2 * margin) / widest)
+        thickness = max(1, round(scale * 1.5))
+        lines = [_fit_text(line, font, scale, thickness, w - 2 * margin) for line in lines]
     # The band's height comes from the font's nominal size, not from this text, so it is constant.
     (_, text_h), base = cv2.getTextSize("Ag", font, scale, thickness)
     line_height = text_h + base + max(2, round(4 * scale))
@@ -257,6 +259,13 @@ def annotate(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
         y = margin + line_height * k + text_h
         cv2.putText(band, line, (margin, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return np.concatenate([band, frame], axis=0)  # (band_h + H, W, 3)
+
+
+def _fit_text(line: str, font: int, scale: float, thickness: int, width: int) -> str:
+    """`line`, cut with "..." at the end when it is wider than `width` pixels even at the smallest scale."""
+    while len(line) > 4 and cv2.getTextSize(line, font, scale, thickness)[0][0] > width:
+        line = line[:-4] + "..."
+    return line
 
 
 def _format_action(action: Any) -> str:
@@ -436,7 +445,7 @@ def _episode_frames(
         with rng:
             if not deterministic:
                 torch.manual_seed(seed)  # as evaluate_policy seeds a one-episode wave
-            header = f"{env_id}  episode {index + 1}/{len(seeds)}  seed {seed}"
+            header = [env_id, f"episode {index + 1}/{len(seeds)}   seed {seed}"]
             obs, _ = env.reset(seed=seed)
             speaker = getattr(env.unwrapped, "command_audio", None)
             if sounds is not None and callable(speaker):  # (first frame of the episode, samples, rate)
@@ -445,7 +454,7 @@ def _episode_frames(
             episode_start = np.ones(1, dtype=bool)
             episode_return, length, done = 0.0, 0, False
             info: dict[str, Any] = {}
-            yield show(_rendered(env, env_id), [header, "step 0   action -   reward -   return 0"])
+            yield show(_rendered(env, env_id), [*header, "step 0   action -   reward -   return 0"])
             while not done:
                 empty = gym.vector.utils.create_empty_array(obs_space, 1)
                 batched = gym.vector.utils.concatenate(obs_space, [obs], empty)  # type: ignore[arg-type]
@@ -459,7 +468,7 @@ def _episode_frames(
                 episode_start = np.zeros(1, dtype=bool)
                 status = (f"step {length}   action {_format_action(action)}   reward {float(reward):.3g}   "
                           f"return {episode_return:.4g}")
-                yield show(_rendered(env, env_id), [header, status])
+                yield show(_rendered(env, env_id), [*header, status])
                 if progress is not None and (done or length % 100 == 0):
                     progress(index, length)
         records.append(
