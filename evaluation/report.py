@@ -5,14 +5,19 @@ database holds. It reads only the store (and, for learning curves, the run folde
 be rebuilt at any time; the same database and seed give a byte-identical `report.md`.
 
 How scores are defined (one definition everywhere):
-- An agent's score on an env, per run, is the mean return of that run's latest evaluation. Runs are
-  training seeds; a baseline (random, heuristic) is one run evaluated over many episodes.
+- A row is a configuration: agent + resolved settings + evaluation protocol (evaluation/identity.py),
+  never the agent name alone. Its runs are its training seeds; a run's score on an env is the mean
+  return of its latest evaluation; a baseline (random, heuristic) is one run over many episodes.
 - An "env" is an env id plus the env kwargs it was evaluated with (`--env-kwarg`): the same run on a
   held-out profile is a separate result, titled e.g. `rlsuite/TrafficGrid-v0 (profile=held_out)`.
 - Per env, mean / median / IQM go across runs with stratified-bootstrap CIs (Agarwal et al. 2021). An
   agent with a single run has nothing to resample across, so its CIs bootstrap over its episodes.
+- Each env compares every row with the leader (highest IQM): the IQM difference with its stratified-
+  bootstrap CI and the probability of improvement. A star marks a winner only when every such CI
+  excludes 0; otherwise the leaders are shown tied.
 - Across envs, scores are normalised (random = 0, reference = 1) so envs with different return scales
-  can be aggregated; an env without a reference score is an error, never a silent raw score.
+  can be aggregated; an env without a reference score is left out of the aggregate with a note, never
+  mixed in as a raw score and never a reason not to write the report.
 
 The page is built once as a list of blocks (`_Heading`, `_Table`, `_Figure`, ...) and rendered twice,
 to HTML and to Markdown, so the two never disagree. The HTML works offline from disk: CSS inline,
@@ -311,8 +316,14 @@ def _select(
             f"{db_path} holds no evaluations yet; record some with `rlsuite evaluate RUN_DIR --db {db_path}` "
             f"or `rlsuite evaluate --agent random --env ENV_ID --db {db_path}`, then write the report."
         )
+    records = {r.run_id: r for r in store.runs()}
+
+    def names_of(e: EvaluationRecord) -> set[str]:  # an agent name, or a configuration's --label
+        label = records[e.run_id].label if e.run_id in records else None
+        return {e.agent, label} if label else {e.agent}
+
     have_envs = sorted({e.env_id for e in everything} | {env_label(e) for e in everything})
-    have_agents = sorted({e.agent for e in everything})
+    have_agents = sorted({name for e in everything for name in names_of(e)})
     listing = f"The database has agents: {', '.join(have_agents)}; envs: {', '.join(have_envs)}."
     for kind, wanted, have in (("env", envs, have_envs), ("agent", agents, have_agents)):
         missing = [name for name in (wanted or ()) if name not in have]
@@ -324,8 +335,8 @@ def _select(
     chosen = [
         e
         for e in everything
-        if (envs is None or e.env_id in envs or env_label(e) in envs) and (agents is None or e.agent in agents)
-    ]  # an agent name selects all its configurations
+        if (envs is None or e.env_id in envs or env_label(e) in envs) and (agents is None or names_of(e) & set(agents))
+    ]  # an agent name selects all its configurations, a label the configuration it names
     chosen_envs = sorted({env_label(e) for e in chosen})
     chosen_names = set(chosen_envs) | {e.env_id for e in chosen}
     empty_envs = [env_id for env_id in (envs or ()) if env_id not in chosen_names]
@@ -336,7 +347,6 @@ def _select(
             f"{listing} Evaluated pairs: {_pairs_text(everything)}."
         )
 
-    records = {r.run_id: r for r in store.runs()}
     names = _row_names(chosen, records)
     groups: dict[tuple[str, str], list[_Run]] = {}
     for ev in chosen:
@@ -354,7 +364,7 @@ def _select(
         r
         for r in records.values()
         if (envs is None or r.env_id in envs)
-        and (agents is None or r.agent in agents)
+        and (agents is None or r.agent in agents or r.label in agents)
         and ((r.run_id, r.env_id) not in evaluated or r.status in ("failed", "interrupted"))
     ]
     return _Selection(
@@ -496,8 +506,10 @@ def _protocol_section(
         ),
         _text(
             _Strong("Scores: "),
-            "a run's score on an env is the mean return of its latest evaluation; runs are training seeds; "
-            "a baseline is one run evaluated over many episodes.",
+            "a row is one configuration (agent + resolved settings + evaluation protocol), named by its label or "
+            "by the settings that differ from the agent's preset; its runs are its training seeds, and a run's "
+            "score is the mean return of its latest evaluation (evaluating the same configuration and seed again "
+            "replaces the older result). A baseline is one run evaluated over many episodes.",
         ),
     ]
     blocks: list[_Block] = [_Heading(2, "Protocol", "protocol"), _Bullets(tuple(items))]
@@ -983,7 +995,8 @@ def _curves_section(
         _Heading(2, "Learning curves", "learning-curves"),
         _Para(
             _text(
-                f"{EVAL_RETURN_KEY} logged during training (periodic evaluation) against env steps: the mean "
+                f"{EVAL_RETURN_KEY} logged during training (periodic evaluation on the validation seeds) against "
+                "env steps: the mean "
                 f"over runs (seeds) with a {confidence:.0%} bootstrap band over runs. Runs are interpolated "
                 "onto the steps they all cover."
             )

@@ -251,7 +251,8 @@ def report(
     db: Annotated[Path, typer.Option(help="Results database to read.")] = Path("results.db"),
     env: Annotated[list[str] | None, typer.Option(help="Only these env ids, with all their env-kwarg variants, or "
                                                        "one variant by its title, e.g. 'CartPole-v1 (k=v)' (repeatable).")] = None,
-    agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="Only these agents, or configurations by their --label "
+                                                        "(repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures.")] = Path("report"),
     seed: Annotated[int, typer.Option(help="Bootstrap seed (reports are reproducible).")] = 0,
     reference: Annotated[list[str] | None, typer.Option(
