@@ -524,6 +524,9 @@ def test_two_settings_are_two_rows_and_a_re_evaluation_is_one(tmp_path: Path) ->
     assert set(rows) == {"ppo", "ppo (learning_rate=1e-05)", "ppo-slow"}
     assert rows["ppo"][1] == "1\u2020" and rows["ppo"][2].startswith("300.0")  # one run: the newest
     assert rows["ppo (learning_rate=1e-05)"][2].startswith("20.00")
+    write_report(db, tmp_path / "named", agents=["ppo-slow"], reps=REPS, seed=SEED, now=NOW)  # a label selects
+    named = _section((tmp_path / "named" / "report.md").read_text(), "### CartPole-v1")
+    assert set(_cells(named.split("####")[0])) == {"ppo-slow"}
 
 
 def test_difference_table_equals_the_bootstrap_of_the_same_data(fixture_db: dict) -> None:
