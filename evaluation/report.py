@@ -591,7 +591,7 @@ def _comparison_blocks(
             _text(agent),
             _text(format_interval(*comparison.differences[agent])),
             _text(_normalised_ci(comparison.improvement[agent])),
-            _text("tied (CI holds 0)" if agent in comparison.tied else f"below {leader}"),
+            _text("tied (CI holds 0)" if agent in comparison.tied else "below the leader"),
             _text(_coverage(min(runs[agent], runs[leader]))),
         )
         for agent in comparison.differences
@@ -605,7 +605,7 @@ def _comparison_blocks(
     blocks: list[_Block] = [
         _Heading(4, f"Against the leader ({leader})", anchor),
         _Table(
-            ("Agent", f"IQM {unit} \u2212 {leader}'s [{confidence:.0%} CI]", f"P(agent > {leader}) [{confidence:.0%} CI]",
+            ("Agent", f"IQM {unit} \u2212 leader's [{confidence:.0%} CI]", f"P(agent > leader) [{confidence:.0%} CI]",
              "Verdict", "Interval covers"),
             rows,
             numeric=frozenset({1, 2}),

@@ -537,7 +537,7 @@ def test_difference_table_equals_the_bootstrap_of_the_same_data(fixture_db: dict
     row = _cells(versus)["random"]
     assert row[1] == format_interval(*stats.difference_ci(rnd, ppo, stats.iqm, reps=REPS, seed=SEED))
     assert row[2] == format_interval(*stats.probability_of_improvement_ci(rnd, ppo, reps=REPS, seed=SEED), decimals=3)
-    assert row[3] == "below ppo" and "episode noise only" in row[4]
+    assert row[3] == "below the leader" and "episode noise only" in row[4]
     assert "\u2605 ppo leads every other agent" in versus
     assert "at least 3 training seeds per configuration" in versus  # random has a single run
 
