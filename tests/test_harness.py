@@ -138,6 +138,13 @@ def test_validation_seeds_are_disjoint_from_test_seeds(monkeypatch):
     assert seen == [validation_seeds(4)]
 
 
+def test_atari_is_evaluated_epsilon_greedy_and_other_envs_greedy():
+    assert harness.eval_epsilon("ALE/Breakout-v5") == harness.ATARI_EVAL_EPSILON == 0.05
+    assert harness.eval_epsilon("CartPole-v1") == 0.0
+    with pytest.raises(EvaluationError, match="Discrete action space"):  # epsilon needs a finite action set
+        harness.EpisodeActions(RandomPolicy(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,))), [0], True, 0.1)
+
+
 def test_evaluation_seeds_are_far_above_training_seeds():
     assert evaluation_seeds(3) == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1, EVAL_SEED_BASE + 2]
     assert EVAL_SEED_BASE == 1_000_000
