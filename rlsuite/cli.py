@@ -193,7 +193,7 @@ def evaluate(
         return
     summary = outcome.summary
     table = Table("agent", "env", "checkpoint", "episodes", "mean", "95% CI", "median", "IQM", "std")
-    table.add_row(summary["agent"], summary["env_id"], summary["checkpoint"], str(summary["episodes"]),
+    table.add_row(summary["label"] or summary["agent"], summary["env_id"], summary["checkpoint"], str(summary["episodes"]),
                   f"{summary['mean']:.2f}", f"[{summary['mean_ci_low']:.2f}, {summary['mean_ci_high']:.2f}]",
                   f"{summary['median']:.2f}", f"{summary['iqm']:.2f}", f"{summary['std']:.2f}")
     console.print(table)
