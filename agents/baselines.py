@@ -47,7 +47,7 @@ class RandomPolicy:
         if self._row_spaces:
             samples = [space.sample() for space in self._row_spaces]
             empty = gym.vector.utils.create_empty_array(self.action_space, num_envs)
-            return gym.vector.utils.concatenate(self.action_space, samples, empty)  # type: ignore[return-value]
+            return gym.vector.utils.concatenate(self.action_space, samples, empty)  # type: ignore[arg-type,return-value]
         return self._batch_space.sample()
 
 

@@ -43,7 +43,9 @@ class EvaluationOutcome:
     evaluation: EvaluationRecord
     episodes: list[EpisodeRecord]
     summary: dict[str, Any]
-    """The machine-readable summary `rlsuite evaluate --json` prints."""
+    """The machine-readable summary `rlsuite evaluate --json` prints as strict JSON (records.strict_json): a
+    value with no finite measurement (NaN, or an env metric such as Highway's `min_ttc`, +inf when no car
+    was ever ahead) is printed as null."""
 
 
 @dataclass(frozen=True)
