@@ -68,7 +68,8 @@ def test_recorded_cartpole_is_browser_ready_h264(tmp_path, ffprobe):
     assert stream["codec_name"] == "h264"
     assert stream["pix_fmt"] == "yuv420p"
     assert int(stream["nb_read_frames"]) == sum(r.length + 1 for r in records)  # reset frame + one per step
-    assert (stream["width"], stream["height"]) == (600, 400)
+    banded = annotate(np.zeros((400, 600, 3), np.uint8), ["env", "episode", "step"])  # the overlay's band on top
+    assert (stream["width"], stream["height"]) == (600, banded.shape[0] + banded.shape[0] % 2)
     assert stream["r_frame_rate"] == "50/1"  # CartPole's render_fps: real time
     data = out.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while downloading
