@@ -27,9 +27,9 @@ __all__ = [
     "settings_hash",
 ]
 
-NON_IDENTITY_SETTINGS = frozenset({"seed", "device", "torch_threads", "tensorboard"})
-"""Settings that do not define a configuration: the seed (seeds are its runs) and where or how fast it
-ran, or whether TensorBoard files were written."""
+NON_IDENTITY_SETTINGS = frozenset({"seed", "device", "torch_threads", "tensorboard", "checkpoint_every"})
+"""Settings that do not define a configuration: the seed (seeds are its runs), where or how fast it ran,
+and which extra files it wrote (TensorBoard events, step_N snapshots)."""
 
 _SHORT = 8
 """Hex digits of a hash shown in names."""
