@@ -135,16 +135,6 @@ def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
 
 
-def test_actor_critic_trains_nature_cnn_by_the_channels_last_path_and_acts_by_the_plain_one():
-    from rlsuite.agents.onpolicy import encode
-
-    cnn = NatureCNN(S.Box(0, 255, (4, 84, 84), np.uint8))
-    x = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
-    assert torch.equal(encode(cnn, x), cnn.forward_channels_last(x))  # training: gradients on
-    with torch.no_grad():
-        assert torch.equal(encode(cnn, x), cnn(x))  # rollouts and evaluation
-
-
 def test_minibatch_rows_gathered_by_numpy_equal_torch_indexing():
     from rlsuite.agents.tensors import index_obs, take_rows
 
