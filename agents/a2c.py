@@ -163,7 +163,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_forward(network, s.fast))
+                                 fast.rollout_step(network, s.fast))
     collector.reset(seed=run.env_seed)
 
     for update in range(run.update + 1, num_updates + 1):

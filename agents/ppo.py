@@ -232,7 +232,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_forward(network, s.fast))
+                                 fast.rollout_step(network, s.fast))
     collector.reset(seed=run.env_seed)
     recurrent = network.core is not None
 

@@ -144,7 +144,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.max_rollout_steps, s.n_envs, device)  # (T_max, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_forward(network, s.fast))
+                                 fast.rollout_step(network, s.fast))
     seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
 
     while run.global_step < s.total_steps:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -24,10 +24,36 @@ from rlsuite.agents.actor_critic import ActorCritic, LSTMState
 from rlsuite.agents.interface import AgentError, TrainContext
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
 from rlsuite.agents.tensors import empty_like_space, obs_to_tensor, store_obs
-from rlsuite.policies.heads import ActionDist
 
-RolloutForward = Callable[[Any, Any, "torch.Tensor | None"], tuple[ActionDist, torch.Tensor, Any]]
-"""(observations (N, ...), LSTM state, episode starts (1, N)) -> (action distribution, V (N,), next state)."""
+
+class RolloutStep(Protocol):
+    """What the collector acts with: one step of (N,) envs, and the value of their observations."""
+
+    def __call__(self, obs: Any, state: Any, starts: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, Any]:
+        """(sampled action, its log-probability (N,), V (N,), the action as the env takes it, next LSTM state)
+        for observations (N, ...), the LSTM state and the episode starts (1, N)."""
+        ...
+
+    def value(self, obs: Any, state: Any, starts: torch.Tensor | None) -> torch.Tensor:
+        """V (N,) of the observations, continuing the LSTM state without changing it."""
+        ...
+
+
+class ModuleStep:
+    """The plain rollout step: the network's own `act_value`, an action sampled from its distribution."""
+
+    def __init__(self, network: ActorCritic) -> None:
+        self.network = network
+
+    def __call__(self, obs: Any, state: Any, starts: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, Any]:
+        dist, value, state = self.network.act_value(obs, state, starts)
+        action = dist.sample()
+        return action, dist.log_prob(action), value, dist.to_env(action).cpu().numpy(), state
+
+    def value(self, obs: Any, state: Any, starts: torch.Tensor | None) -> torch.Tensor:
+        return self.network.act_value(obs, state, starts)[1]
 
 
 Array = TypeVar("Array", torch.Tensor, np.ndarray)
@@ -131,15 +157,16 @@ class RolloutCollector:
     """Steps a vector env with an actor-critic and fills a Rollout; keeps the env, LSTM and normaliser state
     between rollouts, and logs every finished episode (`charts/episodic_return`, `charts/episodic_length`).
 
-    `forward` builds the rollout forward at the start of every rollout, so it acts with the current weights:
-    by default the network's own `act_value`; agents/fast offers a fused one where it supports the network."""
+    `step` builds the rollout step at the start of every rollout, so it acts with the current weights: by
+    default a sample from the network's own `act_value`; agents/fast offers faster ones where they support
+    the network."""
 
     def __init__(self, envs: gym.vector.VectorEnv, network: ActorCritic, device: torch.device,
                  obs_normalizer: ObsNormalizer | None, reward_scaler: RewardScaler | None, ctx: TrainContext,
-                 forward: Callable[[], RolloutForward] | None = None) -> None:
+                 step: Callable[[], RolloutStep] | None = None) -> None:
         self.envs, self.network, self.device = envs, network, device
         self.obs_normalizer, self.reward_scaler, self.ctx = obs_normalizer, reward_scaler, ctx
-        self.make_forward: Callable[[], RolloutForward] = forward if forward is not None else (lambda: network.act_value)
+        self.make_step: Callable[[], RolloutStep] = step if step is not None else (lambda: ModuleStep(network))
         self.n_envs = envs.num_envs
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.raw_obs: Any = None
@@ -184,7 +211,7 @@ class RolloutCollector:
         batches of complete episodes); otherwise runs all `rollout.n_steps` steps.
         """
         envs, device = self.envs, self.device
-        forward = self.make_forward()  # reads the weights as they are now
+        act = self.make_step()  # reads the weights as they are now
         rollout.initial_state = (self.lstm_state[0].clone(), self.lstm_state[1].clone()) if self.lstm_state is not None else None
         for key, value in self.raw_aux.items():
             if key not in rollout.aux:
@@ -203,11 +230,10 @@ class RolloutCollector:
                 store_obs(rollout.obs, step, obs_t)
                 step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
                                if self.lstm_state is not None else None)  # (1, N)
-                dist, value, self.lstm_state = forward(obs_t, self.lstm_state, step_starts)
-                action = dist.sample()
-                rollout.logprobs[step], rollout.values[step], rollout.actions[step] = dist.log_prob(action), value, action
+                action, logprob, value, env_action, self.lstm_state = act(obs_t, self.lstm_state, step_starts)
+                rollout.logprobs[step], rollout.values[step], rollout.actions[step] = logprob, value, action
 
-                self.raw_obs, reward, terminated, truncated, info = envs.step(dist.to_env(action).cpu().numpy())
+                self.raw_obs, reward, terminated, truncated, info = envs.step(env_action)
                 self._read_aux(info)
                 done = np.logical_or(terminated, truncated)
                 self.episode_return += reward * live
@@ -235,4 +261,4 @@ class RolloutCollector:
         """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
         obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
         starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
-        return self.make_forward()(obs_t, self.lstm_state, starts)[1]
+        return self.make_step().value(obs_t, self.lstm_state, starts)

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from rlsuite.agents import a2c, dqn, fast, ppo
 from rlsuite.agents.actor_critic import ActorCritic
+from rlsuite.agents.rollout import ModuleStep
 
 
 def _perturbed(network: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -101,37 +102,43 @@ def test_accelerate_takes_only_tanh_and_relu_towers_and_can_be_turned_off():
                                                                                       "critic_encoder.net"]
 
 
-@pytest.mark.parametrize("env_id, overrides", [
-    ("CartPole-v1", {}),
-    ("CartPole-v1", {"share_encoder": True, "hidden_sizes": (16, 8, 4), "activation": "relu"}),
-    ("Pendulum-v1", {"squash": "tanh"}),
-    ("Pendulum-v1", {}),
+@pytest.mark.parametrize("env_id, overrides, kind", [
+    ("CartPole-v1", {}, fast.NumpyCategoricalStep),
+    ("CartPole-v1", {"share_encoder": True, "hidden_sizes": (16, 8, 4), "activation": "relu"}, fast.NumpyCategoricalStep),
+    ("CartPole-v1", {"activation": "elu"}, fast.FusedMLPForward),
+    ("Pendulum-v1", {"squash": "tanh"}, fast.FusedMLPForward),
+    ("Pendulum-v1", {}, fast.FusedMLPForward),
 ])
-def test_fused_rollout_forward_equals_act_value(env_id, overrides):
+def test_fast_rollout_steps_sample_what_the_module_step_samples(env_id, overrides, kind):
+    """Same torch seed, same actions; the same log-probabilities and values; and the next rollout's step reads
+    the weights as they are then."""
     env = gym.make(env_id)
     network = _perturbed(ActorCritic(env.observation_space, env.action_space, a2c.A2CSettings(env_id=env_id, **overrides)))
-    make_forward = fast.rollout_forward(network)
-    assert isinstance(make_forward(), fast.FusedMLPForward)
-    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(32)]))
-    actions = torch.as_tensor(np.stack([env.action_space.sample() for _ in range(32)]))
+    make_step = fast.rollout_step(network)
+    assert type(make_step()) is kind
+    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(64)]))
     with torch.inference_mode():
-        dist, value, _ = make_forward()(obs)
-        expected, expected_value, _ = network.act_value(obs)
-        torch.testing.assert_close(value, expected_value)
-        torch.testing.assert_close(dist.log_prob(actions), expected.log_prob(actions))
-        torch.testing.assert_close(dist.mode(), expected.mode())
-    with torch.no_grad():  # an optimiser step: the next rollout's forward reads the new weights
+        torch.manual_seed(5)
+        got = make_step()(obs, None, None)
+        torch.manual_seed(5)
+        expected = ModuleStep(network)(obs, None, None)
+        torch.testing.assert_close(got[0], expected[0])  # the actions
+        np.testing.assert_allclose(got[3], expected[3], rtol=1e-5, atol=1e-5)  # as the env takes them
+        torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)  # log-probabilities
+        torch.testing.assert_close(got[2], expected[2], rtol=1e-5, atol=1e-5)  # values
+        torch.testing.assert_close(make_step().value(obs, None, None), expected[2], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # an optimiser step: the next rollout's step reads the new weights
         network.critic.linear.bias.add_(1.0)
     with torch.inference_mode():
-        torch.testing.assert_close(make_forward()(obs)[1], value + 1.0)
+        torch.testing.assert_close(make_step().value(obs, None, None), expected[2] + 1.0, rtol=1e-5, atol=1e-5)
 
 
-def test_rollout_forward_keeps_the_module_path_where_fusing_does_not_apply():
+def test_rollout_step_keeps_the_module_path_where_no_fast_step_applies():
     box = spaces.Box(-1.0, 1.0, (3,), np.float32)
     recurrent = ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings(recurrent=True))
-    assert fast.rollout_forward(recurrent)() == recurrent.act_value
+    assert type(fast.rollout_step(recurrent)()) is ModuleStep
     plain = ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings())
-    assert fast.rollout_forward(plain, enabled=False)() == plain.act_value
+    assert type(fast.rollout_step(plain, enabled=False)()) is ModuleStep
 
 
 def test_accelerate_trains_a_nature_cnn_on_the_cpu_by_its_channels_last_forward():

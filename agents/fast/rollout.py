@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,10 +89,8 @@ class FusedMLPForward:
             sizes.append((n_in, sum(lin.out_features for lin, _, _ in layer_blocks)))
         return sizes
 
-    def __call__(self, obs: torch.Tensor, state: Any = None, episode_starts: torch.Tensor | None = None
-                 ) -> tuple[ActionDist, torch.Tensor, None]:
-        """(action distribution, value (B,), no LSTM state) for a (B, ...) float observation, as
-        `ActorCritic.act_value`; call under torch.inference_mode."""
+    def distribution(self, obs: torch.Tensor) -> tuple[ActionDist, torch.Tensor]:
+        """(action distribution, V (B,)) for a (B, ...) float observation, as `ActorCritic.act_value`."""
         x = obs.reshape(obs.shape[0], -1).float()  # (B, in)
         act = self.activation
         for w_t, b in self.layers[:-1]:
@@ -101,7 +100,63 @@ class FusedMLPForward:
         head_out, value = out[:, : self.n_out], out[:, self.n_out]
         head = self.network.actor
         if isinstance(head, CategoricalHead):
-            return CategoricalDist(head_out, head.start), value, None
+            return CategoricalDist(head_out, head.start), value
         gaussian = cast(GaussianHead, head)  # supports() admits only Categorical and Gaussian heads
         return GaussianDist(head_out, gaussian.log_std, gaussian.low, gaussian.high, gaussian.tanh,
-                            gaussian.log_half_range), value, None
+                            gaussian.log_half_range), value
+
+    def __call__(self, obs: torch.Tensor, state: Any = None, starts: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, None]:
+        """A rollout step (agents/rollout.py: RolloutStep); call under torch.inference_mode."""
+        dist, value = self.distribution(obs)
+        action = dist.sample()
+        return action, dist.log_prob(action), value, dist.to_env(action).cpu().numpy(), None
+
+    def value(self, obs: torch.Tensor, state: Any = None, starts: torch.Tensor | None = None) -> torch.Tensor:
+        return self.distribution(obs)[1]
+
+
+class NumpyCategoricalStep(FusedMLPForward):
+    """FusedMLPForward's rollout step for a Categorical head on the CPU, computed in NumPy from views of the same
+    stacked weights: a step sees a handful of observations, and NumPy dispatches such small ops several times
+    faster than torch. The randomness is torch's: the Exp(1) draws of CategoricalDist.sample's Gumbel-max come
+    from torch's generator, in the same shape and order, so the actions are those the module path samples."""
+
+    def __init__(self, network: ActorCritic) -> None:
+        super().__init__(network)
+        self.np_layers = [(w_t.numpy(), b.numpy()) for w_t, b in self.layers]  # views: refresh() updates them
+        self.relu = isinstance(self.activation, nn.ReLU)
+        self.start = cast(CategoricalHead, network.actor).start
+
+    @staticmethod
+    def supports(network: ActorCritic) -> bool:
+        return (FusedMLPForward.supports(network) and isinstance(network.actor, CategoricalHead)
+                and next(network.parameters()).device.type == "cpu"
+                and any(isinstance(m, (nn.Tanh, nn.ReLU)) for m in network.actor_encoder.modules()))
+
+    def _out(self, obs: torch.Tensor) -> np.ndarray:
+        x = obs.numpy().reshape(len(obs), -1).astype(np.float32, copy=False)  # (N, in)
+        for w_t, b in self.np_layers[:-1]:
+            x = x @ w_t
+            x += b  # (N, hidden_actor + hidden_critic)
+            if self.relu:
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+        w_t, b = self.np_layers[-1]
+        return x @ w_t + b  # (N, n_out + 1): logits, then V
+
+    def __call__(self, obs: torch.Tensor, state: Any = None, starts: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, None]:
+        out = self._out(obs)
+        logits = out[:, : self.n_out]  # (N, n)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (N, n) log-softmax
+        exp_draws = torch.empty(logp.shape).exponential_().numpy()  # (N, n) Exp(1), as CategoricalDist.sample
+        action = (logp - np.log(exp_draws)).argmax(axis=1)  # (N,) Gumbel-max: an exact categorical sample
+        rows = np.arange(len(action))
+        return (torch.from_numpy(action), torch.from_numpy(logp[rows, action]), torch.from_numpy(out[:, self.n_out]),
+                action + self.start if self.start else action, None)
+
+    def value(self, obs: torch.Tensor, state: Any = None, starts: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.from_numpy(self._out(obs)[:, self.n_out])  # (N,)
