@@ -136,10 +136,8 @@ def make_network(observation_space: gym.Space, action_space: gym.Space, s: PPOSe
     return ActorCritic(observation_space, action_space, s, front)
 
 
-def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
-                           clip_coef: float) -> torch.Tensor:
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """-min(r A, clip(r, 1-eps, 1+eps) A) with r = pi_new / pi_old (per-sample, not reduced)."""
-    ratio = (new_logprob - old_logprob).exp()
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef))
 
 
@@ -150,25 +148,26 @@ def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOS
     network's auxiliary loss; and its terms for the logs (no gradient). `mb` holds obs, actions and the
     rollout's logprobs, values, advantages, returns (and aux: info values), rows averaged by `mean`;
     `state` and `starts` (T, B) feed a recurrent core."""
-    actor_f, critic_f, _ = network.features(mb["obs"], state, starts)
-    dist = network.actor(actor_f)
-    new_logprob = dist.log_prob(mb["actions"])  # (B,)
-    new_value = network.critic(critic_f)  # (B,)
+    dist, new_value, _ = network.act_value(mb["obs"], state, starts)  # new_value (B,)
+    log_ratio = dist.log_prob(mb["actions"]) - mb["logprobs"]  # (B,) log(pi_new / pi_old)
+    ratio = log_ratio.exp()
     advantages = normalize_advantages(mb["advantages"], mean) if s.norm_adv else mb["advantages"]
-    pg_loss = mean(clipped_surrogate_loss(new_logprob, mb["logprobs"], advantages, clip_coef))
+    pg_loss = mean(clipped_surrogate_loss(ratio, advantages, clip_coef))
     v_error = (new_value - mb["returns"]) ** 2  # (B,)
     if s.clip_vloss:  # the value update clipped around the rollout's estimate, as the ratio is
         v_clipped = mb["values"] + (new_value - mb["values"]).clamp(-clip_coef, clip_coef)
         v_error = torch.max(v_error, (v_clipped - mb["returns"]) ** 2)
     v_loss = 0.5 * mean(v_error)
-    entropy = mean(dist.entropy())
-    loss = pg_loss + s.vf_coef * v_loss - s.ent_coef * entropy if s.ent_coef else pg_loss + s.vf_coef * v_loss
+    loss = pg_loss + s.vf_coef * v_loss
+    with torch.set_grad_enabled(bool(s.ent_coef) and torch.is_grad_enabled()):  # a loss term, or only logged
+        entropy = mean(dist.entropy())
+    if s.ent_coef:
+        loss = loss - s.ent_coef * entropy
     aux_loss, aux_terms = network.aux_loss(mb.get("aux", {}), mean)
     if aux_loss is not None:
         loss = loss + aux_loss
     with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-        log_ratio = new_logprob - mb["logprobs"]
-        ratio = log_ratio.exp()
+        ratio, log_ratio = ratio.detach(), log_ratio.detach()
         terms = {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach(),
                  "approx_kl": mean((ratio - 1) - log_ratio), "clipfrac": mean(((ratio - 1.0).abs() > clip_coef).float())}
     return loss, {**terms, **aux_terms}

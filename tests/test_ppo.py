@@ -72,7 +72,7 @@ def test_clipped_surrogate_hand_computed():
     old = torch.zeros(4)
     new = torch.log(torch.tensor([1.5, 1.5, 0.5, 1.1]))
     adv = torch.tensor([2.0, -1.0, -1.0, 3.0])
-    loss = ppo.clipped_surrogate_loss(new, old, adv, clip_coef=0.2)
+    loss = ppo.clipped_surrogate_loss((new - old).exp(), adv, clip_coef=0.2)
     # min(r A, clip(r) A): 1.5*2 vs 1.2*2 -> 2.4; 1.5*-1 vs 1.2*-1 -> -1.5; 0.5*-1 vs 0.8*-1 -> -0.8; 1.1*3 unclipped
     expected = -torch.tensor([2.4, -1.5, -0.8, 3.3])
     torch.testing.assert_close(loss, expected)
