@@ -153,7 +153,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
     np.random.seed(s.seed)
     network = ActorCritic(obs_space, act_space, s).to(device)
-    fast.accelerate(network, s.fast)  # agents/fast: the same function, faster where it applies
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = make_optimizer(s, network)  # parameters in one buffer: clipping and the step are a few ops
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
@@ -163,7 +163,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_step(network, s.fast))
+                                 fast.rollout_step(network))
     collector.reset(seed=run.env_seed)
 
     for update in range(run.update + 1, num_updates + 1):

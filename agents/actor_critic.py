@@ -56,9 +56,6 @@ class ActorCriticSettings(TrainSettings):
     """Insert an LSTM between encoder and heads; updates then replay whole env sequences."""
     lstm_hidden: int = 128
     """LSTM hidden size when recurrent."""
-    fast: bool = True
-    """Train with agents/fast's implementations where they support the network (tested equal to plain
-    PyTorch); false: plain PyTorch modules and autograd throughout."""
 
     def validate(self) -> None:
         super().validate()

@@ -117,9 +117,6 @@ class DQNSettings(TrainSettings):
     init: Literal["orthogonal", "torch"] = "orthogonal"
     """Weight init: orthogonal (the shared backbone's, CleanRL's) or torch (PyTorch's default per layer,
     as SB3's DQN has: use it to compare with SB3 like for like)."""
-    fast: bool = True
-    """Train with agents/fast's implementations where they support the network (tested equal to plain
-    PyTorch); false: plain PyTorch modules and autograd throughout."""
 
     def validate(self) -> None:
         super().validate()
@@ -363,8 +360,8 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target = QNetwork(obs_space, n_actions, s).to(device)
     target.load_state_dict(network.state_dict())
     target.requires_grad_(False)
-    fast.accelerate(network, s.fast)  # agents/fast: the same function, faster where it applies
-    fast.accelerate(target, s.fast)
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
+    fast.accelerate(target)
     # parameters and gradients as views into two flat buffers: one-norm clipping, a six-op Adam (agents/optim.py)
     optimizer = FlatAdam(network, lr=s.learning_rate)
     online_params: list[torch.Tensor] = list(network.parameters())

@@ -221,7 +221,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
     np.random.seed(s.seed)
     network = make_network(obs_space, act_space, s).to(device)
-    fast.accelerate(network, s.fast)  # agents/fast: the same function, faster where it applies
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
@@ -231,7 +231,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_step(network, s.fast))
+                                 fast.rollout_step(network))
     collector.reset(seed=run.env_seed)
     recurrent = network.core is not None
 

@@ -134,7 +134,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
     np.random.seed(s.seed)
     network = ActorCritic(obs_space, act_space, s).to(device)
-    fast.accelerate(network, s.fast)  # agents/fast: the same function, faster where it applies
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
@@ -144,7 +144,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
 
     rollout = Rollout(obs_space, act_space, s.max_rollout_steps, s.n_envs, device)  # (T_max, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_step(network, s.fast))
+                                 fast.rollout_step(network))
     seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
 
     while run.global_step < s.total_steps:

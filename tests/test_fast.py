@@ -94,10 +94,9 @@ def test_mlp_tower_gives_the_td_loss_the_same_gradients(activation, loss, weight
     _assert_same_grads(plain, accelerated)
 
 
-def test_accelerate_takes_only_tanh_and_relu_towers_and_can_be_turned_off():
+def test_accelerate_takes_only_tanh_and_relu_towers():
     box = spaces.Box(-1.0, 1.0, (3,), np.float32)
     assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings(activation="elu"))) == []
-    assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings()), enabled=False) == []
     assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings())) == ["actor_encoder.net",
                                                                                       "critic_encoder.net"]
 
@@ -137,8 +136,10 @@ def test_rollout_step_keeps_the_module_path_where_no_fast_step_applies():
     box = spaces.Box(-1.0, 1.0, (3,), np.float32)
     recurrent = ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings(recurrent=True))
     assert type(fast.rollout_step(recurrent)()) is ModuleStep
-    plain = ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings())
-    assert type(fast.rollout_step(plain, enabled=False)()) is ModuleStep
+    front = ppo.make_network(spaces.Dict({"audio": spaces.Box(-1, 1, (8, 4), np.float32), "state": box}),
+                             spaces.Discrete(2), ppo.PPOSettings(env_id="x", network="spoken_pointer",
+                                                                 network_kwargs={"classes": 3, "select": "state:0:3"}))
+    assert type(fast.rollout_step(front)()) is ModuleStep
 
 
 def test_accelerate_trains_a_nature_cnn_on_the_cpu_by_its_channels_last_forward():

@@ -13,8 +13,8 @@ dispatch, not arithmetic, so two pieces have faster versions here, and only here
   float tolerance, its convolutions' oneDNN backward 1.1-1.35x cheaper per PPO update (docs/atari.md).
 
 An agent calls `accelerate` once on its training network and hands `rollout_step` to its collector;
-both pick a fast piece only where it supports the network (and `fast=true` in the settings), else keep the
-plain path, so the agent files never branch on it. Checkpoints and loaded policies are plain modules either
+both pick a fast piece only where it supports the network, else keep the plain path, so the agent files
+never branch on it. Checkpoints and loaded policies are plain modules either
 way (same parameters, same state_dict keys). tests/test_fast.py is the contract: outputs and gradients
 equal to the plain path.
 """
@@ -34,14 +34,12 @@ from rlsuite.policies import MLPEncoder, NatureCNN
 __all__ = ["FusedMLPForward", "MLPTower", "MLPTowerFunction", "NumpyCategoricalStep", "accelerate", "rollout_step"]
 
 
-def accelerate(network: nn.Module, enabled: bool = True) -> list[str]:
+def accelerate(network: nn.Module) -> list[str]:
     """Run every MLP encoder tower of `network` that MLPTower supports as an MLPTower, and every Nature CNN on
     the CPU by its channels-last forward (same parameters, same state_dict keys); returns the names of the
-    modules changed (none when not `enabled`). Call after moving the network to its device."""
+    modules changed. Call after moving the network to its device."""
     swapped = []
     for name, module in list(network.named_modules()):
-        if not enabled:
-            break
         if isinstance(module, MLPEncoder) and MLPTower.supports(module.net):
             module.net = MLPTower(module.net)
             swapped.append(f"{name}.net")
@@ -52,11 +50,10 @@ def accelerate(network: nn.Module, enabled: bool = True) -> list[str]:
     return swapped
 
 
-def rollout_step(network: ActorCritic, enabled: bool = True) -> Callable[[], RolloutStep]:
+def rollout_step(network: ActorCritic) -> Callable[[], RolloutStep]:
     """What RolloutCollector calls at the start of every rollout for the step it acts with (re-reading the
-    weights): the NumPy step, else the fused one, where they support `network` (and `enabled`), else the
-    plain ModuleStep."""
+    weights): the NumPy step, else the fused one, where they support `network`, else the plain ModuleStep."""
     for fast_step in (NumpyCategoricalStep, FusedMLPForward):
-        if enabled and fast_step.supports(network):
+        if fast_step.supports(network):
             return fast_step(network).for_rollout
     return lambda: ModuleStep(network)
