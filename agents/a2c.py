@@ -2,7 +2,7 @@
 
 One gradient step per short rollout of `n_steps` x `n_envs` transitions. The order is CleanRL's:
 settings, then the loop (rollout, returns, update, logging); the network (ActorCritic from
-agents/onpolicy.py, on the shared backbone), rollout storage and run-folder plumbing are imported.
+agents/actor_critic.py, on the shared backbone), rollout storage and run-folder plumbing are imported.
 
 Returns, switched by `advantage`:
 - "nstep" (the classic A2C, SB3's default gae_lambda=1): R_t = r_t + gamma r_{t+1} + ... + gamma^k V(s_{t+k}),

@@ -14,7 +14,7 @@ Truncation: an episode cut by a time limit (or by `max_rollout_steps`, when a su
 did not end, so its return bootstraps from the learned value: G_t = r_t + gamma V(final observation) at
 the truncated step. Terminated episodes never bootstrap.
 
-The network (ActorCritic from agents/onpolicy.py), rollout storage and run-folder plumbing are shared
+The network (ActorCritic from agents/actor_critic.py), rollout storage and run-folder plumbing are shared
 with PPO and A2C.
 """
 

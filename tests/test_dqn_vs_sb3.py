@@ -163,7 +163,7 @@ def run_lockstep(phases: int = 3, perturb: dict[str, Any] | None = None, skip_ta
     return report
 
 
-TOLERANCE = 1e-4  # float32: different summation orders (explicit matmuls vs autograd), 384 Adam steps
+TOLERANCE = 1e-4  # float32: different summation orders (our MLPTower backward vs SB3's modules), 384 Adam steps
 
 
 def test_updates_agree_with_sb3_step_for_step_on_the_same_batches():

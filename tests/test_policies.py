@@ -113,7 +113,7 @@ def test_grayscale_2d_uint8_and_float_images_scale_like_uint8_over_255():
 
 @pytest.mark.parametrize("space", [S.Box(0, 255, (4, 84, 84), np.uint8), S.Box(0.0, 1.0, (3, 40, 44), np.float32)])
 def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space):
-    # the training fast path (agents/onpolicy.encode): channels-last convs, 1/255 folded into the first
+    # the training fast path (agents/fast.accelerate): channels-last convs, 1/255 folded into the first
     # conv's weights; the same outputs and parameter gradients as the plain module to float tolerance
     torch.manual_seed(0)
     cnn = NatureCNN(space)
