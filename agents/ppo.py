@@ -12,7 +12,7 @@ from V(final observation) without any `final_obs` bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -146,13 +146,13 @@ def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOS
              starts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's loss on a minibatch: clipped surrogate + vf_coef * value loss - ent_coef * entropy, plus the named
     network's auxiliary loss; and its terms for the logs (no gradient). `mb` holds obs, actions and the
-    rollout's logprobs, values, advantages, returns (and aux: info values), rows averaged by `mean`;
-    `state` and `starts` (T, B) feed a recurrent core."""
+    rollout's logprobs, values, advantages (as the surrogate takes them: `epochs` normalises them per
+    minibatch with norm_adv), returns (and aux: info values), rows averaged by `mean`; `state` and `starts`
+    (T, B) feed a recurrent core."""
     dist, new_value, _ = network.act_value(mb["obs"], state, starts)  # new_value (B,)
     log_ratio = dist.log_prob(mb["actions"]) - mb["logprobs"]  # (B,) log(pi_new / pi_old)
     ratio = log_ratio.exp()
-    advantages = normalize_advantages(mb["advantages"], mean) if s.norm_adv else mb["advantages"]
-    pg_loss = mean(clipped_surrogate_loss(ratio, advantages, clip_coef))
+    pg_loss = mean(clipped_surrogate_loss(ratio, mb["advantages"], clip_coef))
     v_error = (new_value - mb["returns"]) ** 2  # (B,)
     if s.clip_vloss:  # the value update clipped around the rollout's estimate, as the ratio is
         v_clipped = mb["values"] + (new_value - mb["values"]).clamp(-clip_coef, clip_coef)
@@ -192,21 +192,35 @@ def take(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
     return {k: index_obs(v, rows) for k, v in batch.items()}
 
 
-def minibatches(s: PPOSettings, rollout: Rollout, batch: dict[str, Any], recurrent: bool) -> list[tuple[dict[str, Any], Any, Any]]:
-    """One epoch's minibatches as (rows, LSTM state, episode starts): shuffled rows, or for a recurrent network
-    whole env sequences, so the LSTM replays each from its rollout-start state."""
-    if not recurrent:
-        if s.n_minibatches == 1:  # the whole batch: no shuffling, no gathering
-            return [(batch, None, None)]
-        return [(take(batch, rows), None, None) for rows in torch.randperm(len(batch["actions"])).tensor_split(s.n_minibatches)]
-    assert rollout.initial_state is not None
-    starts = torch.as_tensor(rollout.starts, device=rollout.device)  # (T, N)
-    env_indices = np.random.permutation(s.n_envs)
-    out = []
-    for group in np.array_split(env_indices, s.n_minibatches):
-        rows = (np.arange(s.n_steps)[:, None] * s.n_envs + group[None, :]).ravel()  # flat index of (t, env): t * N + env
-        out.append((take(batch, rows), tuple(x[:, group] for x in rollout.initial_state), starts[:, group]))
-    return out
+def epochs(s: PPOSettings, rollout: Rollout, batch: dict[str, Any], recurrent: bool
+           ) -> Iterator[list[tuple[dict[str, Any], Any, Any]]]:
+    """The update's epochs, each a list of minibatches (rows, LSTM state, episode starts) with advantages
+    normalised per minibatch (norm_adv): shuffled rows, or for a recurrent network whole env sequences, so the
+    LSTM replays each from its rollout-start state. A single feed-forward minibatch is the whole batch, the
+    same every epoch: no shuffling, no gathering, normalised once."""
+
+    def normalised(mb: dict[str, Any]) -> dict[str, Any]:
+        if not s.norm_adv:
+            return mb
+        mean = partial(masked_mean, mask=mb["valid"]) if recurrent else torch.mean  # reset steps carry no loss
+        return {**mb, "advantages": normalize_advantages(mb["advantages"], mean)}
+
+    if not recurrent and s.n_minibatches == 1:
+        whole = [(normalised(batch), None, None)]
+        yield from (whole for _ in range(s.n_epochs))
+        return
+    for _ in range(s.n_epochs):
+        if not recurrent:
+            row_groups = torch.randperm(len(batch["actions"])).tensor_split(s.n_minibatches)
+            yield [(normalised(take(batch, rows)), None, None) for rows in row_groups]
+            continue
+        assert rollout.initial_state is not None
+        starts = torch.as_tensor(rollout.starts, device=rollout.device)  # (T, N)
+        out = []
+        for group in np.array_split(np.random.permutation(s.n_envs), s.n_minibatches):
+            rows = (np.arange(s.n_steps)[:, None] * s.n_envs + group[None, :]).ravel()  # flat index of (t, env): t * N + env
+            out.append((normalised(take(batch, rows)), tuple(x[:, group] for x in rollout.initial_state), starts[:, group]))
+        yield out
 
 
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
@@ -256,8 +270,8 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         network.train()
         batch = flat_batch(rollout, advantages, returns, keep_resets=recurrent)
         epoch_terms: list[dict[str, torch.Tensor]] = []
-        for _ in range(s.n_epochs):
-            for mb, mb_state, mb_starts in minibatches(s, rollout, batch, recurrent):
+        for minibatches in epochs(s, rollout, batch, recurrent):
+            for mb, mb_state, mb_starts in minibatches:
                 # sequences keep their reset steps for the LSTM; the losses mask them out
                 mean = partial(masked_mean, mask=mb["valid"]) if recurrent else torch.mean
                 loss, terms = ppo_loss(network, mb, clip_coef, s, mean, mb_state, mb_starts)

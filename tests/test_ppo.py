@@ -83,7 +83,7 @@ def test_ppo_loss_matches_a_slow_float_reference(ent_coef, clip_vloss, norm_adv)
     """ppo_loss, the loss train runs, against the clipped objective written row by row with Python floats."""
     env = gym.make("CartPole-v1")
     settings = ppo.PPOSettings(env_id="CartPole-v1", ent_coef=ent_coef, clip_vloss=clip_vloss, norm_adv=norm_adv,
-                               vf_coef=0.7)
+                               vf_coef=0.7, n_minibatches=1)
     torch.manual_seed(0)
     network = ppo.make_network(env.observation_space, env.action_space, settings)
     for param in network.parameters():  # off the init (heads start near zero), so every weight matters
@@ -99,9 +99,11 @@ def test_ppo_loss_matches_a_slow_float_reference(ent_coef, clip_vloss, norm_adv)
                                    for row, a in zip(logits, mb["actions"].tolist(), strict=True)])
     mb["logprobs"] += 0.3 * torch.randn(batch)  # ratios inside and outside the clip range
     mb["values"] = torch.tensor(values) + 0.3 * torch.randn(batch)
+    adv = mb["advantages"].tolist()
+    if norm_adv:  # what ppo.epochs hands the loss: advantages normalised per minibatch
+        mb["advantages"] = next(ppo.epochs(settings, None, mb | {"valid": torch.ones(batch)}, False))[0][0]["advantages"]
     loss, terms = ppo.ppo_loss(network, mb, clip, settings)
 
-    adv = mb["advantages"].tolist()
     if norm_adv:
         mean_adv = sum(adv) / batch
         std_adv = math.sqrt(sum((x - mean_adv) ** 2 for x in adv) / batch)
