@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -93,7 +93,7 @@ class ActorCritic(nn.Module):
         vector_obs = not (isinstance(observation_space, spaces.Dict) or is_image_space(observation_space))
         self.front = front
         if front is not None:  # the towers read the front's flat vector
-            observation_space = spaces.Box(-np.inf, np.inf, (int(front.output_dim),), np.float32)
+            observation_space = spaces.Box(-np.inf, np.inf, (int(cast(Any, front).output_dim),), np.float32)
             vector_obs = True
         shared = s.share_encoder if s.share_encoder is not None else (not vector_obs or s.recurrent)
         if s.recurrent and not shared:
@@ -104,7 +104,7 @@ class ActorCritic(nn.Module):
 
         self.actor_encoder = encoder()
         self.critic_encoder = self.actor_encoder if shared else encoder()
-        features_dim = int(self.actor_encoder.features_dim)
+        features_dim = int(cast(Any, self.actor_encoder).features_dim)
         self.core = LSTMCore(features_dim, s.lstm_hidden) if s.recurrent else None
         if self.core is not None:
             features_dim = self.core.features_dim
@@ -138,7 +138,7 @@ class ActorCritic(nn.Module):
         """The front's auxiliary loss for the latest `features` batch (None and no terms without one)."""
         if not self.aux_keys:
             return None, {}
-        loss, terms = self.front.aux_loss(targets, mean)  # type: ignore[union-attr]
+        loss, terms = cast(Any, self.front).aux_loss(targets, mean)
         return loss, terms
 
     def initial_state(self, num_envs: int, device: torch.device) -> LSTMState | None:

@@ -224,8 +224,8 @@ class RolloutCollector:
                 rollout.starts[step] = self.episode_start
                 live = ~self.prev_done  # False on reset steps, whose action the env ignores
                 rollout.valid[step] = live
-                for key, value in self.raw_aux.items():
-                    rollout.aux[key][step] = value
+                for key, aux_value in self.raw_aux.items():
+                    rollout.aux[key][step] = aux_value
                 obs_t = obs_to_tensor(self._obs(update_stats=True), device)
                 store_obs(rollout.obs, step, obs_t)
                 step_starts = (torch.as_tensor(rollout.starts[step][None], device=device)
