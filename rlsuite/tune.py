@@ -449,6 +449,8 @@ class _Config:
     params: dict[str, Any]
     rungs: list[list[TuneUnit]]
     trial: optuna.Trial | None = None
+    reported: set[int] = field(default_factory=set)
+    """Rungs whose value Optuna already holds (a resumed trial's)."""
     scores: dict[str, UnitScore] = field(default_factory=dict)
     submitted_rungs: int = 0
     """Rungs whose units have been queued."""
@@ -603,9 +605,13 @@ def _open_study(spec: TuneSpec, name: str) -> optuna.Study:
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
     else:
         pruner = optuna.pruners.NopPruner()
-    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed, n_startup_trials=min(5, spec.trials))
-    return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                               directions=[objective_direction(o) for o in spec.objectives], load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, pruner=pruner,
+                                directions=[objective_direction(o) for o in spec.objectives], load_if_exists=True)
+    # Seeded by the trials already asked: a fresh study proposes the same configurations for the same
+    # command, and a resumed one does not propose its first ones again.
+    study.sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed + len(study.trials),
+                                               n_startup_trials=min(5, spec.trials))
+    return study
 
 
 def _recorded(db: Path) -> dict[str, dict[str, tuple[EvaluationRecord, list[EpisodeRecord]]]]:
@@ -840,13 +846,15 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                     if resumed:
                         frozen = resumed.popleft()
                         trial = optuna.trial.Trial(study, frozen._trial_id)
+                        reported = set(frozen.intermediate_values)
                         console.print(f"[cyan]resume[/] trial {frozen.number}", highlight=False)
                     elif counter["asked"] < spec.trials:
-                        trial = study.ask()
+                        trial, reported = study.ask(), set()
                         counter["asked"] += 1
                     else:
                         return None
                     config = make_config(trial)
+                    config.reported = reported
                     if not config.rungs:  # refused by the settings: recorded as failed, not run
                         error = str(config.scores.pop("error"))  # type: ignore[arg-type]
                         trial.set_user_attr("error", error)
@@ -862,16 +870,15 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                 trial.set_user_attr("units", [dataclasses.asdict(s) for s in scores])
                 values = scorer.values(scores)
                 last = rung == len(config.rungs) - 1
-                if single and not last:
+                if single and rung + 1 not in config.reported:
                     trial.report(values[0], step=rung + 1)
+                if single and not last:
                     if trial.should_prune():
                         study.tell(trial, state=_state("PRUNED"))
                         console.print(f"[yellow]pruned[/] {config.label} after {rung + 1} seed(s): "
                                       f"{values[0]:.3f}", highlight=False)
                         return False
                 if last:
-                    if single:
-                        trial.report(values[0], step=rung + 1)
                     study.tell(trial, values[0] if single else values)
                     console.print(f"[bold]trial {trial.number}[/]: {_fmt_values(spec.objectives, values)}",
                                   highlight=False)
