@@ -5,7 +5,7 @@ parameter importances, the Pareto front, the confirm-stage scores per seed and e
 renders it, so the report needs neither Optuna nor the study's storage. Sections:
 
 - optimisation history: every trial's validation score (pruned ones at their last rung), best so far;
-- parameter importances (fANOVA, computed by Optuna on the completed trials);
+- parameter importances (PED-ANOVA, Optuna's default evaluator, on the completed trials);
 - the Pareto front, for multi-objective studies;
 - the confirm table: each confirmed configuration's tuning score next to its IQM on fresh training seeds,
   on the validation seeds (which picks the winner) and on the test seeds (which reports it), with 95%
@@ -109,7 +109,7 @@ def _importance_figure(importances: Mapping[str, float], path: Path) -> None:
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(6.4, 0.35 * len(names) + 1.0))
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance (fANOVA)")
+    ax.set_xlabel("importance (PED-ANOVA)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -33,6 +33,7 @@ import shlex
 import socket
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -428,13 +429,13 @@ class UnitScore:
     test_returns: tuple[float, ...] = ()
 
 
-def _score(evaluation: tuple[EvaluationRecord, Sequence[EpisodeRecord]], cpu: float,
+def _score(unit: TuneUnit, evaluation: tuple[EvaluationRecord, Sequence[EpisodeRecord]], cpu: float,
            test: Sequence[EpisodeRecord] | None) -> UnitScore:
     record, episodes = evaluation
     names = sorted({n for e in episodes for n in e.metrics})
     metrics = {n: float(np.mean([e.metrics[n] for e in episodes if n in e.metrics])) for n in names}
-    return UnitScore(record.env_id, -1, float(np.mean([e.episode_return for e in episodes])), cpu, metrics,
-                     tuple(e.episode_return for e in test or ()))
+    return UnitScore(record.env_id, unit.trial.seed, float(np.mean([e.episode_return for e in episodes])), cpu,
+                     metrics, tuple(e.episode_return for e in test or ()))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -614,11 +615,14 @@ def _open_study(spec: TuneSpec, name: str) -> optuna.Study:
     return study
 
 
-def _recorded(db: Path) -> dict[str, dict[str, tuple[EvaluationRecord, list[EpisodeRecord]]]]:
-    """run_id -> {"validation": ..., "test": ...}: what the database already holds for tuning runs."""
+_Evaluated = tuple[EvaluationRecord, list[EpisodeRecord]]
+
+
+def _recorded(db: Path) -> tuple[dict[str, dict[str, _Evaluated]], dict[str, RunRecord]]:
+    """What the database already holds: run_id -> {"validation": ..., "test": ...}, and the runs by id."""
     if not db.exists():
-        return {}
-    found: dict[str, dict[str, tuple[EvaluationRecord, list[EpisodeRecord]]]] = {}
+        return {}, {}
+    found: dict[str, dict[str, _Evaluated]] = {}
     with ResultsStore(db, create=False) as store:
         for evaluation in store.evaluations():
             split = "validation" if evaluation.protocol.get("split") == "validation" else "test"
@@ -626,10 +630,7 @@ def _recorded(db: Path) -> dict[str, dict[str, tuple[EvaluationRecord, list[Epis
                 continue
             assert evaluation.eval_id is not None
             found.setdefault(evaluation.run_id, {})[split] = (evaluation, store.episodes(evaluation.eval_id))
-        runs = {r.run_id: r for r in store.runs()}
-    for run_id in found:
-        found[run_id]["run"] = runs.get(run_id)  # type: ignore[assignment]
-    return found
+        return found, {r.run_id: r for r in store.runs()}
 
 
 def _cpu_from_manifest(run: RunRecord | None) -> float:
@@ -647,7 +648,7 @@ class _Driver:
     def __init__(self, spec: TuneSpec, store: ResultsStore, console: Console,
                  task: Callable[[TuneUnit], UnitResult]) -> None:
         self.spec, self.store, self.console, self.task = spec, store, console, task
-        self.recorded = _recorded(spec.db)
+        self.recorded, self.runs = _recorded(spec.db)
         self.summary_run = 0
         self.summary_reused = 0
         self.attempts: dict[str, int] = {}
@@ -676,10 +677,8 @@ class _Driver:
         found = self.recorded.get(unit.trial.run_id, {})
         if "validation" not in found or (unit.test and "test" not in found):
             return None
-        cpu = _cpu_from_manifest(found.get("run"))  # type: ignore[arg-type]
         test = found["test"][1] if unit.test else None
-        score = _score(found["validation"], cpu, test)
-        return dataclasses.replace(score, seed=unit.trial.seed)
+        return _score(unit, found["validation"], _cpu_from_manifest(self.runs.get(unit.trial.run_id)), test)
 
     def store_result(self, unit: TuneUnit, result: UnitResult) -> UnitScore:
         assert result.run is not None and result.validation is not None
@@ -691,8 +690,7 @@ class _Driver:
         else:
             self.store.record_run_with_evaluation(result.run, validation, episodes)
         self.recorded[unit.trial.run_id] = {"validation": (validation, list(episodes))}
-        score = _score(result.validation, result.cpu_seconds, result.test[1] if result.test else None)
-        return dataclasses.replace(score, seed=unit.trial.seed)
+        return _score(unit, result.validation, result.cpu_seconds, result.test[1] if result.test else None)
 
     def run(self, next_config: Callable[[], _Config | None], on_rung: Callable[[_Config, int], bool],
             slots_hint: int | None = None) -> bool:
@@ -783,6 +781,8 @@ class _Driver:
         return True
 
     def _fail(self, config: _Config, error: str, queue: deque[tuple[_Config, TuneUnit]]) -> None:
+        if config.done:  # another of its runs failed first
+            return
         config.done = True
         for item in [q for q in queue if q[0] is config]:
             queue.remove(item)
@@ -830,15 +830,6 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
             resumed = deque(study.get_trials(deepcopy=False, states=(_state("RUNNING"),)))
             counter = {"asked": len(study.trials)}
 
-            def make_config(trial: optuna.Trial) -> _Config:
-                params = sample_params(trial, space)
-                trial.set_user_attr("settings", params)
-                try:
-                    rungs = _units(spec, params, range(spec.seeds), False, validation_seeds)
-                except (ConfigError, SweepError) as err:  # a sampled combination the settings refuse
-                    return _Config(f"trial {trial.number}", params, [], trial, done=True, scores={"error": err})  # type: ignore[dict-item]
-                return _Config(f"trial {trial.number}", params, rungs, trial)
-
             def next_config() -> _Config | None:
                 import optuna
 
@@ -853,15 +844,16 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                         counter["asked"] += 1
                     else:
                         return None
-                    config = make_config(trial)
-                    config.reported = reported
-                    if not config.rungs:  # refused by the settings: recorded as failed, not run
-                        error = str(config.scores.pop("error"))  # type: ignore[arg-type]
-                        trial.set_user_attr("error", error)
+                    params = sample_params(trial, space)
+                    trial.set_user_attr("settings", params)
+                    try:
+                        rungs = _units(spec, params, range(spec.seeds), False, validation_seeds)
+                    except (ConfigError, SweepError) as err:  # a combination the settings refuse: not run
+                        trial.set_user_attr("error", str(err))
                         study.tell(trial, state=_state("FAIL"))
-                        console.print(f"[red]refused[/] trial {trial.number}: {error}", highlight=False)
+                        console.print(f"[red]refused[/] trial {trial.number}: {err}", highlight=False)
                         continue
-                    return config
+                    return _Config(f"trial {trial.number}", params, rungs, trial, reported)
 
             def on_rung(config: _Config, rung: int) -> bool:
                 trial = config.trial
@@ -1046,9 +1038,15 @@ def _report_data(spec: TuneSpec, study: optuna.Study, name: str, scorer: _Scorer
         if len(complete) < 2:
             notes.append("parameter importances need at least two completed trials")
             break
-        try:  # fANOVA on the completed trials (Optuna's default evaluator)
-            importances[objective] = {k: float(v) for k, v in optuna.importance.get_param_importances(
-                study, target=(lambda t, i=i: t.values[i]) if len(spec.objectives) > 1 else None).items()}
+        # PED-ANOVA (Optuna's default evaluator) ranks params by how they separate the best trials from the
+        # rest, reading a given target as lower-is-better: a maximised objective is negated.
+        sign = -1.0 if objective_direction(objective) == "maximize" else 1.0
+        target = (lambda t, i=i, sign=sign: sign * t.values[i]) if len(spec.objectives) > 1 else None
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low")
+                importances[objective] = {k: float(v) for k, v in
+                                          optuna.importance.get_param_importances(study, target=target).items()}
         except (RuntimeError, ValueError) as err:  # e.g. every completed trial scored the same
             notes.append(f"no importances for {objective}: {err}")
     pareto = [t.number for t in study.best_trials] if len(spec.objectives) > 1 else []

@@ -181,10 +181,20 @@ def test_tune_file(tmp_path):
 def test_cli_user_errors(tmp_path):
     assert_user_error(rlsuite("tune", "--agent", "ppo", "--env", "CartPole-v1", "--objective", "speed", cwd=tmp_path),
                       "unknown objective 'speed'")
-    assert_user_error(rlsuite("tune", "--agent", "random", "--env", "CartPole-v1", cwd=tmp_path), "baseline")
-    assert_user_error(rlsuite("tune", "--agent", "ppo", "--env", "CartPole-v1", "--env", "Acrobot-v1", cwd=tmp_path),
-                      "reference scores", "Acrobot-v1")
     assert_user_error(rlsuite("tune", "--env", "CartPole-v1", cwd=tmp_path), "name the study's agent")
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (dict(agent="random"), "baseline with nothing to tune"),
+    (dict(envs=("CartPole-v1", "Acrobot-v1")), "knows none for Acrobot-v1"),
+    (dict(seeds=0), "--seeds must be >= 1"),
+    (dict(pruner="hyperband"), "unknown pruner 'hyperband'"),
+    (dict(objectives=("metric:crashed",)), "metric:NAME:max"),
+])
+def test_bad_studies_fail_before_any_work(tmp_path, overrides, fragment):
+    with pytest.raises(TuneError, match=fragment):
+        spec(tmp_path, **overrides).validate()
+    assert not (tmp_path / "tune").exists()
 
 
 # --- the driver on the fake unit -------------------------------------------------------------------------
@@ -217,6 +227,7 @@ def test_pruning_acts_on_seed_rungs(tmp_path, unit_log):
     assert max(evaluations_by_run(s.db).values()) == 1
 
 
+@pytest.mark.slow
 def test_killed_worker_unit_is_retried_once(tmp_path, unit_log, monkeypatch):
     """Seed 0's worker dies once: the run is retried and the trial goes on. Seed 1's worker dies on every
     attempt: after one retry the trial is recorded as failed, with the reason, and nothing is stored twice."""
@@ -292,6 +303,7 @@ def test_confirm_picks_on_validation_and_reports_test(tmp_path, unit_log):
 # --- real training --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_write_back_loads_with_config(tmp_path):
     """Real PPO runs (1024 steps): the winner's block holds only the fields it changes, and `--config` loads
     exactly the winner's settings."""
@@ -313,7 +325,7 @@ def test_write_back_loads_with_config(tmp_path):
     with ResultsStore(s.db, create=False) as store:
         splits = [e.protocol.get("split", "test") for e in store.evaluations()]
         seeds = {e.seeds[0] for e in store.evaluations()}
-    assert splits.count("test") == 2 and seeds == {VALIDATION_SEED_BASE, 1_000_000}  # confirm: winner + preset
+    assert splits.count("test") == 3 and seeds == {VALIDATION_SEED_BASE, 1_000_000}  # winner, preset, defaults
     assert math.isfinite(winner["cpu_seconds"]) and winner["cpu_seconds"] > 0
 
 
