@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
@@ -64,7 +64,7 @@ from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
 from rlsuite.train import check_label, prepare_settings, run_training
 
 __all__ = ["BACKENDS", "SweepError", "SweepSpec", "SweepSummary", "Trial", "TrialResult", "load_sweep_file",
-           "parse_seeds", "plan_trials", "run_sweep", "run_trial"]
+           "parse_seeds", "plan_trials", "run_sweep", "run_trial", "train_trial"]
 
 BACKENDS = ("local", "ray")
 DEFAULT_OUT = Path("sweep")
@@ -359,7 +359,7 @@ class TrialResult:
     seconds: float = 0.0
 
 
-def _train(trial: Trial) -> tuple[Path, str]:
+def train_trial(trial: Trial) -> tuple[Path, str]:
     """Train the trial's run folder (reusing one an earlier attempt finished); return it and the status."""
     module = agent_module(trial.agent)
     settings = settings_from_dict(module.Settings, trial.settings)
@@ -397,7 +397,7 @@ def run_trial(trial: Trial) -> TrialResult:
     host = socket.gethostname()
     try:
         if trial.trainable:
-            path, status = _train(trial)
+            path, status = train_trial(trial)
             if status != "finished":
                 return TrialResult(trial.run_id, "interrupted", host=host, seconds=time.monotonic() - start)
             subject = load_agent(run_dir=path, checkpoint=trial.checkpoint)
@@ -461,10 +461,14 @@ def machine_cores() -> int:
 
 
 class _LocalBackend:
-    """A spawn-context process pool; a dead worker breaks the pool, which is rebuilt for the next trials."""
+    """A spawn-context process pool; a dead worker breaks the pool, which is rebuilt for the next trials.
 
-    def __init__(self, workers: int) -> None:
+    `task` is what a worker runs on each submitted item: `run_trial` for sweeps (rlsuite/tune.py hands
+    its own unit runner); a top-level function, so spawned workers can import it."""
+
+    def __init__(self, workers: int, task: Callable[[Any], Any] = run_trial) -> None:
         self.slots = workers
+        self._task = task
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -474,7 +478,7 @@ class _LocalBackend:
         return self._executor
 
     def submit(self, trial: Trial) -> Future[TrialResult]:
-        return self._pool().submit(run_trial, trial)
+        return self._pool().submit(self._task, trial)
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, TrialResult | BaseException]]:
         done, _ = wait_futures(handles, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -514,7 +518,7 @@ class _LocalBackend:
 class _RayBackend:
     """Ray tasks with per-trial resources; Ray re-runs a task whose worker or node died (max_retries)."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, task: Callable[[Any], Any] = run_trial) -> None:
         try:
             import ray
         except ImportError:
@@ -534,7 +538,7 @@ class _RayBackend:
                                  "Ray.") from None
         # Exceptions inside a trial come back as failed results (the driver retries them); max_retries
         # covers what the trial cannot report itself: its worker process or node dying.
-        self._task = ray.remote(run_trial).options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
+        self._task = ray.remote(task).options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
                                                    max_retries=spec.retries, retry_exceptions=False)
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         self.slots = spec.workers or max(1, int(cpus // spec.cpus_per_trial))
