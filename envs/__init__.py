@@ -39,10 +39,13 @@ for _name, _scenario in (("TrafficGrid", "grid2x2"), ("TrafficSingle", "single")
              vector_entry_point="rlsuite.envs.traffic:make_shared_vector_env", kwargs={"scenario": _scenario})
 
 # --- robot arm and spoken commands (issue 8) ---
-for _name, _cls, _kwargs in (("Reacher-v0", "Reacher", {}), ("Reacher3Link-v0", "Reacher", {"num_links": 3}),
-                             ("ReacherPixels-v0", "Reacher", {"obs_mode": "pixels"}), ("ReacherGoal-v0", "ReacherGoal", {})):
-    register(id=f"rlsuite/{_name}", entry_point=f"rlsuite.envs.reacher:{_cls}Env",
-             vector_entry_point=f"rlsuite.envs.reacher:{_cls}VectorEnv", kwargs=_kwargs)
+for _name, _kwargs in (("Reacher-v0", {}), ("Reacher3Link-v0", {"num_links": 3}), ("ReacherPixels-v0", {"obs_mode": "pixels"})):
+    register(id=f"rlsuite/{_name}", entry_point="rlsuite.envs.reacher:ReacherEnv",
+             vector_entry_point="rlsuite.envs.reacher:ReacherVectorEnv", kwargs=_kwargs)
+# Without gym.make's wrappers (the env enforces reset-before-step itself), so the made env keeps compute_reward,
+# which SB3's env checker and goal-env code call on the env they are given.
+register(id="rlsuite/ReacherGoal-v0", entry_point="rlsuite.envs.reacher:ReacherGoalEnv",
+         vector_entry_point="rlsuite.envs.reacher:ReacherGoalVectorEnv", order_enforce=False, disable_env_checker=True)
 register(id="rlsuite/SpokenReach-v0", entry_point="rlsuite.envs.spoken:SpokenReachEnv",
          vector_entry_point="rlsuite.envs.spoken:SpokenReachVectorEnv")
 register(id="rlsuite/SpokenReachImage-v0", entry_point="rlsuite.envs.spoken:SpokenReachEnv",

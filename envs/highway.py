@@ -119,10 +119,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
-from rlsuite.envs.seeding import row_generators
+from rlsuite.envs.vector import CoreEnv, NumpyVectorEnv
 
 # Vehicle and controller constants of highway-env (vehicle/kinematics.py, controller.py, behavior.py).
 LENGTH = 5.0  # [m]
@@ -437,6 +436,14 @@ class HighwayCore:
         self._table_buf[2, :, V] = NO_VEHICLE_X
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
         self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
+        # The physical state (envs/vector.py); everything else above is parameters, index caches and scratch.
+        self.STATE = ("x", "y", "heading", "speed", "target_lane", "desired_speed", "delta", "politeness", "timer",
+                      "crashed", "speed_index", "steps", "x_start", "lane_changes", "continuous", "min_ttc",
+                      *(("frames",) if self.frames is not None else ()))
+
+    def state_restored(self) -> None:
+        """Forget the caches keyed by array identity: the state was written in place."""
+        self._sorted = self._trig = None
 
     # ---- reset -------------------------------------------------------------------------------------
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -790,8 +797,9 @@ class HighwayCore:
         if self.crashed.any():
             np.copyto(acc, -self.speed, where=self.crashed)
             np.copyto(sin_beta, 0.0, where=self.crashed)
-        if np.abs(self.speed).max() > MAX_SPEED:
-            acc = np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed)
+        too_fast = np.abs(self.speed) > MAX_SPEED  # (E, V): only these vehicles' acceleration is limited
+        if too_fast.any():
+            np.copyto(acc, np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed), where=too_fast)
         self._record_ttc(table, own_leader[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
         x_before, y_before = self.x, self.y
@@ -933,7 +941,7 @@ class HighwayCore:
         ramp_side = self.y + half_y > (p.lanes_count - 0.5) * p.lane_width
         self.crashed |= ramp_side & (self.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
 
-    def step(self, actions: np.ndarray) -> None:
+    def advance(self, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
         K = self.p.controlled_vehicles
         lane_before = self.lane_of(self.y[:, :K])
@@ -942,7 +950,6 @@ class HighwayCore:
         else:
             self.set_continuous(np.asarray(actions).reshape(-1, K, 2))
         self._ttc_rate[:] = 0.0
-        self._actions = actions
         for _ in range(self.p.substeps):
             self.substep()
         # The smallest time-to-collision [s] of the step: 1 / the largest closing rate; inf when never closing
@@ -954,6 +961,20 @@ class HighwayCore:
         if self.frames is not None:
             self.frames[:, :-1] = self.frames[:, 1:]
             self.frames[:, -1] = self.pixels()
+
+    # ---- the gym-facing step of controlled vehicle 0 (envs/vector.py's VectorCore) ----------------------
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """advance(), then the reward, terminated, truncated and info of controlled vehicle 0 of every row."""
+        actions = np.asarray(actions)
+        self.advance(actions)
+        rewards, terms = self.rewards(actions)
+        return rewards[:, 0], self.terminated()[:, 0], self.truncated(), _info(self, terms)
+
+    def reset_info(self) -> dict[str, np.ndarray]:
+        return _info(self, self.rewards(None)[1])
+
+    def observe(self) -> Any:
+        return _observe(self)
 
     # ---- outputs -----------------------------------------------------------------------------------
     def on_road(self) -> np.ndarray:
@@ -1131,12 +1152,8 @@ def _info(core: HighwayCore, terms: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return info
 
 
-def _index(obs: Any, i: int) -> Any:
-    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
-
-
-class HighwayEnv(gym.Env):
-    """The single env: one row of the vectorised core."""
+class HighwayEnv(CoreEnv):
+    """The single env: the core with one row."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
 
@@ -1150,110 +1167,32 @@ class HighwayEnv(gym.Env):
         self.observation_space = _observation_space(self.params)
         self.action_space = _action_space(self.params)
         self.core = HighwayCore(self.params, 1)
-        self._last_reward = 0.0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        self.core.reset_rows(np.array([0]), [self.np_random])
-        _, terms = self.core.rewards(None)
-        self._last_reward = 0.0
-        return _index(_observe(self.core), 0), _scalar_info(_info(self.core, terms))
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        actions = np.asarray(action)[None]  # (1, ...) a batch of one
-        self.core.step(actions)
-        reward, terms = self.core.rewards(actions)
-        self._last_reward = float(reward[0, 0])
-        info = _scalar_info(_info(self.core, terms))
-        return (_index(_observe(self.core), 0), self._last_reward, bool(self.core.terminated()[0, 0]),
-                bool(self.core.truncated()[0]), info)
+        self.last_reward = 0.0
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        return render_frame(self.core, 0, self._last_reward)
+        return render_frame(self.core, 0, self.last_reward)
 
 
-def _scalar_info(info: dict[str, np.ndarray]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in info.items():
-        row = v[0]
-        out[k] = row.copy() if isinstance(row, np.ndarray) else row.item()
-    return out
-
-
-class HighwayVectorEnv(gym.vector.VectorEnv):
+class HighwayVectorEnv(NumpyVectorEnv):
     """`num_envs` highways stepped together in array operations; next-step (default) or same-step autoreset."""
 
-    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 5}
+    metadata = {**NumpyVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 5}
 
-    def __init__(self, num_envs: int, render_mode: str | None = None, autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+    def __init__(self, num_envs: int, render_mode: str | None = None,
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, episode_statistics: bool = False,
                  **kwargs: Any) -> None:
         self.params = _fields_of(kwargs)
         if self.params.controlled_vehicles != 1:
             raise ValueError("Highway: the vector env drives one vehicle per row; use highway_parallel_env() for several.")
-        names = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
-        mode = names.get(autoreset_mode, autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"Highway: autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}.")
-        self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.autoreset_mode = mode
-        self.num_envs = num_envs
-        self.render_mode = render_mode
-        self.single_observation_space = _observation_space(self.params)
-        self.single_action_space = _action_space(self.params)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.core = HighwayCore(self.params, num_envs)
-        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self._needs_reset = np.zeros(num_envs, dtype=bool)
-        self._last_reward = np.zeros(num_envs)
+        super().__init__(HighwayCore(self.params, num_envs), _observation_space(self.params), _action_space(self.params),
+                         render_mode=render_mode, autoreset_mode=autoreset_mode, episode_statistics=episode_statistics)
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        if seed is not None:
-            self._rngs = row_generators(seed, self.num_envs)  # row i == single env reset with seed + i
-        self.core.reset_rows(np.arange(self.num_envs), self._rngs)
-        self._needs_reset[:] = False
-        self._last_reward[:] = 0.0
-        _, terms = self.core.rewards(None)
-        return _observe(self.core), _info(self.core, terms)
-
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
-        actions = np.asarray(actions)
-        self.core.step(actions)
-        rewards, terms = self.core.rewards(actions)
-        rewards = rewards[:, 0]
-        terminated, truncated = self.core.terminated()[:, 0], self.core.truncated()
-        info: dict[str, Any]
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            restarting = np.flatnonzero(self._needs_reset)  # these rows ignore their action
-            if restarting.size:
-                self.core.reset_rows(restarting, [self._rngs[i] for i in restarting])
-                rewards[restarting] = 0.0
-                terminated[restarting] = truncated[restarting] = False
-                _, terms = self.core.rewards(None)
-            self._needs_reset = terminated | truncated
-            obs, info = _observe(self.core), _info(self.core, terms)
-        else:
-            done = np.flatnonzero(terminated | truncated)
-            obs, info = _observe(self.core), _info(self.core, terms)
-            if done.size:
-                final_obs = np.empty(self.num_envs, dtype=object)
-                for i in done:
-                    final_obs[i] = _index(obs, int(i))
-                info = {**info, "final_obs": final_obs, "_final_obs": terminated | truncated,
-                        "final_info": dict(info), "_final_info": terminated | truncated}
-                self.core.reset_rows(done, [self._rngs[i] for i in done])
-                _, terms = self.core.rewards(None)
-                obs = _observe(self.core)
-                info.update(_info(self.core, terms))
-        self._last_reward = rewards
-        return obs, rewards, terminated, truncated, info
-
-    def render(self) -> tuple[np.ndarray, ...] | None:
+    def render(self) -> tuple[np.ndarray, ...] | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
-        return tuple(render_frame(self.core, i, float(self._last_reward[i])) for i in range(self.num_envs))
+        return tuple(render_frame(self.core, i, float(self.last_rewards[i])) for i in range(self.num_envs))
 
 
 # ---- rendering ----------------------------------------------------------------------------------------
@@ -1458,7 +1397,7 @@ class HighwayParallelEnv(ParallelEnv):
         for k, a in enumerate(self.possible_agents):
             if a in actions and self._alive[k]:
                 batch[0, k] = actions[a]
-        self.core.step(batch)
+        self.core.advance(batch)
         reward, terms = self.core.rewards(batch)
         terminated, truncated = self.core.terminated()[0], bool(self.core.truncated()[0])
         live = [a for k, a in enumerate(self.possible_agents) if self._alive[k]]

@@ -68,16 +68,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
 import yaml
-from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
-from rlsuite.envs.seeding import row_seeds
+from rlsuite.envs.vector import CoreEnv, NumpyVectorEnv
 
 if TYPE_CHECKING:
     from rlsuite.envs.multiagent import MultiAgentCore
@@ -578,31 +576,56 @@ def _obs_low(pressure: bool, neighbour_phases: bool) -> np.ndarray:
     return low
 
 
+@dataclass(frozen=True)
+class TrafficParams:
+    """Every knob of a traffic env besides the scenario file's own (those load into `Network`)."""
+
+    scenario: str | Path | dict = "grid2x2"
+    """A shipped scenario name (envs/scenarios/), a path to a YAML file of the same form, or its dict."""
+    profile: str = "train"
+    """Demand profiles drawn at reset: "train", "held_out", or one profile's name."""
+    reward: str = "wait"
+    """"wait", "queue" or "pressure" (module docstring)."""
+    pressure: bool = False
+    """Add the pressure entry to each intersection's observation."""
+    neighbour_phases: bool = False
+    """Add the neighbours' phase one-hots to each intersection's observation."""
+    obs_mode: str = "vector"
+    """"vector" (sumo-rl's layout) or "pixels" (the rgb_array frame)."""
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARDS:
+            raise ScenarioError(f"Unknown reward {self.reward!r}; accepted: {', '.join(REWARDS)}.")
+        if self.obs_mode not in OBS_MODES:
+            raise ScenarioError(f"Unknown obs_mode {self.obs_mode!r}; accepted: {', '.join(OBS_MODES)}.")
+
+
+def _check_profile(net: Network, profile: str) -> None:
+    if profile not in ("train", "held_out") and profile not in net.profile_names:
+        raise ScenarioError(f"Unknown profile {profile!r}; accepted: train, held_out, {', '.join(net.profile_names)}.")
+    if profile == "held_out" and not net.held_out_profiles:
+        raise ScenarioError(f"Scenario {net.name!r} holds out no profile; use profile='train' or a name.")
+
+
 class TrafficSim:
-    """The decision-level process over a TrafficCore: actions every delta_time, rewards, autoreset.
+    """The decision-level process over a TrafficCore (envs/vector.py's VectorCore): phase requests every
+    delta_time_s, rewards per intersection, the demand profile and counter-based key of each episode.
 
-    Shared by the Gymnasium single env (num_envs=1), its vector env and the PettingZoo env.
-    """
+    Shared by the Gymnasium single env (one row), its vector env and the PettingZoo env."""
 
-    def __init__(self, num_envs: int, scenario: str | Path | dict = "grid2x2", profile: str = "train",
-                 reward: str = "wait", pressure: bool = False, neighbour_phases: bool = False) -> None:
-        if reward not in REWARDS:
-            raise ScenarioError(f"Unknown reward {reward!r}; accepted: {', '.join(REWARDS)}.")
-        self.net = load_network(scenario)
-        if profile not in ("train", "held_out") and profile not in self.net.profile_names:
-            raise ScenarioError(f"Unknown profile {profile!r}; accepted: train, held_out, "
-                                f"{', '.join(self.net.profile_names)}.")
-        if profile == "held_out" and not self.net.held_out_profiles:
-            raise ScenarioError(f"Scenario {self.net.name!r} holds out no profile; use profile='train' or a name.")
-        self.profile, self.reward_kind = profile, reward
-        self.pressure_obs, self.neighbour_obs = pressure, neighbour_phases
+    STATE: ClassVar[tuple[str, ...]] = tuple(f"core.{k}" for k in (
+        "key", "profile", "t", "pipe", "queue", "mov_occ", "credit", "backlog", "phase", "prev_phase", "clear_left",
+        "green_s", "counts.generated", "counts.entered", "counts.exited", "veh_s", "stopped_s", "backlog_s",
+        "node_stopped_s", "link_occ", "_clock"))
+
+    def __init__(self, num_envs: int, params: TrafficParams) -> None:
+        self.params = params
+        self.net = load_network(params.scenario)
+        _check_profile(self.net, params.profile)
+        self.profile, self.reward_kind = params.profile, params.reward
+        self.pressure_obs, self.neighbour_obs = params.pressure, params.neighbour_phases
         self.num_envs = num_envs
         self.core = TrafficCore(self.net, num_envs)
-        self.rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self.needs_reset = np.zeros(num_envs, dtype=bool)
-
-    def seed(self, seeds: Sequence[int | None]) -> None:
-        self.rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
 
     def _choices(self) -> tuple[int, ...]:
         if self.profile == "train":
@@ -611,21 +634,30 @@ class TrafficSim:
             return self.net.held_out_profiles
         return (self.net.profile_names.index(self.profile),)
 
-    def reset_rows(self, rows: np.ndarray) -> None:
+    def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         choices = self._choices()
-        keys = np.array([self.rngs[i].integers(0, 2**63, dtype=np.int64) for i in rows], dtype=np.uint64)
-        profiles = np.array([choices[self.rngs[i].integers(len(choices))] for i in rows], dtype=np.int64)
-        self.core.reset_rows(rows, keys, profiles)
+        keys = np.array([rng.integers(0, 2**63, dtype=np.int64) for rng in rngs], dtype=np.uint64)
+        profiles = np.array([choices[rng.integers(len(choices))] for rng in rngs], dtype=np.int64)
+        self.core.reset_rows(np.asarray(rows), keys, profiles)
 
-    def observe(self) -> np.ndarray:
+    def state_restored(self) -> None:
+        self.core._update_phase_green()
+
+    def agent_observations(self) -> np.ndarray:
+        """(N, K, D): one observation per intersection."""
         return self.core.observe(self.pressure_obs, self.neighbour_obs)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Actions (N, K) -> per-agent rewards (N, K), truncated (N,), rows that were reset (N,), restarted."""
+    def observe(self) -> np.ndarray:
+        if self.params.obs_mode == "pixels":
+            return render_frames(self.core, np.arange(self.num_envs))
+        return self.agent_observations().reshape(self.num_envs, -1)
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Phase requests (N, K): the team rewards (N,), terminated (never), truncated, and info with the
+        network metrics and `agent_rewards` (N, K)."""
         core, net = self.core, self.net
-        restarting = np.flatnonzero(self.needs_reset)
         stopped_before = core.node_stopped_s.copy()
-        core.apply_actions(actions)
+        core.apply_actions(np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1))
         core.prepare(net.delta_time_s)
         for _ in range(net.delta_time_s):
             core.tick()
@@ -635,114 +667,68 @@ class TrafficSim:
             rewards = -core.queue.reshape(self.num_envs, -1, 12).sum(axis=2) / 10.0
         else:
             rewards = -core.pressure() / 10.0
-        if len(restarting):  # next-step autoreset: these rows ignore their action and start afresh
-            self.reset_rows(restarting)
-            rewards[restarting] = 0.0
-        truncated = core.t >= net.duration_s
-        self.needs_reset = truncated.copy()
-        restarted = np.zeros(self.num_envs, dtype=bool)
-        restarted[restarting] = True
-        return rewards.astype(np.float64), truncated, restarted, restarting
+        rewards = rewards.astype(np.float64)
+        info = {**core.metrics(), "agent_rewards": rewards}
+        return rewards.sum(axis=1), np.zeros(self.num_envs, dtype=bool), core.t >= net.duration_s, info
+
+    def reset_info(self) -> dict[str, np.ndarray]:
+        return self.core.metrics()
 
 
-def _check_obs_mode(obs_mode: str) -> None:
-    if obs_mode not in OBS_MODES:
-        raise ScenarioError(f"Unknown obs_mode {obs_mode!r}; accepted: {', '.join(OBS_MODES)}.")
+def _spaces(net: Network, p: TrafficParams) -> tuple[gym.spaces.Box, gym.spaces.MultiDiscrete]:
+    if p.obs_mode == "pixels":
+        obs = gym.spaces.Box(0, 255, frame_shape(net), np.uint8)
+    else:
+        low = np.tile(_obs_low(p.pressure, p.neighbour_phases), net.num_nodes)
+        obs = gym.spaces.Box(low, np.ones_like(low), dtype=np.float32)
+    return obs, gym.spaces.MultiDiscrete([4] * net.num_nodes)
 
 
-class TrafficGridEnv(gym.Env[np.ndarray, np.ndarray]):
-    """The single env: one row of the core, one agent controlling every intersection."""
+class TrafficGridEnv(CoreEnv):
+    """The single env: the core with one row, one agent controlling every intersection."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, scenario: str | Path | dict = "grid2x2", profile: str = "train", reward: str = "wait",
                  pressure: bool = False, neighbour_phases: bool = False, obs_mode: str = "vector",
                  render_mode: str | None = None) -> None:
-        _check_obs_mode(obs_mode)
-        self.sim = TrafficSim(1, scenario, profile, reward, pressure, neighbour_phases)
+        if render_mode not in (None, "rgb_array"):
+            raise ScenarioError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.params = TrafficParams(scenario, profile, reward, pressure, neighbour_phases, obs_mode)
+        self.sim = self.core = TrafficSim(1, self.params)
         self.net = self.sim.net
         self.obs_mode, self.render_mode = obs_mode, render_mode
-        K = self.net.num_nodes
-        self.action_space = gym.spaces.MultiDiscrete([4] * K)
-        if obs_mode == "pixels":
-            self.observation_space = gym.spaces.Box(0, 255, frame_shape(self.net), np.uint8)
-        else:
-            low = np.tile(_obs_low(pressure, neighbour_phases), K)
-            self.observation_space = gym.spaces.Box(low, np.ones_like(low), dtype=np.float32)
+        self.observation_space, self.action_space = _spaces(self.net, self.params)
 
-    def _obs(self) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return render_frames(self.sim.core, np.array([0]))[0]
-        return self.sim.observe()[0].ravel()
+    def _profile(self) -> str:
+        return self.net.profile_names[int(self.sim.core.profile[0])]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        self.sim.rngs = [self.np_random]
-        self.sim.needs_reset[:] = False
-        self.sim.reset_rows(np.array([0]))
-        return self._obs(), self._info()
-
-    def _info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {k: float(v[0]) for k, v in self.sim.core.metrics().items()}
-        info["profile"] = self.net.profile_names[int(self.sim.core.profile[0])]
-        return info
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, {**info, "profile": self._profile()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        rewards, truncated, _, _ = self.sim.step(np.asarray(action, dtype=np.int64).reshape(1, -1))
-        self.sim.needs_reset[:] = False  # the single env is reset by its caller
-        info = self._info()
-        info["agent_rewards"] = rewards[0]
-        return self._obs(), float(rewards[0].sum()), False, bool(truncated[0]), info
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "profile": self._profile()}
 
-    def render(self) -> np.ndarray | None:
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
         return render_frames(self.sim.core, np.array([0]))[0]
 
 
-class TrafficGridVectorEnv(gym.vector.VectorEnv):
-    """`num_envs` networks in array operations, next-step autoreset; row i equals the single env at seed + i."""
+class TrafficGridVectorEnv(NumpyVectorEnv):
+    """`num_envs` networks in array operations; row i equals the single env at seed + i."""
 
-    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 4}
+    metadata = {**NumpyVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, num_envs: int, scenario: str | Path | dict = "grid2x2", profile: str = "train",
                  reward: str = "wait", pressure: bool = False, neighbour_phases: bool = False,
-                 obs_mode: str = "vector", render_mode: str | None = None) -> None:
-        _check_obs_mode(obs_mode)
-        self.sim = TrafficSim(num_envs, scenario, profile, reward, pressure, neighbour_phases)
-        self.net = self.sim.net
-        self.num_envs, self.obs_mode, self.render_mode = num_envs, obs_mode, render_mode
-        single = TrafficGridEnv.__new__(TrafficGridEnv)  # spaces only, without building a second core
-        K = self.net.num_nodes
-        single.action_space = gym.spaces.MultiDiscrete([4] * K)
-        if obs_mode == "pixels":
-            single.observation_space = gym.spaces.Box(0, 255, frame_shape(self.net), np.uint8)
-        else:
-            low = np.tile(_obs_low(pressure, neighbour_phases), K)
-            single.observation_space = gym.spaces.Box(low, np.ones_like(low), dtype=np.float32)
-        self.single_observation_space = single.observation_space
-        self.single_action_space = single.action_space
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-
-    def _obs(self) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return render_frames(self.sim.core, np.arange(self.num_envs))
-        return self.sim.observe().reshape(self.num_envs, -1)
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        if seed is not None:
-            self.sim.seed(row_seeds(seed, self.num_envs))
-        self.sim.reset_rows(np.arange(self.num_envs))
-        self.sim.needs_reset[:] = False
-        return self._obs(), self.sim.core.metrics()
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1)
-        rewards, truncated, _, _ = self.sim.step(actions)
-        info: dict[str, Any] = dict(self.sim.core.metrics())
-        info["agent_rewards"] = rewards
-        return self._obs(), rewards.sum(axis=1), np.zeros(self.num_envs, dtype=bool), truncated, info
+                 obs_mode: str = "vector", render_mode: str | None = None, **vector_kwargs: Any) -> None:
+        self.params = TrafficParams(scenario, profile, reward, pressure, neighbour_phases, obs_mode)
+        self.sim = TrafficSim(num_envs, self.params)
+        self.net, self.obs_mode = self.sim.net, obs_mode
+        super().__init__(self.sim, *_spaces(self.net, self.params), render_mode=render_mode, **vector_kwargs)
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]  # batched frames
         if self.render_mode != "rgb_array":
@@ -784,12 +770,13 @@ class TrafficGridVectorEnv(gym.vector.VectorEnv):
     def reset_agents(self, seed: int | list[int] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         if self.obs_mode != "vector":
             raise ScenarioError("The multi-agent view reads vector observations; use obs_mode='vector'.")
-        self.reset(seed=seed)
-        return self.sim.observe(), self.agent_info()
+        obs, _ = self.reset(seed=seed)
+        return obs.reshape(self.num_envs, self.num_agents, -1), self.agent_info()
 
     def step_agents(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        rewards, truncated, _, _ = self.sim.step(np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1))
-        return self.sim.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, self.agent_info(rewards)
+        obs, _, terminated, truncated, info = self.step(np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1))
+        rewards = info["agent_rewards"]
+        return obs.reshape(self.num_envs, self.num_agents, -1), rewards, terminated, truncated, self.agent_info(rewards)
 
 
 def make_shared_vector_env(num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
@@ -809,14 +796,14 @@ def make_shared_env(**kwargs: Any) -> gym.Env:
     """The shared-policy game as one env (agents act in turn): what gym.make of a shared id builds."""
     from rlsuite.envs.multiagent import TurnTakingEnv
 
-    kwargs.pop("render_mode", None)
-    return TurnTakingEnv(cast("MultiAgentCore", TrafficGridVectorEnv(1, **kwargs)))  # read-only properties
+    render_mode = kwargs.pop("render_mode", None)
+    core = TrafficGridVectorEnv(1, render_mode=render_mode, **kwargs)
+    return TurnTakingEnv(cast("MultiAgentCore", core), render_mode)  # read-only properties
 
 
-# The shared ids forward **kwargs to TrafficGridVectorEnv: declare its keywords, so that the factory can check
-# and type command-line env kwargs (`rlsuite train --env-kwarg profile=held_out`).
-make_shared_env.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [p for p in inspect.signature(TrafficGridVectorEnv, eval_str=True).parameters.values() if p.name != "num_envs"])
+# The shared ids forward **kwargs to TrafficGridVectorEnv: declare the keywords (the single env's), so that the
+# factory can check and type command-line env kwargs (`rlsuite train --env-kwarg profile=held_out`).
+make_shared_env.__signature__ = inspect.signature(TrafficGridEnv, eval_str=True)  # type: ignore[attr-defined]
 
 
 class TrafficParallelEnv(ParallelEnv):
