@@ -22,6 +22,7 @@ import yaml
 from gymnasium.vector import AutoresetMode
 
 from rlsuite.envs.atari_scores import ATARI_SCORE_SOURCE, ATARI_SCORES, atari_game_ids, is_atari_id
+from rlsuite.envs.catalog import unavailable_reason
 
 VectorMode = Literal["auto", "sync", "async", "vector_entry_point"]
 VECTOR_MODES: tuple[str, ...] = ("auto", "sync", "async", "vector_entry_point")
@@ -37,7 +38,8 @@ _ENV_PROVIDERS: dict[str, str] = {"ALE/": "ale_py", "rlsuite/": "rlsuite.envs"}
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The spec of `env_id`, or an EnvError naming close matches."""
+    """The spec of `env_id`, or an EnvError naming close matches, or (for an id whose optional dependency is
+    missing) the command that installs it."""
     for prefix, module in _ENV_PROVIDERS.items():
         if env_id.startswith(prefix):
             try:
@@ -55,6 +57,9 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         except ImportError as err:
             raise EnvError(f"Env id {env_id!r} needs ale-py ({err}): pip install 'rlsuite[atari]'.") from None
     if env_id in gym.registry:
+        missing = unavailable_reason(env_id)
+        if missing is not None:
+            raise EnvError(missing)
         return gym.registry[env_id]
     close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
