@@ -87,7 +87,7 @@ def describe_env_preset(env_id: str, preset: str = "", purpose: Purpose = "train
     return get_preset(preset).describe(purpose)
 
 
-# --- env keyword arguments from the command line (issue 7) ---
+# --- env keyword arguments from the command line ---
 _NOT_ENV_KWARGS = ("self", "render_mode", "num_envs")  # set by the factory, not by the user
 
 
@@ -245,10 +245,10 @@ class ReferenceScore:
 # is a uniform random policy's mean return, measured with rlsuite's harness (100 episodes, seeds 10_000+).
 _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "CartPole-v1": ReferenceScore(random=22.0, reference=500.0, source="maximum return (500 steps)"),
-    # --- memory task (issue 4) ---
+    # --- memory task ---
     "rlsuite/MemoryCue-v0": ReferenceScore(random=0.25, reference=1.0, source="chance with 4 cues; always right"),
 
-    # --- driving (issue 6) ---
+    # --- driving ---
     "rlsuite/Highway-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
     # Highway-Fast-v0 (traffic-traffic pairs not checked) repeats Highway-v0's entry: highway-idm's 21.89 reproduces
     # on both ids (100 episodes, seeds 10,000+), and the random agent scores the same on both for the same batching
@@ -256,7 +256,7 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "rlsuite/Highway-Fast-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
     "rlsuite/Merge-v0": ReferenceScore(random=5.32, reference=18.99, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
 
-    # --- traffic (issue 7) ---
+    # --- traffic ---
     # Returns (minus waiting time / 100, summed over intersections) of the random and max-pressure
     # baselines, rlsuite's harness, 8 episodes, seeds 1_000_000+, training profiles. The shared ids
     # (one row per intersection) score the same team return.
@@ -265,17 +265,17 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
                                  ("Grid4x4", -3323.3, -1222.7))
        for shared in ("", "Shared")},
 
-    # --- robot arm and spoken commands (issue 8) ---
+    # --- robot arm and spoken commands ---
     # reference: the reacher_pd baseline (IK + computed-torque PD), 100 episodes, seeds 10_000+
     "rlsuite/Reacher-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
     "rlsuite/Reacher3Link-v0": ReferenceScore(random=-15.8, reference=-4.48, source="reacher_pd baseline (IK + PD)"),
     "rlsuite/ReacherGoal-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
-    # SpokenReach: wrong-target penalty at the episode's end (the default since 2026-11-30; with the per-step
-    # rule the same protocol gives random -14.8, spoken_pd -4.09)
+    # SpokenReach with the default wrong-target penalty at the episode's end (with the per-step rule the same
+    # protocol gives random -14.8, spoken_pd -4.09)
     "rlsuite/SpokenReach-v0": ReferenceScore(random=-14.0, reference=-3.34,
                                              source="spoken_pd baseline (word classifier + IK + PD), train voices"),
 
-    # --- Atari (issue 9) ---
+    # --- Atari ---
     # reference = human: normalised scores are human-normalised, (score - random) / (human - random)
     **{env_id: ReferenceScore(random=random, reference=human, source=ATARI_SCORE_SOURCE)
        for game, (random, human) in ATARI_SCORES.items() for env_id in atari_game_ids(game)},

@@ -36,9 +36,13 @@ right target is rewarded through the distance term (0 on it), the wrong one is p
 - `"enter"`: only the step the fingertip enters another target's circle (it was outside it the step before),
   so a sweep across a target costs `wrong_penalty` once instead of once per step spent in it.
 
-The per-step rule was the default until 2026-11-30: it held PPO even on a single named target at 30%
-success (a sweep across a distractor costs more than the distance term can teach to avoid), against
-100% with `"end"` (docs/reacher.md, the oracle diagnostic).
+`"end"` is the default: with `"step"` a sweep across a distractor costs more than the distance term
+can teach to avoid (docs/reacher.md, the oracle diagnostic).
+
+## Starting state
+Reacher's start for the arm; the four targets uniform by area over the reachable annulus, at least
+`MIN_SEPARATION` apart; the command, its clip (from the chosen voices), the clip's start in the window
+and the noise drawn per episode from the env's seeded generator.
 
 ## Episode end
 Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
@@ -51,12 +55,12 @@ for keypoint losses (PPO's `aux_keypoint_key`).
 
 ## Arguments
 `gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
-mute=False, wrong_penalty=1.0, wrong_penalty_on="end")`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
-ablation that shows an agent uses what it hears). `snr_db=None` adds no noise.
+mute=False, wrong_penalty=1.0, wrong_penalty_on="end")` (the fields of `SpokenParams`);
+`rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the ablation that shows
+an agent uses what it hears). `snr_db=None` adds no noise. The vector env is envs/vector.py's base.
 
 ## Version history
-- v0: first version (default `wrong_penalty_on` changed from "step" to "end" on 2026-11-30, before any
-  release; reference scores re-measured).
+- v0: first version.
 """
 
 from __future__ import annotations
