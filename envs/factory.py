@@ -174,7 +174,7 @@ def make_env(env_id: str, render_mode: str | None = None, *, preset: str = "", p
              **env_kwargs: Any) -> gym.Env:
     """One env, as `gym.make` builds it, after checking the id.
 
-    Env families with preprocessing presets (Atari, envs/atari.py) get theirs: `preset` ("" = the
+    Env families with preprocessing presets (Atari, envs/atari/) get theirs: `preset` ("" = the
     family's default) and `purpose`: a single env serves evaluation, recording and reading spaces, so
     it defaults to the evaluation protocol.
     """

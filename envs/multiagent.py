@@ -23,7 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 
 class MultiAgentCore(Protocol):
-    """What a multi-agent env family provides (see envs/traffic.py:TrafficGridVectorEnv)."""
+    """What a multi-agent env family provides (see envs/traffic/env.py:TrafficGridVectorEnv)."""
 
     num_envs: int
     num_agents: int
