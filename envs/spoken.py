@@ -131,6 +131,7 @@ class SpokenParams:
     wrong_penalty_on: str = "end"
     """When a wrong-target event counts: "end", "step" or "enter" (module docstring)."""
     max_episode_steps: int = 50
+    """Truncation after this many steps."""
     success_tolerance: float = 0.02
     """m, fingertip-to-target distance that counts as reached."""
 

@@ -104,18 +104,27 @@ class HighwayCore:
         self.politeness = np.zeros((E, V))
         self.timer = np.zeros((E, V))  # [s] since the last lane-change decision
         self.crashed = np.zeros((E, V), dtype=bool)
-        self.controlled = np.zeros(V, dtype=bool)
-        self.controlled[:K] = True
         self.speed_index = np.zeros((E, K), dtype=np.int64)
         self.steps = np.zeros(E, dtype=np.int64)
         self.x_start = np.zeros((E, K))
         self.lane_changes = np.zeros((E, K), dtype=np.int64)
         self.continuous = np.zeros((E, K, 2))  # (acceleration [m/s^2], steering [rad])
         self.min_ttc = np.full((E, K), np.inf)  # [s] over the last step's substeps
-        self._ttc_rate = np.zeros((E, K))  # [1/s] largest closing rate of the step so far (see _record_ttc)
         self.frames: np.ndarray | None = None
         if params.observation in ("pixels", "dict"):
             self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
+        # The physical state above (envs/vector.py); below, index caches and scratch buffers for the step.
+        self.STATE = ("x", "y", "heading", "speed", "target_lane", "desired_speed", "delta", "politeness", "timer",
+                      "crashed", "speed_index", "steps", "x_start", "lane_changes", "continuous", "min_ttc",
+                      *(("frames",) if self.frames is not None else ()))
+        self._build_caches(E, V, K)
+
+    def _build_caches(self, E: int, V: int, K: int) -> None:
+        """Index arrays, scratch buffers and caches of the step (none of it state: each step or reset refills it)."""
+        params = self.p
+        self.controlled = np.zeros(V, dtype=bool)  # vehicles 0..K-1 are driven by actions
+        self.controlled[:K] = True
+        self._ttc_rate = np.zeros((E, K))  # [1/s] largest closing rate of the step so far (see _record_ttc)
         self._target_speeds = np.asarray(params.target_speeds, dtype=np.float64)
         self._rows = np.arange(E)[:, None]  # (E, 1) for fancy indexing row by row
         # Flat-index offsets, so gathers are np.take on raveled arrays (cheaper than 2-D fancy indexing).
@@ -165,10 +174,6 @@ class HighwayCore:
         self._table_buf[2, :, V] = NO_VEHICLE_X
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
         self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
-        # The physical state (envs/vector.py); everything else above is parameters, index caches and scratch.
-        self.STATE = ("x", "y", "heading", "speed", "target_lane", "desired_speed", "delta", "politeness", "timer",
-                      "crashed", "speed_index", "steps", "x_start", "lane_changes", "continuous", "min_ttc",
-                      *(("frames",) if self.frames is not None else ()))
 
     def state_restored(self) -> None:
         """Forget the caches keyed by array identity: the state was written in place."""
