@@ -46,7 +46,15 @@ from torch import nn
 from rlsuite.agents.fileio import atomic_write_bytes
 from rlsuite.agents.interface import Policy
 from rlsuite.agents.normalize import ObsNormalizer
-from rlsuite.agents.onnx_policy import FORMAT, INSTALL_HINT, ExportError, OnnxPolicy, _session, read_metadata, space_to_json
+from rlsuite.agents.onnx_policy import (
+    FORMAT,
+    INSTALL_HINT,
+    ExportError,
+    OnnxPolicy,
+    open_session,
+    read_metadata,
+    space_to_json,
+)
 from rlsuite.agents.registry import LoadedPolicy, load_policy
 from rlsuite.envs import make_vec_env
 from rlsuite.policies import SequenceEncoder
@@ -136,6 +144,9 @@ class _SB3Act(nn.Module):
     as SB3's obs_to_tensor does, `_predict(deterministic=True)` (RecurrentPPO: its LSTM for one step), then
     predict's post-processing of Box actions: unscaled from [-1, 1] when the policy squashes, else clipped."""
 
+    low: torch.Tensor  # (A,) Box actions only
+    high: torch.Tensor
+
     def __init__(self, policy: Any, observation_space: gym.Space, action_space: gym.Space) -> None:
         super().__init__()
         self.policy = policy.policy
@@ -151,7 +162,7 @@ class _SB3Act(nn.Module):
                             if self.recurrent else None)
         self.box = isinstance(action_space, spaces.Box)
         self.action_shape = tuple(action_space.shape) if action_space.shape is not None else ()
-        if self.box:
+        if isinstance(action_space, spaces.Box):
             self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
         self.squash = bool(self.policy.squash_output)
@@ -295,7 +306,8 @@ def to_onnx(graph: PolicyGraph, observation_space: gym.Space) -> bytes:
             dynamic[name] = {1: "batch"}
     buffer = io.BytesIO()
     with torch.no_grad(), _quiet_tracing():
-        torch.onnx.export(graph, inputs, buffer, input_names=graph.input_names, output_names=graph.output_names,
+        torch.onnx.export(graph, inputs, buffer,  # type: ignore[arg-type]  # the TorchScript exporter takes file objects
+                          input_names=graph.input_names, output_names=graph.output_names,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
 
@@ -342,7 +354,7 @@ def verify(torch_policy: Policy, onnx_policy: OnnxPolicy, env_id: str, *, episod
     worst = 0.0
     ended = 0
     try:
-        obs, _ = envs.reset(seed=[VERIFY_SEED + i for i in range(n_envs)])
+        obs, _ = envs.reset(seed=[VERIFY_SEED + i for i in range(n_envs)])  # type: ignore[arg-type]  # one seed per sub-env
         torch_policy.reset(n_envs)
         onnx_policy.reset(n_envs)
         episode_start = np.ones(n_envs, dtype=bool)
@@ -418,7 +430,7 @@ def export_run(run_dir: Path, out: Path, *, checkpoint: str | int = "best", veri
         "deterministic": True,
     }
     model = with_metadata(to_onnx(graph, obs_space), metadata)
-    session = _session(model)
+    session = open_session(model)
     onnx_policy = OnnxPolicy(session, read_metadata(session, str(out)), source=str(out))
     result = verify(loaded.policy, onnx_policy, env_id, episodes=verify_episodes, max_steps=verify_max_steps,
                     env_kwargs=env_kwargs)

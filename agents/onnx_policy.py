@@ -91,7 +91,7 @@ def space_from_json(data: dict[str, Any]) -> gym.Space:
 # ------------------------------------------------------------------------------------------ the policy
 
 
-def _session(model: str | bytes) -> Any:
+def open_session(model: str | bytes) -> Any:
     """An onnxruntime CPU session of a file path or model bytes; ExportError when it cannot be read."""
     try:
         import onnxruntime as ort
@@ -177,5 +177,5 @@ def load_onnx_policy(path: Path) -> OnnxPolicy:
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path} does not exist; give the file `rlsuite export RUN_DIR --out FILE` wrote.")
-    session = _session(str(path))
+    session = open_session(str(path))
     return OnnxPolicy(session, read_metadata(session, str(path)), source=str(path))

@@ -154,6 +154,10 @@ def test_dict_observation_with_audio(tmp_path: Path) -> None:
     ("sb3-sac", "Pendulum-v1", 200, ("learning_starts=100",)),
     ("sb3-qrdqn", "CartPole-v1", 300, ("learning_starts=100",)),
     ("sb3-recurrent-ppo", "CartPole-v1", 128, ("n_envs=2", "n_steps=64", "batch_size=64", "n_epochs=1")),
+    # a Dict of audio, a channel-last uint8 image (SB3 holds it channel-first: the graph transposes) and a vector
+    ("sb3-ppo", "rlsuite/SpokenReachImage-v0", 64, ("n_envs=2", "n_steps=32", "batch_size=64", "n_epochs=1")),
+    # the preset's listener and keypoint pointer (SpatialKeypoints on the image, the audio classifier's softmax)
+    ("ppo", "rlsuite/SpokenReachImage-v0", 64, ("n_envs=2", "n_steps=32", "n_epochs=1")),
 ])
 def test_other_agents_export_and_verify(tmp_path: Path, agent: str, env_id: str, steps: int, sets: tuple[str, ...]) -> None:
     run = _train(tmp_path, agent, env_id, steps, *sets)
