@@ -152,6 +152,10 @@ def test_dict_observation_with_audio(tmp_path: Path) -> None:
     ("dqn", "CartPole-v1", 300, ("learning_starts=100", "dueling=true")),
     ("sb3-ppo", "CartPole-v1", 256, ("n_envs=2", "n_steps=64", "batch_size=64", "n_epochs=1")),
     ("sb3-sac", "Pendulum-v1", 200, ("learning_starts=100",)),
+    ("sb3-td3", "Pendulum-v1", 200, ("learning_starts=100",)),
+    # Discrete observations: one-hot in our MLPEncoder, and in SB3's preprocessing before our extractor
+    ("ppo", "FrozenLake-v1", 256, ("n_envs=2", "n_steps=64")),
+    ("sb3-dqn", "FrozenLake-v1", 200, ("learning_starts=100",)),
     ("sb3-qrdqn", "CartPole-v1", 300, ("learning_starts=100",)),
     ("sb3-recurrent-ppo", "CartPole-v1", 128, ("n_envs=2", "n_steps=64", "batch_size=64", "n_epochs=1")),
     # a Dict of audio, a channel-last uint8 image (SB3 holds it channel-first: the graph transposes) and a vector
