@@ -402,6 +402,8 @@ def export_run(run_dir: Path, out: Path, *, checkpoint: str | int = "best", veri
     import rlsuite
 
     out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"--out {out} is a folder; give a file path, e.g. {out / 'policy.onnx'}.")
     if not out.parent.is_dir():
         raise ExportError(f"the folder of --out {out} does not exist; create it or choose another path.")
     if verify_episodes < 1 or verify_max_steps < 1:

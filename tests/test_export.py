@@ -237,6 +237,9 @@ def test_corrupted_foreign_or_missing_file_is_a_clear_error(tmp_path: Path) -> N
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "r.db").exists()
+    missing_run = runner.invoke(app, ["export", str(tmp_path / "no-run"), "--out", str(tmp_path / "p.onnx")])
+    assert missing_run.exit_code == 2 and "Traceback" not in missing_run.output
+    assert not (tmp_path / "p.onnx").exists()
 
 
 def test_spaces_round_trip_through_json() -> None:
