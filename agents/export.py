@@ -110,11 +110,10 @@ class _ActorCriticAct(nn.Module):
 
     def forward(self, obs: Any, state: tuple[torch.Tensor, torch.Tensor] | None) -> Any:
         net = self.network
-        if state is None:
-            features, _, _ = net.features(obs)  # (B, F)
-        else:  # LSTMCore for one step; the caller already cleared the rows whose episode starts
-            out, state = net.core.lstm(net.actor_encoder(obs)[None], state)  # (1, B, H)
-            features = out[0]
+        # the method the policy acts with; recurrent: one step (T = 1), the caller already cleared the rows
+        # whose episode starts, so no row restarts here
+        starts = torch.zeros_like(state[0][0, :, 0])[None] if state is not None else None  # (1, B)
+        features, _, state = net.features(obs, state, starts)  # (B, F)
         dist = net.actor(features)
         return dist.to_env(dist.mode()), state
 
@@ -133,9 +132,11 @@ class _QAct(nn.Module):
         net = self.network
         if state is None:
             q = net(obs)  # (B, A)
-        else:
-            out, state = net.core.lstm(net.encoder(obs)[None], state)  # (1, B, H)
-            q = net.head(out[0])  # (B, A)
+        else:  # one step (T = 1) of the sequence forward, as DQNPolicy.act runs it; rows already cleared
+            starts = torch.zeros_like(state[0][0, :, 0])[None]  # (1, B)
+            obs_seq = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else obs[None]
+            q, state = net.forward_sequence(obs_seq, starts, state)
+            q = q[0]  # (B, A)
         return q.argmax(dim=1) + self.start, state
 
 
@@ -263,7 +264,9 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
 # ------------------------------------------------------------------------------------------ tracing to ONNX
 
 
-def _example_inputs(graph: PolicyGraph, observation_space: gym.Space, batch: int = 2) -> tuple[torch.Tensor, ...]:
+def _example_inputs(graph: PolicyGraph, observation_space: gym.Space, batch: int = 3) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace with: space samples (a batch size that the verification does not use, so a size frozen
+    into the trace would show), rows that start and rows that continue an episode."""
     subs = ([observation_space.spaces[k] for k in graph.keys] if graph.keys is not None and isinstance(observation_space, spaces.Dict)
             else [observation_space])
     rng = np.random.default_rng(0)
@@ -274,7 +277,7 @@ def _example_inputs(graph: PolicyGraph, observation_space: gym.Space, batch: int
         tensors.append(torch.as_tensor(sample))
     if graph.state_shape is not None:
         layers, hidden = graph.state_shape
-        tensors += [torch.tensor([True, False][:batch]), torch.zeros(layers, batch, hidden), torch.zeros(layers, batch, hidden)]
+        tensors += [torch.arange(batch) % 2 == 0, torch.zeros(layers, batch, hidden), torch.zeros(layers, batch, hidden)]
     return tuple(tensors)
 
 
