@@ -99,6 +99,8 @@ def open_session(model: str | bytes) -> Any:
         raise ExportError(f"running an exported policy needs onnxruntime; {INSTALL_HINT}.") from None
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the exporter's unused-initialiser notes are not the user's concern
+    # no busy-waiting worker threads between the small calls of an episode loop (they burn CPU the env needs)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...) for unreadable models
