@@ -100,7 +100,7 @@ class _Normalize(nn.Module):
 
 
 class _ActorCriticAct(nn.Module):
-    """PPO, A2C, REINFORCE (agents/onpolicy.py's ActorCriticPolicy.act): features, head, mode, to_env."""
+    """PPO, A2C, REINFORCE (agents/actor_critic.py's ActorCriticPolicy.act): features, head, mode, to_env."""
 
     def __init__(self, policy: Any) -> None:
         super().__init__()
@@ -197,7 +197,7 @@ def policy_graph(loaded: LoadedPolicy) -> PolicyGraph:
     """The torch module of a loaded policy, from raw observation to env action (a deep copy: the loaded
     policy is not changed)."""
     from rlsuite.agents.dqn import DQNPolicy
-    from rlsuite.agents.onpolicy import ActorCriticPolicy
+    from rlsuite.agents.actor_critic import ActorCriticPolicy
     from rlsuite.agents.sb3 import SB3Policy
 
     policy = copy.deepcopy(loaded.policy)
@@ -423,7 +423,8 @@ def export_run(run_dir: Path, out: Path, *, checkpoint: str | int = "best", veri
     obs_space, act_space = loaded.policy.observation_space, loaded.policy.action_space
     metadata: dict[str, Any] = {
         "agent": manifest["agent"], "env_id": env_id, "env_kwargs": dict(settings.get("env_kwargs") or {}),
-        "env_preset": preset, "settings": settings, "run": manifest.get("name"), "git_commit": manifest.get("git_commit"),
+        "env_preset": preset, "settings": settings, "run": manifest.get("name"), "label": manifest.get("label"),
+        "validation_seeds": manifest.get("validation_seeds"), "git_commit": manifest.get("git_commit"),
         "checkpoint": loaded.checkpoint, "checkpoint_step": loaded.step,
         "rlsuite_version": getattr(rlsuite, "__version__", "unknown"), "torch_version": torch.__version__,
         "opset": OPSET, "observation_space": space_to_json(obs_space), "action_space": space_to_json(act_space),
