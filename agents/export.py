@@ -196,8 +196,8 @@ class _SB3Act(nn.Module):
 def policy_graph(loaded: LoadedPolicy) -> PolicyGraph:
     """The torch module of a loaded policy, from raw observation to env action (a deep copy: the loaded
     policy is not changed)."""
-    from rlsuite.agents.dqn import DQNPolicy
     from rlsuite.agents.actor_critic import ActorCriticPolicy
+    from rlsuite.agents.dqn import DQNPolicy
     from rlsuite.agents.sb3 import SB3Policy
 
     policy = copy.deepcopy(loaded.policy)
