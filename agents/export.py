@@ -67,8 +67,9 @@ RTOL = 1e-4
 """Box actions of the file and of the PyTorch policy may differ by at most ATOL + RTOL * |action| (env units):
 float32 kernels of onnxruntime and PyTorch round differently, nothing more. Discrete actions must be equal."""
 
-VERIFY_SEED = 2_000_000
-"""First env seed of the verification episodes (apart from training seeds and the harness's evaluation seeds)."""
+VERIFY_SEED = 5_000_000
+"""First env seed of the verification episodes: apart from training seeds and the harness's test (1M-2M) and
+validation (2M-3M) seeds."""
 
 
 # ---------------------------------------------------------------------------------------------- the adapter
