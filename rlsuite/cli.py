@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -26,23 +27,22 @@ EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes whose messages are written for users (imported lazily: the CLI starts fast)."""
-    from rlsuite.agents.checkpoint import CheckpointError
-    from rlsuite.agents.interface import AgentError
-    from rlsuite.agents.run import RunError
-    from rlsuite.agents.settings import ConfigError
-    from rlsuite.envs import EnvError
-    from rlsuite.evaluation.harness import EvaluationError
-    from rlsuite.evaluation.report import ReportError
-    from rlsuite.evaluation.stats import StatsError
-    from rlsuite.evaluation.store import StoreError
-    from rlsuite.evaluation.video import VideoError
-    from rlsuite.policies import SpaceError
-    from rlsuite.sweep import SweepError
+# Where each user-facing error class lives. An exception can only be an instance of a class whose module
+# is imported already, so the lookup imports nothing: an error path costs no more than the check that raised.
+_USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("rlsuite.agents.checkpoint", "CheckpointError"), ("rlsuite.agents.interface", "AgentError"),
+    ("rlsuite.agents.run", "RunError"), ("rlsuite.agents.settings", "ConfigError"),
+    ("rlsuite.envs", "EnvError"), ("rlsuite.evaluation.harness", "EvaluationError"),
+    ("rlsuite.evaluation.report", "ReportError"), ("rlsuite.evaluation.stats", "StatsError"),
+    ("rlsuite.evaluation.store", "StoreError"), ("rlsuite.evaluation.video", "VideoError"),
+    ("rlsuite.policies", "SpaceError"), ("rlsuite.sweep", "SweepError"),
+)
 
-    return (AgentError, CheckpointError, ConfigError, EnvError, EvaluationError, ReportError, RunError,
-            SpaceError, StatsError, StoreError, SweepError, VideoError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes whose messages are written for users, among the modules loaded so far."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in _USER_ERRORS)
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
 
 
 _ENV_KWARG_HELP = ("Env constructor keyword: key=value (repeatable), e.g. profile=held_out; unknown keys are "
@@ -98,17 +98,21 @@ def train(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
 ) -> None:
     """Train an agent; prints the run folder as the last line."""
-    from rlsuite import train as training
     from rlsuite.envs.factory import parse_env_kwargs
+    from rlsuite.preflight import check_train_input
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
         if resume is not None and env_kwargs:
             _fail("--env-kwarg cannot change a run being resumed; it continues with the env kwargs in its manifest.")
+        cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
+        if resume is None:  # refuse bad input before torch and the env families are imported
+            check_train_input(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [])
+        from rlsuite import train as training
+
         if resume is not None:
             run, result = training.resume(resume, show_progress=not no_progress)
         else:
-            cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
             run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
                                          env_kwargs=env_kwargs, run_dir=run_dir, command=_command_line(), show_progress=not no_progress)
     except _user_errors() as err:
@@ -176,27 +180,57 @@ def record(
     episodes: Annotated[int, typer.Option(help="Episodes to record, one after another.")] = 1,
     seed: Annotated[int | None, typer.Option(help="Seed of the first episode (default: the first evaluation seed).")] = None,
     deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic")] = True,
-    out: Annotated[Path, typer.Option(help="The MP4 file to write (H.264, plays in browsers).")] = Path("episode.mp4"),
+    out: Annotated[Path, typer.Option(help="The file to write: .mp4 (H.264, plays in browsers) or .gif (a small preview); "
+                                           "a directory gets <run folder>.mp4, or <agent>-<env>.mp4 for a baseline.")] = Path("episode.mp4"),
     gif: Annotated[Path | None, typer.Option(help="Also write a small animated GIF preview here.")] = None,
 ) -> None:
-    """Render evaluation episodes to an H.264 MP4 with step, action, reward and return overlaid."""
+    """Render evaluation episodes to an H.264 MP4 (or a GIF) with step, action, reward and return overlaid."""
+    if (run_dir is None) == (agent is None):
+        _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+    out = _video_path(out, run_dir.name if run_dir is not None else f"{agent}-{env or 'env'}")
+    if gif is not None and out.suffix.lower() == ".gif":
+        _fail("--out is a GIF already; --gif adds a GIF preview beside an MP4 --out.")
     from rlsuite.evaluation.evaluate import load_agent
     from rlsuite.evaluation.video import record_episodes
 
     try:
-        if (run_dir is None) == (agent is None):
-            _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
         preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
-        records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
-                                  deterministic=deterministic, gif=gif,
-                                  env_kwargs={**({"preset": preset} if preset else {}), **subject.env_kwargs})
+        env_kwargs = {**({"preset": preset} if preset else {}), **subject.env_kwargs}
+
+        def render(mp4: Path, preview: Path | None) -> list:
+            return record_episodes(subject.policy, subject.env_id, mp4, episodes=episodes, seeds=seeds,
+                                   deterministic=deterministic, gif=preview, env_kwargs=env_kwargs)
+
+        if out.suffix.lower() == ".gif":  # the GIF is made from the MP4's frames; that MP4 is not kept
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".rlsuite-record-", dir=out.parent) as scratch:
+                records = render(Path(scratch) / "episodes.mp4", out)
+        else:
+            records = render(out, gif)
     except _user_errors() as err:
         _fail(str(err))
     for rec in records:
         console.print(f"episode seed {rec.seed}: return {rec.episode_return:.2f}, length {rec.length}")
     print(out)
+
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def _video_path(out: Path, name: str) -> Path:
+    """The file `record --out` writes: `out` itself (.mp4 or .gif), or `<name>.mp4` inside a directory."""
+    if out.is_dir():
+        return out / (name.replace("/", "_") + ".mp4")
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        what = f"a {out.suffix} file" if out.suffix else "a file without an extension"
+        _fail(f"--out {out}: rlsuite records {' or '.join(VIDEO_SUFFIXES)} files, not {what}. Name the file "
+              f"{out.with_suffix('.mp4')} (H.264 video) or {out.with_suffix('.gif')} (animated preview), or give an "
+              f"existing directory to record into.")
+    if out.exists() and not out.is_file():
+        _fail(f"--out {out} exists and is not a regular file; choose another path.")
+    return out
 
 
 @app.command()
@@ -271,10 +305,12 @@ def sweep(
     db: Annotated[Path | None, typer.Option(help="Results database the driver writes (default results.db).")] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder: runs/ and report/ (default sweep).")] = None,
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write OUT/report when the grid is done.")] = None,
-    videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Record each trial's median episode as MP4.")] = None,
+    videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Also record each trial's median-return evaluation "
+                                                "episode as MP4 in its run folder's videos/ (default: no videos).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live view; one line per finished trial.")] = False,
 ) -> None:
-    """Run a grid of agents x envs x seeds (train, evaluate, record) on a process pool or Ray; then the report."""
+    """Run a grid of agents x envs x seeds (train, evaluate; with --videos, record each trial's median episode)
+    on a process pool or Ray; then the report."""
     from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
 
     try:
