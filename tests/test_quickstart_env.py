@@ -18,30 +18,30 @@ BROWSERS = {"chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 
 
+def _is_call(node: ast.AST, module: str, names: set[str]) -> bool:
+    return (isinstance(node, ast.Call) and bool(node.args) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == module and node.func.attr in names)
+
+
 def _executables(path: Path) -> set[str]:
-    """Program names a test file runs by name: a literal first argument of subprocess calls, or shutil.which's."""
+    """Program names a test file runs by name: the literal first item of a subprocess call's argument list,
+    and what shutil.which looks up (a literal, or each name of a literal tuple a for loop hands it)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if not isinstance(node, ast.Call) or not node.args:
-            continue
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        first = node.args[0]
-        if name == "which" and isinstance(first, ast.Constant):
-            found.add(str(first.value))
-        elif name in SUBPROCESS_CALLS and isinstance(first, ast.List) and first.elts:
-            if isinstance(first.elts[0], ast.Constant):
-                found.add(str(first.elts[0].value))
-        elif name == "which" and isinstance(first, ast.Name):  # a loop over names: read the tuple it iterates
-            found.update(_names_iterated(path, first.id))
-    return found
-
-
-def _names_iterated(path: Path, var: str) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return {str(elt.value) for node in ast.walk(tree) if isinstance(node, ast.For) and isinstance(node.target, ast.Name)
-            and node.target.id == var and isinstance(node.iter, ast.Tuple | ast.List)
-            for elt in node.iter.elts if isinstance(elt, ast.Constant)}
+    for node in ast.walk(tree):
+        if _is_call(node, "subprocess", SUBPROCESS_CALLS) and isinstance(node.args[0], ast.List):
+            first = node.args[0].elts[0] if node.args[0].elts else None
+            if isinstance(first, ast.Constant):
+                found.add(str(first.value))
+        elif _is_call(node, "shutil", {"which"}) and isinstance(node.args[0], ast.Constant):
+            found.add(str(node.args[0].value))
+        elif (isinstance(node, ast.For) and isinstance(node.target, ast.Name)
+              and isinstance(node.iter, ast.Tuple | ast.List)):
+            looked_up = any(_is_call(inner, "shutil", {"which"}) and isinstance(inner.args[0], ast.Name)
+                            and inner.args[0].id == node.target.id for inner in ast.walk(node))
+            if looked_up:
+                found.update(str(e.value) for e in node.iter.elts if isinstance(e, ast.Constant))
+    return found
 
 
 def test_no_test_needs_a_system_tool_but_the_browser():
