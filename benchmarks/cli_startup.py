@@ -5,7 +5,10 @@ error should cost about as much as `--help`, far less than importing torch. Each
 fresh process, as a user types it; the script prints the median wall time and CPU seconds (user +
 system of the child) over `--repeats` runs, and checks every error path exits 2 without a traceback.
 
-    python benchmarks/cli_startup.py --repeats 5
+    python benchmarks/cli_startup.py --repeats 5 [--before /path/to/other/venv/bin/python]
+
+`--before` times the same commands with another checkout's interpreter (e.g. main before this change),
+interleaved run by run with ours so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ CASES: list[tuple[str, list[str], int]] = [
     ("train --agent dqn --set double=maybe", ["train", "--agent", "dqn", "--set", "double=maybe"], 2),
     ("train --steps 0", ["train", "--steps", "0"], 2),
     ("evaluate --agent random --env NoSuch-v0", ["evaluate", "--agent", "random", "--env", "NoSuch-v0"], 2),
+    ("sweep --agents ppx --envs CartPole-v1 --seeds 0", ["sweep", "--agents", "ppx", "--envs", "CartPole-v1",
+                                                         "--seeds", "0"], 2),
     ("record --agent random --env CartPole-v1 --out x.avi",
      ["record", "--agent", "random", "--env", "CartPole-v1", "--out", "x.avi"], 2),
 ]
@@ -45,23 +50,34 @@ def timed(argv: list[str], cwd: str) -> tuple[float, float, subprocess.Completed
     return wall, cpu, result
 
 
+def _one_run(python: str, argv: list[str], code: int, cwd: str, name: str, ours: bool) -> tuple[float, float]:
+    wall, cpu, result = timed([python, *argv], cwd)
+    if ours and (result.returncode != code or "Traceback" in result.stderr):
+        sys.exit(f"{name}: exit {result.returncode} (expected {code})\n{result.stderr}")
+    if not ours and result.returncode != code:
+        print(f"  (before: {name} exits {result.returncode}, not {code})")
+    return wall, cpu
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--before", help="another interpreter to time the same commands with (its own rlsuite)")
     args = parser.parse_args()
-    cases = [(name, [sys.executable, "-m", "rlsuite.cli", *argv], code) for name, argv, code in CASES]
-    cases.append(("python -c 'import torch' (reference)", [sys.executable, "-c", "import torch"], 0))
+    cases = [(name, ["-m", "rlsuite.cli", *argv], code) for name, argv, code in CASES]
+    cases.append(("python -c 'import torch' (reference)", ["-c", "import torch"], 0))
+    pythons = [sys.executable] + ([args.before] if args.before else [])
+    header = "  ".join(f"{label + ' wall s':>14} {label + ' CPU s':>13}" for label in (["ours", "before"][:len(pythons)]))
     with tempfile.TemporaryDirectory() as cwd:
-        print(f"{'command':<58} {'wall s (median)':>16} {'CPU s (median)':>15}  exit")
+        print(f"{'command (median of ' + str(args.repeats) + ')':<58} {header}")
         for name, argv, code in cases:
-            walls, cpus = [], []
+            samples: dict[str, list[tuple[float, float]]] = {p: [] for p in pythons}
             for _ in range(args.repeats):
-                wall, cpu, result = timed(argv, cwd)
-                walls.append(wall)
-                cpus.append(cpu)
-                if result.returncode != code or "Traceback" in result.stderr:
-                    sys.exit(f"{name}: exit {result.returncode} (expected {code})\n{result.stderr}")
-            print(f"{name:<58} {statistics.median(walls):>16.2f} {statistics.median(cpus):>15.2f}  {code}")
+                for python in pythons:  # interleaved: both see the same load
+                    samples[python].append(_one_run(python, argv, code, cwd, name, python == sys.executable))
+            cells = "  ".join(f"{statistics.median(w for w, _ in samples[p]):>14.2f} "
+                              f"{statistics.median(c for _, c in samples[p]):>13.2f}" for p in pythons)
+            print(f"{name:<58} {cells}", flush=True)
 
 
 if __name__ == "__main__":

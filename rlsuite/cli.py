@@ -142,12 +142,15 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run or a baseline with the common protocol and record the results."""
     from rlsuite.envs.factory import parse_env_kwargs
-    from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
+    from rlsuite.preflight import check_subject
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
         if (run_dir is None) == (agent is None):
             _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+        check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
+        from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
+
         if run_dir is not None:
             outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
                                    db=db, video_dir=video_dir, env_id=env, env_kwargs=env_kwargs)
@@ -190,10 +193,13 @@ def record(
     out = _video_path(out, run_dir.name if run_dir is not None else f"{agent}-{env or 'env'}")
     if gif is not None and out.suffix.lower() == ".gif":
         _fail("--out is a GIF already; --gif adds a GIF preview beside an MP4 --out.")
-    from rlsuite.evaluation.evaluate import load_agent
-    from rlsuite.evaluation.video import record_episodes
+    from rlsuite.preflight import check_subject
 
     try:
+        check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
+        from rlsuite.evaluation.evaluate import load_agent
+        from rlsuite.evaluation.video import record_episodes
+
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
         preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
@@ -311,9 +317,14 @@ def sweep(
 ) -> None:
     """Run a grid of agents x envs x seeds (train, evaluate; with --videos, record each trial's median episode)
     on a process pool or Ray; then the report."""
-    from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
+    from rlsuite.preflight import check_grid
 
     try:
+        if file is None:  # a sweep file's grid is checked as it loads
+            check_grid([a.strip() for a in (agents or "").split(",") if a.strip()],
+                       [e.strip() for e in (envs or "").split(",") if e.strip()])
+        from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
+
         values = load_sweep_file(file) if file is not None else {}
         given = {"agents": agents, "envs": envs, "seeds": seeds, "steps": steps, "config_file": config,
                  "episodes": episodes, "backend": backend, "workers": workers, "ray_address": ray_address,

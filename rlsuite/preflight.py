@@ -86,9 +86,10 @@ def _annotation(node: ast.expr, mod: _Module) -> Any:
         head = node.value.id if isinstance(node.value, ast.Name) else getattr(node.value, "attr", "")
         items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
         if head == "Literal":
-            if not all(isinstance(i, ast.Constant) for i in items):
+            choices = tuple(i.value for i in items if isinstance(i, ast.Constant))
+            if len(choices) != len(items):
                 raise _Unreadable(ast.unparse(node))
-            return Literal[tuple(i.value for i in items)]  # type: ignore[misc]
+            return Literal[choices]  # type: ignore[valid-type]
         if head == "Optional":
             return _annotation(items[0], mod) | None
         if head in ("tuple", "list", "dict"):
@@ -183,3 +184,26 @@ def check_train_input(agent: str, env_id: str, *, config_file: Path | None = Non
     stand_in = _stand_in(agent)
     if stand_in is not None:
         resolve_settings(stand_in, agent, env_id, config_file=config_file, cli_values=cli_values, set_args=set_args)
+
+
+def check_subject(*, run_dir: Path | None = None, agent: str | None = None, env_id: str | None = None) -> None:
+    """For evaluate and record: the run folder opens, or the baseline is one; the env id, if given, exists."""
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.envs.factory import check_env_id
+
+    if run_dir is not None:
+        RunFolder.open(run_dir)
+    if agent is not None and get_spec(agent).trainable:
+        raise AgentError(f"{agent!r} is trained, not a baseline: evaluate one of its run folders instead.")
+    if env_id is not None:
+        check_env_id(env_id)
+
+
+def check_grid(agents: Sequence[str], envs: Sequence[str]) -> None:
+    """For sweep: every agent name and env id of the grid exists."""
+    from rlsuite.envs.factory import check_env_id
+
+    for agent in agents:
+        get_spec(agent)
+    for env_id in envs:
+        check_env_id(env_id)

@@ -46,14 +46,32 @@ print(json.dumps({"code": code, "loaded": [m for m in watched if m in sys.module
     (["--set", "oops"], ["Malformed --set 'oops'"]),
 ])
 def test_bad_training_input_is_refused_before_heavy_imports(tmp_path, args, fragments):
-    result = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(["train", *args]), json.dumps(HEAVY)],
+    _assert_refused_light(tmp_path, ["train", *args], fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["evaluate", "--agent", "random", "--env", "NoSuch-v0"], ["Unknown env id 'NoSuch-v0'"]),
+    (["evaluate", "--agent", "ppo", "--env", "CartPole-v1"], ["trained, not a baseline"]),
+    (["evaluate", "notarun"], ["not an rlsuite run folder"]),
+    (["record", "--agent", "randm", "--env", "CartPole-v1"], ["Unknown agent 'randm'", "random"]),
+    (["record", "--agent", "random", "--env", "CartPole-v1", "--out", "x.avi"], [".mp4 or .gif"]),
+    (["sweep", "--agents", "ppo,ppx", "--envs", "CartPole-v1", "--seeds", "0"], ["Unknown agent 'ppx'"]),
+    (["sweep", "--agents", "ppo", "--envs", "CartPol-v1", "--seeds", "0"], ["Unknown env id 'CartPol-v1'"]),
+])
+def test_bad_evaluate_record_and_sweep_input_is_refused_before_heavy_imports(tmp_path, args, fragments):
+    _assert_refused_light(tmp_path, args, fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _assert_refused_light(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(HEAVY)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, COLUMNS="200"))
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome == {"code": 2, "loaded": []}, result.stderr
     result.returncode = outcome["code"]
     assert_user_error(result, *fragments)
-    assert not (tmp_path / "runs").exists()
 
 
 def test_env_id_typo_exits_2_without_traceback(tmp_path):
@@ -87,3 +105,15 @@ def test_a_good_command_passes_the_early_check(tmp_path):
                                 set_args=["activation=relu", "share_encoder=none"])
     preflight.check_train_input("sb3-ppo", "CartPole-v1", set_args=["whatever=1"])  # checked later, after import
     assert Path(config).exists()
+
+
+def test_every_user_error_class_is_where_the_cli_looks_for_it():
+    """The CLI finds error classes among loaded modules (importing nothing on an error path): each entry must
+    name a real ValueError subclass, or its errors would print a traceback."""
+    import importlib
+
+    from rlsuite.cli import _USER_ERRORS
+
+    for module, name in _USER_ERRORS:
+        cls = getattr(importlib.import_module(module), name)
+        assert isinstance(cls, type) and issubclass(cls, ValueError), f"{module}.{name}"
