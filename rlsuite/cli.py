@@ -434,7 +434,7 @@ def tune(
 ) -> None:
     """Tune an agent's settings with Optuna (several seeds per trial, pruning on seed rungs), confirm the best
     on fresh seeds, write the winner as a preset block and a tuning report. Rerun the same command to resume."""
-    from rlsuite.tune import TuneError, TuneSpec, load_tune_file, run_tune
+    from rlsuite.tune import TuneSpec, load_tune_file, run_tune
 
     try:
         values = load_tune_file(file) if file is not None else {}
@@ -451,7 +451,7 @@ def tune(
             _fail(f"name the study's {' and '.join(missing)}: e.g. --agent ppo --env Acrobot-v1, or give a tuning "
                   "YAML file.")
         summary = run_tune(TuneSpec(**values), command=_command_line(), console=err_console)
-    except (*_user_errors(), TuneError) as err:
+    except _user_errors() as err:  # TuneError is a SweepError
         _fail(str(err))
     except KeyboardInterrupt:
         err_console.print("aborted; finished runs are recorded, rerun the same command to resume the study.")
