@@ -802,7 +802,8 @@ def _describe(error: BaseException) -> str:
 
     if isinstance(error, BrokenProcessPool):
         return "the worker process died (killed, or out of memory) while running the unit"
-    return f"{type(error).__name__}: {error}"
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"  # Ray's: a traceback, the exception last
 
 
 def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = None,
@@ -987,6 +988,17 @@ def _confirmed_text(spec: TuneSpec, row: ConfirmRow) -> str:
     return f"{point:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _verdict(spec: TuneSpec, winner: ConfirmRow, preset: ConfirmRow) -> str:
+    """Whether the winner's test return beats the preset's, and whether the intervals say so."""
+    from rlsuite.evaluation.tune_report import confirm_interval
+
+    w, w_low, w_high = confirm_interval(winner.test, spec.envs)
+    p, p_low, p_high = confirm_interval(preset.test, spec.envs)
+    better = "above" if w > p else "not above"
+    overlap = "the intervals overlap" if w_low <= p_high and p_low <= w_high else "the intervals do not overlap"
+    return f"The winner's test IQM is {better} the preset's; {overlap}."
+
+
 def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
                 validation_seeds: tuple[int, ...]) -> Path | None:
     """best.yaml: one block per env with only the fields the winner changes, commented with the study and its
@@ -1003,6 +1015,8 @@ def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
              + (f"; the preset: IQM {_confirmed_text(spec, preset)}" if preset is not None else "")
              + (" (normalised scores)" if len(spec.envs) > 1 else " (returns)") + ", 95% bootstrap CI.",
              f"# Load: rlsuite train --agent {spec.agent} --env {spec.envs[0]} --config best.yaml"]
+    if preset is not None and spec.objectives[0] == "return":
+        lines.insert(3, f"#   {_verdict(spec, winner, preset)}")
     blocks: dict[str, dict[str, Any]] = {}
     for env_id in spec.envs:
         base = _base_settings(spec, env_id)

@@ -335,7 +335,9 @@ def test_ray_backend_on_local_ray(tmp_path, unit_log):
     ray = pytest.importorskip("ray")
     local = spec(tmp_path / "local", trials=3, seeds=2, pruner="none")
     run_tune(local, task=fake_unit)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    tests = str(Path(__file__).parent)  # Ray's workers import fake_unit from this module
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": tests, LOG_ENV: os.environ[LOG_ENV]}})
     try:
         remote = spec(tmp_path / "ray", trials=3, seeds=2, pruner="none", backend="ray", workers=2)
         summary = run_tune(remote, task=fake_unit)
