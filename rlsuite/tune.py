@@ -90,7 +90,7 @@ CONFIRM_SEED_BASE = 10_000
 
 SEARCH_SPACE_DIR = Path(__file__).parent / "search_spaces"
 PRUNERS = ("median", "halving", "none")
-OBJECTIVES = {"return": "maximize", "cpu_seconds": "minimize"}
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {"return": "maximize", "cpu_seconds": "minimize"}
 """Built-in objectives; `metric:NAME:max` or `metric:NAME:min` names an env metric (e.g. metric:crashed:min)."""
 PROTOCOL_SETTINGS = ("eval_every=0", "tensorboard=false")
 """Set on every tuning and confirm run: no periodic evaluation (it would read the test seeds and costs
@@ -290,7 +290,7 @@ class TuneSpec:
                                 f"knows none for {', '.join(missing)}; tune those envs one at a time.")
 
 
-def objective_direction(objective: str) -> str:
+def objective_direction(objective: str) -> Literal["maximize", "minimize"]:
     """'maximize' or 'minimize' for an objective name; TuneError for an unknown one."""
     if objective in OBJECTIVES:
         return OBJECTIVES[objective]
@@ -523,9 +523,7 @@ def _defaults_params(spec: TuneSpec, env_id: str) -> dict[str, Any] | None:
     if env_id not in mapping:
         return None
     settings_cls = agent_module(spec.agent).Settings
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                for f in dataclasses.fields(settings_cls)}
-    untuned = {**settings_to_dict(settings_cls(**defaults)), **(mapping.get("default") or {})}
+    untuned = {**settings_to_dict(settings_cls()), **(mapping.get("default") or {})}  # every field has a default
     base = _base_settings(spec, env_id)
     fixed = parse_set_args(spec.set_args)
     changed = {k: v for k, v in untuned.items() if k not in (*_NOT_WRITTEN_BACK, "total_steps", *fixed)
@@ -900,7 +898,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
         best_file = _write_back(spec, name, confirm, validation_seeds) if confirm else None
         summary.best_file = best_file
         data = _report_data(spec, study, name, scorer, confirm, best_file, command, validation_seeds)
-        (spec.out / "tune.json").write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+        _write_atomic(spec.out / "tune.json", json.dumps(data, indent=1, default=str))
         summary.report = write_tune_report(data, spec.out / "report")
     summary.seconds = time.monotonic() - started
     return summary
@@ -1026,8 +1024,12 @@ def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
             changed["total_steps"] = spec.steps  # the budget it was tuned for
         blocks[env_id] = changed
     text = "\n".join(lines) + "\n" + yaml.safe_dump(blocks, sort_keys=False, default_flow_style=False)
-    path = spec.out / "best.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
+    return _write_atomic(spec.out / "best.yaml", text)
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
