@@ -61,7 +61,7 @@ from rlsuite.evaluation.evaluate import load_agent, run_protocol
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.report import ReportError, write_report
 from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
-from rlsuite.train import prepare_settings, run_training
+from rlsuite.train import check_label, prepare_settings, run_training
 
 __all__ = ["BACKENDS", "SweepError", "SweepSpec", "SweepSummary", "Trial", "TrialResult", "load_sweep_file",
            "parse_seeds", "plan_trials", "run_sweep", "run_trial", "train_trial"]
@@ -124,6 +124,9 @@ class SweepSpec:
     """Sweep folder: run folders in out/runs (shared storage on a cluster), the report in out/report."""
     report: bool = True
     """Write out/report/report.html when the grid is done."""
+    label: str | None = None
+    """Name of the trained configuration in results and reports (with several trainable agents, `<label>-<agent>`);
+    None: the agent plus the settings that differ from its preset."""
 
     def validate(self) -> None:
         for name in ("agents", "envs", "seeds"):
@@ -198,7 +201,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "steps": (int, type(None)), "episodes": (int,), "workers": (int, type(None)), "retries": (int,),
     "cpus_per_trial": (int, float), "gpus_per_trial": (int, float), "deterministic": (bool,),
     "videos": (bool,), "report": (bool,), "backend": (str,), "ray_address": (str, type(None)),
-    "checkpoint": (str,),
+    "checkpoint": (str,), "label": (str, type(None)),
 }
 """The sweep file's plain keys and the YAML types each accepts."""
 
@@ -270,6 +273,8 @@ class Trial:
     checkpoint: str
     deterministic: bool
     videos: bool
+    label: str | None = None
+    """The configuration's name in results and reports (manifest `label`); None for baselines and unnamed runs."""
 
     @property
     def trainable(self) -> bool:
@@ -292,9 +297,12 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
     spec.validate()
     runs_root = str((spec.out / "runs").resolve())
     evaluation = {"episodes": spec.episodes, "checkpoint": spec.checkpoint, "deterministic": spec.deterministic}
+    label = check_label(spec.label)
+    n_trainable = sum(1 for agent in spec.agents if get_spec(agent).trainable)
     trials: list[Trial] = []
     for agent in spec.agents:
         trainable = get_spec(agent).trainable
+        agent_label = None if not (trainable and label) else label if n_trainable == 1 else f"{label}-{agent}"
         for env_id in spec.envs:
             first = None
             if trainable:
@@ -310,17 +318,19 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
                     env.close()
             for seed in spec.seeds:
                 settings = settings_to_dict(dataclasses.replace(first, seed=seed)) if first is not None else {}
-                key = trial_key(agent, env_id, seed, settings, evaluation)
+                key = trial_key(agent, env_id, seed, settings,
+                                {**evaluation, **({"label": agent_label} if agent_label else {})})
                 run_id = _run_id(agent, env_id, seed, key)
                 if trainable:
                     args = ["rlsuite", "train", "--agent", agent, "--env", env_id, "--run-dir",
                             str(Path(runs_root) / run_id)]
                     args += [a for k, v in settings.items() if k != "env_id" for a in ("--set", f"{k}={_cli(v)}")]
+                    args += ["--label", agent_label] if agent_label else []
                 else:
                     args = ["rlsuite", "evaluate", "--agent", agent, "--env", env_id,
                             "--episodes", str(spec.episodes)]
                 trials.append(Trial(agent, env_id, seed, key, run_id, settings, shlex.join(args), runs_root,
-                                    spec.episodes, spec.checkpoint, spec.deterministic, spec.videos))
+                                    spec.episodes, spec.checkpoint, spec.deterministic, spec.videos, agent_label))
     return trials
 
 
@@ -366,7 +376,8 @@ def train_trial(trial: Trial) -> tuple[Path, str]:
     run = RunFolder.create(path.parent, agent=trial.agent, env_id=trial.env_id, seed=trial.seed,
                            settings=trial.settings, command=trial.command,
                            device=str(resolve_device(settings.device)), name=trial.run_id)
-    run.update_manifest(sweep={"trial_key": trial.key, "host": socket.gethostname(), "pid": os.getpid()})
+    run.update_manifest(sweep={"trial_key": trial.key, "host": socket.gethostname(), "pid": os.getpid()},
+                        **({"label": trial.label} if trial.label else {}))
     result = run_training(trial.agent, settings, run, console=Console(file=io.StringIO()), show_progress=False)
     return path, result.status
 

@@ -156,6 +156,16 @@ def test_cli_user_errors(tmp_path, monkeypatch):
     assert not (tmp_path / "results.db").exists() and not (tmp_path / "sweep").exists()
 
 
+def test_label_names_the_trained_configuration(tmp_path):
+    plain = plan_trials(grid(tmp_path))
+    labelled = plan_trials(grid(tmp_path, label="tuned"))
+    assert [t.label for t in labelled] == ["tuned", "tuned", None, None]  # baselines keep their own name
+    assert "--label tuned" in labelled[0].command
+    assert labelled[0].key != plain[0].key and labelled[2].key == plain[2].key  # a named run is its own trial
+    both = plan_trials(grid(tmp_path, agents=("ppo", "a2c"), seeds=(0,), set_args=("eval_every=0",), label="tuned"))
+    assert [t.label for t in both] == ["tuned-ppo", "tuned-a2c"]
+
+
 def test_baseline_trial_equals_rlsuite_evaluate(tmp_path):
     """A worker's records for the random baseline equal what `rlsuite evaluate --agent random` stores."""
     trial = plan_trials(grid(tmp_path, agents=("random",), seeds=(0,)))[0]
