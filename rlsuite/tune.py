@@ -55,8 +55,8 @@ from rlsuite.agents.settings import (
     settings_to_dict,
 )
 from rlsuite.envs.factory import reference_score
-from rlsuite.evaluation.evaluate import load_agent, run_protocol
-from rlsuite.evaluation.harness import EVAL_SEED_BASE, evaluate_policy
+from rlsuite.evaluation.evaluate import checkpoint_selection, load_agent, run_protocol
+from rlsuite.evaluation.harness import TEST_SEED_BASE, eval_epsilon, evaluate_policy, validation_seeds
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.stats import iqm, normalize
 from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
@@ -76,14 +76,9 @@ from rlsuite.sweep import _RayBackend as RayBackend
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "PRUNERS", "VALIDATION_SEED_BASE", "Param", "TuneError", "TuneSpec",
+__all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "PRUNERS", "Param", "TuneError", "TuneSpec",
            "TuneSummary", "TuneUnit", "UnitResult", "load_search_space", "load_tune_file", "run_tune", "run_unit",
            "sample_params"]
-
-VALIDATION_SEED_BASE = 500_000
-"""First validation seed. Tuning scores a run on seeds [500_000, 500_000 + episodes): the validation range,
-disjoint from training seeds (small) and from the test seeds the harness and reports use (EVAL_SEED_BASE,
-1_000_000 onwards), so the configuration chosen here is never chosen on the episodes it is reported on."""
 
 CONFIRM_SEED_BASE = 10_000
 """First training seed of the confirm stage: tuning trains on seeds 0 .. K-1, confirmation on fresh ones."""
@@ -93,8 +88,8 @@ PRUNERS = ("median", "halving", "none")
 OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {"return": "maximize", "cpu_seconds": "minimize"}
 """Built-in objectives; `metric:NAME:max` or `metric:NAME:min` names an env metric (e.g. metric:crashed:min)."""
 PROTOCOL_SETTINGS = ("eval_every=0", "tensorboard=false")
-"""Set on every tuning and confirm run: no periodic evaluation (it would read the test seeds and costs
-time; the last checkpoint is evaluated), no TensorBoard files. Never written back."""
+"""Set on every tuning and confirm run: no periodic evaluation (it costs time, and the last checkpoint is
+what is evaluated), no TensorBoard files. Never written back."""
 _NOT_WRITTEN_BACK = ("seed", "env_id", "eval_every", "eval_episodes", "tensorboard", "checkpoint_every")
 _POLL_S = 0.5
 
@@ -393,9 +388,14 @@ def run_unit(unit: TuneUnit) -> UnitResult:
         preset = str(subject.run.config.get("env_preset") or "")
         env_kwargs: dict[str, Any] = {"preset": preset} if preset else {}
         env_kwargs.update(subject.env_kwargs)
+        epsilon = eval_epsilon(subject.env_id)
         episodes = evaluate_policy(subject.policy, subject.env_id, episodes=len(unit.validation_seeds),
-                                   seeds=unit.validation_seeds, deterministic=trial.deterministic, env_kwargs=env_kwargs)
-        protocol: dict[str, Any] = {"vectorization": "sync", "split": "validation"}
+                                   seeds=unit.validation_seeds, deterministic=trial.deterministic, env_kwargs=env_kwargs,
+                                   epsilon=epsilon, threads=1)
+        protocol: dict[str, Any] = {"vectorization": "sync", "split": "validation",
+                                    "checkpoint_selection": checkpoint_selection(subject)}
+        if epsilon > 0:
+            protocol["epsilon"] = epsilon
         if subject.env_kwargs:
             protocol["env_kwargs"] = dict(subject.env_kwargs)
         validation = EvaluationRecord(run_id=trial.run_id, agent=trial.agent, env_id=subject.env_id,
@@ -562,7 +562,7 @@ def study_name(spec: TuneSpec, space: Mapping[str, Param]) -> str:
     bases = {env: _base_settings(spec, env) for env in spec.envs}
     text = json.dumps({"agent": spec.agent, "envs": spec.envs, "seeds": spec.seeds, "objectives": spec.objectives,
                        "pruner": spec.pruner, "episodes": spec.episodes, "sampler_seed": spec.sampler_seed,
-                       "validation_seed_base": VALIDATION_SEED_BASE, "bases": bases,
+                       "validation_seeds": validation_seeds(1), "bases": bases,
                        "space": [dataclasses.asdict(p) for p in space.values()]},
                       sort_keys=True, separators=(",", ":"), default=str)
     envs = "+".join(env.replace("/", "_") for env in spec.envs)
@@ -624,7 +624,7 @@ def _recorded(db: Path) -> tuple[dict[str, dict[str, _Evaluated]], dict[str, Run
     with ResultsStore(db, create=False) as store:
         for evaluation in store.evaluations():
             split = "validation" if evaluation.protocol.get("split") == "validation" else "test"
-            if split == "test" and evaluation.seeds[:1] != (EVAL_SEED_BASE,):
+            if split == "test" and evaluation.seeds[:1] != (TEST_SEED_BASE,):
                 continue
             assert evaluation.eval_id is not None
             found.setdefault(evaluation.run_id, {})[split] = (evaluation, store.episodes(evaluation.eval_id))
@@ -822,7 +822,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
     with _study_lock(spec.out):
         study = _open_study(spec, name)
         scorer = _Scorer(spec.envs, spec.objectives)
-        validation_seeds = tuple(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + spec.episodes))
+        validation = tuple(validation_seeds(spec.episodes))
         single = len(spec.objectives) == 1
         with ResultsStore(spec.db) as store:
             driver = _Driver(spec, store, console, task)
@@ -846,7 +846,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                     params = sample_params(trial, space)
                     trial.set_user_attr("settings", params)
                     try:
-                        rungs = _units(spec, params, range(spec.seeds), False, validation_seeds)
+                        rungs = _units(spec, params, range(spec.seeds), False, validation)
                     except (ConfigError, SweepError) as err:  # a combination the settings refuse: not run
                         trial.set_user_attr("error", str(err))
                         study.tell(trial, state=_state("FAIL"))
@@ -885,7 +885,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                 states = [t.state.name for t in study.trials]
                 summary.trials, summary.complete = len(states), states.count("COMPLETE")
                 summary.pruned, summary.failed = states.count("PRUNED"), states.count("FAIL")
-                confirm = _confirm(spec, study, driver, scorer, validation_seeds, console) \
+                confirm = _confirm(spec, study, driver, scorer, validation, console) \
                     if spec.confirm_top > 0 and summary.complete > 0 else None
                 if confirm is None and spec.confirm_top > 0 and summary.complete > 0:
                     summary.interrupted = True
@@ -895,9 +895,9 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
         if summary.interrupted:
             summary.seconds = time.monotonic() - started
             return summary
-        best_file = _write_back(spec, name, confirm, validation_seeds) if confirm else None
+        best_file = _write_back(spec, name, confirm, validation) if confirm else None
         summary.best_file = best_file
-        data = _report_data(spec, study, name, scorer, confirm, best_file, command, validation_seeds)
+        data = _report_data(spec, study, name, scorer, confirm, best_file, command, validation)
         _write_atomic(spec.out / "tune.json", json.dumps(data, indent=1, default=str))
         summary.report = write_tune_report(data, spec.out / "report")
     summary.seconds = time.monotonic() - started
@@ -1008,7 +1008,7 @@ def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
     lines = [f"# rlsuite tune study {name}: {spec.trials} trials x {spec.seeds} seeds x "
              f"{spec.steps or 'preset'} steps, validation seeds {validation_seeds[0]}-{validation_seeds[-1]}.",
              f"# Winner {winner.label} (best confirm-stage validation score). Confirmed on fresh training seeds "
-             f"{winner.seeds[0]}-{winner.seeds[-1]}, test seeds {EVAL_SEED_BASE}-{EVAL_SEED_BASE + spec.episodes - 1}:",
+             f"{winner.seeds[0]}-{winner.seeds[-1]}, test seeds {TEST_SEED_BASE}-{TEST_SEED_BASE + spec.episodes - 1}:",
              f"#   IQM {_confirmed_text(spec, winner)}"
              + (f"; the preset: IQM {_confirmed_text(spec, preset)}" if preset is not None else "")
              + (" (normalised scores)" if len(spec.envs) > 1 else " (returns)") + ", 95% bootstrap CI.",
@@ -1076,7 +1076,7 @@ def _report_data(spec: TuneSpec, study: optuna.Study, name: str, scorer: _Scorer
         "seeds": spec.seeds, "steps": spec.steps, "episodes": spec.episodes, "pruner": spec.pruner,
         "objectives": [{"name": o, "direction": objective_direction(o)} for o in spec.objectives],
         "normalised": scorer.normalised, "validation_seeds": [validation_seeds[0], validation_seeds[-1]],
-        "test_seeds": [EVAL_SEED_BASE, EVAL_SEED_BASE + spec.episodes - 1], "trials": trials,
+        "test_seeds": [TEST_SEED_BASE, TEST_SEED_BASE + spec.episodes - 1], "trials": trials,
         "importances": importances, "pareto": pareto,
         "confirm": [dataclasses.asdict(r) for r in rows or []],
         "winner": winner.label if winner else None, "best_file": str(best_file) if best_file else None,

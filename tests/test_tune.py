@@ -21,13 +21,13 @@ from test_cli import assert_user_error, rlsuite
 
 from rlsuite.agents.registry import agent_module
 from rlsuite.agents.settings import coerce_field
+from rlsuite.evaluation.harness import TEST_SEED_BASE, VALIDATION_SEED_BASE
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.stats import iqm
 from rlsuite.evaluation.store import ResultsStore
 from rlsuite.train import prepare_settings
 from rlsuite.tune import (
     SEARCH_SPACE_DIR,
-    VALIDATION_SEED_BASE,
     TuneError,
     TuneSpec,
     TuneUnit,
@@ -325,7 +325,7 @@ def test_write_back_loads_with_config(tmp_path):
     with ResultsStore(s.db, create=False) as store:
         splits = [e.protocol.get("split", "test") for e in store.evaluations()]
         seeds = {e.seeds[0] for e in store.evaluations()}
-    assert splits.count("test") == 3 and seeds == {VALIDATION_SEED_BASE, 1_000_000}  # winner, preset, defaults
+    assert splits.count("test") == 3 and seeds == {VALIDATION_SEED_BASE, TEST_SEED_BASE}  # winner, preset, defaults
     assert math.isfinite(winner["cpu_seconds"]) and winner["cpu_seconds"] > 0
 
 
