@@ -69,7 +69,9 @@ _ENV_KWARG_HELP = ("Env constructor keyword: key=value (repeatable), e.g. profil
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # "gymnasium[box2d]" is no markup
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -88,15 +90,11 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
             table.add_row(spec.name, "trained" if spec.trainable else "baseline", spec.description)
         console.print(table)
     elif what == "envs":
-        import gymnasium as gym
+        from rlsuite.envs.catalog import env_catalog
 
-        import rlsuite.envs  # noqa: F401  (registers the rlsuite/ namespace)
-
-        table = Table("env id", "entry point", "vectorised core")
-        for env_id, env_spec in sorted(gym.registry.items()):
-            entry = env_spec.entry_point
-            entry_name = entry if isinstance(entry, str) else getattr(entry, "__name__", "")
-            table.add_row(env_id, str(entry_name), "yes" if env_spec.vector_entry_point else "")
+        table = Table("env id", "description")
+        for entry in env_catalog():  # rlsuite's first, then the ALE's, then the rest that can be made here
+            table.add_row(entry.env_id, entry.description)
         console.print(table)
     else:
         _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")

@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -57,6 +58,7 @@ from rlsuite.agents.run import RunError, RunFolder, collect_versions, git_commit
 from rlsuite.agents.settings import select_block, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
+from rlsuite.envs.catalog import unavailable_reason
 from rlsuite.evaluation.evaluate import load_agent, run_protocol
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.report import ReportError, write_report
@@ -275,6 +277,8 @@ class Trial:
     videos: bool
     label: str | None = None
     """The configuration's name in results and reports (manifest `label`); None for baselines and unnamed runs."""
+    unavailable: str = ""
+    """Why the trial cannot run here (its env's optional dependency is missing); recorded as failed."""
 
     @property
     def trainable(self) -> bool:
@@ -305,7 +309,10 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
         agent_label = None if not (trainable and label) else label if n_trainable == 1 else f"{label}-{agent}"
         for env_id in spec.envs:
             first = None
-            if trainable:
+            unavailable = unavailable_reason(env_id) or ""
+            if unavailable:  # recorded as a failed trial with the install command; the grid goes on
+                pass
+            elif trainable:
                 block = select_block(spec.settings.get(agent, {}), env_id, f"settings of {agent} in the sweep")
                 cli_values = {**block, "total_steps": spec.steps, "seed": spec.seeds[0]}
                 first = prepare_settings(agent, env_id, config_file=spec.config_file, cli_values=cli_values,
@@ -330,7 +337,8 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
                     args = ["rlsuite", "evaluate", "--agent", agent, "--env", env_id,
                             "--episodes", str(spec.episodes)]
                 trials.append(Trial(agent, env_id, seed, key, run_id, settings, shlex.join(args), runs_root,
-                                    spec.episodes, spec.checkpoint, spec.deterministic, spec.videos, agent_label))
+                                    spec.episodes, spec.checkpoint, spec.deterministic, spec.videos, agent_label,
+                                    unavailable))
     return trials
 
 
@@ -638,6 +646,15 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, show_progress:
     done_ids = _finished_run_ids(spec.db)
     todo = deque(t for t in trials if t.run_id not in done_ids)
     summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
+    blocked = [t for t in todo if t.unavailable]
+    if blocked:
+        with ResultsStore(spec.db) as store:
+            for trial in blocked:
+                store.record_run(_failed_record(trial, trial.unavailable))
+                summary.failed += 1
+                summary.failures[trial.run_id] = trial.unavailable
+                console.print(f"[red]failed[/] {trial.run_id}: {escape(trial.unavailable)}", highlight=False)
+        todo = deque(t for t in todo if not t.unavailable)
     if todo:
         _run_grid(spec, todo, summary, console, show_progress)
     if spec.report and summary.finished + summary.skipped > 0 and summary.interrupted == 0:
