@@ -74,10 +74,11 @@ def train_ours(variant: str, seed: int, out: Path) -> Path:
                            settings=settings_to_dict(settings), command="benchmarks/fidelity_driving.py train-ours",
                            device="cpu")
     cpu = time.process_time()
-    run_training("ppo", settings, run, show_progress=False)
+    result = run_training("ppo", settings, run, show_progress=False)  # Ctrl-C: stops, checkpoints, returns
     cpu = time.process_time() - cpu
-    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": settings.total_steps}))
-    print(f"ours {variant} seed {seed}: {settings.total_steps} steps, {cpu:.1f} CPU s ({run.path})", flush=True)
+    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": result.final_step,
+                                                          "status": result.status}))
+    print(f"ours {variant} seed {seed}: {result.final_step} steps ({result.status}), {cpu:.1f} CPU s ({run.path})", flush=True)
     return run.path
 
 
@@ -169,8 +170,8 @@ Row = dict[str, tuple[Scores, str]]  # row name -> (scores, what its training co
 
 
 def row_keys(variants: list[str], ablate: bool) -> list[str]:
-    """The tables' rows, in order, by key: `rules`, `ours:<variant>`, `sb3`, then `ablation`."""
-    return ["rules", *(f"ours:{v}" for v in variants), "sb3", *(["ablation"] if ablate else [])]
+    """The tables' rows, in order, by key: `rules`, `ours:<variant>`, `sb3`, then the ablation's two."""
+    return ["rules", *(f"ours:{v}" for v in variants), "sb3", *(["ablation", "ablation-order"] if ablate else [])]
 
 
 def our_budget(out: Path, variant: str) -> float:
@@ -203,12 +204,13 @@ def evaluate_row(key: str, out: Path, episodes: int, first_variant: str) -> Row:
     runs = _runs(out, variant)
     if not runs:
         return {}
-    policies = [load_policy(run, "last").policy for run in runs]
-    if key == "ablation":
-        return _ablation(policies, variant, episodes)
+    loaded = [load_policy(run, "last") for run in runs]
+    if key.startswith("ablation"):
+        return _ablation([p.policy for p in loaded], variant, episodes, in_peer=key == "ablation-order")
     cpu = [json.loads((run / "cpu_seconds.json").read_text())["cpu_s"] for run in runs]
-    per_run = [episodes_in_peer(ours_actor(p), episodes) for p in policies]
-    return {f"ppo rlsuite, {variant}": (_scores(per_run), f"{np.mean(cpu):.0f} CPU s ({len(runs)} seeds)")}
+    per_run = [episodes_in_peer(ours_actor(p.policy), episodes) for p in loaded]
+    steps = np.mean([p.step for p in loaded])
+    return {f"ppo rlsuite, {variant}": (_scores(per_run), f"{np.mean(cpu):.0f} CPU s, {steps:.0f} steps ({len(runs)} seeds)")}
 
 
 def table(out: Path, episodes: int, variants: list[str], ablate: bool, only: list[str] | None) -> None:
@@ -237,7 +239,7 @@ def table(out: Path, episodes: int, variants: list[str], ablate: bool, only: lis
     for key in keys:
         path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
         for name, row in (json.loads(path.read_text()) if path.exists() else {}).items():
-            tables[key == "ablation"][name] = ({m: np.asarray(row[m]) for m in METRICS}, row["training"])
+            tables[key.startswith("ablation")][name] = ({m: np.asarray(row[m]) for m in METRICS}, row["training"])
             record[name] = row
     _print(f"highway-fast-v0 (highway-env), {episodes} episodes (seeds 1000+) per run; IQM [95% CI] over runs", tables[False])
     if tables[True]:
@@ -253,15 +255,14 @@ def _print(title: str, rows: Row) -> None:
         print(f"| {name} | {training} | {_cell(s['crashed'], 100.0, 1)} | {_cell(s['speed'])} | {_cell(s['return'])} |")
 
 
-def _ablation(policies: list[Any], variant: str, episodes: int) -> Row:
+def _ablation(policies: list[Any], variant: str, episodes: int, in_peer: bool) -> Row:
     """The same trained policies under each modelling difference: in our env with highway-fast-v0's
-    settings one at a time, and in highway-env with highway-env's ranking of the observed vehicles."""
-    rows: Row = {}
-    for name, kwargs in VARIANTS.items():
-        rows[f"our env, {name}"] = (_scores([episodes_in_ours(ours_actor(p), episodes, kwargs) for p in policies]), variant)
-    rows["highway-env, vehicles ranked by |dx|"] = (
-        _scores([episodes_in_peer(ours_actor(p), episodes, order="longitudinal") for p in policies]), variant)
-    return rows
+    settings one at a time, or (`in_peer`) in highway-env with highway-env's ranking of the observed vehicles."""
+    if in_peer:
+        return {"highway-env, vehicles ranked by |dx|": (
+            _scores([episodes_in_peer(ours_actor(p), episodes, order="longitudinal") for p in policies]), variant)}
+    return {f"our env, {name}": (_scores([episodes_in_ours(ours_actor(p), episodes, kwargs) for p in policies]), variant)
+            for name, kwargs in VARIANTS.items()}
 
 
 def sb3_scores(out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[float], list[int]] | None:
@@ -303,7 +304,7 @@ def main() -> None:
                        help="variants our PPO trains on: the first sets the CPU budget and is ablated")
         p.add_argument("--no-ablation", action="store_true")
         p.add_argument("--rows", nargs="+", default=None,
-                       help="evaluate only these row keys (rules, ours:<variant>, sb3, ablation) and exit; "
+                       help="evaluate only these row keys (rules, ours:<variant>, sb3, ablation, ablation-order) and exit; "
                             "separate processes can share the work, a last `table` prints everything")
         if name == "all":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

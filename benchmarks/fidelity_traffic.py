@@ -83,10 +83,11 @@ def train_ours(scenario: str, seed: int, out: Path) -> Path:
                            settings=settings_to_dict(settings), command="benchmarks/fidelity_traffic.py train-ours",
                            device="cpu")
     cpu = time.process_time()
-    run_training("ppo", settings, run, show_progress=False)
+    result = run_training("ppo", settings, run, show_progress=False)  # Ctrl-C: stops, checkpoints, returns
     cpu = time.process_time() - cpu
-    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": settings.total_steps}))
-    print(f"ours {scenario} seed {seed}: {settings.total_steps} steps, {cpu:.1f} CPU s ({run.path})", flush=True)
+    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": result.final_step,
+                                                          "status": result.status}))
+    print(f"ours {scenario} seed {seed}: {result.final_step} steps ({result.status}), {cpu:.1f} CPU s ({run.path})", flush=True)
     return run.path
 
 
@@ -183,12 +184,14 @@ def ours_rows(out: Path, scenario: str, episodes: int, workdir: Path) -> tuple[S
     return {m: _matrix(per_run, m) for m in ("waiting_time", "return")}, cpu
 
 
-def sb3_rows(out: Path, budget_s: float, episodes: int, workdir: Path) -> tuple[Scores, list[float]] | None:
-    """SB3 PPO snapshots at the first budget >= `budget_s` CPU seconds: runs = training seeds; their CPU seconds."""
+def sb3_rows(out: Path, budget_s: float, episodes: int,
+             workdir: Path) -> tuple[Scores, list[float], list[int]] | None:
+    """SB3 PPO snapshots at the first budget >= `budget_s` CPU seconds: runs = training seeds; their CPU
+    seconds and steps."""
     from fidelity.sumo_adapter import make_sumo_env
 
     seeds = sorted((out / "sb3").glob("seed*"))
-    per_run, cpu = [], []
+    per_run, cpu, steps = [], [], []
     env = make_sumo_env(ROUTES[0], SumoProtocol())
     spaces = env.observation_space, env.action_space
     env.close()
@@ -200,9 +203,10 @@ def sb3_rows(out: Path, budget_s: float, episodes: int, workdir: Path) -> tuple[
         policy, meta = load_sb3_actor(stems[0], *spaces, policy_kwargs={})
         per_run.append(_episodes(lambda policy=policy: (lambda obs, env: greedy(policy, obs)), episodes, workdir))
         cpu.append(meta["cpu_s"])
+        steps.append(meta["steps"])
     if not per_run:
         return None
-    return {m: _matrix(per_run, m) for m in ("waiting_time", "return")}, cpu
+    return {m: _matrix(per_run, m) for m in ("waiting_time", "return")}, cpu, steps
 
 
 def _cell(matrix: np.ndarray) -> str:
@@ -241,8 +245,12 @@ def evaluate_row(key: str, out: Path, episodes: int, budget_scenario: str) -> Ro
             found = ours_rows(out, arg, episodes, workdir)
             name = f"ppo rlsuite, scenario {arg}"
         else:
-            found = sb3_rows(out, float(arg) * our_budget(out, budget_scenario), episodes, workdir)
-            name = f"sb3-ppo sumo-rl, {arg}x CPU"
+            sb3 = sb3_rows(out, float(arg) * our_budget(out, budget_scenario), episodes, workdir)
+            if sb3 is None:
+                return {}
+            scores, cpu, steps = sb3
+            return {f"sb3-ppo sumo-rl, {arg}x CPU": (scores, f"{np.mean(cpu):.0f} CPU s, {np.mean(steps):.0f} steps "
+                                                             f"({len(cpu)} seeds)")}
     if found is None:
         return {}
     scores, cpu = found
