@@ -266,7 +266,7 @@ def _ablation(policies: list[Any], variant: str, episodes: int, in_peer: bool) -
 
 
 def sb3_scores(out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[float], list[int]] | None:
-    """SB3 snapshots at the first budget >= `budget_s` CPU seconds, evaluated on highway-env's own observation."""
+    """SB3 snapshots nearest `budget_s` CPU seconds, evaluated on highway-env's own observation."""
     from fidelity.budget import greedy, load_sb3_actor
 
     env = make_peer()
@@ -275,10 +275,10 @@ def sb3_scores(out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[
     per_run, cpu, steps = [], [], []
     for folder in sorted((out / "sb3").glob("seed*")):
         snaps = sorted((float(p.stem.removeprefix("cpu_")), p.with_suffix("")) for p in folder.glob("cpu_*.json"))
-        stems = [stem for b, stem in snaps if b >= budget_s]
-        if not stems:
+        if not snaps or snaps[-1][0] < budget_s - 30.0:  # not trained that far (snapshots every 30 CPU s)
             continue
-        policy, meta = load_sb3_actor(stems[0], *spaces, policy_kwargs=SB3_POLICY_KWARGS)
+        stem = min(snaps, key=lambda s: abs(s[0] - budget_s))[1]  # the snapshot nearest the budget
+        policy, meta = load_sb3_actor(stem, *spaces, policy_kwargs=SB3_POLICY_KWARGS)
         per_run.append(episodes_in_peer(lambda obs, start, policy=policy: greedy(policy, obs), episodes, adapter=False))
         cpu.append(meta["cpu_s"])
         steps.append(meta["steps"])

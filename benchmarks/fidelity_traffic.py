@@ -186,7 +186,7 @@ def ours_rows(out: Path, scenario: str, episodes: int, workdir: Path) -> tuple[S
 
 def sb3_rows(out: Path, budget_s: float, episodes: int,
              workdir: Path) -> tuple[Scores, list[float], list[int]] | None:
-    """SB3 PPO snapshots at the first budget >= `budget_s` CPU seconds: runs = training seeds; their CPU
+    """SB3 PPO snapshots nearest `budget_s` CPU seconds: runs = training seeds; their CPU
     seconds and steps."""
     from fidelity.sumo_adapter import make_sumo_env
 
@@ -197,10 +197,10 @@ def sb3_rows(out: Path, budget_s: float, episodes: int,
     env.close()
     for folder in seeds:
         snaps = sorted((float(p.stem.removeprefix("cpu_")), p.with_suffix("")) for p in folder.glob("cpu_*.json"))
-        stems = [stem for b, stem in snaps if b >= budget_s - 1e-6]
-        if not stems:
+        if not snaps or snaps[-1][0] < budget_s - 15.0:  # not trained that far (snapshots every 15 CPU s)
             continue
-        policy, meta = load_sb3_actor(stems[0], *spaces, policy_kwargs={})
+        stem = min(snaps, key=lambda s: abs(s[0] - budget_s))[1]  # the snapshot nearest the budget
+        policy, meta = load_sb3_actor(stem, *spaces, policy_kwargs={})
         per_run.append(_episodes(lambda policy=policy: (lambda obs, env: greedy(policy, obs)), episodes, workdir))
         cpu.append(meta["cpu_s"])
         steps.append(meta["steps"])
