@@ -259,7 +259,7 @@ def _ablation(policies: list[Any], variant: str, episodes: int, in_peer: bool) -
     """The same trained policies under each modelling difference: in our env with highway-fast-v0's
     settings one at a time, or (`in_peer`) in highway-env with highway-env's ranking of the observed vehicles."""
     if in_peer:
-        return {"highway-env, vehicles ranked by |dx|": (
+        return {"highway-env, vehicles ranked by longitudinal distance": (
             _scores([episodes_in_peer(ours_actor(p), episodes, order="longitudinal") for p in policies]), variant)}
     return {f"our env, {name}": (_scores([episodes_in_ours(ours_actor(p), episodes, kwargs) for p in policies]), variant)
             for name, kwargs in VARIANTS.items()}
