@@ -1,7 +1,11 @@
-"""Plain records that flow from the harness into the results database and out into reports."""
+"""Plain records that flow from the harness into the results database and out into reports, and their
+strict-JSON form for `--json` output."""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +19,7 @@ class RunRecord:
     agent: str
     env_id: str
     seed: int | None
-    """Training seed; None for baselines."""
+    """Training seed (a baseline's: the seed of its random draws); None when unknown."""
     status: str
     """running | finished | interrupted | failed | baseline."""
     run_dir: str | None = None
@@ -27,6 +31,9 @@ class RunRecord:
     error: str | None = None
     """Why a failed run failed (last line of the exception), else None."""
     created_at: str = ""
+    label: str | None = None
+    """The configuration's name given by the user (`--label`); part of its identity. None: named by its
+    settings (evaluation/identity.py)."""
 
 
 @dataclass(frozen=True)
@@ -61,3 +68,24 @@ class EvaluationRecord:
     eval_id: int | None = None
     """Assigned by the store."""
     created_at: str = ""
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None (JSON null), recursively.
+
+    Strict JSON has no NaN or Infinity, and strict parsers reject them; a non-finite value means "no
+    finite value was measured" (e.g. Highway's `min_ttc` is +inf when no car was ever ahead), which
+    null says in every language.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
+def strict_json(obj: Any, indent: int | None = 2) -> str:
+    """`obj` as strict JSON (RFC 8259): non-finite numbers become null (`json_safe`), never NaN/Infinity."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)

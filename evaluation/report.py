@@ -5,14 +5,19 @@ database holds. It reads only the store (and, for learning curves, the run folde
 be rebuilt at any time; the same database and seed give a byte-identical `report.md`.
 
 How scores are defined (one definition everywhere):
-- An agent's score on an env, per run, is the mean return of that run's latest evaluation. Runs are
-  training seeds; a baseline (random, heuristic) is one run evaluated over many episodes.
+- A row is a configuration: agent + resolved settings + evaluation protocol (evaluation/identity.py),
+  never the agent name alone. Its runs are its training seeds; a run's score on an env is the mean
+  return of its latest evaluation; a baseline (random, heuristic) is one run over many episodes.
 - An "env" is an env id plus the env kwargs it was evaluated with (`--env-kwarg`): the same run on a
   held-out profile is a separate result, titled e.g. `rlsuite/TrafficGrid-v0 (profile=held_out)`.
 - Per env, mean / median / IQM go across runs with stratified-bootstrap CIs (Agarwal et al. 2021). An
   agent with a single run has nothing to resample across, so its CIs bootstrap over its episodes.
+- Each env compares every row with the leader (highest IQM): the IQM difference with its stratified-
+  bootstrap CI and the probability of improvement. A star marks a winner only when every such CI
+  excludes 0; otherwise the leaders are shown tied.
 - Across envs, scores are normalised (random = 0, reference = 1) so envs with different return scales
-  can be aggregated; an env without a reference score is an error, never a silent raw score.
+  can be aggregated; an env without a reference score is left out of the aggregate with a note, never
+  mixed in as a raw score and never a reason not to write the report.
 
 The page is built once as a list of blocks (`_Heading`, `_Table`, `_Figure`, ...) and rendered twice,
 to HTML and to Markdown, so the two never disagree. The HTML works offline from disk: CSS inline,
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import json
@@ -42,10 +48,12 @@ from rlsuite.agents.fileio import atomic_write_bytes
 from rlsuite.agents.logger import read_metrics
 from rlsuite.envs import reference_score
 from rlsuite.evaluation import plots, stats
-from rlsuite.evaluation.harness import median_episode
+from rlsuite.evaluation.harness import TEST_SEEDS, VALIDATION_SEEDS, median_episode
+from rlsuite.evaluation.identity import configuration_key, configuration_name, protocol_key
 from rlsuite.evaluation.plots import Curve, Interval
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.store import ResultsStore
+from rlsuite.evaluation.video import read_sidecar
 
 __all__ = ["ReportError", "format_interval", "format_number", "mean_curve", "write_report"]
 
@@ -62,6 +70,10 @@ TABLE_STATS = ("mean", "median", "iqm")
 AGGREGATE_ORDER = ("median", "iqm", "mean", "optimality_gap")
 STAT_TITLES = {"mean": "Mean", "median": "Median", "iqm": "IQM", "optimality_gap": "Optimality gap"}
 BEST = "\u2605"  # the star beside the best agent
+
+MIN_RUNS = 3
+"""Runs (training seeds) per configuration below which a report says its intervals cannot speak for
+training variance."""
 
 
 class ReportError(ValueError):
@@ -228,6 +240,66 @@ class _Selection:
         return [run for key in sorted(self.groups) for run in self.groups[key]]
 
 
+@functools.cache
+def _preset_settings(agent: str, env_id: str) -> Mapping[str, Any] | None:
+    """The agent's resolved preset settings for `env_id` (what a plain `rlsuite train` would use), or None
+    for a baseline or when they cannot be resolved (agent removed, preset broken)."""
+    try:
+        from rlsuite.agents.registry import agent_module
+        from rlsuite.agents.settings import resolve_settings, settings_to_dict
+
+        module = agent_module(agent)
+        return settings_to_dict(resolve_settings(module.Settings, agent, env_id))
+    except Exception:  # a report must still be written: the row is then named by its settings hash
+        return None
+
+
+def _row_names(evaluations: Sequence[EvaluationRecord], records: Mapping[str, RunRecord]) -> dict[int, str]:
+    """eval_id -> the name of its row: one row per configuration and protocol (evaluation/identity.py).
+
+    A row is named by its label, else by the agent and the settings that differ from the agent's preset
+    for the env (so plain `ppo` on two envs is one row across them). Rows of one env that would share a
+    name (same name, another checkpoint, episode count or action mode) get what tells them apart in
+    brackets, and a hash of their settings as the last resort."""
+    keys: dict[int, tuple[str, str, str]] = {}
+    base: dict[tuple[str, str, str], str] = {}
+    sample: dict[tuple[str, str, str], EvaluationRecord] = {}
+    for ev in evaluations:
+        assert ev.eval_id is not None
+        run = records.get(ev.run_id)
+        key = (env_label(ev), configuration_key(run) if run is not None else ev.run_id, protocol_key(ev))
+        keys[ev.eval_id] = key
+        base.setdefault(key, configuration_name(run, ev.agent, _preset_settings))
+        sample.setdefault(key, ev)
+    names: dict[tuple[str, str, str], str] = {}
+    for env, name in sorted({(key[0], n) for key, n in base.items()}):
+        clash = sorted(key for key, n in base.items() if n == name and key[0] == env)
+        if len(clash) == 1:
+            names[clash[0]] = name
+            continue
+        tags = {key: _protocol_tags(sample[key], [sample[k] for k in clash]) for key in clash}
+        for key in clash:
+            tagged = f"{name} [{tags[key]}]" if tags[key] else name
+            if sum(1 for k in clash if tags[k] == tags[key]) > 1:  # same protocol: settings beyond the name
+                tagged = f"{tagged} #{key[1][:6]}"
+            names[key] = tagged
+    return {eval_id: names[key] for eval_id, key in keys.items()}
+
+
+def _protocol_tags(ev: EvaluationRecord, group: Sequence[EvaluationRecord]) -> str:
+    """What sets `ev`'s protocol apart within `group`: checkpoint, action mode, seeds, other fields."""
+    tags = []
+    if len({e.checkpoint for e in group}) > 1:
+        tags.append(f"checkpoint {ev.checkpoint}")
+    if len({e.deterministic for e in group}) > 1:
+        tags.append("greedy" if ev.deterministic else "stochastic")
+    if len({e.seeds for e in group}) > 1:
+        tags.append(f"seeds {_seed_range(ev.seeds)}")
+    if not tags and len({protocol_key(e) for e in group}) > 1:
+        tags.append(f"protocol {protocol_key(ev)[:6]}")
+    return ", ".join(tags)
+
+
 def _pairs_text(evaluations: Sequence[EvaluationRecord]) -> str:
     pairs = sorted({(e.agent, env_label(e)) for e in evaluations})
     return "; ".join(f"{agent} on {env_id}" for agent, env_id in pairs)
@@ -244,8 +316,14 @@ def _select(
             f"{db_path} holds no evaluations yet; record some with `rlsuite evaluate RUN_DIR --db {db_path}` "
             f"or `rlsuite evaluate --agent random --env ENV_ID --db {db_path}`, then write the report."
         )
+    records = {r.run_id: r for r in store.runs()}
+
+    def names_of(e: EvaluationRecord) -> set[str]:  # an agent name, or a configuration's --label
+        label = records[e.run_id].label if e.run_id in records else None
+        return {e.agent, label} if label else {e.agent}
+
     have_envs = sorted({e.env_id for e in everything} | {env_label(e) for e in everything})
-    have_agents = sorted({e.agent for e in everything})
+    have_agents = sorted({name for e in everything for name in names_of(e)})
     listing = f"The database has agents: {', '.join(have_agents)}; envs: {', '.join(have_envs)}."
     for kind, wanted, have in (("env", envs, have_envs), ("agent", agents, have_agents)):
         missing = [name for name in (wanted or ()) if name not in have]
@@ -257,8 +335,8 @@ def _select(
     chosen = [
         e
         for e in everything
-        if (envs is None or e.env_id in envs or env_label(e) in envs) and (agents is None or e.agent in agents)
-    ]
+        if (envs is None or e.env_id in envs or env_label(e) in envs) and (agents is None or names_of(e) & set(agents))
+    ]  # an agent name selects all its configurations, a label the configuration it names
     chosen_envs = sorted({env_label(e) for e in chosen})
     chosen_names = set(chosen_envs) | {e.env_id for e in chosen}
     empty_envs = [env_id for env_id in (envs or ()) if env_id not in chosen_names]
@@ -269,13 +347,13 @@ def _select(
             f"{listing} Evaluated pairs: {_pairs_text(everything)}."
         )
 
-    records = {r.run_id: r for r in store.runs()}
+    names = _row_names(chosen, records)
     groups: dict[tuple[str, str], list[_Run]] = {}
     for ev in chosen:
         assert ev.eval_id is not None  # the store assigns it
         episodes = tuple(store.episodes(ev.eval_id))
         run = _Run(evaluation=ev, record=records.get(ev.run_id), episodes=episodes)
-        groups.setdefault((env_label(ev), ev.agent), []).append(run)
+        groups.setdefault((env_label(ev), names[ev.eval_id]), []).append(run)
 
     def run_order(run: _Run) -> tuple[int, int, str]:
         seed = run.record.seed if run.record is not None else None
@@ -286,12 +364,12 @@ def _select(
         r
         for r in records.values()
         if (envs is None or r.env_id in envs)
-        and (agents is None or r.agent in agents)
+        and (agents is None or r.agent in agents or r.label in agents)
         and ((r.run_id, r.env_id) not in evaluated or r.status in ("failed", "interrupted"))
     ]
     return _Selection(
         envs=tuple(chosen_envs),
-        agents=tuple(sorted({e.agent for e in chosen})),
+        agents=tuple(sorted({name for (_, name) in groups})),
         groups={key: tuple(sorted(runs, key=run_order)) for key, runs in groups.items()},
         other_runs=tuple(sorted(other, key=lambda r: (r.env_id, r.agent, r.run_id))),
         env_ids={env_label(e): e.env_id for e in chosen},
@@ -366,19 +444,25 @@ def _metric_means(runs: Sequence[_Run]) -> dict[str, float]:
     return means
 
 
-def _best(points: Mapping[str, float], higher_is_better: bool = True) -> set[str]:
-    if not points:
-        return set()
-    target = max(points.values()) if higher_is_better else min(points.values())
-    return {agent for agent, value in points.items() if value == target}
-
-
-def _agent_cell(agent: str, best: bool) -> _Text:
-    return _text(_Strong(agent), f" {BEST} best") if best else _text(agent)
+def _agent_cell(agent: str, mark: str | None) -> _Text:
+    """The agent's name, with `★ best` for a significant winner or `= tied for best` for tied leaders."""
+    if mark == "best":
+        return _text(_Strong(agent), f" {BEST} best")
+    if mark == "tied":
+        return _text(_Strong(agent), " = tied for best")
+    return _text(agent)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Sections.
+
+
+_PROTOCOL_TITLES = {
+    "checkpoint_selection": "How the evaluated checkpoint was chosen",
+    "epsilon": "Epsilon-greedy evaluation (Atari protocol, Mnih et al. 2015: a uniformly random action with "
+               "this probability at every step, so a policy that never presses FIRE cannot stall a game)",
+}
+"""Readable titles of the protocol fields that evaluate.py records."""
 
 
 def _protocol_section(
@@ -395,13 +479,25 @@ def _protocol_section(
         for key, value in ev.protocol.items():
             settings.setdefault(key, Counter())[json.dumps(value, sort_keys=True, default=str)] += 1
     items: list[_Text] = [
-        _text(_Strong("Evaluation seeds: "), _counted(seed_sets) + "; one episode per seed"),
+        _text(_Strong("Test seeds: "), _counted(seed_sets) + "; one episode per seed"),
+        _text(
+            _Strong("Validation seeds: "),
+            f"training-time evaluation (learning curves, the choice of the best checkpoint) runs on seeds "
+            f"{VALIDATION_SEEDS.start:,}\u2013{VALIDATION_SEEDS.stop - 1:,}, disjoint from the test seeds "
+            f"({TEST_SEEDS.start:,}\u2013{TEST_SEEDS.stop - 1:,}) every score here is measured on, so a "
+            "checkpoint is never measured on the episodes it was selected on.",
+        ),
         _text(_Strong("Episodes per evaluation: "), _counted(episodes)),
         _text(_Strong("Actions: "), _counted(modes)),
         _text(_Strong("Checkpoints evaluated: "), _counted(checkpoints)),
     ]
-    for key in sorted(settings):
-        items.append(_text(_Strong(f"{key}: "), _counted(settings[key])))
+    unrecorded = sum(1 for ev in evals if "checkpoint_selection" not in ev.protocol)
+    if unrecorded:
+        settings.setdefault("checkpoint_selection", Counter())["not recorded (older evaluation)"] += unrecorded
+    for key in sorted(settings, key=lambda k: (k not in _PROTOCOL_TITLES, k)):
+        counted = _counted(Counter({json.loads(v) if v.startswith('"') else v: n
+                                    for v, n in settings[key].items()}))
+        items.append(_text(_Strong(f"{_PROTOCOL_TITLES.get(key, key)}: "), counted))
     items += [
         _text(
             _Strong("Bootstrap: "),
@@ -410,8 +506,10 @@ def _protocol_section(
         ),
         _text(
             _Strong("Scores: "),
-            "a run's score on an env is the mean return of its latest evaluation; runs are training seeds; "
-            "a baseline is one run evaluated over many episodes.",
+            "a row is one configuration (agent + resolved settings + evaluation protocol), named by its label or "
+            "by the settings that differ from the agent's preset; its runs are its training seeds, and a run's "
+            "score is the mean return of its latest evaluation (evaluating the same configuration and seed again "
+            "replaces the older result). A baseline is one run evaluated over many episodes.",
         ),
     ]
     blocks: list[_Block] = [_Heading(2, "Protocol", "protocol"), _Bullets(tuple(items))]
@@ -437,6 +535,110 @@ def _protocol_section(
     return blocks
 
 
+def _coverage(n_runs: int) -> str:
+    """What an interval over `n_runs` runs measures, in words a reader notices."""
+    if n_runs >= MIN_RUNS:
+        return f"training seeds ({n_runs} runs)"
+    if n_runs == 2:
+        return f"2 training seeds only: too few; needs \u2265 {MIN_RUNS}"
+    return f"episode noise only, not training variance; needs \u2265 {MIN_RUNS} seeds"
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """Every agent against the leader (highest IQM point): IQM difference and P(agent > leader), with CIs."""
+
+    leader: str
+    differences: Mapping[str, tuple[float, float, float]]  # agent -> IQM(agent) - IQM(leader)
+    improvement: Mapping[str, tuple[float, float, float]]  # agent -> P(agent > leader)
+    tied: frozenset[str]  # the leader and every agent whose difference's CI holds 0
+
+    @property
+    def winner(self) -> str | None:
+        """The leader when its lead over every other agent is significant (CI excludes 0), else None."""
+        return self.leader if len(self.tied) == 1 else None
+
+    def mark(self, agent: str) -> str | None:
+        if agent == self.winner:
+            return "best"
+        return "tied" if agent in self.tied and self.winner is None else None
+
+
+def _compare(matrices: Mapping[str, np.ndarray], reps: int, seed: int, confidence: float) -> _Comparison:
+    """The leader by IQM and each other agent's difference from it (stats.difference_ci) and probability
+    of improvement over it (stats.probability_of_improvement_ci), all on the same (rows, envs) matrices."""
+    points = {agent: stats.iqm(m) for agent, m in matrices.items()}
+    leader = min(points, key=lambda agent: (-points[agent], agent))
+    differences, improvement = {}, {}
+    for agent in sorted(matrices, key=lambda a: (-points[a], a)):
+        if agent == leader:
+            continue
+        differences[agent] = stats.difference_ci(matrices[agent], matrices[leader], stats.iqm, reps=reps,
+                                                 confidence=confidence, seed=seed)
+        improvement[agent] = stats.probability_of_improvement_ci(matrices[agent], matrices[leader], reps=reps,
+                                                                 confidence=confidence, seed=seed)
+    tied = {leader} | {agent for agent, (_, low, high) in differences.items() if low <= 0.0 <= high}
+    return _Comparison(leader, differences, improvement, frozenset(tied))
+
+
+def _comparison_blocks(
+    comparison: _Comparison, runs: Mapping[str, int], confidence: float, anchor: str, unit: str
+) -> list[_Block]:
+    """The table of differences from the leader, and what its intervals can and cannot say."""
+    leader = comparison.leader
+    rows = tuple(
+        (
+            _text(agent),
+            _text(format_interval(*comparison.differences[agent])),
+            _text(_normalised_ci(comparison.improvement[agent])),
+            _text("tied (CI holds 0)" if agent in comparison.tied else "below the leader"),
+            _text(_coverage(min(runs[agent], runs[leader]))),
+        )
+        for agent in comparison.differences
+    )
+    verdict = (
+        f"{BEST} {leader} leads every other agent: each difference's {confidence:.0%} CI excludes 0."
+        if comparison.winner
+        else f"No single winner: {', '.join(sorted(comparison.tied))} are tied for the lead (the {confidence:.0%} "
+             f"CI of the IQM difference from {leader} holds 0)."
+    )
+    blocks: list[_Block] = [
+        _Heading(4, f"Against the leader ({leader})", anchor),
+        _Table(
+            ("Agent", f"IQM {unit} \u2212 leader's [{confidence:.0%} CI]", f"P(agent > leader) [{confidence:.0%} CI]",
+             "Verdict", "Interval covers"),
+            rows,
+            numeric=frozenset({1, 2}),
+            wrap=frozenset({4}),
+        ),
+        _Para(_text(verdict)),
+        _Para(
+            _text(
+                "Difference: IQM of the agent minus IQM of the leader, with a stratified-bootstrap CI that resamples "
+                "both agents' runs independently (Agarwal et al. 2021). P(agent > leader): the chance that a run of "
+                "the agent scores higher than a run of the leader (ties count half); 0.5 means no evidence either way."
+            ),
+            note=True,
+        ),
+    ]
+    few = sorted(agent for agent, n in runs.items() if n < MIN_RUNS)
+    if few:
+        blocks.append(
+            _Para(
+                _text(
+                    f"Fewer than {MIN_RUNS} runs ({', '.join(few)}): an interval over one run's episodes covers "
+                    "episode noise only, not training variance (how much another training seed would change the "
+                    f"score), so it can call a difference that another seed would erase. A sound comparison needs "
+                    f"at least {MIN_RUNS} training seeds per configuration, 5 or more preferably: e.g. ",
+                    _Code("rlsuite sweep --agents AGENT --envs ENV --seeds 0-4"),
+                    ".",
+                ),
+                note=True,
+            )
+        )
+    return blocks
+
+
 def _env_section(
     env_id: str, sel: _Selection, colours: Mapping[str, str], reps: int, seed: int, confidence: float
 ) -> list[_Block]:
@@ -444,26 +646,29 @@ def _env_section(
     metric_names = sorted({name for agent in agents for name in _metric_means(sel.runs(env_id, agent))})
     cis: dict[str, dict[str, tuple[float, float, float]]] = {}
     single: dict[str, bool] = {}
+    matrices: dict[str, np.ndarray] = {}
     for agent in agents:
-        matrix, single[agent] = _score_matrix(sel.runs(env_id, agent))
+        matrices[agent], single[agent] = _score_matrix(sel.runs(env_id, agent))
         cis[agent] = {
             name: stats.stratified_bootstrap_ci(
-                matrix, stats.AGGREGATES[name], reps=reps, confidence=confidence, seed=seed
+                matrices[agent], stats.AGGREGATES[name], reps=reps, confidence=confidence, seed=seed
             )
             for name in TABLE_STATS
         }
-    best = _best({agent: cis[agent]["iqm"][0] for agent in agents})
+    comparison = _compare(matrices, reps, seed, confidence) if len(agents) >= 2 else None
+    marks = {agent: comparison.mark(agent) if comparison else None for agent in agents}
     rows = []
     for agent in agents:
         runs = sel.runs(env_id, agent)
         metrics = _metric_means(runs)
         rows.append(
             (
-                _agent_cell(agent, agent in best),
+                _agent_cell(agent, marks[agent]),
                 _text(f"{len(runs)}\u2020" if single[agent] else str(len(runs))),
                 *(_text(format_interval(*cis[agent][name])) for name in TABLE_STATS),
                 _text(format_number(float(np.mean([run.mean_length for run in runs])))),
                 *(_text(format_number(metrics[m]) if m in metrics else "\u2014") for m in metric_names),
+                _text(_coverage(len(runs))),
             )
         )
     header = (
@@ -472,19 +677,23 @@ def _env_section(
         *(f"{STAT_TITLES[name]} return [{confidence:.0%} CI]" for name in TABLE_STATS),
         "Length (steps)",
         *metric_names,
+        "CIs cover",
     )
+    coverage_column = len(header) - 1
     blocks: list[_Block] = [
         _Heading(3, env_id, f"env-{_anchor(env_id)}"),
         _Table(
             header,
             tuple(rows),
-            best=frozenset(i for i, a in enumerate(agents) if a in best),
-            numeric=frozenset(range(1, len(header))),
+            best=frozenset(i for i, a in enumerate(agents) if marks[a] is not None),
+            numeric=frozenset(range(1, len(header))) - {coverage_column},
+            wrap=frozenset({coverage_column}),
         ),
         _Para(
             _text(
                 f"Mean, median and IQM of run scores across runs, with {confidence:.0%} stratified-bootstrap "
-                f"CIs. {BEST} marks the highest IQM. Episode length (env steps) and env metrics"
+                f"CIs. {BEST} marks the highest IQM only when the CI of its difference from every other agent "
+                "excludes 0; otherwise the leaders are marked tied. Episode length (env steps) and env metrics"
                 + (f" ({', '.join(metric_names)})" if metric_names else "")
                 + " are means over runs of each run's episode mean."
             ),
@@ -498,11 +707,15 @@ def _env_section(
             _Para(
                 _text(
                     f"\u2020 A single run ({counts}): there are no runs to resample, so its CIs bootstrap "
-                    "over the run's episodes instead, and its median and IQM are of episode returns."
+                    "over the run's episodes instead (episode noise only, not training variance), and its median "
+                    "and IQM are of episode returns."
                 ),
                 note=True,
             )
         )
+    if comparison is not None:
+        runs_per_agent = {agent: len(sel.runs(env_id, agent)) for agent in agents}
+        blocks += _comparison_blocks(comparison, runs_per_agent, confidence, f"vs-{_anchor(env_id)}", "return")
     scores = {agent: Interval(*cis[agent]["iqm"]) for agent in agents}
     blocks.append(
         _Figure(
@@ -522,9 +735,11 @@ class _Normaliser:
     reference_source: str
 
 
-def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, _Normaliser]:
-    """Random and reference score per env, or a ReportError saying how to provide a missing one."""
+def _normalisers(sel: _Selection, references: Mapping[str, float]) -> tuple[dict[str, _Normaliser], list[str]]:
+    """Random and reference score per env that has both, and a note for each env left out (saying how to
+    provide what is missing): a missing score never blocks a report, it only shrinks the aggregate."""
     out: dict[str, _Normaliser] = {}
+    notes: list[str] = []
     for env_id in sel.envs:
         # the table's scores are for the env as registered; a variant (other env kwargs) needs its own
         known = reference_score(env_id) if sel.env_ids[env_id] == env_id else None
@@ -533,14 +748,11 @@ def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, 
         elif known is not None:
             reference, reference_source = known.reference, known.source
         else:
-            where = ("Add it to _REFERENCE_SCORES in envs/factory.py (ReferenceScore(random=..., reference=..., "
-                     "source=...)), " if sel.env_ids[env_id] == env_id else "(the reference table is for the env "
-                     "as registered, not for other env kwargs) ")
-            raise ReportError(
-                f"No reference score for {env_id}: normalised scores (random = 0, reference = 1) need one to "
-                f"aggregate across envs. {where}pass `--reference '{env_id}=SCORE'` to `rlsuite report` "
-                "(references={" + repr(env_id) + ": SCORE} to write_report), or report this env on its own (--env)."
-            )
+            where = ("add it to _REFERENCE_SCORES in envs/factory.py, or " if sel.env_ids[env_id] == env_id
+                     else "(the reference table is for the env as registered, not for other env kwargs) ")
+            notes.append(f"{env_id} is left out of the aggregates: it has no reference score (normalised 1). To "
+                         f"include it, {where}pass --reference '{env_id}=SCORE' to rlsuite report.")
+            continue
         if known is not None:
             random, random_source = known.random, "rlsuite reference table"
         elif sel.runs(env_id, "random"):
@@ -550,29 +762,28 @@ def _normalisers(sel: _Selection, references: Mapping[str, float]) -> dict[str, 
             random_source = f"random agent in this database ({episodes} episodes)"
         else:
             flags = "".join(f" --env-kwarg {item}" for item in _kwarg_items(sel.env_kwargs[env_id]))
-            raise ReportError(
-                f"No random score for {env_id}: normalisation needs one. Evaluate the random agent "
-                f"(`rlsuite evaluate --agent random --env {sel.env_ids[env_id]}{flags}`) and include it in the report, or add a "
-                "ReferenceScore for the env to envs/factory.py."
-            )
+            notes.append(f"{env_id} is left out of the aggregates: it has no random score (normalised 0). To "
+                         f"include it, evaluate the random agent (rlsuite evaluate --agent random --env "
+                         f"{sel.env_ids[env_id]}{flags}) into the same database.")
+            continue
         if reference == random:
-            raise ReportError(
-                f"The reference score of {env_id} equals its random score ({reference}); normalised scores "
-                "need reference != random. Fix the reference score (envs/factory.py or references=...)."
-            )
+            notes.append(f"{env_id} is left out of the aggregates: its reference score equals its random score "
+                         f"({reference}), so it cannot be normalised; pass another --reference.")
+            continue
         out[env_id] = _Normaliser(random, reference, random_source, reference_source)
-    return out
+    return out, notes
 
 
 def _normalised_matrix(
     agent: str, sel: _Selection, norms: Mapping[str, _Normaliser]
 ) -> tuple[np.ndarray, str, list[str]]:
-    """(rows, envs) normalised scores of an agent evaluated on every env, its row kind, and notes.
+    """(rows, envs) normalised scores of an agent evaluated on every env of `norms`, its row kind, and notes.
 
     Rows are runs (truncated to the fewest runs any env has, in seed order) when every env has 2+ runs;
     otherwise the single run's episodes, like the per-env tables.
     """
-    groups = [sel.runs(env_id, agent) for env_id in sel.envs]
+    envs = list(norms)
+    groups = [sel.runs(env_id, agent) for env_id in envs]
     notes: list[str] = []
     n_runs = min(len(runs) for runs in groups)
     if n_runs >= 2:
@@ -590,7 +801,7 @@ def _normalised_matrix(
         kind = f"1 run\u2020 ({n_eps} episodes)"
     normalised = [
         stats.normalize(col, norms[env_id].random, norms[env_id].reference)
-        for env_id, col in zip(sel.envs, columns, strict=True)
+        for env_id, col in zip(envs, columns, strict=True)
     ]
     return np.stack(normalised, axis=1), kind, notes  # (rows, envs)
 
@@ -609,13 +820,18 @@ def _across_section(
     seed: int,
     confidence: float,
 ) -> list[_Block]:
-    norms = _normalisers(sel, references)
-    blocks: list[_Block] = [
-        _Heading(2, "Across envs", "across-envs"),
+    norms, left_out = _normalisers(sel, references)
+    blocks: list[_Block] = [_Heading(2, "Across envs", "across-envs")]
+    blocks += [_Para(_text(note), note=True) for note in left_out]
+    if len(norms) < 2:
+        blocks.append(_Para(_text(f"Aggregates need at least two envs with random and reference scores; "
+                                  f"{len(norms)} of {len(sel.envs)} have them, so none are shown.")))
+        return blocks
+    blocks += [
         _Para(
             _text(
                 "Scores are normalised per env so that the random agent scores 0 and the reference scores 1, "
-                "then aggregated over all envs. CIs: stratified bootstrap over runs within each env "
+                "then aggregated over the envs below. CIs: stratified bootstrap over runs within each env "
                 f"({reps} resamples, seed {seed}). Optimality gap: mean shortfall below 1 (lower is better)."
             )
         ),
@@ -635,7 +851,7 @@ def _across_section(
             wrap=frozenset({3, 4}),
         ),
     ]
-    complete = [a for a in sel.agents if all(sel.runs(env_id, a) for env_id in sel.envs)]
+    complete = [a for a in sel.agents if all(sel.runs(env_id, a) for env_id in norms)]
     missing = [a for a in sel.agents if a not in complete]
     matrices: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
@@ -661,7 +877,8 @@ def _across_section(
         }
         for agent, matrix in matrices.items()
     }
-    best = _best({agent: agg["iqm"][0] for agent, agg in aggregates.items()})
+    comparison = _compare(matrices, reps, seed, confidence) if len(matrices) >= 2 else None
+    marks = {agent: comparison.mark(agent) if comparison else None for agent in matrices}
     order = sorted(matrices)
     blocks.append(_Heading(3, "Aggregate scores", "aggregates"))
     blocks.append(
@@ -669,13 +886,13 @@ def _across_section(
             ("Agent", "Rows per env", *(f"{STAT_TITLES[n]} [{confidence:.0%} CI]" for n in AGGREGATE_ORDER)),
             tuple(
                 (
-                    _agent_cell(agent, agent in best),
+                    _agent_cell(agent, marks[agent]),
                     _text(kinds[agent]),
                     *(_text(_normalised_ci(aggregates[agent][name])) for name in AGGREGATE_ORDER),
                 )
                 for agent in order
             ),
-            best=frozenset(i for i, agent in enumerate(order) if agent in best),
+            best=frozenset(i for i, agent in enumerate(order) if marks[agent] is not None),
             numeric=frozenset(range(2, 2 + len(AGGREGATE_ORDER))),
         )
     )
@@ -684,6 +901,9 @@ def _across_section(
             "\u2020 Agents with a single run per env (baselines) are aggregated over their episodes."
         )
     blocks += [_Para(_text(note), note=True) for note in notes]
+    if comparison is not None:
+        runs = {agent: int(matrices[agent].shape[0]) if "\u2020" not in kinds[agent] else 1 for agent in matrices}
+        blocks += _comparison_blocks(comparison, runs, confidence, "vs-leader-aggregate", "normalised")
     blocks.append(
         _Figure(
             "figures/aggregates.png",
@@ -775,7 +995,8 @@ def _curves_section(
         _Heading(2, "Learning curves", "learning-curves"),
         _Para(
             _text(
-                f"{EVAL_RETURN_KEY} logged during training (periodic evaluation) against env steps: the mean "
+                f"{EVAL_RETURN_KEY} logged during training (periodic evaluation on the validation seeds) against "
+                "env steps: the mean "
                 f"over runs (seeds) with a {confidence:.0%} bootstrap band over runs. Runs are interpolated "
                 "onto the steps they all cover."
             )
@@ -850,6 +1071,12 @@ def _video_for(
         return _Video(None, title, _text(f"The recorded video {run.evaluation.video_path} is missing."))
     file = f"videos/{_slug(agent)}__{_slug(env_id)}{source.suffix.lower() or '.mp4'}"
     videos[file] = source
+    shown = read_sidecar(source)  # a video `rlsuite record` attached says which episodes it shows
+    if shown is not None:
+        episodes = "; ".join(f"seed {ep.get('seed')}, return {format_number(float(ep.get('return', math.nan)))}, "
+                             f"{ep.get('length')} steps" for ep in shown["episodes"])
+        return _Video(file, title, _text(f"Run {run.evaluation.run_id}, checkpoint {run.evaluation.checkpoint}, "
+                                         f"recorded with rlsuite record: {episodes}."))
     episode = median_episode(run.episodes)
     return _Video(
         file,

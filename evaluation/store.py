@@ -22,12 +22,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rlsuite.evaluation.identity import evaluation_key
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "ResultsStore", "StoreError"]
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the tables change; older rlsuite refuses newer files rather than misread them."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the tables change; older rlsuite refuses newer files rather than misread them, and
+this one upgrades older files in place (version 2 added runs.label)."""
 
 DEFAULT_DB = Path("results.db")
 """Where `rlsuite evaluate` and `rlsuite report` look when no --db is given."""
@@ -54,7 +56,8 @@ CREATE TABLE runs (
     versions_json TEXT NOT NULL,
     git_commit TEXT,
     error TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    label TEXT
 );
 CREATE INDEX runs_agent_env ON runs (agent, env_id);
 CREATE TABLE evaluations (
@@ -181,8 +184,10 @@ class ResultsStore:
                 ) from exc
             raise self._foreign(str(exc)) from exc
         if tables:
-            self._check_ours(tables)  # raises before anything is written to a foreign file
+            version = self._check_ours(tables)  # raises before anything is written to a foreign file
             self._enable_wal()  # no-op when already WAL
+            if version < SCHEMA_VERSION:
+                self._migrate()
             return
         if not create:
             raise StoreError(
@@ -231,8 +236,16 @@ class ResultsStore:
                 "on a local disk (network file systems do not support it)"
             )
 
-    def _check_ours(self, tables: set[str]) -> None:
-        """Raise unless this is an rlsuite database whose schema this version understands."""
+    def _migrate(self) -> None:
+        """Upgrade an older rlsuite database in place, under the write lock (re-checked inside it)."""
+        with self._transaction() as conn:
+            version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            if version < 2:
+                conn.execute("ALTER TABLE runs ADD COLUMN label TEXT")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _check_ours(self, tables: set[str]) -> int:
+        """The schema version, or raise unless this is an rlsuite database whose schema this version understands."""
         if "meta" not in tables:
             raise self._foreign(f"it has tables {sorted(tables)} but no rlsuite meta table")
         try:
@@ -252,6 +265,7 @@ class ResultsStore:
             )
         if version < 1:
             raise self._foreign(f"schema_version {version} is not a valid rlsuite version")
+        return version
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -345,6 +359,7 @@ class ResultsStore:
             run.git_commit,
             run.error,
             run.created_at or _now(),
+            run.label or None,
         )
 
     def _upsert_run(self, conn: sqlite3.Connection, run: RunRecord, row: tuple[Any, ...]) -> None:
@@ -356,13 +371,13 @@ class ResultsStore:
             )
         conn.execute(
             """INSERT INTO runs (run_id, agent, env_id, seed, status, run_dir, command, config_json,
-                                 versions_json, git_commit, error, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 versions_json, git_commit, error, created_at, label)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (run_id) DO UPDATE SET
                    seed = excluded.seed, status = excluded.status, run_dir = excluded.run_dir,
                    command = excluded.command, config_json = excluded.config_json,
                    versions_json = excluded.versions_json, git_commit = excluded.git_commit,
-                   error = excluded.error""",
+                   error = excluded.error, label = excluded.label""",
             row,
         )
 
@@ -475,7 +490,7 @@ class ResultsStore:
         where, args = _filters(agent=agent, env_id=env_id)
         rows = self._db.execute(
             f"""SELECT run_id, agent, env_id, seed, status, run_dir, command, config_json, versions_json,
-                       git_commit, error, created_at FROM runs {where} ORDER BY rowid""",
+                       git_commit, error, created_at, label FROM runs {where} ORDER BY rowid""",
             args,
         ).fetchall()
         return [
@@ -492,6 +507,7 @@ class ResultsStore:
                 git_commit=r[9],
                 error=r[10],
                 created_at=r[11],
+                label=r[12],
             )
             for r in rows
         ]
@@ -506,18 +522,18 @@ class ResultsStore:
     def latest_evaluations(
         self, agent: str | None = None, env_id: str | None = None
     ) -> list[EvaluationRecord]:
-        """The most recent evaluation of each run per env variant (env id + env kwargs), by eval_id.
+        """The newest evaluation of each configuration, training seed, env variant and protocol, by eval_id.
 
-        Reports use this so that re-evaluating a run replaces its earlier evaluation instead of counting
-        the same run twice, while evaluations of one run on different env kwargs (e.g. a held-out demand
-        profile) stay separate results. The kwargs are compared as stored (JSON with sorted keys).
+        Reports use this so that evaluating the same thing again (the same run re-evaluated, or a second
+        run of the same configuration and seed, e.g. `rlsuite demo` twice) replaces the earlier result
+        instead of counting it twice, while different settings, env kwargs (a held-out profile) or
+        protocols (checkpoint, episodes, actions) stay separate results (evaluation/identity.py).
         """
-        where, args = _filters(agent=agent, env_id=env_id)
-        variant = "json_extract(protocol_json, '$.env_kwargs')"  # NULL (no kwargs) is one group in SQL
-        return self._select_evaluations(
-            f"WHERE eval_id IN (SELECT MAX(eval_id) FROM evaluations {where} GROUP BY run_id, env_id, {variant})",
-            args,
-        )
+        runs = {run.run_id: run for run in self.runs()}
+        newest: dict[str, EvaluationRecord] = {}
+        for ev in self.evaluations(agent=agent, env_id=env_id):  # oldest first: later ones replace
+            newest[evaluation_key(runs.get(ev.run_id), ev)] = ev
+        return sorted(newest.values(), key=lambda ev: ev.eval_id or 0)
 
     def episodes(self, eval_id: int) -> list[EpisodeRecord]:
         """The episodes of one evaluation, ordered by index."""

@@ -15,13 +15,14 @@ streamed to ffmpeg as they are rendered, so a long Atari episode never sits in m
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import subprocess
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
@@ -32,9 +33,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlsuite.agents.fileio import atomic_write_json
 from rlsuite.agents.interface import Policy
 from rlsuite.envs.factory import make_env
-from rlsuite.evaluation.harness import check_spaces, episode_metrics, evaluation_seeds
+from rlsuite.evaluation.harness import (
+    EpisodeActions,
+    check_spaces,
+    episode_metrics,
+    eval_epsilon,
+    evaluation_seeds,
+    torch_threads,
+)
 from rlsuite.evaluation.records import EpisodeRecord
 
 MIN_ANNOTATED_HEIGHT = 256
@@ -218,38 +227,45 @@ def write_gif(
 
 
 def annotate(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """`frame` with `lines` of text top-left on a dark translucent box (readable on any background).
+    """`frame` below a dark band holding `lines` of text: the overlay never covers a scene pixel.
 
-    Returns a new array; the input is untouched. Frames lower than 256 px (Atari's 84x84 observations)
-    come back upscaled by a whole factor with nearest neighbour, so the text has pixels to live in.
+    Returns a new array of the frame's width and height + band; the band's height depends only on the
+    frame's size and the number of lines, so every frame of an episode gets the same size. Frames lower
+    than 256 px (Atari's 84x84 observations) are first upscaled by a whole factor with nearest neighbour,
+    so the text has pixels to live in.
     """
     frame = _check_frame(frame, None)
     h = frame.shape[0]
     if h < MIN_ANNOTATED_HEIGHT:
         factor = math.ceil(MIN_ANNOTATED_HEIGHT / h)
         frame = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
-    else:
-        frame = frame.copy()
     if not lines:
-        return frame
+        return frame.copy()
     h, w = frame.shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.4, h / 650)  # 0.4 at 256 px, ~0.6 at CartPole's 400 px
     thickness = max(1, round(scale * 1.5))
     widest = max(cv2.getTextSize(line, font, scale, thickness)[0][0] for line in lines)
-    if widest > 0.95 * w:  # narrow frame: shrink the text to fit rather than cut it off
-        scale = max(0.3, scale * 0.95 * w / widest)
-    sizes = [cv2.getTextSize(line, font, scale, thickness) for line in lines]  # ((w, h), baseline)
-    line_height = max(th + base for (_, th), base in sizes) + max(2, round(4 * scale))
     margin = max(3, round(6 * scale))
-    box_w = min(w, max(tw for (tw, _), _ in sizes) + 2 * margin)
-    box_h = min(h, line_height * len(lines) + margin)
-    region = frame[:box_h, :box_w]  # (box_h, box_w, 3), a view: darkened in place
-    frame[:box_h, :box_w] = (region * 0.4).astype(np.uint8)  # 60% black behind the text
+    if widest > w - 2 * margin:  # narrow frame: shrink the text to fit rather than cut it off
+        scale = max(0.3, scale * (w - 2 * margin) / widest)
+        thickness = max(1, round(scale * 1.5))
+        lines = [_fit_text(line, font, scale, thickness, w - 2 * margin) for line in lines]
+    # The band's height comes from the font's nominal size, not from this text, so it is constant.
+    (_, text_h), base = cv2.getTextSize("Ag", font, scale, thickness)
+    line_height = text_h + base + max(2, round(4 * scale))
+    band = np.full((line_height * len(lines) + margin, w, 3), 24, dtype=np.uint8)  # (band_h, W, 3)
     for k, line in enumerate(lines):
-        y = margin + line_height * k + sizes[k][0][1]
-        cv2.putText(frame, line, (margin, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
-    return frame
+        y = margin + line_height * k + text_h
+        cv2.putText(band, line, (margin, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return np.concatenate([band, frame], axis=0)  # (band_h + H, W, 3)
+
+
+def _fit_text(line: str, font: int, scale: float, thickness: int, width: int) -> str:
+    """`line`, cut with "..." at the end when it is wider than `width` pixels even at the smallest scale."""
+    while len(line) > 4 and cv2.getTextSize(line, font, scale, thickness)[0][0] > width:
+        line = line[:-4] + "..."
+    return line
 
 
 def _format_action(action: Any) -> str:
@@ -310,42 +326,86 @@ def record_episodes(
     env_kwargs: Mapping[str, Any] | None = None,
     max_episode_steps: int | None = None,
     audio: bool = True,
+    epsilon: float | None = None,
+    threads: int | None = None,
+    max_steps: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[EpisodeRecord]:
     """Play `episodes` evaluation episodes into one MP4 at `out` (and a GIF preview at `gif`).
 
-    Returns their records, equal to `evaluate_policy`'s for the same seeds. `fps` defaults to the env's
-    `render_fps` (real time), else 30. The overlay shows the env id, episode and seed, step, action,
-    reward and running return. With `audio`, an env that speaks (its unwrapped env has
-    `command_audio() -> (samples, sample_rate)`, e.g. SpokenReach) gets each episode's sound muxed in,
-    starting at the episode's first frame.
+    Returns their records, equal to `evaluate_policy`'s for the same seeds: the same env (purpose
+    "eval"), the same per-episode action streams (`EpisodeActions`, with the protocol's `epsilon` when
+    None) and the same batching of observations. `fps` defaults to the env's `render_fps` (real time),
+    else 30. The overlay, in a band above the scene, shows the env id, episode and seed, step, action,
+    reward and running return. `max_steps` stops each episode after that many steps (its record then
+    ends there, truncated). `threads` pins torch's CPU threads (None: leave them). `progress(episode,
+    step)` is called every 100 steps and at each episode's end. With `audio`, an env that speaks (its
+    unwrapped env has `command_audio() -> (samples, sample_rate)`, e.g. SpokenReach) gets each
+    episode's sound muxed in, starting at the episode's first frame.
     """
     seeds = evaluation_seeds(episodes) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != episodes:
         raise VideoError(
             f"got {len(seeds)} seeds for {episodes} episodes: pass one seed per episode, or none."
         )
+    if max_steps is not None and max_steps < 1:
+        raise VideoError(f"max_steps must be at least 1, got {max_steps}.")
     kwargs = dict(env_kwargs or {})
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
+    eps = eval_epsilon(env_id) if epsilon is None else float(epsilon)
     env = _make_render_env(env_id, kwargs)
     try:
-        check_spaces(policy, env, env_id)
-        fps = float(fps or env.metadata.get("render_fps") or 30.0)
-        gif_every = max(1, round(fps / GIF_FPS))  # keep every k-th frame so the preview plays in real time
-        gif_frames: list[np.ndarray] = []
-        records: list[EpisodeRecord] = []
-        sounds: list[tuple[int, np.ndarray, int]] | None = [] if audio else None
-        frames = _episode_frames(policy, env, env_id, seeds, deterministic, overlay, records, sounds)
-        if gif is not None:
-            frames = _tee_small(frames, gif_frames, gif_every)
-        count = write_mp4(frames, out, fps=fps)
-        if sounds:
-            mux_audio(out, _sound_track(sounds, count, fps), sounds[0][2])
-        if gif is not None:
-            write_gif(gif_frames, gif, fps=fps / gif_every)
-        return records
+        with torch_threads(threads):
+            return _record(policy, env, env_id, out, seeds, deterministic, fps, gif, overlay, audio, eps, max_steps,
+                           progress)
     finally:
         env.close()
+
+
+def _record(
+    policy: Policy, env: gym.Env, env_id: str, out: Path, seeds: Sequence[int], deterministic: bool,
+    fps: float | None, gif: Path | None, overlay: bool, audio: bool, epsilon: float, max_steps: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[EpisodeRecord]:
+    """Play the episodes into `out` on an open render env (the body of record_episodes)."""
+    check_spaces(policy, env, env_id)
+    fps = float(fps or env.metadata.get("render_fps") or 30.0)
+    gif_every = max(1, round(fps / GIF_FPS))  # keep every k-th frame so the preview plays in real time
+    gif_frames: list[np.ndarray] = []
+    records: list[EpisodeRecord] = []
+    sounds: list[tuple[int, np.ndarray, int]] | None = [] if audio else None
+    frames = _episode_frames(policy, env, env_id, seeds, deterministic, overlay, records, sounds, epsilon,
+                             max_steps, progress)
+    if gif is not None:
+        frames = _tee_small(frames, gif_frames, gif_every)
+    count = write_mp4(frames, out, fps=fps)
+    if sounds:
+        mux_audio(out, _sound_track(sounds, count, fps), sounds[0][2])
+    if gif is not None:
+        write_gif(gif_frames, gif, fps=fps / gif_every)
+    return records
+
+
+SIDECAR_SUFFIX = ".json"
+"""`episode.mp4` -> `episode.mp4.json`: which episodes a recorded video shows, for reports' captions."""
+
+
+def write_sidecar(video: Path, records: Sequence[EpisodeRecord], *, checkpoint: str) -> Path:
+    """Write `<video>.json` (checkpoint; seed, return and length of each episode), atomically."""
+    path = Path(f"{video}{SIDECAR_SUFFIX}")
+    atomic_write_json(path, {"checkpoint": checkpoint, "episodes": [
+        {"seed": r.seed, "return": r.episode_return, "length": r.length} for r in records]})
+    return path
+
+
+def read_sidecar(video: Path) -> dict[str, Any] | None:
+    """The `<video>.json` that `write_sidecar` wrote, or None when there is none or it is unreadable."""
+    try:
+        data = json.loads(Path(f"{video}{SIDECAR_SUFFIX}").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("episodes"), list) else None
 
 
 def _tee_small(frames: Iterator[np.ndarray], keep: list[np.ndarray], every: int) -> Iterator[np.ndarray]:
@@ -365,6 +425,9 @@ def _episode_frames(
     overlay: bool,
     records: list[EpisodeRecord],
     sounds: list[tuple[int, np.ndarray, int]] | None = None,
+    epsilon: float = 0.0,
+    max_steps: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Run one episode per seed, yielding (annotated) frames and appending each finished EpisodeRecord.
 
@@ -382,35 +445,32 @@ def _episode_frames(
         with rng:
             if not deterministic:
                 torch.manual_seed(seed)  # as evaluate_policy seeds a one-episode wave
-            header = f"{env_id}  episode {index + 1}/{len(seeds)}  seed {seed}"
+            header = [env_id, f"episode {index + 1}/{len(seeds)}   seed {seed}"]
             obs, _ = env.reset(seed=seed)
             speaker = getattr(env.unwrapped, "command_audio", None)
             if sounds is not None and callable(speaker):  # (first frame of the episode, samples, rate)
                 sounds.append((sum(r.length + 1 for r in records), *speaker()))
-            policy.reset(1)
+            chooser = EpisodeActions(policy, [seed], deterministic, epsilon)  # as the harness's waves do
             episode_start = np.ones(1, dtype=bool)
             episode_return, length, done = 0.0, 0, False
             info: dict[str, Any] = {}
-            yield show(_rendered(env, env_id), [header, "step 0", "action -", "reward -", "return 0"])
+            yield show(_rendered(env, env_id), [*header, "step 0   action -   reward -   return 0"])
             while not done:
                 empty = gym.vector.utils.create_empty_array(obs_space, 1)
                 batched = gym.vector.utils.concatenate(obs_space, [obs], empty)  # type: ignore[arg-type]
                 # ^ leading dim 1, exactly as a SyncVectorEnv batches it
-                actions = policy.act(batched, episode_start, deterministic=deterministic)
+                actions = chooser.act(batched, episode_start)
                 action = next(iter(gym.vector.utils.iterate(batch_actions, actions)))
                 obs, reward, terminated, truncated, info = env.step(action)
                 episode_return += float(reward)
                 length += 1
-                done = bool(terminated or truncated)
+                done = bool(terminated or truncated) or (max_steps is not None and length >= max_steps)
                 episode_start = np.zeros(1, dtype=bool)
-                lines = [
-                    header,
-                    f"step {length}",
-                    f"action {_format_action(action)}",
-                    f"reward {float(reward):.3g}",
-                    f"return {episode_return:.4g}",
-                ]
-                yield show(_rendered(env, env_id), lines)
+                status = (f"step {length}   action {_format_action(action)}   reward {float(reward):.3g}   "
+                          f"return {episode_return:.4g}")
+                yield show(_rendered(env, env_id), [*header, status])
+                if progress is not None and (done or length % 100 == 0):
+                    progress(index, length)
         records.append(
             EpisodeRecord(
                 index=index,

@@ -1,4 +1,4 @@
-"""The `rlsuite` command: list, train, evaluate, record, report, sweep, import-sb3, demo.
+"""The `rlsuite` command: list, train, evaluate, record, report, sweep, tune, import-sb3, demo.
 
 Every user-facing error from the layers below is a ValueError subclass with an actionable message;
 this module prints it as one paragraph and exits with code 2, never with a traceback.
@@ -6,9 +6,10 @@ this module prints it as one paragraph and exits with code 2, never with a trace
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -45,12 +46,32 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             SpaceError, StatsError, StoreError, SweepError, VideoError)
 
 
+_THREADS_HELP = "Torch CPU threads while acting (1 is fastest for small policies, as in training)."
+
+
+@contextmanager
+def _progress(unit: str, total: int | None, enabled: bool) -> Iterator[Callable[[int, int | None], None]]:
+    """A transient progress line on stderr; yields `advance(done, total)` for the work's callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn(f"[bold]{unit}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, transient=True, disable=not enabled) as bar:
+        task = bar.add_task(unit, total=total)
+
+        def advance(done: int, new_total: int | None) -> None:
+            bar.update(task, completed=done, total=new_total if new_total is not None else total)
+
+        yield advance
+
+
 _ENV_KWARG_HELP = ("Env constructor keyword: key=value (repeatable), e.g. profile=held_out; unknown keys are "
                    "refused with the env's accepted ones.")
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # "gymnasium[box2d]" is no markup
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -69,15 +90,11 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
             table.add_row(spec.name, "trained" if spec.trainable else "baseline", spec.description)
         console.print(table)
     elif what == "envs":
-        import gymnasium as gym
+        from rlsuite.envs.catalog import env_catalog
 
-        import rlsuite.envs  # noqa: F401  (registers the rlsuite/ namespace)
-
-        table = Table("env id", "entry point", "vectorised core")
-        for env_id, env_spec in sorted(gym.registry.items()):
-            entry = env_spec.entry_point
-            entry_name = entry if isinstance(entry, str) else getattr(entry, "__name__", "")
-            table.add_row(env_id, str(entry_name), "yes" if env_spec.vector_entry_point else "")
+        table = Table("env id", "description")
+        for entry in env_catalog():  # rlsuite's first, then the ALE's, then the rest that can be made here
+            table.add_row(entry.env_id, entry.description)
         console.print(table)
     else:
         _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")
@@ -96,6 +113,8 @@ def train(
     run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default: runs/<agent>-<env>-s<seed>-<time>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
+    label: Annotated[str | None, typer.Option(help="Name of this configuration in results and reports (default: "
+                                                    "the agent plus the settings that differ from its preset).")] = None,
 ) -> None:
     """Train an agent; prints the run folder as the last line."""
     from rlsuite import train as training
@@ -105,12 +124,15 @@ def train(
         env_kwargs = parse_env_kwargs(env_kwarg or [])
         if resume is not None and env_kwargs:
             _fail("--env-kwarg cannot change a run being resumed; it continues with the env kwargs in its manifest.")
+        if resume is not None and label is not None:
+            _fail("--label cannot change a run being resumed; it keeps the label in its manifest.")
         if resume is not None:
             run, result = training.resume(resume, show_progress=not no_progress)
         else:
             cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
             run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
-                                         env_kwargs=env_kwargs, run_dir=run_dir, command=_command_line(), show_progress=not no_progress)
+                                         env_kwargs=env_kwargs, run_dir=run_dir, command=_command_line(), show_progress=not no_progress,
+                                         label=label)
     except _user_errors() as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -133,34 +155,43 @@ def evaluate(
     deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic", help="Greedy or sampled actions.")] = True,
     db: Annotated[Path, typer.Option(help="Results database (SQLite) to record into.")] = Path("results.db"),
     video_dir: Annotated[Path | None, typer.Option(help="Also record the median-return episode as MP4 here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary (strict JSON: a value "
+                                                         "with no finite measurement, e.g. min_ttc = inf, is null).")] = False,
     env_kwarg: Annotated[list[str] | None, typer.Option("--env-kwarg", help=_ENV_KWARG_HELP + " A run's own are reused.")] = None,
+    torch_threads: Annotated[int, typer.Option("--torch-threads", help=_THREADS_HELP)] = 1,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
 ) -> None:
-    """Evaluate a trained run or a baseline with the common protocol and record the results."""
+    """Evaluate a trained run or a baseline with the common protocol (test seeds) and record the results."""
     from rlsuite.envs.factory import parse_env_kwargs
     from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
+    from rlsuite.evaluation.records import strict_json
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
         if (run_dir is None) == (agent is None):
             _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
-        if run_dir is not None:
-            outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
-                                   db=db, video_dir=video_dir, env_id=env, env_kwargs=env_kwargs)
-        else:
-            if env is None:
-                _fail(f"--agent {agent} needs --env ENV_ID.")
-            assert agent is not None and env is not None
-            outcome = evaluate_baseline(agent, env, episodes=episodes, deterministic=deterministic, db=db,
-                                        video_dir=video_dir, env_kwargs=env_kwargs)
+        if torch_threads < 1:
+            _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
+        with _progress("episodes", total=episodes, enabled=not no_progress) as advance:
+            if run_dir is not None:
+                outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
+                                       db=db, video_dir=video_dir, env_id=env, env_kwargs=env_kwargs,
+                                       threads=torch_threads, progress=advance)
+            else:
+                if env is None:
+                    _fail(f"--agent {agent} needs --env ENV_ID.")
+                assert agent is not None and env is not None
+                outcome = evaluate_baseline(agent, env, episodes=episodes, deterministic=deterministic, db=db,
+                                            video_dir=video_dir, env_kwargs=env_kwargs, threads=torch_threads,
+                                            progress=advance)
     except _user_errors() as err:
         _fail(str(err))
     if as_json:
-        print(json.dumps(outcome.summary, indent=2))
+        print(strict_json(outcome.summary))
         return
     summary = outcome.summary
     table = Table("agent", "env", "checkpoint", "episodes", "mean", "95% CI", "median", "IQM", "std")
-    table.add_row(summary["agent"], summary["env_id"], summary["checkpoint"], str(summary["episodes"]),
+    table.add_row(summary["label"] or summary["agent"], summary["env_id"], summary["checkpoint"], str(summary["episodes"]),
                   f"{summary['mean']:.2f}", f"[{summary['mean_ci_low']:.2f}, {summary['mean_ci_high']:.2f}]",
                   f"{summary['median']:.2f}", f"{summary['iqm']:.2f}", f"{summary['std']:.2f}")
     console.print(table)
@@ -178,24 +209,38 @@ def record(
     deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic")] = True,
     out: Annotated[Path, typer.Option(help="The MP4 file to write (H.264, plays in browsers).")] = Path("episode.mp4"),
     gif: Annotated[Path | None, typer.Option(help="Also write a small animated GIF preview here.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop each episode after this many steps.")] = None,
+    torch_threads: Annotated[int, typer.Option("--torch-threads", help=_THREADS_HELP)] = 1,
+    db: Annotated[Path, typer.Option(help="Results database: when it holds an evaluation of this run (same "
+                                          "checkpoint), the video is attached to it and reports show it.")] = Path("results.db"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress.")] = False,
 ) -> None:
-    """Render evaluation episodes to an H.264 MP4 with step, action, reward and return overlaid."""
-    from rlsuite.evaluation.evaluate import load_agent
+    """Render evaluation episodes (the same episodes `evaluate` measures for their seeds) to an H.264 MP4,
+    with step, action, reward and return in a band above the picture."""
+    from rlsuite.evaluation.evaluate import attach_recording, load_agent
     from rlsuite.evaluation.video import record_episodes
 
     try:
         if (run_dir is None) == (agent is None):
             _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+        if torch_threads < 1:
+            _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
         preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
-        records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
-                                  deterministic=deterministic, gif=gif,
-                                  env_kwargs={**({"preset": preset} if preset else {}), **subject.env_kwargs})
+        with _progress("steps", total=None, enabled=not no_progress) as advance:
+            records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
+                                      deterministic=deterministic, gif=gif,
+                                      env_kwargs={**({"preset": preset} if preset else {}), **subject.env_kwargs},
+                                      threads=torch_threads, max_steps=max_steps,
+                                      progress=lambda episode, step: advance(step, None))
+        attached = attach_recording(db, subject, out, records, deterministic=deterministic)
     except _user_errors() as err:
         _fail(str(err))
     for rec in records:
         console.print(f"episode seed {rec.seed}: return {rec.episode_return:.2f}, length {rec.length}")
+    if attached is not None:
+        console.print(f"attached to evaluation {attached} in {db}: `rlsuite report` shows this video")
     print(out)
 
 
@@ -204,7 +249,8 @@ def report(
     db: Annotated[Path, typer.Option(help="Results database to read.")] = Path("results.db"),
     env: Annotated[list[str] | None, typer.Option(help="Only these env ids, with all their env-kwarg variants, or "
                                                        "one variant by its title, e.g. 'CartPole-v1 (k=v)' (repeatable).")] = None,
-    agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="Only these agents, or configurations by their --label "
+                                                        "(repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures.")] = Path("report"),
     seed: Annotated[int, typer.Option(help="Bootstrap seed (reports are reproducible).")] = 0,
     reference: Annotated[list[str] | None, typer.Option(
@@ -273,6 +319,8 @@ def sweep(
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write OUT/report when the grid is done.")] = None,
     videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Record each trial's median episode as MP4.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live view; one line per finished trial.")] = False,
+    label: Annotated[str | None, typer.Option(help="Name of the trained configuration in results and reports "
+                                                    "(several trainable agents: LABEL-AGENT).")] = None,
 ) -> None:
     """Run a grid of agents x envs x seeds (train, evaluate, record) on a process pool or Ray; then the report."""
     from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
@@ -282,7 +330,7 @@ def sweep(
         given = {"agents": agents, "envs": envs, "seeds": seeds, "steps": steps, "config_file": config,
                  "episodes": episodes, "backend": backend, "workers": workers, "ray_address": ray_address,
                  "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial, "retries": retries,
-                 "db": db, "out": out, "report": report, "videos": videos}
+                 "db": db, "out": out, "report": report, "videos": videos, "label": label}
         values.update({k: v for k, v in given.items() if v is not None})
         for key in ("agents", "envs"):
             if isinstance(values.get(key), str):
@@ -311,6 +359,65 @@ def sweep(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(EXIT_TRIALS_FAILED)
+
+
+@app.command()
+def tune(
+    file: Annotated[Path | None, typer.Argument(help="A tuning YAML file (agent, envs, trials, search_space, ...); options given here override it.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Agent to tune (see `rlsuite list agents`).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Env id (repeatable: scores are normalised by each env's reference scores).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Configurations to try (default 20).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Training seeds per trial, one pruning rung each (default 3).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps of every run (default: the preset's).")] = None,
+    objective: Annotated[list[str] | None, typer.Option(help="return, cpu_seconds or metric:NAME:max|min (repeatable: multi-objective).")] = None,
+    pruner: Annotated[str | None, typer.Option(help="median (default), halving or none.")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Validation (and test) episodes per run (default 20).")] = None,
+    confirm_top: Annotated[int | None, typer.Option(help="Best trials rerun on fresh seeds (default 3; 0: none).")] = None,
+    confirm_seeds: Annotated[int | None, typer.Option(help="Fresh seeds per confirmed configuration (default 5).")] = None,
+    search_space: Annotated[Path | None, typer.Option(help="Search-space YAML (default: rlsuite/search_spaces/<agent>.yaml).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings YAML under the searched values.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Fix one setting for every trial: key=value (repeatable).")] = None,
+    sampler_seed: Annotated[int | None, typer.Option(help="Seed of the TPE sampler (default 0).")] = None,
+    backend: Annotated[str | None, typer.Option(help="local (process pool, default) or ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Runs at once (default: cores, or the Ray cluster's CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Running Ray cluster (default: start a local Ray).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Results database (default results.db).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Study folder: study.journal, runs/, best.yaml, report/ (default tune).")] = None,
+) -> None:
+    """Tune an agent's settings with Optuna (several seeds per trial, pruning on seed rungs), confirm the best
+    on fresh seeds, write the winner as a preset block and a tuning report. Rerun the same command to resume."""
+    from rlsuite.tune import TuneError, TuneSpec, load_tune_file, run_tune
+
+    try:
+        values = load_tune_file(file) if file is not None else {}
+        given = {"agent": agent, "envs": tuple(env) if env else None, "trials": trials, "seeds": seeds,
+                 "steps": steps, "objectives": tuple(objective) if objective else None, "pruner": pruner,
+                 "episodes": episodes, "confirm_top": confirm_top, "confirm_seeds": confirm_seeds,
+                 "search_space": search_space, "config_file": config, "sampler_seed": sampler_seed,
+                 "backend": backend, "workers": workers, "ray_address": ray_address, "db": db, "out": out}
+        values.update({k: v for k, v in given.items() if v is not None})
+        if set_:
+            values["set_args"] = (*values.get("set_args", ()), *set_)
+        missing = [k for k in ("agent", "envs") if k not in values]
+        if missing:
+            _fail(f"name the study's {' and '.join(missing)}: e.g. --agent ppo --env Acrobot-v1, or give a tuning "
+                  "YAML file.")
+        summary = run_tune(TuneSpec(**values), command=_command_line(), console=err_console)
+    except (*_user_errors(), TuneError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        err_console.print("aborted; finished runs are recorded, rerun the same command to resume the study.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    err_console.print(f"study {summary.study}: {summary.trials} trials ({summary.complete} complete, {summary.pruned} "
+                      f"pruned, {summary.failed} failed); {summary.units_run} runs trained now, {summary.units_reused} "
+                      f"reused ({summary.seconds:.0f} s)", highlight=False)
+    if summary.interrupted:
+        err_console.print("interrupted: rerun the same command to resume.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.best_file is not None:
+        err_console.print(f"winner written to {summary.best_file} (load it with --config)", highlight=False)
+    if summary.report is not None:
+        print(summary.report)
 
 
 @app.command()

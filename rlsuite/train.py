@@ -29,6 +29,7 @@ from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import agent_module
 from rlsuite.agents.run import RunError, RunFolder
 from rlsuite.agents.settings import (
+    ConfigError,
     TrainSettings,
     resolve_settings,
     settings_from_dict,
@@ -37,7 +38,7 @@ from rlsuite.agents.settings import (
 from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
 from rlsuite.envs.factory import check_env_kwargs, describe_env_preset
-from rlsuite.evaluation.harness import make_eval_callback
+from rlsuite.evaluation.harness import make_eval_callback, validation_seeds
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -60,6 +61,16 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+
+
+def check_label(label: str | None) -> str | None:
+    """A configuration label as given (stripped), None for none, or a ConfigError saying what is allowed."""
+    if label is None or not label.strip():
+        return None
+    label = label.strip()
+    if len(label) > 80 or any(not ch.isprintable() for ch in label):
+        raise ConfigError(f"--label {label!r} must be printable text of at most 80 characters, e.g. ppo-tuned.")
+    return label
 
 
 def prepare_settings(agent: str, env_id: str, *, config_file: Path | None = None,
@@ -94,6 +105,8 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
     env_kwargs.update(settings.env_kwargs)  # evaluate on the env the run trains on (e.g. its demand profile)
     evaluate = (make_eval_callback(settings.env_id, episodes=settings.eval_episodes, env_kwargs=env_kwargs)
                 if settings.eval_every > 0 else None)
+    if evaluate is not None:  # curves and `best` come from these seeds; reports measure on the test seeds
+        run.update_manifest(validation_seeds=validation_seeds(settings.eval_episodes))
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[sps]:>6.0f} steps/s"), TextColumn("return {task.fields[ret]}"),
@@ -129,14 +142,20 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
 def train(agent: str, env_id: str, *, config_file: Path | None = None, cli_values: Mapping[str, Any] | None = None,
           set_args: Sequence[str] = (), env_kwargs: Mapping[str, Any] | None = None, run_dir: Path | None = None,
           runs_root: Path = DEFAULT_RUNS_ROOT, command: str = "", console: Console | None = None,
-          show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
-    """`rlsuite train`: validate everything, create the run folder, train."""
+          show_progress: bool = True, label: str | None = None) -> tuple[RunFolder, TrainResult]:
+    """`rlsuite train`: validate everything, create the run folder, train.
+
+    `label` names the run's configuration in results and reports (manifest `label`); without one,
+    reports name it by the settings that differ from the agent's preset."""
+    label = check_label(label)
     settings = prepare_settings(agent, env_id, config_file=config_file, cli_values=cli_values, set_args=set_args,
                                 env_kwargs=env_kwargs)
     root, name = (run_dir.parent, run_dir.name) if run_dir is not None else (runs_root, None)
     device = str(resolve_device(settings.device))
     run = RunFolder.create(root, agent=agent, env_id=env_id, seed=settings.seed, settings=settings_to_dict(settings),
                            command=command, device=device, name=name)
+    if label:
+        run.update_manifest(label=label)
     preprocessing = describe_env_preset(env_id, settings.env_preset)
     if preprocessing is not None:  # Atari: the preset and every setting it applies, so scores say how they were made
         run.update_manifest(env_preprocessing=preprocessing)

@@ -45,6 +45,61 @@ def test_same_checkpoint_same_seeds_same_returns(trained_run, tmp_path):
     assert run.command.startswith("rlsuite train") and run.status == "finished"
 
 
+def test_best_is_selected_on_validation_seeds_and_measured_on_test_seeds(trained_run, tmp_path):
+    validation = json.loads((trained_run / "manifest.json").read_text())["validation_seeds"]
+    assert validation == [2_000_000, 2_000_001, 2_000_002]  # eval_episodes=3
+    summary = _evaluate_json(trained_run, tmp_path / "results.db")
+    assert summary["checkpoint"] == "best"
+    test_seeds = range(summary["seeds"][0], summary["seeds"][1] + 1)
+    assert not set(validation) & set(test_seeds)
+    with ResultsStore(tmp_path / "results.db", create=False) as store:
+        (evaluation,) = store.evaluations()
+    assert evaluation.protocol["checkpoint_selection"].startswith("best: highest eval/mean_return during training "
+                                                                  "on validation seeds 2000000-2000002")
+
+
+def test_json_is_strict_and_says_null_for_no_finite_value(tmp_path):
+    from rlsuite.evaluation.records import json_safe, strict_json
+
+    assert json.loads(strict_json({"min_ttc": float("inf"), "x": [float("nan"), 1.5], "n": 2})) == {
+        "min_ttc": None, "x": [None, 1.5], "n": 2}
+    assert json_safe({"a": (float("-inf"),)}) == {"a": [None]}
+    # Highway's min_ttc is +inf in an episode without a car ahead; the CLI prints strict JSON all the same.
+    result = rlsuite("evaluate", "--agent", "highway-idm", "--env", "rlsuite/Highway-v0", "--episodes", "2",
+                     "--db", str(tmp_path / "r.db"), "--json", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    summary = json.loads(result.stdout, parse_constant=refuse)
+    assert "min_ttc" in summary["env_metrics"]
+
+
+def test_record_of_an_evaluated_run_shows_in_the_report(tmp_path):
+    db = tmp_path / "results.db"
+    evaluated = rlsuite("evaluate", "--agent", "random", "--env", "CartPole-v1", "--episodes", "5", "--db", str(db),
+                        "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    episode = json.loads(evaluated.stdout)
+    video = tmp_path / "clips" / "random.mp4"
+    recorded = rlsuite("record", "--agent", "random", "--env", "CartPole-v1", "--seed", "1000002", "--db", str(db),
+                       "--out", str(video), "--max-steps", "500", "--no-progress", cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    assert "attached to evaluation" in recorded.stdout
+    with ResultsStore(db, create=False) as store:
+        (ev,) = store.evaluations()
+        (same,) = [e for e in store.episodes(ev.eval_id) if e.seed == 1_000_002]
+    assert f"return {same.episode_return:.2f}, length {same.length}" in recorded.stdout  # record == evaluate
+    report = rlsuite("report", "--db", str(db), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    caption = f"recorded with rlsuite record: seed 1000002, return {same.episode_return:.2f}, {same.length} steps"
+    assert caption in markdown  # CartPole returns below 100 print with two decimals
+    assert (tmp_path / "report" / "videos" / "random__CartPole-v1.mp4").read_bytes() == video.read_bytes()
+    assert episode["eval_id"] == ev.eval_id
+
+
 def test_baseline_record_and_report(trained_run, tmp_path):
     db = tmp_path / "results.db"
     _evaluate_json(trained_run, db, "--video-dir", str(tmp_path / "videos"))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
+from rlsuite.envs.highway.observations import kinematics as kinematics_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from fidelity.highway_adapter import OursInHighwayEnv, kinematics  # noqa: E402
@@ -36,7 +37,7 @@ def _ours(states: np.ndarray) -> np.ndarray:
     speed = np.hypot(full[:, 2], full[:, 3])
     core.x, core.y = full[None, :, 0].copy(), full[None, :, 1].copy()
     core.speed, core.heading = speed[None].copy(), full[None, :, 4].copy()
-    return core.kinematics()[0, 0].reshape(-1).astype(np.float32)
+    return kinematics_of(core)[0, 0].reshape(-1).astype(np.float32)  # (E, K, rows, 6): env 0, the ego
 
 
 def _random_states(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -33,7 +33,7 @@ def _our_observation(scenario: str, phase: int, can_change: bool, vehicles: np.n
     core.green_s[0, 0] = env.net.min_green_s if can_change else 0
     core.mov_occ[0] = vehicles.astype(np.int32)
     core.queue[0] = halting.astype(np.int32)
-    return env.sim.observe()[0, 0]
+    return core.observe(False, False)[0, 0]  # (N, K, 29): row 0, intersection 0
 
 
 @pytest.mark.parametrize("scenario", ["single", str(Path(__file__).resolve().parents[1] / "benchmarks/fidelity/scenarios/sumo.yaml")])

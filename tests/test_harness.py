@@ -10,14 +10,18 @@ import pytest
 import torch
 
 from rlsuite.agents.baselines import RandomPolicy
+from rlsuite.evaluation import harness
 from rlsuite.evaluation.harness import (
     EVAL_SEED_BASE,
+    TEST_SEEDS,
+    VALIDATION_SEEDS,
     EvaluationError,
     evaluate_policy,
     evaluation_seeds,
     make_eval_callback,
     median_episode,
     summarize,
+    validation_seeds,
 )
 from rlsuite.evaluation.records import EpisodeRecord
 
@@ -119,6 +123,26 @@ def metrics_env_id():
 
 def returns(records: list[EpisodeRecord]) -> list[float]:
     return [r.episode_return for r in records]
+
+
+def test_validation_seeds_are_disjoint_from_test_seeds(monkeypatch):
+    """Training selects `best` on validation seeds; evaluate and reports measure on test seeds."""
+    assert VALIDATION_SEEDS.stop <= TEST_SEEDS.start or TEST_SEEDS.stop <= VALIDATION_SEEDS.start  # disjoint
+    assert min(TEST_SEEDS) > 100_000 and min(VALIDATION_SEEDS) > 100_000  # far above training seeds
+    assert evaluation_seeds(20) == list(TEST_SEEDS[:20])
+    assert validation_seeds(10) == list(VALIDATION_SEEDS[:10])
+    seen = []
+    monkeypatch.setattr(harness, "evaluate_policy", lambda policy, env_id, **kw: seen.append(kw["seeds"]) or
+                        [EpisodeRecord(i, s, 1.0, 1) for i, s in enumerate(kw["seeds"])])
+    make_eval_callback("CartPole-v1", episodes=4)(LeanPolicy(), 0)
+    assert seen == [validation_seeds(4)]
+
+
+def test_atari_is_evaluated_epsilon_greedy_and_other_envs_greedy():
+    assert harness.eval_epsilon("ALE/Breakout-v5") == harness.ATARI_EVAL_EPSILON == 0.05
+    assert harness.eval_epsilon("CartPole-v1") == 0.0
+    with pytest.raises(EvaluationError, match="Discrete action space"):  # epsilon needs a finite action set
+        harness.EpisodeActions(RandomPolicy(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,))), [0], True, 0.1)
 
 
 def test_evaluation_seeds_are_far_above_training_seeds():
@@ -237,14 +261,14 @@ def test_eval_callback_reports_the_eval_namespace(metrics_env_id):
         "eval/iqm_return",
         "eval/mean_length",
     }
-    expected = returns(evaluate_policy(policy, "CartPole-v1", episodes=6))  # same fixed seeds
+    expected = returns(evaluate_policy(policy, "CartPole-v1", episodes=6, seeds=validation_seeds(6)))
     assert metrics["eval/mean_return"] == pytest.approx(np.mean(expected))
     assert callback(policy, 2000) == metrics  # fixed seeds every call
 
     env_metrics = make_eval_callback(metrics_env_id, episodes=4)(
         RandomPolicy(MetricsEnv.observation_space, MetricsEnv.action_space), 0
     )
-    horizons = [int(np.random.default_rng(s).integers(3, 6)) for s in evaluation_seeds(4)]
+    horizons = [int(np.random.default_rng(s).integers(3, 6)) for s in validation_seeds(4)]
     assert env_metrics["eval/success"] == 1.0
     assert env_metrics["eval/distance"] == pytest.approx(2.5 * np.mean(horizons))
 

@@ -182,7 +182,7 @@ def test_report_files_exist_and_per_env_table_marks_the_best_agent(fixture_db: d
     success = np.mean([np.mean(r >= 400) for r in runs])
     assert ppo[5] == format_number(lengths) and ppo[6] == format_number(success)
     header = next(line for line in table.splitlines() if line.startswith("| Agent"))
-    assert header.endswith("| Length (steps) | success |")
+    assert header.endswith("| Length (steps) | success | CIs cover |")
 
 
 def test_table_cis_equal_stratified_bootstrap_on_the_same_data(fixture_db: dict) -> None:
@@ -267,9 +267,16 @@ def test_empty_selection_names_what_the_database_has(fixture_db: dict, tmp_path:
     assert not (tmp_path / "report.html").exists()
 
 
-def test_across_envs_without_a_reference_score_is_an_error(fixture_db: dict, tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match=r"No reference score for Acrobot-v1.*envs/factory\.py"):
-        write_report(fixture_db["db"], tmp_path, reps=REPS, seed=SEED, now=NOW)
+def test_a_missing_reference_score_never_blocks_the_report(fixture_db: dict, tmp_path: Path) -> None:
+    write_report(fixture_db["db"], tmp_path, reps=REPS, seed=SEED, now=NOW)  # Acrobot-v1 has no reference
+    md = (tmp_path / "report.md").read_text()
+    for env_id in ("CartPole-v1", "Acrobot-v1"):  # per-env tables are always written
+        assert _row(_section(md, f"### {env_id}"), "ppo")[1] == "3"
+    across = _section(md, "## Across envs")
+    assert "Acrobot-v1 is left out of the aggregates: it has no reference score" in across
+    assert "--reference 'Acrobot-v1=SCORE'" in across
+    assert "1 of 2 have them, so none are shown" in across  # one env left: nothing to aggregate
+    assert not (tmp_path / "figures" / "aggregates.png").exists()
 
 
 def test_across_envs_aggregates_and_probability_of_improvement(fixture_db: dict, tmp_path: Path) -> None:
@@ -456,15 +463,97 @@ def test_env_kwargs_variants_are_separate_results(tmp_path: Path) -> None:
         kwargs_column = {row["env_kwargs"] for row in csv.DictReader(f)}
     assert kwargs_column == {"{}", '{"profile": "held_out"}'}
 
-    # The table's reference score belongs to the registered env, not to a variant: asking for it is an error.
-    with pytest.raises(ReportError, match=r"No reference score for CartPole-v1 \(profile=held_out\)"):
-        write_report(db, tmp_path / "err", reps=REPS, seed=SEED, now=NOW)
-    with pytest.raises(ReportError, match=r"No random score for CartPole-v1 \(profile=held_out\).*"
-                                          r"--env CartPole-v1 --env-kwarg profile=held_out`"):
-        write_report(db, tmp_path / "err", agents=["ppo"], reps=REPS, seed=SEED, now=NOW,
-                     references={"CartPole-v1 (profile=held_out)": 300.0})
+    # The table's reference score belongs to the registered env, not to a variant: the variant is left out
+    # of the aggregates with a note saying how to include it, and the report is still written.
+    write_report(db, tmp_path / "noref", reps=REPS, seed=SEED, now=NOW)
+    noref = _section((tmp_path / "noref" / "report.md").read_text(), "## Across envs")
+    assert "CartPole-v1 (profile=held_out) is left out of the aggregates: it has no reference score" in noref
+    write_report(db, tmp_path / "norandom", agents=["ppo"], reps=REPS, seed=SEED, now=NOW,
+                 references={"CartPole-v1 (profile=held_out)": 300.0})
+    norandom = _section((tmp_path / "norandom" / "report.md").read_text(), "## Across envs")
+    assert "it has no random score" in norandom
+    assert "--env CartPole-v1 --env-kwarg profile=held_out" in norandom
     # One variant by its label; the env id selects all of them (checked above).
     write_report(db, tmp_path / "one", envs=["CartPole-v1 (profile=held_out)"], reps=REPS, seed=SEED, now=NOW)
     one = (tmp_path / "one" / "report.md").read_text()
     per_env = _section(one, "## Results per env")
     assert "### CartPole-v1 (profile=held_out)" in per_env and "### CartPole-v1\n" not in per_env
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configurations are rows; differences from the leader decide the star.
+
+
+def _cells(table: str) -> dict[str, list[str]]:
+    """First cell (stars and bold stripped) -> the row's cells, for every row of the Markdown tables."""
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("|") and not line.startswith(("| ---", "| Agent")):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            name = cells[0].replace("**", "").replace(" \u2605 best", "").replace(" = tied for best", "")
+            rows[name] = cells
+    return rows
+
+
+def _record(store: ResultsStore, run: RunRecord, returns: list[float]) -> None:
+    store.record_run(run)
+    store.record_evaluation(
+        EvaluationRecord(run_id=run.run_id, agent=run.agent, env_id=run.env_id, checkpoint="best", checkpoint_step=100,
+                         deterministic=True, seeds=EVAL_SEEDS[: len(returns)], protocol={}),
+        _episodes(np.array(returns), EVAL_SEEDS[: len(returns)], False),
+    )  # fmt: skip
+
+
+def test_two_settings_are_two_rows_and_a_re_evaluation_is_one(tmp_path: Path) -> None:
+    from rlsuite.agents.ppo import Settings
+    from rlsuite.agents.settings import resolve_settings, settings_to_dict
+
+    preset = settings_to_dict(resolve_settings(Settings, "ppo", "CartPole-v1"))
+    slow = {**preset, "learning_rate": 1e-05}
+    db = tmp_path / "results.db"
+    with ResultsStore(db) as store:
+        _record(store, RunRecord("ppo-s0-monday", "ppo", "CartPole-v1", 0, "finished", config=preset), [100.0] * 10)
+        _record(store, RunRecord("ppo-s0-slow", "ppo", "CartPole-v1", 0, "finished", config=slow), [20.0] * 10)
+        # the same configuration and seed again (a second `rlsuite demo`): replaces the first, never pools
+        _record(store, RunRecord("ppo-s0-tuesday", "ppo", "CartPole-v1", 0, "finished", config=preset), [300.0] * 10)
+        _record(store, RunRecord("ppo-s0-named", "ppo", "CartPole-v1", 0, "finished", config=slow, label="ppo-slow"),
+                [30.0] * 10)
+    write_report(db, tmp_path / "report", reps=REPS, seed=SEED, now=NOW)
+    table = _section((tmp_path / "report" / "report.md").read_text(), "### CartPole-v1")
+    rows = _cells(table.split("####")[0])
+    assert set(rows) == {"ppo", "ppo (learning_rate=1e-05)", "ppo-slow"}
+    assert rows["ppo"][1] == "1\u2020" and rows["ppo"][2].startswith("300.0")  # one run: the newest
+    assert rows["ppo (learning_rate=1e-05)"][2].startswith("20.00")
+    write_report(db, tmp_path / "named", agents=["ppo-slow"], reps=REPS, seed=SEED, now=NOW)  # a label selects
+    named = _section((tmp_path / "named" / "report.md").read_text(), "### CartPole-v1")
+    assert set(_cells(named.split("####")[0])) == {"ppo-slow"}
+
+
+def test_difference_table_equals_the_bootstrap_of_the_same_data(fixture_db: dict) -> None:
+    md = (fixture_db["out"] / "report.md").read_text()
+    versus = _section(_section(md, "### CartPole-v1"), "#### Against the leader (ppo)")
+    ppo = _run_scores(fixture_db, "CartPole-v1")  # (3 runs, 1)
+    rnd = fixture_db["returns"][("CartPole-v1", "random", None)][:, None]  # one run: its 20 episodes
+    row = _cells(versus)["random"]
+    assert row[1] == format_interval(*stats.difference_ci(rnd, ppo, stats.iqm, reps=REPS, seed=SEED))
+    assert row[2] == format_interval(*stats.probability_of_improvement_ci(rnd, ppo, reps=REPS, seed=SEED), decimals=3)
+    assert row[3] == "below the leader" and "episode noise only" in row[4]
+    assert "\u2605 ppo leads every other agent" in versus
+    assert "at least 3 training seeds per configuration" in versus  # random has a single run
+
+
+def test_no_star_when_the_difference_interval_holds_zero(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    with ResultsStore(db) as store:
+        for seed, (a, b) in enumerate([(10.0, 11.0), (12.0, 13.0), (14.0, 9.0)]):
+            _record(store, RunRecord(f"a{seed}", "a2c", "CartPole-v1", seed, "finished"), [a] * 5)
+            _record(store, RunRecord(f"b{seed}", "dqn", "CartPole-v1", seed, "finished"), [b] * 5)
+    write_report(db, tmp_path / "report", reps=REPS, seed=SEED, now=NOW)
+    env = _section((tmp_path / "report" / "report.md").read_text(), "### CartPole-v1")
+    assert "\u2605 best" not in env and "leads every other agent" not in env
+    rows = _cells(env.split("####")[0])
+    assert rows["a2c"][0] == "**a2c** = tied for best" and rows["dqn"][0] == "**dqn** = tied for best"
+    low, high = stats.difference_ci(np.array([[11.0], [13.0], [9.0]]), np.array([[10.0], [12.0], [14.0]]),
+                                    stats.iqm, reps=REPS, seed=SEED)[1:]
+    assert low <= 0 <= high
+    assert "No single winner: a2c, dqn are tied for the lead" in env

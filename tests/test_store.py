@@ -160,22 +160,59 @@ def test_upsert_run_status(tmp_path: Path) -> None:
 
 def test_latest_evaluations_picks_newest_per_run(tmp_path: Path) -> None:
     with ResultsStore(tmp_path / "r.db") as store:
-        a, b = _run("a"), _run("b")
+        a, b = _run("a"), _run("b", seed=1)
         c = _run("c", agent="dqn")
         for r in (a, b, c):
             store.record_run(r)
-        a1 = store.record_evaluation(_evaluation(a, "step_500", 500), _episodes())
+        a1 = store.record_evaluation(_evaluation(a), _episodes())
         b1 = store.record_evaluation(_evaluation(b), _episodes())
-        a2 = store.record_evaluation(_evaluation(a, "last", 1000), _episodes(offset=5.0))
+        a2 = store.record_evaluation(_evaluation(a), _episodes(offset=5.0))  # a re-evaluated: replaces a1
         c1 = store.record_evaluation(_evaluation(c), _episodes())
         assert a1 < b1 < a2 < c1
         latest = store.latest_evaluations()
         assert [(e.run_id, e.eval_id) for e in latest] == [("b", b1), ("a", a2), ("c", c1)]
-        assert latest[1].checkpoint == "last"
         assert [e.eval_id for e in store.latest_evaluations(agent="ppo")] == [b1, a2]
         assert [e.eval_id for e in store.latest_evaluations(agent="dqn", env_id="CartPole-v1")] == [c1]
         assert store.latest_evaluations(env_id="Acrobot-v1") == []
         assert len(store.evaluations()) == 4  # the history stays
+
+
+def test_one_result_per_configuration_seed_and_protocol(tmp_path: Path) -> None:
+    """Pooling is refused by construction: only runs of one configuration are its runs, and the same
+    configuration and seed evaluated again replaces the older result (a second `rlsuite demo`)."""
+    with ResultsStore(tmp_path / "r.db") as store:
+        first = _run("ppo-s0-monday")
+        again = _run("ppo-s0-tuesday")  # same settings and seed, another run folder
+        other_seed = _run("ppo-s1", seed=1)
+        other_lr = _run("ppo-s0-lr", config={**first.config, "lr": 1e-5})
+        labelled = _run("ppo-s0-new-code", label="ppo-new")
+        slower_device = _run("ppo-s0-gpu", config={**first.config, "device": "cuda", "torch_threads": 4})
+        for r in (first, again, other_seed, other_lr, labelled, slower_device):
+            store.record_run(r)
+        store.record_evaluation(_evaluation(first), _episodes())
+        last = store.record_evaluation(_evaluation(first, "last"), _episodes())  # another protocol: kept
+        store.record_evaluation(_evaluation(again), _episodes())
+        newest = store.record_evaluation(_evaluation(slower_device), _episodes())  # replaces both above
+        kept = {store.record_evaluation(_evaluation(r), _episodes()) for r in (other_seed, other_lr, labelled)}
+        latest = {e.eval_id for e in store.latest_evaluations()}
+        assert latest == {last, newest, *kept}
+
+
+def test_version_1_database_is_upgraded_and_stays_readable(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with ResultsStore(db) as store:
+        run = _run()
+        store.record_run(run)
+        eval_id = store.record_evaluation(_evaluation(run), _episodes())
+    with sqlite3.connect(db) as conn:  # turn it into what rlsuite with schema 1 wrote
+        conn.execute("ALTER TABLE runs DROP COLUMN label")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with ResultsStore(db, create=False) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.runs()[0].label is None and store.runs()[0].config == run.config
+        assert [e.eval_id for e in store.latest_evaluations()] == [eval_id]
+        store.record_run(replace(run, label="named"))
+        assert store.runs()[0].label == "named"
 
 
 # ---------------------------------------------------------------------------------------------------

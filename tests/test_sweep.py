@@ -156,6 +156,16 @@ def test_cli_user_errors(tmp_path, monkeypatch):
     assert not (tmp_path / "results.db").exists() and not (tmp_path / "sweep").exists()
 
 
+def test_label_names_the_trained_configuration(tmp_path):
+    plain = plan_trials(grid(tmp_path))
+    labelled = plan_trials(grid(tmp_path, label="tuned"))
+    assert [t.label for t in labelled] == ["tuned", "tuned", None, None]  # baselines keep their own name
+    assert "--label tuned" in labelled[0].command
+    assert labelled[0].key != plain[0].key and labelled[2].key == plain[2].key  # a named run is its own trial
+    both = plan_trials(grid(tmp_path, agents=("ppo", "a2c"), seeds=(0,), set_args=("eval_every=0",), label="tuned"))
+    assert [t.label for t in both] == ["tuned-ppo", "tuned-a2c"]
+
+
 def test_baseline_trial_equals_rlsuite_evaluate(tmp_path):
     """A worker's records for the random baseline equal what `rlsuite evaluate --agent random` stores."""
     trial = plan_trials(grid(tmp_path, agents=("random",), seeds=(0,)))[0]
@@ -165,6 +175,23 @@ def test_baseline_trial_equals_rlsuite_evaluate(tmp_path):
     assert [e.episode_return for e in result.episodes] == [e.episode_return for e in reference.episodes]
     assert result.evaluation.seeds == reference.evaluation.seeds
     assert not (tmp_path / "results.db").exists()  # workers never write the database
+
+
+def test_env_missing_its_optional_dependency_is_a_failed_trial_and_the_grid_goes_on(tmp_path):
+    """LunarLander-v3 needs Box2D (not installed in the test environment): its trials are recorded as failed
+    with the install command, without running; CartPole-v1's run."""
+    import importlib.util
+
+    if importlib.util.find_spec("Box2D") is not None:
+        pytest.skip("Box2D is installed here")
+    spec = grid(tmp_path, agents=("random",), envs=("LunarLander-v3", "CartPole-v1"), seeds=(0,), workers=1)
+    summary = run_sweep(spec, show_progress=False)
+    assert (summary.finished, summary.failed) == (1, 1)
+    (failed_id,) = summary.failures
+    assert "LunarLander" in failed_id and 'pip install "gymnasium[box2d]"' in summary.failures[failed_id]
+    with ResultsStore(spec.db, create=False) as store:
+        runs = {r.run_id: r for r in store.runs()}
+        assert runs[failed_id].status == "failed" and "Box2D" in runs[failed_id].error
 
 
 # --- real workers -------------------------------------------------------------------------------------------

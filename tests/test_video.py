@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def test_recorded_cartpole_is_browser_ready_h264(tmp_path, ffprobe):
     assert stream["codec_name"] == "h264"
     assert stream["pix_fmt"] == "yuv420p"
     assert int(stream["nb_read_frames"]) == sum(r.length + 1 for r in records)  # reset frame + one per step
-    assert (stream["width"], stream["height"]) == (600, 400)
+    banded = annotate(np.zeros((400, 600, 3), np.uint8), ["env", "episode", "step"])  # the overlay's band on top
+    assert (stream["width"], stream["height"]) == (600, banded.shape[0] + banded.shape[0] % 2)
     assert stream["r_frame_rate"] == "50/1"  # CartPole's render_fps: real time
     data = out.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while downloading
@@ -136,24 +138,25 @@ def test_failed_rewrite_keeps_the_old_video(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_annotate_keeps_shape_and_draws():
-    frame = np.full((400, 600, 3), 255, dtype=np.uint8)
+def test_annotate_puts_text_in_a_band_outside_the_scene():
+    frame = np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)
     original = frame.copy()
-    out = annotate(frame, ["CartPole-v1", "step 3", "action 1", "reward 1", "return 3"])
-    assert out.shape == frame.shape and out.dtype == np.uint8
+    out = annotate(frame, ["CartPole-v1  episode 1/1  seed 1000000", "step 3   action 1   reward 1   return 3"])
+    band = out.shape[0] - 400
+    assert out.dtype == np.uint8 and out.shape[1:] == (600, 3) and 0 < band < 100
     assert np.array_equal(frame, original)  # the input is untouched
-    changed = np.any(out != frame, axis=2)  # (H, W)
-    assert changed[:50, :100].any()  # the text box sits top-left...
-    assert not changed[300:, 300:].any()  # ...and leaves the rest of the picture alone
-    assert (out[changed] != 0).any() and (out[changed] < 255).any()  # dark box and light text
+    assert np.array_equal(out[band:], frame)  # every scene pixel is shown as it was: nothing covers it
+    assert (out[:band] == 24).mean() > 0.5 and (out[:band] > 200).any()  # dark band, light text
+    # the band's height does not depend on the text, so every frame of a video has one size
+    assert annotate(frame, ["x", "y"]).shape == out.shape
 
 
 def test_annotate_upscales_atari_sized_frames():
     frame = np.random.default_rng(1).integers(0, 256, (84, 84, 3), dtype=np.uint8)
     out = annotate(frame, ["ALE/Breakout-v5  episode 1/1  seed 1000000", "step 0"])
-    assert out.shape == (336, 336, 3)  # a whole factor (4) so pixels stay square
-    untouched = out[-84:, -84:]  # bottom-right corner: no text, nearest-neighbour copies of the frame
-    assert np.array_equal(untouched[::4, ::4], frame[-21:, -21:])
+    band = out.shape[0] - 336
+    assert out.shape[1:] == (336, 3) and band > 0  # a whole factor (4) so pixels stay square
+    assert np.array_equal(out[band:][::4, ::4], frame)  # nearest-neighbour copies, uncovered
 
 
 class NoPixelsEnv(gym.Env):
@@ -191,3 +194,54 @@ def test_env_without_rgb_array_raises(tmp_path, entry_point):
     finally:
         del gym.registry[env_id]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> dict[str, Path]:
+    """Barely trained ppo and sb3-ppo runs on CartPole-v1 (seconds): policies whose actions vary by state."""
+    from rlsuite.train import train
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    runs = {}
+    for agent, extra in (("ppo", []), ("sb3-ppo", ["n_steps=128", "batch_size=64"])):
+        run, _ = train(agent, "CartPole-v1", cli_values={"total_steps": 512, "n_envs": 2},
+                       set_args=["eval_every=0", *extra], runs_root=root, show_progress=False)
+        runs[agent] = run.path
+    return runs
+
+
+@pytest.mark.parametrize("agent", ["random", "ppo", "sb3-ppo"])
+def test_record_replays_the_evaluated_episode_for_every_agent(agent, tiny_runs, tmp_path):
+    """Evaluation = recording: an episode recorded alone equals the one the harness measured in a wave of 8
+    (the random baseline once drew from one stream for the whole wave, so its recordings differed)."""
+    from rlsuite.agents.registry import load_policy, make_baseline
+    from rlsuite.envs import make_env
+
+    if agent == "random":
+        env = make_env("CartPole-v1")
+        policy = make_baseline("random", env, seed=0)
+        env.close()
+    else:
+        policy = load_policy(tiny_runs[agent], "last").policy
+    evaluated = evaluate_policy(policy, "CartPole-v1", episodes=10)  # waves of 8 and 2
+    for episode in (evaluated[0], evaluated[5], evaluated[9]):
+        (recorded,) = record_episodes(policy, "CartPole-v1", tmp_path / f"{episode.seed}.mp4", seeds=[episode.seed],
+                                      overlay=False)
+        assert recorded == replace(episode, index=0), agent
+
+
+def test_epsilon_greedy_draws_per_episode_and_record_agrees(tmp_path):
+    """Atari-style evaluation with epsilon: the random actions belong to the episode's seed, not its wave."""
+    evaluated = evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=9, epsilon=0.3)
+    greedy = evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=9, epsilon=0.0)
+    assert evaluated != greedy  # epsilon does act
+    alone = evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=1, seeds=[evaluated[8].seed], epsilon=0.3)
+    assert alone == [replace(evaluated[8], index=0)]
+    (recorded,) = record_episodes(LeanPolicy(), "CartPole-v1", tmp_path / "e.mp4", seeds=[evaluated[4].seed],
+                                  overlay=False, epsilon=0.3)
+    assert recorded == replace(evaluated[4], index=0)
+
+
+def test_max_steps_cuts_a_recording(tmp_path):
+    (record,) = record_episodes(LeanPolicy(), "CartPole-v1", tmp_path / "short.mp4", max_steps=5, overlay=False)
+    assert record.length == 5
