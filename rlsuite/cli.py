@@ -1,4 +1,4 @@
-"""The `rlsuite` command: list, train, evaluate, record, report, sweep, tune, import-sb3, demo.
+"""The `rlsuite` command: list, train, evaluate, export, record, report, sweep, tune, import-sb3, demo.
 
 Every user-facing error from the layers below is a ValueError subclass with an actionable message;
 this module prints it as one paragraph and exits with code 2, never with a traceback.
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -160,20 +160,26 @@ def evaluate(
     env_kwarg: Annotated[list[str] | None, typer.Option("--env-kwarg", help=_ENV_KWARG_HELP + " A run's own are reused.")] = None,
     torch_threads: Annotated[int, typer.Option("--torch-threads", help=_THREADS_HELP)] = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
+    onnx: Annotated[Path | None, typer.Option(help="A policy file written by `rlsuite export` instead of a run folder "
+                                              "(env: the one it was exported from, unless --env).")] = None,
 ) -> None:
-    """Evaluate a trained run or a baseline with the common protocol (test seeds) and record the results."""
+    """Evaluate a trained run, an exported ONNX policy or a baseline with the common protocol (test seeds) and
+    record the results."""
     from rlsuite.envs.factory import parse_env_kwargs
     from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
     from rlsuite.evaluation.records import strict_json
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
-        if (run_dir is None) == (agent is None):
-            _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+        if sum(x is not None for x in (run_dir, agent, onnx)) != 1:
+            _fail("give a RUN_DIR, or --onnx FILE [--env ENV_ID], or --agent NAME --env ENV_ID (one of them).")
         if torch_threads < 1:
             _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
         with _progress("episodes", total=episodes, enabled=not no_progress) as advance:
-            if run_dir is not None:
+            if onnx is not None:
+                outcome = _evaluate_onnx(onnx, env, env_kwargs, episodes=episodes, deterministic=deterministic, db=db,
+                                         video_dir=video_dir, progress=advance)
+            elif run_dir is not None:
                 outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
                                        db=db, video_dir=video_dir, env_id=env, env_kwargs=env_kwargs,
                                        threads=torch_threads, progress=advance)
@@ -196,6 +202,66 @@ def evaluate(
                   f"{summary['median']:.2f}", f"{summary['iqm']:.2f}", f"{summary['std']:.2f}")
     console.print(table)
     console.print(f"recorded in {db} (evaluation {summary['eval_id']})")
+
+
+def _evaluate_onnx(path: Path, env_id: str | None, env_kwargs: dict[str, str], *, episodes: int, deterministic: bool,
+                   db: Path, video_dir: Path | None, progress: Callable[[int, int | None], None]) -> Any:
+    """`evaluate --onnx FILE`: the exported file, run by onnxruntime, under the common protocol. It is stored as
+    the agent `<agent>-onnx` (e.g. ppo-onnx), run id `onnx:<sha256 of the file>`, with the run's settings."""
+    import hashlib
+
+    from rlsuite.agents.onnx_policy import load_onnx_policy
+    from rlsuite.agents.run import collect_versions
+    from rlsuite.envs.factory import check_env_kwargs
+    from rlsuite.evaluation.evaluate import AgentUnderTest, evaluate_agent
+    from rlsuite.evaluation.records import RunRecord
+
+    policy = load_onnx_policy(path)
+    meta = policy.metadata
+    if not deterministic:
+        _fail("an exported policy acts deterministically (argmax or mean action): drop --stochastic, or evaluate "
+              "the run folder itself for sampled actions.")
+    target = env_id or str(meta["env_id"])
+    kwargs = check_env_kwargs(target, {**dict(meta.get("env_kwargs") or {}), **env_kwargs})
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    settings = dict(meta.get("settings") or {})
+    run = RunRecord(run_id=f"onnx:{digest[:16]}", agent=f"{meta['agent']}-onnx", env_id=str(meta["env_id"]),
+                    seed=settings.get("seed"), status="exported", run_dir=str(path.resolve()), command=_command_line(),
+                    config={**settings, "exported_from": {"run": meta.get("run"), "agent": meta["agent"],
+                                                          "checkpoint": meta.get("checkpoint"), "sha256": digest}},
+                    versions={**collect_versions(), "exported_with_rlsuite": str(meta.get("rlsuite_version"))},
+                    git_commit=meta.get("git_commit"), label=f"{meta['label']}-onnx" if meta.get("label") else None)
+    validation = meta.get("validation_seeds")
+    subject = AgentUnderTest(policy, run, target, str(meta.get("checkpoint")), meta.get("checkpoint_step"), kwargs,
+                             None if validation is None else tuple(int(s) for s in validation))
+    return evaluate_agent(subject, episodes=episodes, deterministic=True, db=db, video_dir=video_dir, threads=None,
+                          progress=progress)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder printed by `rlsuite train`.")],
+    out: Annotated[Path, typer.Option(help="The ONNX file to write, e.g. policy.onnx.")],
+    checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
+    verify_episodes: Annotated[int, typer.Option(help="Episodes of the env in which the file must act as the PyTorch "
+                                                 "policy does before it is written.")] = 4,
+    verify_steps: Annotated[int, typer.Option(help="At most this many verification steps (of 2 sub-envs), for "
+                                              "envs with long episodes.")] = 5_000,
+) -> None:
+    """Export a run's policy to ONNX (raw observation -> env action), verified in onnxruntime against PyTorch."""
+    from rlsuite.agents.export import export_run
+
+    try:
+        which: str | int = int(checkpoint) if checkpoint.isdigit() else checkpoint
+        result = export_run(run_dir, out, checkpoint=which, verify_episodes=verify_episodes,
+                            verify_max_steps=verify_steps)
+    except _user_errors() as err:
+        _fail(str(err))
+    v, meta = result.verification, result.metadata
+    same = "identical actions" if v.max_abs_diff == 0 else f"actions within {v.max_abs_diff:.2g}"
+    err_console.print(f"{meta['agent']} {meta['checkpoint']} (step {meta['checkpoint_step']}) on {meta['env_id']}: "
+                      f"{same} in {v.steps} steps x {v.n_envs} sub-envs ({v.episodes} episodes ended)", highlight=False)
+    print(result.path)
 
 
 @app.command()
