@@ -28,6 +28,7 @@ Commands (the bench extra installs highway-env):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import time
@@ -309,6 +310,9 @@ def main() -> None:
         if name == "all":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
+    if importlib.util.find_spec("highway_env") is None:
+        parser.exit(2, "error: highway-env is not installed; the peers come with the bench extra: "
+                       "pip install -e \".[bench]\"\n")
     if args.command == "all":
         for variant in args.variants:
             for seed in args.seeds:

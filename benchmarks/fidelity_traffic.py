@@ -33,6 +33,7 @@ Commands (the bench extra installs sumo-rl, eclipse-sumo and libsumo):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import tempfile
@@ -297,7 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train-ours")
-    p.add_argument("--scenario", default="single")
+    p.add_argument("--scenario", choices=SCENARIOS, default="single")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("train-sb3")
@@ -308,7 +309,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--episodes", type=int, default=5, help="SUMO seeds per demand")
-        p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
+        p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                        help="scenarios our PPO trains on: the first sets the CPU budget")
         p.add_argument("--multiples", type=float, nargs="+", default=[1.0, 10.0], help="SB3 budgets, x ours")
         p.add_argument("--rows", nargs="+", default=None,
@@ -317,6 +318,10 @@ def main() -> None:
         if name == "all":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
+    missing = [m for m in ("sumo_rl", "sumo", "libsumo") if importlib.util.find_spec(m) is None]
+    if missing:
+        parser.exit(2, f"error: {', '.join(missing)} not installed; the peers come with the bench extra: "
+                       f"pip install -e \".[bench]\"\n")
     if args.command == "all":
         for scenario in args.scenarios:
             for seed in args.seeds:
