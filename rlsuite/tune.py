@@ -55,8 +55,8 @@ from rlsuite.agents.settings import (
     settings_to_dict,
 )
 from rlsuite.envs.factory import reference_score
-from rlsuite.evaluation.evaluate import load_agent, run_protocol
-from rlsuite.evaluation.harness import EVAL_SEED_BASE, evaluate_policy
+from rlsuite.evaluation.evaluate import checkpoint_selection, load_agent, run_protocol
+from rlsuite.evaluation.harness import TEST_SEED_BASE, eval_epsilon, evaluate_policy, validation_seeds
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.stats import iqm, normalize
 from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
@@ -76,25 +76,20 @@ from rlsuite.sweep import _RayBackend as RayBackend
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "PRUNERS", "VALIDATION_SEED_BASE", "Param", "TuneError", "TuneSpec",
+__all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "PRUNERS", "Param", "TuneError", "TuneSpec",
            "TuneSummary", "TuneUnit", "UnitResult", "load_search_space", "load_tune_file", "run_tune", "run_unit",
            "sample_params"]
-
-VALIDATION_SEED_BASE = 500_000
-"""First validation seed. Tuning scores a run on seeds [500_000, 500_000 + episodes): the validation range,
-disjoint from training seeds (small) and from the test seeds the harness and reports use (EVAL_SEED_BASE,
-1_000_000 onwards), so the configuration chosen here is never chosen on the episodes it is reported on."""
 
 CONFIRM_SEED_BASE = 10_000
 """First training seed of the confirm stage: tuning trains on seeds 0 .. K-1, confirmation on fresh ones."""
 
 SEARCH_SPACE_DIR = Path(__file__).parent / "search_spaces"
 PRUNERS = ("median", "halving", "none")
-OBJECTIVES = {"return": "maximize", "cpu_seconds": "minimize"}
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {"return": "maximize", "cpu_seconds": "minimize"}
 """Built-in objectives; `metric:NAME:max` or `metric:NAME:min` names an env metric (e.g. metric:crashed:min)."""
 PROTOCOL_SETTINGS = ("eval_every=0", "tensorboard=false")
-"""Set on every tuning and confirm run: no periodic evaluation (it would read the test seeds and costs
-time; the last checkpoint is evaluated), no TensorBoard files. Never written back."""
+"""Set on every tuning and confirm run: no periodic evaluation (it costs time, and the last checkpoint is
+what is evaluated), no TensorBoard files. Never written back."""
 _NOT_WRITTEN_BACK = ("seed", "env_id", "eval_every", "eval_episodes", "tensorboard", "checkpoint_every")
 _POLL_S = 0.5
 
@@ -290,7 +285,7 @@ class TuneSpec:
                                 f"knows none for {', '.join(missing)}; tune those envs one at a time.")
 
 
-def objective_direction(objective: str) -> str:
+def objective_direction(objective: str) -> Literal["maximize", "minimize"]:
     """'maximize' or 'minimize' for an objective name; TuneError for an unknown one."""
     if objective in OBJECTIVES:
         return OBJECTIVES[objective]
@@ -393,9 +388,14 @@ def run_unit(unit: TuneUnit) -> UnitResult:
         preset = str(subject.run.config.get("env_preset") or "")
         env_kwargs: dict[str, Any] = {"preset": preset} if preset else {}
         env_kwargs.update(subject.env_kwargs)
+        epsilon = eval_epsilon(subject.env_id)
         episodes = evaluate_policy(subject.policy, subject.env_id, episodes=len(unit.validation_seeds),
-                                   seeds=unit.validation_seeds, deterministic=trial.deterministic, env_kwargs=env_kwargs)
-        protocol: dict[str, Any] = {"vectorization": "sync", "split": "validation"}
+                                   seeds=unit.validation_seeds, deterministic=trial.deterministic, env_kwargs=env_kwargs,
+                                   epsilon=epsilon, threads=1)
+        protocol: dict[str, Any] = {"vectorization": "sync", "split": "validation",
+                                    "checkpoint_selection": checkpoint_selection(subject)}
+        if epsilon > 0:
+            protocol["epsilon"] = epsilon
         if subject.env_kwargs:
             protocol["env_kwargs"] = dict(subject.env_kwargs)
         validation = EvaluationRecord(run_id=trial.run_id, agent=trial.agent, env_id=subject.env_id,
@@ -523,9 +523,7 @@ def _defaults_params(spec: TuneSpec, env_id: str) -> dict[str, Any] | None:
     if env_id not in mapping:
         return None
     settings_cls = agent_module(spec.agent).Settings
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                for f in dataclasses.fields(settings_cls)}
-    untuned = {**settings_to_dict(settings_cls(**defaults)), **(mapping.get("default") or {})}
+    untuned = {**settings_to_dict(settings_cls()), **(mapping.get("default") or {})}  # every field has a default
     base = _base_settings(spec, env_id)
     fixed = parse_set_args(spec.set_args)
     changed = {k: v for k, v in untuned.items() if k not in (*_NOT_WRITTEN_BACK, "total_steps", *fixed)
@@ -564,7 +562,7 @@ def study_name(spec: TuneSpec, space: Mapping[str, Param]) -> str:
     bases = {env: _base_settings(spec, env) for env in spec.envs}
     text = json.dumps({"agent": spec.agent, "envs": spec.envs, "seeds": spec.seeds, "objectives": spec.objectives,
                        "pruner": spec.pruner, "episodes": spec.episodes, "sampler_seed": spec.sampler_seed,
-                       "validation_seed_base": VALIDATION_SEED_BASE, "bases": bases,
+                       "validation_seeds": validation_seeds(1), "bases": bases,
                        "space": [dataclasses.asdict(p) for p in space.values()]},
                       sort_keys=True, separators=(",", ":"), default=str)
     envs = "+".join(env.replace("/", "_") for env in spec.envs)
@@ -626,7 +624,7 @@ def _recorded(db: Path) -> tuple[dict[str, dict[str, _Evaluated]], dict[str, Run
     with ResultsStore(db, create=False) as store:
         for evaluation in store.evaluations():
             split = "validation" if evaluation.protocol.get("split") == "validation" else "test"
-            if split == "test" and evaluation.seeds[:1] != (EVAL_SEED_BASE,):
+            if split == "test" and evaluation.seeds[:1] != (TEST_SEED_BASE,):
                 continue
             assert evaluation.eval_id is not None
             found.setdefault(evaluation.run_id, {})[split] = (evaluation, store.episodes(evaluation.eval_id))
@@ -802,7 +800,8 @@ def _describe(error: BaseException) -> str:
 
     if isinstance(error, BrokenProcessPool):
         return "the worker process died (killed, or out of memory) while running the unit"
-    return f"{type(error).__name__}: {error}"
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"  # Ray's: a traceback, the exception last
 
 
 def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = None,
@@ -823,7 +822,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
     with _study_lock(spec.out):
         study = _open_study(spec, name)
         scorer = _Scorer(spec.envs, spec.objectives)
-        validation_seeds = tuple(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + spec.episodes))
+        validation = tuple(validation_seeds(spec.episodes))
         single = len(spec.objectives) == 1
         with ResultsStore(spec.db) as store:
             driver = _Driver(spec, store, console, task)
@@ -847,7 +846,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                     params = sample_params(trial, space)
                     trial.set_user_attr("settings", params)
                     try:
-                        rungs = _units(spec, params, range(spec.seeds), False, validation_seeds)
+                        rungs = _units(spec, params, range(spec.seeds), False, validation)
                     except (ConfigError, SweepError) as err:  # a combination the settings refuse: not run
                         trial.set_user_attr("error", str(err))
                         study.tell(trial, state=_state("FAIL"))
@@ -886,7 +885,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                 states = [t.state.name for t in study.trials]
                 summary.trials, summary.complete = len(states), states.count("COMPLETE")
                 summary.pruned, summary.failed = states.count("PRUNED"), states.count("FAIL")
-                confirm = _confirm(spec, study, driver, scorer, validation_seeds, console) \
+                confirm = _confirm(spec, study, driver, scorer, validation, console) \
                     if spec.confirm_top > 0 and summary.complete > 0 else None
                 if confirm is None and spec.confirm_top > 0 and summary.complete > 0:
                     summary.interrupted = True
@@ -896,10 +895,10 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
         if summary.interrupted:
             summary.seconds = time.monotonic() - started
             return summary
-        best_file = _write_back(spec, name, confirm, validation_seeds) if confirm else None
+        best_file = _write_back(spec, name, confirm, validation) if confirm else None
         summary.best_file = best_file
-        data = _report_data(spec, study, name, scorer, confirm, best_file, command, validation_seeds)
-        (spec.out / "tune.json").write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+        data = _report_data(spec, study, name, scorer, confirm, best_file, command, validation)
+        _write_atomic(spec.out / "tune.json", json.dumps(data, indent=1, default=str))
         summary.report = write_tune_report(data, spec.out / "report")
     summary.seconds = time.monotonic() - started
     return summary
@@ -987,6 +986,17 @@ def _confirmed_text(spec: TuneSpec, row: ConfirmRow) -> str:
     return f"{point:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _verdict(spec: TuneSpec, winner: ConfirmRow, preset: ConfirmRow) -> str:
+    """Whether the winner's test return beats the preset's, and whether the intervals say so."""
+    from rlsuite.evaluation.tune_report import confirm_interval
+
+    w, w_low, w_high = confirm_interval(winner.test, spec.envs)
+    p, p_low, p_high = confirm_interval(preset.test, spec.envs)
+    better = "above" if w > p else "not above"
+    overlap = "the intervals overlap" if w_low <= p_high and p_low <= w_high else "the intervals do not overlap"
+    return f"The winner's test IQM is {better} the preset's; {overlap}."
+
+
 def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
                 validation_seeds: tuple[int, ...]) -> Path | None:
     """best.yaml: one block per env with only the fields the winner changes, commented with the study and its
@@ -998,11 +1008,13 @@ def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
     lines = [f"# rlsuite tune study {name}: {spec.trials} trials x {spec.seeds} seeds x "
              f"{spec.steps or 'preset'} steps, validation seeds {validation_seeds[0]}-{validation_seeds[-1]}.",
              f"# Winner {winner.label} (best confirm-stage validation score). Confirmed on fresh training seeds "
-             f"{winner.seeds[0]}-{winner.seeds[-1]}, test seeds {EVAL_SEED_BASE}-{EVAL_SEED_BASE + spec.episodes - 1}:",
+             f"{winner.seeds[0]}-{winner.seeds[-1]}, test seeds {TEST_SEED_BASE}-{TEST_SEED_BASE + spec.episodes - 1}:",
              f"#   IQM {_confirmed_text(spec, winner)}"
              + (f"; the preset: IQM {_confirmed_text(spec, preset)}" if preset is not None else "")
              + (" (normalised scores)" if len(spec.envs) > 1 else " (returns)") + ", 95% bootstrap CI.",
              f"# Load: rlsuite train --agent {spec.agent} --env {spec.envs[0]} --config best.yaml"]
+    if preset is not None and spec.objectives[0] == "return":
+        lines.insert(3, f"#   {_verdict(spec, winner, preset)}")
     blocks: dict[str, dict[str, Any]] = {}
     for env_id in spec.envs:
         base = _base_settings(spec, env_id)
@@ -1012,8 +1024,12 @@ def _write_back(spec: TuneSpec, name: str, rows: Sequence[ConfirmRow],
             changed["total_steps"] = spec.steps  # the budget it was tuned for
         blocks[env_id] = changed
     text = "\n".join(lines) + "\n" + yaml.safe_dump(blocks, sort_keys=False, default_flow_style=False)
-    path = spec.out / "best.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
+    return _write_atomic(spec.out / "best.yaml", text)
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
@@ -1060,7 +1076,7 @@ def _report_data(spec: TuneSpec, study: optuna.Study, name: str, scorer: _Scorer
         "seeds": spec.seeds, "steps": spec.steps, "episodes": spec.episodes, "pruner": spec.pruner,
         "objectives": [{"name": o, "direction": objective_direction(o)} for o in spec.objectives],
         "normalised": scorer.normalised, "validation_seeds": [validation_seeds[0], validation_seeds[-1]],
-        "test_seeds": [EVAL_SEED_BASE, EVAL_SEED_BASE + spec.episodes - 1], "trials": trials,
+        "test_seeds": [TEST_SEED_BASE, TEST_SEED_BASE + spec.episodes - 1], "trials": trials,
         "importances": importances, "pareto": pareto,
         "confirm": [dataclasses.asdict(r) for r in rows or []],
         "winner": winner.label if winner else None, "best_file": str(best_file) if best_file else None,

@@ -21,13 +21,13 @@ from test_cli import assert_user_error, rlsuite
 
 from rlsuite.agents.registry import agent_module
 from rlsuite.agents.settings import coerce_field
+from rlsuite.evaluation.harness import TEST_SEED_BASE, VALIDATION_SEED_BASE
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.stats import iqm
 from rlsuite.evaluation.store import ResultsStore
 from rlsuite.train import prepare_settings
 from rlsuite.tune import (
     SEARCH_SPACE_DIR,
-    VALIDATION_SEED_BASE,
     TuneError,
     TuneSpec,
     TuneUnit,
@@ -325,7 +325,7 @@ def test_write_back_loads_with_config(tmp_path):
     with ResultsStore(s.db, create=False) as store:
         splits = [e.protocol.get("split", "test") for e in store.evaluations()]
         seeds = {e.seeds[0] for e in store.evaluations()}
-    assert splits.count("test") == 3 and seeds == {VALIDATION_SEED_BASE, 1_000_000}  # winner, preset, defaults
+    assert splits.count("test") == 3 and seeds == {VALIDATION_SEED_BASE, TEST_SEED_BASE}  # winner, preset, defaults
     assert math.isfinite(winner["cpu_seconds"]) and winner["cpu_seconds"] > 0
 
 
@@ -335,7 +335,9 @@ def test_ray_backend_on_local_ray(tmp_path, unit_log):
     ray = pytest.importorskip("ray")
     local = spec(tmp_path / "local", trials=3, seeds=2, pruner="none")
     run_tune(local, task=fake_unit)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    tests = str(Path(__file__).parent)  # Ray's workers import fake_unit from this module
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": tests, LOG_ENV: os.environ[LOG_ENV]}})
     try:
         remote = spec(tmp_path / "ray", trials=3, seeds=2, pruner="none", backend="ray", workers=2)
         summary = run_tune(remote, task=fake_unit)
