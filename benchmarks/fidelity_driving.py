@@ -1,0 +1,332 @@
+"""Fidelity, driving: policies trained in rlsuite's Highway, evaluated in highway-env's highway-fast-v0.
+
+Every row is evaluated the same way: `highway-fast-v0` with its default configuration (3 lanes, 20
+vehicles, 5 Hz simulation, 1 Hz decisions, 30 s episodes, ego-only collisions), environment seeds
+1000+i, greedy actions. Metrics: crash rate, mean ego speed (m/s, averaged over the decisions of an
+episode, then over episodes) and return (highway-env's normalised reward, summed).
+
+Rows:
+- `highway-idm`, `highway-mobil`: rlsuite's rule-based drivers acting through the adapter
+  (benchmarks/fidelity/highway_adapter.py: our kinematics observation computed from highway-env's
+  vehicles; the five meta-actions are the same, so actions pass unchanged).
+- `ppo rlsuite (<variant>)`: rlsuite's PPO preset for `rlsuite/Highway-v0` trained in our env (the
+  shipped defaults, or an ablation variant through env kwargs), acting through the adapter.
+- `sb3-ppo highway-env (1x)`: SB3 PPO trained in highway-fast-v0 itself with highway-env's own recipe
+  (scripts/sb3_highway_ppo.py: 256x256 MLP, batch 64, 10 epochs, lr 5e-4, gamma 0.8, 768 steps per
+  update) for the CPU seconds our training took (one env: the machine is shared).
+
+Trained rows: one run per seed, a seed's score is its mean over the evaluation episodes; IQM and a 95%
+stratified-bootstrap CI over seeds (rlsuite.evaluation.stats). Rule-based rows: IQM and CI over episodes.
+
+Commands (the bench extra installs highway-env):
+    python benchmarks/fidelity_driving.py all --seeds 0 1 2 --out runs/fidelity_driving      # everything
+    python benchmarks/fidelity_driving.py train-ours --variant default --seed 0 --out DIR
+    python benchmarks/fidelity_driving.py train-sb3 --seed 0 --budgets 300 --out DIR
+    python benchmarks/fidelity_driving.py table --out DIR --episodes 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from fidelity.budget import CpuBudgetSnapshots
+
+ENV_ID = "rlsuite/Highway-v0"
+PEER_ID = "highway-fast-v0"
+# Env kwargs of each variant of our env the PPO preset trains on: the shipped defaults, and highway-fast-v0's
+# settings where ours differ (collision rule, politeness of the traffic), one at a time and together.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "ego-collisions": {"collision_scope": "controlled"},
+    "zero-politeness": {"politeness_range": (0.0, 0.0)},
+    "highway-fast": {"collision_scope": "controlled", "politeness_range": (0.0, 0.0)},
+}
+SB3_PPO = {"n_steps": 768, "batch_size": 64, "n_epochs": 10, "learning_rate": 5e-4, "gamma": 0.8}
+SB3_POLICY_KWARGS: dict[str, Any] = {"net_arch": {"pi": [256, 256], "vf": [256, 256]}}
+
+
+def make_peer(**config: Any) -> gym.Env:
+    import highway_env  # noqa: F401  (registers highway-env's ids)
+
+    return gym.make(PEER_ID, config=config) if config else gym.make(PEER_ID)
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+def train_ours(variant: str, seed: int, out: Path) -> Path:
+    """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs; the run folder, with its CPU seconds."""
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import settings_to_dict
+    from rlsuite.train import prepare_settings, run_training
+
+    torch.set_num_threads(1)
+    settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": seed, "tensorboard": False},
+                                env_kwargs=VARIANTS[variant])
+    run = RunFolder.create(out / "ours" / variant, agent="ppo", env_id=ENV_ID, seed=seed,
+                           settings=settings_to_dict(settings), command="benchmarks/fidelity_driving.py train-ours",
+                           device="cpu")
+    cpu = time.process_time()
+    result = run_training("ppo", settings, run, show_progress=False)  # Ctrl-C: stops, checkpoints, returns
+    cpu = time.process_time() - cpu
+    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": result.final_step,
+                                                          "status": result.status}))
+    print(f"ours {variant} seed {seed}: {result.final_step} steps ({result.status}), {cpu:.1f} CPU s ({run.path})", flush=True)
+    return run.path
+
+
+def train_sb3(seed: int, budgets: list[float], out: Path) -> None:
+    """SB3 PPO in highway-fast-v0 until the largest budget of process CPU seconds, with a snapshot at each."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    torch.set_num_threads(1)
+    start = time.process_time()
+    vec = DummyVecEnv([make_peer])
+    model = PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, policy_kwargs=SB3_POLICY_KWARGS, **SB3_PPO)
+    model.learn(total_timesteps=10**9, callback=CpuBudgetSnapshots(budgets, out / "sb3" / f"seed{seed}", start))
+    vec.close()
+    print(f"sb3 seed {seed}: {model.num_timesteps} steps in {time.process_time() - start:.0f} CPU s", flush=True)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+
+METRICS = ("crashed", "speed", "return")
+Scores = dict[str, np.ndarray]  # metric -> (runs, 1) means over a run's evaluation episodes
+Actor = Any  # (obs, episode_start) -> action
+
+
+def eval_seeds(episodes: int) -> list[int]:
+    return [1000 + i for i in range(episodes)]
+
+
+def run_episode(env: gym.Env, act: Actor, seed: int) -> dict[str, float]:
+    """One episode: crashed at the end (0/1), mean ego speed over the decisions, return."""
+    obs, _ = env.reset(seed=seed)
+    total, speeds, done, start = 0.0, [], False, True
+    info: dict[str, Any] = {}
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(act(obs, start))
+        start = False
+        total += float(reward)
+        speeds.append(float(info["speed"]))
+        done = terminated or truncated
+    return {"crashed": float(info["crashed"]), "speed": float(np.mean(speeds)), "return": total}
+
+
+def ours_actor(policy: Any) -> Actor:
+    """A batched rlsuite policy acting on one observation."""
+    return lambda obs, start: int(np.asarray(policy.act(obs[None], np.array([start]), deterministic=True)).reshape(-1)[0])
+
+
+def episodes_in_peer(act: Actor, episodes: int, adapter: bool = True, order: str = "euclidean") -> list[dict[str, float]]:
+    """Episodes in highway-fast-v0: through our observation (`adapter`) or highway-env's own."""
+    from fidelity.highway_adapter import OursInHighwayEnv
+
+    env = make_peer()
+    if adapter:
+        env = OursInHighwayEnv(env, order=order)
+    try:
+        return [run_episode(env, act, seed) for seed in eval_seeds(episodes)]
+    finally:
+        env.close()
+
+
+def episodes_in_ours(act: Actor, episodes: int, env_kwargs: dict[str, Any]) -> list[dict[str, float]]:
+    """Episodes in our env (single env) with `env_kwargs`, same seeds."""
+    from rlsuite.envs import make_env
+
+    env = make_env(ENV_ID, **env_kwargs)
+    try:
+        return [run_episode(env, act, seed) for seed in eval_seeds(episodes)]
+    finally:
+        env.close()
+
+
+def _scores(per_run: list[list[dict[str, float]]]) -> Scores:
+    return {m: np.array([[np.mean([ep[m] for ep in run])] for run in per_run]) for m in METRICS}
+
+
+def _runs(out: Path, variant: str) -> list[Path]:
+    return sorted(p for p in (out / "ours" / variant).glob("*") if (p / "cpu_seconds.json").exists())
+
+
+def _cell(matrix: np.ndarray, scale: float = 1.0, digits: int = 2) -> str:
+    """IQM [95% CI] of a (runs, 1) matrix (stratified bootstrap over runs)."""
+    from rlsuite.evaluation import stats
+
+    point, low, high = (scale * v for v in stats.stratified_bootstrap_ci(matrix, stats.iqm, reps=2000, seed=0))
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+Row = dict[str, tuple[Scores, str]]  # row name -> (scores, what its training cost)
+
+
+def row_keys(variants: list[str], ablate: bool) -> list[str]:
+    """The tables' rows, in order, by key: `rules`, `ours:<variant>`, `sb3`, then the ablation's two."""
+    return ["rules", *(f"ours:{v}" for v in variants), "sb3", *(["ablation", "ablation-order"] if ablate else [])]
+
+
+def our_budget(out: Path, variant: str) -> float:
+    """Mean CPU seconds of our training runs of `variant`: the SB3 budget."""
+    runs = _runs(out, variant)
+    if not runs:
+        raise SystemExit(f"No runs of ours for variant {variant} under {out}/ours: run train-ours first.")
+    return float(np.mean([json.loads((r / "cpu_seconds.json").read_text())["cpu_s"] for r in runs]))
+
+
+def evaluate_row(key: str, out: Path, episodes: int, first_variant: str) -> Row:
+    """Evaluate one row key; {} when it has nothing to evaluate yet."""
+    from rlsuite.agents.registry import load_policy, make_baseline
+    from rlsuite.envs import make_env
+
+    if key == "rules":
+        rows: Row = {}
+        for name in ("highway-idm", "highway-mobil"):
+            eps = episodes_in_peer(ours_actor(make_baseline(name, make_env(ENV_ID))), episodes)
+            rows[f"{name} (rlsuite, via adapter)"] = (_scores([[ep] for ep in eps]), f"- ({episodes} episodes)")
+        return rows
+    if key == "sb3":
+        found = sb3_scores(out, our_budget(out, first_variant), episodes)
+        if found is None:
+            return {}
+        scores, cpu, steps = found
+        return {"sb3-ppo highway-env, 1x CPU": (scores, f"{np.mean(cpu):.0f} CPU s, {np.mean(steps):.0f} steps "
+                                                        f"({len(cpu)} seeds)")}
+    variant = key.partition(":")[2] or first_variant
+    runs = _runs(out, variant)
+    if not runs:
+        return {}
+    loaded = [load_policy(run, "last") for run in runs]
+    if key.startswith("ablation"):
+        return _ablation([p.policy for p in loaded], variant, episodes, in_peer=key == "ablation-order")
+    cpu = [json.loads((run / "cpu_seconds.json").read_text())["cpu_s"] for run in runs]
+    per_run = [episodes_in_peer(ours_actor(p.policy), episodes) for p in loaded]
+    steps = np.mean([p.step for p in loaded])
+    return {f"ppo rlsuite, {variant}": (_scores(per_run), f"{np.mean(cpu):.0f} CPU s, {steps:.0f} steps ({len(runs)} seeds)")}
+
+
+def table(out: Path, episodes: int, variants: list[str], ablate: bool, only: list[str] | None) -> None:
+    """Evaluate the rows not yet evaluated (or just `only`), caching each under out/eval/, then print the
+    Markdown tables of every cached row (and write them as JSON beside the runs)."""
+    torch.set_num_threads(1)
+    cache = out / "eval"
+    cache.mkdir(parents=True, exist_ok=True)
+    keys = row_keys(variants, ablate)
+    for key in only or keys:
+        path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
+        if path.exists():
+            continue
+        rows = evaluate_row(key, out, episodes, variants[0])
+        if not rows:
+            print(f"({key}: nothing to evaluate under {out}; skipped)")
+            continue
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({n: {"training": t, **{m: v.tolist() for m, v in sc.items()}}
+                                   for n, (sc, t) in rows.items()}))
+        tmp.replace(path)
+    if only:
+        return
+    record: dict[str, Any] = {}
+    tables: dict[bool, Row] = {False: {}, True: {}}
+    for key in keys:
+        path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
+        for name, row in (json.loads(path.read_text()) if path.exists() else {}).items():
+            tables[key.startswith("ablation")][name] = ({m: np.asarray(row[m]) for m in METRICS}, row["training"])
+            record[name] = row
+    _print(f"highway-fast-v0 (highway-env), {episodes} episodes (seeds 1000+) per run; IQM [95% CI] over runs", tables[False])
+    if tables[True]:
+        _print(f"Ablation: PPO trained on {variants[0]}, evaluated under each difference ({episodes} episodes per run)",
+               tables[True])
+    (out / "table.json").write_text(json.dumps({"episodes": episodes, "rows": record}, indent=1))
+
+
+def _print(title: str, rows: Row) -> None:
+    print(f"\n{title}\n\n| policy | evaluated with / trained | crash rate (%) | mean speed (m/s) | return |\n"
+          f"| --- | --- | ---: | ---: | ---: |")
+    for name, (s, training) in rows.items():
+        print(f"| {name} | {training} | {_cell(s['crashed'], 100.0, 1)} | {_cell(s['speed'])} | {_cell(s['return'])} |")
+
+
+def _ablation(policies: list[Any], variant: str, episodes: int, in_peer: bool) -> Row:
+    """The same trained policies under each modelling difference: in our env with highway-fast-v0's
+    settings one at a time, or (`in_peer`) in highway-env with highway-env's ranking of the observed vehicles."""
+    if in_peer:
+        return {"highway-env, vehicles ranked by longitudinal distance": (
+            _scores([episodes_in_peer(ours_actor(p), episodes, order="longitudinal") for p in policies]), variant)}
+    return {f"our env, {name}": (_scores([episodes_in_ours(ours_actor(p), episodes, kwargs) for p in policies]), variant)
+            for name, kwargs in VARIANTS.items()}
+
+
+def sb3_scores(out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[float], list[int]] | None:
+    """SB3 snapshots nearest `budget_s` CPU seconds, evaluated on highway-env's own observation."""
+    from fidelity.budget import greedy, load_sb3_actor
+
+    env = make_peer()
+    spaces = env.observation_space, env.action_space
+    env.close()
+    per_run, cpu, steps = [], [], []
+    for folder in sorted((out / "sb3").glob("seed*")):
+        snaps = sorted((float(p.stem.removeprefix("cpu_")), p.with_suffix("")) for p in folder.glob("cpu_*.json"))
+        if not snaps or snaps[-1][0] < budget_s - 30.0:  # not trained that far (snapshots every 30 CPU s)
+            continue
+        stem = min(snaps, key=lambda s: abs(s[0] - budget_s))[1]  # the snapshot nearest the budget
+        policy, meta = load_sb3_actor(stem, *spaces, policy_kwargs=SB3_POLICY_KWARGS)
+        per_run.append(episodes_in_peer(lambda obs, start, policy=policy: greedy(policy, obs), episodes, adapter=False))
+        cpu.append(meta["cpu_s"])
+        steps.append(meta["steps"])
+    return (_scores(per_run), cpu, steps) if per_run else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train-ours")
+    p.add_argument("--variant", choices=sorted(VARIANTS), default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("train-sb3")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budgets", type=float, nargs="+", required=True, help="process CPU seconds of each snapshot")
+    p.add_argument("--out", type=Path, required=True)
+    for name in ("table", "all"):
+        p = sub.add_parser(name)
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
+        p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"],
+                       help="variants our PPO trains on: the first sets the CPU budget and is ablated")
+        p.add_argument("--no-ablation", action="store_true")
+        p.add_argument("--rows", nargs="+", default=None,
+                       help="evaluate only these row keys (rules, ours:<variant>, sb3, ablation, ablation-order) and exit; "
+                            "separate processes can share the work, a last `table` prints everything")
+        if name == "all":
+            p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    if importlib.util.find_spec("highway_env") is None:
+        parser.exit(2, "error: highway-env is not installed; the peers come with the bench extra: "
+                       "pip install -e \".[bench]\"\n")
+    if args.command == "all":
+        for variant in args.variants:
+            for seed in args.seeds:
+                train_ours(variant, seed, args.out)
+        cpu = our_budget(args.out, args.variants[0])
+        for seed in args.seeds:
+            train_sb3(seed, [math.ceil(cpu)], args.out)
+    if args.command in ("table", "all"):
+        table(args.out, args.episodes, args.variants, not args.no_ablation, getattr(args, "rows", None))
+    elif args.command == "train-ours":
+        train_ours(args.variant, args.seed, args.out)
+    elif args.command == "train-sb3":
+        train_sb3(args.seed, args.budgets, args.out)
+
+
+if __name__ == "__main__":
+    main()
