@@ -45,15 +45,15 @@ AGENTS: dict[str, AgentSpec] = {
     for spec in (
         AgentSpec("ppo", "Proximal Policy Optimization: clipped surrogate, GAE, optional LSTM (hand-written)", "rlsuite.agents.ppo"),
         AgentSpec("random", "Uniform random actions: the score that normalises to 0", None),
-        # --- DQN family (issue 4) ---
+        # --- DQN family ---
         AgentSpec("dqn", "Deep Q-Network: double, dueling, prioritised replay, n-step, optional LSTM (DRQN) (hand-written)",
                   "rlsuite.agents.dqn"),
 
-        # --- policy-gradient family (issue 4) ---
+        # --- policy-gradient family ---
         AgentSpec("a2c", "Synchronous advantage actor-critic: n-step returns or GAE, RMSprop, optional LSTM (hand-written)", "rlsuite.agents.a2c"),
         AgentSpec("reinforce", "REINFORCE: Monte Carlo reward-to-go over complete episodes, learned value baseline (hand-written)", "rlsuite.agents.reinforce"),
 
-        # --- Stable-Baselines3 (issue 5) ---
+        # --- Stable-Baselines3 ---
         AgentSpec("sb3-ppo", "Stable-Baselines3 PPO on our encoders (safe checkpoints, our harness)", "rlsuite.agents.sb3:ppo"),
         AgentSpec("sb3-a2c", "Stable-Baselines3 A2C on our encoders", "rlsuite.agents.sb3:a2c"),
         AgentSpec("sb3-dqn", "Stable-Baselines3 DQN on our encoders (Discrete actions)", "rlsuite.agents.sb3:dqn"),
@@ -62,13 +62,13 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("sb3-recurrent-ppo", "sb3-contrib RecurrentPPO (LSTM) on our encoders", "rlsuite.agents.sb3:recurrent_ppo"),
         AgentSpec("sb3-qrdqn", "sb3-contrib QR-DQN on our encoders (Discrete actions)", "rlsuite.agents.sb3:qrdqn"),
 
-        # --- driving baselines (issue 6) ---
+        # --- driving baselines ---
         AgentSpec("highway-idm", "Highway ego that keeps its lane, speed set by IDM (the reference score)", None,
                   controller="rlsuite.envs.highway:IDMController", env_prefixes=("rlsuite/Highway", "rlsuite/Merge")),
         AgentSpec("highway-mobil", "Highway ego with IDM speed and MOBIL lane changes with a keep-right bias", None,
                   controller="rlsuite.envs.highway:MOBILController", env_prefixes=("rlsuite/Highway", "rlsuite/Merge")),
 
-        # --- traffic controllers (issue 7) ---
+        # --- traffic controllers ---
         AgentSpec("fixed-time", "Fixed-time signals, Webster cycle and splits from the scenario's demand", None,
                   controller="rlsuite.envs.traffic:FixedTimeController", env_prefixes=("rlsuite/Traffic",)),
         AgentSpec("max-pressure", "Max-pressure signal control (Varaiya 2013)", None,
@@ -76,7 +76,7 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec("actuated", "Actuated signals: extend green until its queues clear (gap-out), max green", None,
                   controller="rlsuite.envs.traffic:ActuatedController", env_prefixes=("rlsuite/Traffic",)),
 
-        # --- robot-arm baselines (issue 8) ---
+        # --- robot-arm baselines ---
         AgentSpec("reacher_pd", "Reacher's scripted baseline: inverse kinematics, then computed-torque PD", None,
                   controller="rlsuite.envs.reacher:ReacherPDController",
                   env_prefixes=("rlsuite/Reacher-", "rlsuite/Reacher3Link-", "rlsuite/ReacherGoal-")),

@@ -5,7 +5,7 @@ batches PPO sees. Timed, in one process with the contestants alternating (A B C 
 - rollout: 64 forward passes without gradients over the 16 envs' audio (one per env step);
 - update: 4 minibatches of 256 rows drawn from the rollout, forward and backward (one PPO epoch).
 
-Contestants: `before` = the session-2 encoder (64 conv channels, LSTM 128, time stride 2) running every
+Contestants: `before` = the full-rate encoder (64 conv channels, LSTM 128, time stride 2) running every
 row (`SequenceEncoder.encode`); `dedup` = the same network through `forward` (each distinct row once,
 unchanged rows reused without gradients); `default` = today's default encoder (32 channels, LSTM 64,
 stride 4) through `forward`.

@@ -1,5 +1,5 @@
 """`--env-kwarg key=value` on `rlsuite train` and `rlsuite evaluate`: checked against the env's constructor,
-typed by its annotations, stored in the run manifest and reused when the run is evaluated (issue 7)."""
+typed by its annotations, stored in the run manifest and reused when the run is evaluated."""
 
 from __future__ import annotations
 
