@@ -219,7 +219,7 @@ def record(
 ) -> None:
     """Render evaluation episodes (the same episodes `evaluate` measures for their seeds) to an H.264 MP4,
     with step, action, reward and return in a band above the picture."""
-    from rlsuite.evaluation.evaluate import attach_recording, load_agent
+    from rlsuite.evaluation.evaluate import attach_recording, check_database, load_agent
     from rlsuite.evaluation.video import record_episodes
 
     try:
@@ -227,6 +227,7 @@ def record(
             _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
         if torch_threads < 1:
             _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
+        check_database(db)  # a foreign or newer --db is refused before any work
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
         preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
