@@ -2,7 +2,7 @@
 
 One gradient step per short rollout of `n_steps` x `n_envs` transitions. The order is CleanRL's:
 settings, then the loop (rollout, returns, update, logging); the network (ActorCritic from
-agents/onpolicy.py, on the shared backbone), rollout storage and run-folder plumbing are imported.
+agents/actor_critic.py, on the shared backbone), rollout storage and run-folder plumbing are imported.
 
 Returns, switched by `advantage`:
 - "nstep" (the classic A2C, SB3's default gae_lambda=1): R_t = r_t + gamma r_{t+1} + ... + gamma^k V(s_{t+k}),
@@ -22,37 +22,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 
-from rlsuite.agents.interface import TrainContext, TrainResult
-from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
-from rlsuite.agents.onpolicy import (
+from rlsuite.agents import fast
+from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
     ActorCriticSettings,
+    check_actor_critic_spaces,
+    load_actor_critic_policy,
+)
+from rlsuite.agents.interface import TrainContext, TrainResult
+from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
+from rlsuite.agents.rollout import (
     Array,
-    HandGradMLP,
     Rollout,
     RolloutCollector,
-    TrainingRun,
-    check_actor_critic_spaces,
     compute_gae,
     discounted_returns,
     explained_variance,
-    load_actor_critic_policy,
     masked_mean,
     normalize_advantages,
 )
-from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
 from rlsuite.agents.tensors import flatten_obs, resolve_device
+from rlsuite.agents.training_run import TrainingRun
 from rlsuite.envs import make_vec_env
-from rlsuite.policies import GaussianHead
-from rlsuite.policies.heads import GaussianDist
 
 AGENT_NAME = "a2c"
 
@@ -92,8 +92,6 @@ class A2CSettings(ActorCriticSettings):
 
     def validate(self) -> None:
         super().validate()
-        self.require(self.aux_label_key is None, "aux_label_key", "must be unset: the auxiliary label loss is PPO's "
-                     "(--agent ppo); A2C would build a head it never trains")
         self.require(self.n_steps >= 1, "n_steps", "must be >= 1")
         self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
         self.require(0.0 <= self.gamma <= 1.0, "gamma", "must lie in [0, 1]")
@@ -143,52 +141,6 @@ def a2c_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, advantages: 
     return pg_loss - ent_coef * entropy + vf_coef * v_loss, pg_loss, v_loss, entropy
 
 
-def a2c_loss_grads(head_out: torch.Tensor, value: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
-                   returns: torch.Tensor, valid: torch.Tensor, vf_coef: float, ent_coef: float,
-                   gaussian: GaussianHead | None = None, all_terms: bool = True
-                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A2C's loss with its gradient written out (no autograd graph), for HandGradMLP: the same loss as `a2c_loss`,
-    pg_loss - ent_coef * entropy + vf_coef * v_loss, each a mean over the valid rows.
-
-    `head_out` is the Categorical logits (B, n), or the Gaussian means (B, A) of the `gaussian` head.
-    Returns (terms, dL/dhead_out, dL/dvalue (B,), dL/dlog_std (A,) or None); with `all_terms` the terms hold
-    pg_loss, v_loss and entropy (only logged every log_interval updates, so the loop skips them otherwise).
-    A reset row has weight 0: w_i = valid_i / max(sum valid, 1) turns every masked mean into sum_i w_i x_i."""
-    weight = valid / valid.sum().clamp(min=1.0)  # (B,)
-    grad_logp = -advantages * weight  # (B,) dL/dlogp
-    entropy: torch.Tensor | None = None
-    grad_log_std: torch.Tensor | None = None
-    if gaussian is None:
-        logp_all = head_out.log_softmax(-1)  # (B, n)
-        probs = logp_all.exp()  # (B, n)
-        logp = logp_all.gather(-1, actions.long()[:, None]).squeeze(-1)  # (B,)
-        # dlogp/dz = onehot(a) - softmax
-        grad_head = (probs * -grad_logp[:, None]).scatter_add_(-1, actions.long()[:, None], grad_logp[:, None])  # (B, n)
-        if ent_coef or all_terms:
-            logp_finite = logp_all.clamp(min=torch.finfo(logp_all.dtype).min)  # as CategoricalDist.entropy
-            entropy = -(probs * logp_finite).sum(-1)  # (B,)
-            if ent_coef:  # loss -= c sum_i w_i H_i; dH/dz_j = -p_j (log p_j + H)
-                grad_head += (ent_coef * weight)[:, None] * probs * (logp_finite + entropy[:, None])
-    else:
-        log_std = gaussian.log_std.detach()  # (A,)
-        inv_std = torch.exp(-log_std)  # (A,)
-        z = (actions - head_out) * inv_std  # (B, A) standardised; tanh's log-Jacobian depends on the action only
-        grad_head = grad_logp[:, None] * z * inv_std  # (B, A) dlogp/dmean = z / std
-        # dlogp/dlog_std = z^2 - 1; the Gaussian entropy sum(0.5 + log sqrt(2 pi) + log_std) has dH/dlog_std = 1
-        grad_log_std = (grad_logp[:, None] * (z * z - 1.0)).sum(0) - ent_coef * weight.sum()  # (A,)
-        if all_terms:  # the logged values through the head's own distribution
-            dist = GaussianDist(head_out, log_std, gaussian.low, gaussian.high, gaussian.tanh, gaussian.log_half_range)
-            logp, entropy = dist.log_prob(actions), dist.entropy()  # (B,), (B,)
-    error = value - returns  # (B,)
-    grad_value = (2.0 * vf_coef) * weight * error  # (B,) d(c sum_i w_i e_i^2)/dv
-    terms: dict[str, torch.Tensor] = {}
-    if all_terms:
-        assert entropy is not None
-        terms = {"pg_loss": -(advantages * logp * weight).sum(), "v_loss": (error * error * weight).sum(),
-                 "entropy": (entropy * weight).sum()}
-    return terms, grad_head, grad_value, grad_log_std
-
-
 def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
@@ -201,9 +153,8 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
     np.random.seed(s.seed)
     network = ActorCritic(obs_space, act_space, s).to(device)
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = make_optimizer(s, network)  # parameters in one buffer: clipping and the step are a few ops
-    # MLP over flat observations, Discrete or Box action: the loss's gradient by hand, no autograd (onpolicy.py)
-    hand = HandGradMLP(network) if HandGradMLP.supports(network, box=True) else None
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
@@ -211,7 +162,8 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx)
+    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
+                                 fast.rollout_step(network))
     collector.reset(seed=run.env_seed)
 
     for update in range(run.update + 1, num_updates + 1):
@@ -238,23 +190,13 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         flat_returns = returns.flatten()
         last = update == num_updates
         log_now = update % s.log_interval == 0 or last
-        if hand is not None:  # the same loss and gradient with no autograd graph (HandGradMLP)
-            head_out, value = hand.forward(cast(torch.Tensor, flatten_obs(rollout.obs)))
-            terms, grad_head, grad_value, grad_log_std = a2c_loss_grads(
-                head_out, value, rollout.actions.flatten(0, 1), adv, flat_returns, valid, s.vf_coef, s.ent_coef,
-                cast(GaussianHead, network.actor) if hand.log_std is not None else None, all_terms=log_now)
-            hand.backward(grad_head, grad_value, grad_log_std)  # writes every gradient: no zero_grad needed
-            if log_now:
-                pg_loss, v_loss, entropy_loss = terms["pg_loss"], terms["v_loss"], terms["entropy"]
-        else:
-            loss, pg_loss, v_loss, entropy_loss = a2c_loss(network, flatten_obs(rollout.obs), rollout.actions.flatten(0, 1),
-                                                           adv, flat_returns, valid, s.vf_coef, s.ent_coef,
-                                                           rollout.initial_state, buf["starts"])
-            optimizer.zero_grad()
-            loss.backward()
+        loss, pg_loss, v_loss, entropy_loss = a2c_loss(network, flatten_obs(rollout.obs), rollout.actions.flatten(0, 1),
+                                                       adv, flat_returns, valid, s.vf_coef, s.ent_coef,
+                                                       rollout.initial_state, buf["starts"])
+        optimizer.zero_grad()
+        loss.backward()
         optimizer.clip_grad_norm_(s.max_grad_norm)
         optimizer.step()
-        collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
         metrics = None

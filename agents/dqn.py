@@ -25,10 +25,10 @@ before it updates again (weights, optimiser, step count, schedules and RNG state
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -39,23 +39,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from gymnasium import spaces
 
-from rlsuite.agents.checkpoint import (
-    load_checkpoint,
-    load_module_tensors,
-    module_tensors,
-    restore_rng_state,
-    rng_state,
-    save_checkpoint,
-)
+from rlsuite.agents import fast
+from rlsuite.agents.checkpoint import load_checkpoint, load_module_tensors
+from rlsuite.agents.dqn_run import DQNRun
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
-from rlsuite.agents.mlp_grad import linear_backward, mlp_backward, mlp_forward
 from rlsuite.agents.optim import FlatAdam
-from rlsuite.agents.replay import Batch, ReplayBuffer
-from rlsuite.agents.run import step_checkpoint_name
-from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict, settings_to_dict
+from rlsuite.agents.replay import Batch, ReplayBuffer, SequenceBatch
+from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict
 from rlsuite.agents.tensors import flatten_obs, index_obs, obs_to_tensor, resolve_device
 from rlsuite.envs import make_env, make_vec_env
-from rlsuite.policies import LSTMCore, MLPEncoder, QHead, SpaceError, make_encoder
+from rlsuite.policies import LSTMCore, QHead, SpaceError, make_encoder
 
 AGENT_NAME = "dqn"
 log = logging.getLogger(__name__)
@@ -198,60 +191,6 @@ class QNetwork(nn.Module):
         return self.head(out.reshape(steps * batch, -1)).reshape(steps, batch, -1), state
 
 
-class MLPQFunction:
-    """Forward and TD-loss backward of a plain MLP Q-network as explicit matmuls: no nn.Module calls, no autograd.
-
-    For the common case, a flat Box observation through `Linear -> act -> ... -> Linear` (ReLU or tanh, no
-    dueling, no LSTM), the backward of the TD loss is a short chain written out with agents/mlp_grad.py
-    (why: its docstring); it writes straight into the parameters' `.grad` tensors (views into FlatAdam's
-    gradient buffer). tests/test_dqn.py checks forward, loss and every gradient against autograd through
-    the module. Any other network takes the module path.
-    """
-
-    def __init__(self, network: QNetwork) -> None:
-        encoder = cast(MLPEncoder, network.encoder)
-        self.hidden_layers = [m for m in encoder.net if isinstance(m, nn.Linear)]  # in forward order
-        self.output_layer = cast(nn.Linear, network.head.q[0])  # hidden -> Q-values, no activation
-        self.relu = isinstance(encoder.net[1], nn.ReLU) if len(encoder.net) else True
-
-    @staticmethod
-    def supports(network: QNetwork) -> bool:
-        encoder, head = network.encoder, network.head
-        if network.core is not None or head.dueling or len(head.q) != 1:
-            return False
-        if not isinstance(encoder, MLPEncoder) or encoder.kind != "flat":
-            return False
-        acts = [m for m in encoder.net if not isinstance(m, nn.Linear)]
-        return all(isinstance(m, nn.ReLU) for m in acts) or all(isinstance(m, nn.Tanh) for m in acts)
-
-    def _hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Activations [x, h_1, ..., h_L] of the hidden layers, x the (B, in) input."""
-        return mlp_forward(self.hidden_layers, x.reshape(x.shape[0], -1).float(), self.relu)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Q-values (B, A); call under no_grad / inference_mode."""
-        return torch.addmm(self.output_layer.bias, self._hidden(x)[-1], self.output_layer.weight.t())
-
-    @torch.no_grad()
-    def td_backward(self, x: torch.Tensor, actions: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
-                    loss: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Set every parameter's .grad to d/dtheta of mean(w * loss(Q(x, a) - y)); returns (Q(x, a), d loss/d Q(x, a)) (B,)."""
-        hidden = self._hidden(x)
-        out = self.output_layer
-        q = torch.addmm(out.bias, hidden[-1], out.weight.t())  # (B, A)
-        batch = q.shape[0]
-        q_taken = q.gather(1, actions[:, None]).squeeze(1)  # (B,)
-        delta = q_taken - y  # (B,)
-        # smooth L1 (delta 1): d/d delta = clamp(delta, -1, 1); MSE: 2 delta; then the mean's 1/B and the IS weights
-        grad_taken = delta.clamp(-1.0, 1.0) if loss == "huber" else delta * 2.0
-        grad_taken = grad_taken * weights / batch if weights is not None else grad_taken / batch
-        grad_q = torch.zeros_like(q).scatter_(1, actions[:, None], grad_taken[:, None])  # (B, A) dL/dq
-        linear_backward(out, hidden[-1], grad_q)
-        if self.hidden_layers:
-            mlp_backward(self.hidden_layers, hidden, grad_q @ out.weight, self.relu)  # dL/dh_L (B, H)
-        return q_taken, grad_taken
-
-
 class DQNPolicy:
     """Greedy actions from a Q-network (epsilon-greedy with `epsilon` when not deterministic)."""
 
@@ -306,9 +245,11 @@ def td_targets(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: to
     return returns + discounts * next_value
 
 
-def _td_loss(q: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-element loss (not reduced)."""
-    return F.smooth_l1_loss(q, y, reduction="none") if kind == "huber" else F.mse_loss(q, y, reduction="none")
+def td_loss(q_taken: torch.Tensor, y: torch.Tensor, kind: str, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """DQN's loss: mean over the batch of w * huber|mse(Q(s, a) - y) for Q(s, a) and targets y of any shape, with
+    per-sample weights w (prioritised replay's importance weights, a sequence mask) or none."""
+    per_sample = F.smooth_l1_loss(q_taken, y, reduction="none") if kind == "huber" else F.mse_loss(q_taken, y, reduction="none")
+    return (weights * per_sample).mean() if weights is not None else per_sample.mean()
 
 
 def _to_tensors(batch: Batch, device: torch.device) -> dict[str, Any]:
@@ -332,36 +273,74 @@ def phase_tensors(batch: Batch, s: DQNSettings, device: torch.device,
     return phase
 
 
-def td_gradient_step(b: dict[str, Any], s: DQNSettings, network: QNetwork, optimizer: FlatAdam,
-                     online_q: Callable[[Any], torch.Tensor],
-                     fast: MLPQFunction | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One gradient step of a feed-forward Q-network on batch `b` (with `y` or `next_q_target`): the TD loss's
-    gradient (explicit matmuls when `fast`, autograd otherwise), the global-norm clip, one Adam step.
-    Returns (Q(s, a) (B,), y (B,), IS weights or None). tests/test_dqn_vs_sb3.py runs it beside SB3's `DQN.train`."""
+def td_gradient_step(b: dict[str, Any], s: DQNSettings, network: QNetwork,
+                     optimizer: FlatAdam) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One gradient step of a feed-forward Q-network on batch `b` (with `y` or `next_q_target`): autograd through
+    `td_loss`, the global-norm clip, one Adam step. Returns (Q(s, a) (B,), y (B,), IS weights or None).
+    tests/test_dqn_vs_sb3.py runs it beside SB3's `DQN.train`."""
     if "y" in b:
         y = b["y"]
     else:
         with torch.no_grad():
-            next_q_online = online_q(b["next_obs"]) if s.double else None  # (B, A)
+            next_q_online = network(b["next_obs"]) if s.double else None  # (B, A)
             y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online)  # (B,)
     weights = b["weights"] if s.per else None
-    if fast is not None:
-        q_taken, _ = fast.td_backward(b["obs"], b["actions"], y, weights, s.loss)  # grads set
-    else:
-        q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
-        per_sample = _td_loss(q_taken, y, s.loss)
-        loss = (weights * per_sample).mean() if weights is not None else per_sample.mean()
-        optimizer.zero_grad()
-        loss.backward()
+    q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
+    optimizer.zero_grad()
+    td_loss(q_taken, y, s.loss, weights).backward()
     optimizer.clip_grad_norm_(s.max_grad_norm)
     optimizer.step()
-    return q_taken, y, weights
+    return q_taken.detach(), y, weights
+
+
+def drqn_gradient_step(seq: SequenceBatch, s: DQNSettings, network: QNetwork, target: QNetwork, optimizer: FlatAdam,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One gradient step of a recurrent Q-network on `batch_size` windows of burn_in + sequence_length (+ 1) steps:
+    both networks start each window from a zero state, the online one warms up over the burn-in without gradient,
+    and `td_loss` is a mean over the trained steps that are not reset steps. Returns (Q(s, a), y, the loss's
+    per-step weights), each (S, B)."""
+    assert network.core is not None
+    obs = obs_to_tensor(seq.obs, device)  # (L + 1, B, ...)
+    starts = torch.from_numpy(seq.episode_starts).to(device)  # (L + 1, B)
+    zero = network.core.initial_state(s.batch_size, device)
+
+    def steps(lo: int, hi: int | None = None) -> Any:
+        return {k: v[lo:hi] for k, v in obs.items()} if isinstance(obs, dict) else obs[lo:hi]
+
+    with torch.no_grad():
+        q_next_all, _ = target.forward_sequence(obs, starts, zero)  # (L + 1, B, A)
+        state = network.forward_sequence(steps(0, s.burn_in), starts[: s.burn_in], zero)[1] if s.burn_in else zero
+    q_online, _ = network.forward_sequence(steps(s.burn_in), starts[s.burn_in:], state)  # (S + 1, B, A)
+    actions = torch.from_numpy(seq.actions[s.burn_in:]).to(device)  # (S, B)
+    rewards = torch.from_numpy(seq.rewards[s.burn_in:]).to(device)
+    discounts = s.gamma * (1.0 - torch.from_numpy(seq.terminated[s.burn_in:]).to(device))
+    y = td_targets(rewards, discounts, q_next_all[s.burn_in + 1:], q_online[1:].detach() if s.double else None)  # (S, B)
+    q_taken = q_online[:-1].gather(2, actions[..., None]).squeeze(2)  # (S, B)
+    mask = torch.from_numpy(seq.valid[s.burn_in:]).to(device)  # (S, B): no loss on reset steps
+    weights = mask / mask.sum().clamp(min=1.0) * mask.numel()  # the masked mean as a weighted one
+    optimizer.zero_grad()
+    td_loss(q_taken, y, s.loss, weights).backward()
+    optimizer.clip_grad_norm_(s.max_grad_norm)
+    optimizer.step()
+    return q_taken.detach(), y, weights
 
 
 @torch.no_grad()
 def update_target(target_params: list[torch.Tensor], online_params: list[torch.Tensor], tau: float) -> None:
     """target <- tau * online + (1 - tau) * target; tau = 1 is an exact copy."""
     torch._foreach_lerp_(target_params, online_params, tau)
+
+
+def update_metrics(s: DQNSettings, epsilon: float, n_updates: int,
+                   last_update: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None, beta: float) -> dict[str, float]:
+    """What DQN logs: epsilon, the update count, and the TD loss and mean Q(s, a) of the latest gradient step."""
+    metrics = {"charts/epsilon": epsilon, "charts/updates": n_updates}
+    if last_update is not None:
+        q_taken, y, weights = last_update
+        metrics.update({"losses/td_loss": td_loss(q_taken, y, s.loss, weights).item(), "losses/q_values": q_taken.mean().item()})
+        if s.per:
+            metrics["charts/per_beta"] = beta
+    return metrics
 
 
 def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
@@ -381,37 +360,19 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target = QNetwork(obs_space, n_actions, s).to(device)
     target.load_state_dict(network.state_dict())
     target.requires_grad_(False)
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
+    fast.accelerate(target)
     # parameters and gradients as views into two flat buffers: one-norm clipping, a six-op Adam (agents/optim.py)
     optimizer = FlatAdam(network, lr=s.learning_rate)
     online_params: list[torch.Tensor] = list(network.parameters())
     target_params: list[torch.Tensor] = list(target.parameters())
-    fast = MLPQFunction(network) if MLPQFunction.supports(network) else None  # explicit matmuls, no autograd
-    fast_target = MLPQFunction(target) if fast is not None else None
-    online_q: Callable[[Any], torch.Tensor] = fast.forward if fast is not None else network  # (B, A) Q-values
-    target_q = fast_target.forward if fast_target is not None else target
     policy = DQNPolicy(network, obs_space, act_space, device)
     exploration_steps = s.exploration_fraction * s.total_steps
+    run = DQNRun(AGENT_NAME, s, ctx, network, target, optimizer, device)
+    run.start()  # fresh or resumed: weights, optimiser, RNG, step, best return
 
-    def save(name: str, step: int, best: float | None) -> None:
-        tensors = module_tensors("model", network)
-        tensors.update(module_tensors("target", target))
-        rng_tensors, rng_meta = rng_state()
-        tensors.update(optimizer.state_tensors("optim"))
-        tensors.update(rng_tensors)
-        meta = {"agent": AGENT_NAME, "settings": settings_to_dict(s), "step": step, "best_eval_return": best,
-                "rng": rng_meta, "replay_saved": False}
-        save_checkpoint(ctx.run.checkpoint_path(name), tensors, meta)
-
-    # --- start or resume ---------------------------------------------------------------------------------
-    global_step, best_return = 0, None
-    if ctx.resume_from is not None:
-        tensors, meta = load_checkpoint(ctx.resume_from, device)
-        load_module_tensors("model", network, tensors)
-        load_module_tensors("target", target, tensors)
-        optimizer.load_state_tensors("optim", tensors)
-        restore_rng_state(tensors, meta["rng"])
-        global_step, best_return = meta["step"], meta["best_eval_return"]
     # Env states and the buffer are not checkpointed: a resumed run starts fresh episodes from new seeds.
+    global_step = run.global_step
     env_seed = s.seed + global_step
     rng = np.random.default_rng([s.seed, global_step])  # exploration
     buffer = ReplayBuffer(obs_space, s.buffer_size, s.n_envs, n_step=s.n_step, gamma=s.gamma, prioritized=s.per,
@@ -425,17 +386,10 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     episode_start = np.ones(s.n_envs, dtype=bool)
     lstm_state = network.core.initial_state(s.n_envs, device) if network.core is not None else None
     recent_returns: deque[float] = deque(maxlen=20)
-    next_eval = (global_step // s.eval_every + 1) * s.eval_every if s.eval_every else None
-    next_snapshot = (global_step // s.checkpoint_every + 1) * s.checkpoint_every if s.checkpoint_every else None
-    log_every = max(s.train_freq, 1_000)
-    next_log = (global_step // log_every + 1) * log_every
-    status = "finished"
-    start_time, start_step = time.perf_counter(), global_step
     last_update: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None  # (Q(s, a), y, weights), for logging
     episode_return = np.zeros(s.n_envs)
     episode_length = np.zeros(s.n_envs, dtype=np.int64)
-    n_updates = 0
-    seq_len = s.burn_in + s.sequence_length
+    n_updates, beta = 0, s.per_beta0
 
     while global_step < s.total_steps:
         # --- act epsilon-greedily --------------------------------------------------------------------------
@@ -448,7 +402,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             with torch.inference_mode():
                 obs_t = obs_to_tensor(raw_obs, device)
                 if lstm_state is None:
-                    q = online_q(obs_t)  # (N, A)
+                    q = network(obs_t)  # (N, A)
                 else:
                     starts = torch.from_numpy(episode_start[None].astype(np.float32))  # (1, N)
                     obs_seq = {k: v[None] for k, v in obs_t.items()} if isinstance(obs_t, dict) else obs_t[None]
@@ -467,6 +421,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
         episode_start, prev_done = prev_done, done  # the step after a reset step starts an episode
         raw_obs = next_obs
         previous_step, global_step = global_step, global_step + s.n_envs
+        run.global_step = global_step
         if done.any():
             for i in np.flatnonzero(done):
                 recent_returns.append(float(episode_return[i]))
@@ -479,51 +434,27 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             phase = None
             if network.core is None and not s.per and buffer.can_sample():
                 # Uniform draws do not depend on the updates: draw every batch of the phase at once
-                phase = phase_tensors(buffer.sample(s.batch_size * s.gradient_steps), s, device, target_q)
+                phase = phase_tensors(buffer.sample(s.batch_size * s.gradient_steps), s, device, target)
             for g in range(s.gradient_steps):
-                if network.core is None:
+                if network.core is not None:
+                    if buffer.written <= s.burn_in + s.sequence_length:
+                        break
+                    seq = buffer.sample_sequences(s.batch_size, s.burn_in + s.sequence_length)
+                    last_update = drqn_gradient_step(seq, s, network, target, optimizer, device)
+                else:
                     if phase is not None:
-                        rows = slice(g * s.batch_size, (g + 1) * s.batch_size)
-                        b: dict[str, Any] = {key: index_obs(value, rows) for key, value in phase.items()}
+                        b: dict[str, Any] = {key: index_obs(value, slice(g * s.batch_size, (g + 1) * s.batch_size))
+                                             for key, value in phase.items()}
                     elif buffer.can_sample():
                         batch = buffer.sample(s.batch_size, beta)
                         b = _to_tensors(batch, device)
                         with torch.no_grad():
-                            b["next_q_target"] = target_q(b["next_obs"])  # (B, A)
+                            b["next_q_target"] = target(b["next_obs"])  # (B, A)
                     else:
                         break
-                    q_taken, y, weights = td_gradient_step(b, s, network, optimizer, online_q, fast)
-                else:
-                    if buffer.written <= seq_len:
-                        break
-                    seq = buffer.sample_sequences(s.batch_size, seq_len)
-                    obs_seq_b = obs_to_tensor(seq.obs, device)  # (L + 1, B, ...)
-                    starts_b = torch.from_numpy(seq.episode_starts).to(device)  # (L + 1, B)
-                    zero = network.core.initial_state(s.batch_size, device)
-                    with torch.no_grad():
-                        q_next_all, _ = target.forward_sequence(obs_seq_b, starts_b, zero)  # (L + 1, B, A)
-                        burn_obs = {k: v[: s.burn_in] for k, v in obs_seq_b.items()} if isinstance(obs_seq_b, dict) \
-                            else obs_seq_b[: s.burn_in]
-                        state = network.forward_sequence(burn_obs, starts_b[: s.burn_in], zero)[1] if s.burn_in else zero
-                    train_obs = {k: v[s.burn_in:] for k, v in obs_seq_b.items()} if isinstance(obs_seq_b, dict) \
-                        else obs_seq_b[s.burn_in:]
-                    q_online, _ = network.forward_sequence(train_obs, starts_b[s.burn_in:], state)  # (S + 1, B, A)
-                    actions_b = torch.from_numpy(seq.actions[s.burn_in:]).to(device)  # (S, B)
-                    rewards_b = torch.from_numpy(seq.rewards[s.burn_in:]).to(device)
-                    discounts_b = s.gamma * (1.0 - torch.from_numpy(seq.terminated[s.burn_in:]).to(device))
-                    y = td_targets(rewards_b, discounts_b, q_next_all[s.burn_in + 1:],
-                                   q_online[1:].detach() if s.double else None)  # (S, B)
-                    q_taken = q_online[:-1].gather(2, actions_b[..., None]).squeeze(2)  # (S, B)
-                    mask = torch.from_numpy(seq.valid[s.burn_in:]).to(device)  # (S, B): no loss on reset steps
-                    loss = (_td_loss(q_taken, y, s.loss) * mask).sum() / mask.sum().clamp(min=1.0)
-                    weights = mask / mask.sum().clamp(min=1.0) * mask.numel()  # the masked mean as a weighted one
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.clip_grad_norm_(s.max_grad_norm)
-                    optimizer.step()
+                    last_update = td_gradient_step(b, s, network, optimizer)
                 if s.per:
-                    buffer.update_priorities(batch.indices, (q_taken - y).detach().cpu().numpy())
-                last_update = (q_taken.detach(), y, weights)
+                    buffer.update_priorities(batch.indices, (last_update[0] - last_update[1]).detach().cpu().numpy())
                 n_updates += 1
 
         # --- target network --------------------------------------------------------------------------------
@@ -531,42 +462,12 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             update_target(target_params, online_params, s.tau)
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------
-        finished = global_step >= s.total_steps
-        if global_step >= next_log or finished:
-            next_log = (global_step // log_every + 1) * log_every
-            sps = (global_step - start_step) / max(time.perf_counter() - start_time, 1e-9)
-            metrics = {"charts/epsilon": epsilon, "charts/sps": sps, "charts/updates": n_updates}
-            if last_update is not None:
-                q_taken_last, y_last, weights_last = last_update
-                per_sample = _td_loss(q_taken_last, y_last, s.loss)
-                td_loss = (weights_last * per_sample).mean() if weights_last is not None else per_sample.mean()
-                metrics.update({"losses/td_loss": td_loss.item(), "losses/q_values": q_taken_last.mean().item()})
-                if s.per:
-                    metrics["charts/per_beta"] = beta
-            ctx.logger.log(global_step, metrics)
-            if recent_returns:
-                metrics["charts/recent_return"] = float(np.mean(recent_returns))
-            if ctx.progress is not None:
-                ctx.progress(global_step, metrics)
-        if ctx.evaluate is not None and next_eval is not None and (global_step >= next_eval or finished):
-            eval_metrics = ctx.evaluate(policy, global_step)
-            ctx.logger.log(global_step, eval_metrics)
-            next_eval = (global_step // s.eval_every + 1) * s.eval_every
-            if best_return is None or eval_metrics["eval/mean_return"] > best_return:
-                best_return = eval_metrics["eval/mean_return"]
-                save("best", global_step, best_return)
-            if ctx.progress is not None:
-                ctx.progress(global_step, eval_metrics)
-        if next_snapshot is not None and global_step >= next_snapshot:
-            save(step_checkpoint_name(global_step), global_step, best_return)
-            next_snapshot = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
-        if ctx.stop_requested() and not finished:
-            status = "interrupted"
+        if run.end_step(partial(update_metrics, s, epsilon, n_updates, last_update, beta), policy, recent_returns):
             break
 
-    save("last", global_step, best_return)
+    run.save("last")
     envs.close()
-    return TrainResult(status=status, final_step=global_step)
+    return TrainResult(status=run.status, final_step=global_step)
 
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> DQNPolicy:

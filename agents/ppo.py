@@ -12,39 +12,43 @@ from V(final observation) without any `final_obs` bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
-from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
-from rlsuite.agents.onpolicy import (
+from rlsuite.agents import fast
+from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
     ActorCriticSettings,
-    HandGradMLP,
+    check_actor_critic_spaces,
+    load_actor_critic_policy,
+)
+from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
+from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatAdam
+from rlsuite.agents.rollout import (
     Rollout,
     RolloutCollector,
-    TrainingRun,
-    check_actor_critic_spaces,
     compute_gae,
     explained_variance,
-    load_actor_critic_policy,
+    masked_mean,
     normalize_advantages,
 )
-from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.settings import ConfigError
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
+from rlsuite.agents.training_run import TrainingRun
 from rlsuite.envs import make_vec_env
+from rlsuite.policies.spoken_pointer import NETWORKS, make_front
 
 __all__ = ["AgentError", "ActorCritic", "PPOPolicy", "PPOSettings", "check_spaces", "clipped_surrogate_loss",
-           "compute_gae", "load_policy", "train"]
+           "compute_gae", "load_policy", "make_network", "ppo_loss", "train"]
 
 AGENT_NAME = "ppo"
 
@@ -84,6 +88,11 @@ class PPOSettings(ActorCriticSettings):
     """Global gradient-norm clip."""
     target_kl: float | None = None
     """Stop the epochs of an update early once the approximate KL exceeds this (None: never)."""
+    network: str | None = None
+    """A named network from rlsuite.policies in front of the actor and critic MLPs (spoken_pointer), with its
+    auxiliary loss added to PPO's; None: the MLPs read the observation itself."""
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the named network, e.g. {classes: 4, select: "state:8:16", offset: "6:8"}."""
 
     def validate(self) -> None:
         super().validate()
@@ -100,6 +109,9 @@ class PPOSettings(ActorCriticSettings):
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}.")
         if self.n_steps < 1 or self.n_epochs < 1 or self.learning_rate <= 0 or self.clip_coef <= 0:
             raise ConfigError("n_steps, n_epochs, learning_rate and clip_coef must all be positive.")
+        self.require(self.network is None or self.network in NETWORKS, "network", f"must be one of {sorted(NETWORKS)} or unset")
+        self.require(self.network is not None or not self.network_kwargs, "network_kwargs", "needs network set")
+        self.require(self.network is None or not self.recurrent, "network", "takes a feed-forward network: recurrent=false")
 
 
 Settings = PPOSettings
@@ -111,81 +123,104 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
     check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """Mean of `x` over the entries where `mask` is 1 (`count` of them)."""
-    return (x * mask).sum() / count
+
+def make_network(observation_space: gym.Space, action_space: gym.Space, s: PPOSettings) -> ActorCritic:
+    """The actor-critic, behind the named network `s.network` when one is set."""
+    front = None
+    if s.network is not None:
+        try:
+            front = make_front(s.network, observation_space, s.network_kwargs, hidden_sizes=s.hidden_sizes,
+                               activation=s.activation, cnn=s.cnn)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    return ActorCritic(observation_space, action_space, s, front)
 
 
-def clipped_surrogate_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor,
-                           clip_coef: float) -> torch.Tensor:
-    """-E[min(r A, clip(r, 1-eps, 1+eps) A)] with r = pi_new / pi_old (per-sample, not reduced)."""
-    ratio = (new_logprob - old_logprob).exp()
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """-min(r A, clip(r, 1-eps, 1+eps) A) with r = pi_new / pi_old (per-sample, not reduced)."""
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef))
 
 
-def label_loss(logits: torch.Tensor, labels: torch.Tensor,
-               mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> tuple[torch.Tensor, torch.Tensor]:
-    """Auxiliary classification (aux_label_key): cross-entropy of (B, classes) logits against the env's labels
-    (B,), and the accuracy (no gradient), both averaged by `mean`. Its gradient shapes the encoder features
-    the policy reads (Jaderberg et al. 2017; Hermann et al. 2017 for grounding words)."""
-    loss = mean(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
-    with torch.no_grad():
-        accuracy = mean((logits.argmax(-1) == labels).float())
-    return loss, accuracy
+def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOSettings,
+             mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean, state: Any = None,
+             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on a minibatch: clipped surrogate + vf_coef * value loss - ent_coef * entropy, plus the named
+    network's auxiliary loss; and its terms for the logs (no gradient). `mb` holds obs, actions and the
+    rollout's logprobs, values, advantages (as the surrogate takes them: `epochs` normalises them per
+    minibatch with norm_adv), returns (and aux: info values), rows averaged by `mean`; `state` and `starts`
+    (T, B) feed a recurrent core."""
+    dist, new_value, _ = network.act_value(mb["obs"], state, starts)  # new_value (B,)
+    log_ratio = dist.log_prob(mb["actions"]) - mb["logprobs"]  # (B,) log(pi_new / pi_old)
+    ratio = log_ratio.exp()
+    pg_loss = mean(clipped_surrogate_loss(ratio, mb["advantages"], clip_coef))
+    v_error = (new_value - mb["returns"]) ** 2  # (B,)
+    if s.clip_vloss:  # the value update clipped around the rollout's estimate, as the ratio is
+        v_clipped = mb["values"] + (new_value - mb["values"]).clamp(-clip_coef, clip_coef)
+        v_error = torch.max(v_error, (v_clipped - mb["returns"]) ** 2)
+    v_loss = 0.5 * mean(v_error)
+    loss = pg_loss + s.vf_coef * v_loss
+    with torch.set_grad_enabled(bool(s.ent_coef) and torch.is_grad_enabled()):  # a loss term, or only logged
+        entropy = mean(dist.entropy())
+    if s.ent_coef:
+        loss = loss - s.ent_coef * entropy
+    aux_loss, aux_terms = network.aux_loss(mb.get("aux", {}), mean)
+    if aux_loss is not None:
+        loss = loss + aux_loss
+    with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
+        ratio, log_ratio = ratio.detach(), log_ratio.detach()
+        terms = {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach(),
+                 "approx_kl": mean((ratio - 1) - log_ratio), "clipfrac": mean(((ratio - 1.0).abs() > clip_coef).float())}
+    return loss, {**terms, **aux_terms}
 
 
-def keypoint_error(keypoints: torch.Tensor, targets: torch.Tensor,
-                   mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean) -> torch.Tensor:
-    """Auxiliary keypoint regression (aux_keypoint_key): squared distance between (B, C, 2) keypoints and the
-    env's (B, C, 2) positions, summed over the C keypoints and averaged over the batch by `mean`."""
-    return mean(((keypoints - targets) ** 2).sum((1, 2)))
+def flat_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor, keep_resets: bool) -> dict[str, Any]:
+    """The rollout as (T*N, ...) rows for the loss; without `keep_resets` (feed-forward networks) the reset
+    steps are left out once, so every mean over the rows is a plain one."""
+    valid = torch.as_tensor(rollout.valid, device=rollout.device)
+    batch: dict[str, Any] = {"obs": flatten_obs(rollout.obs), "actions": rollout.actions, "logprobs": rollout.logprobs,
+                             "values": rollout.values, "advantages": advantages, "returns": returns, "valid": valid}
+    batch = {k: v if k == "obs" else v.flatten(0, 1) for k, v in batch.items()}
+    batch["aux"] = {k: torch.as_tensor(v.reshape(-1, *v.shape[2:]), device=rollout.device) for k, v in rollout.aux.items()}
+    if keep_resets:
+        return batch
+    keep = torch.from_numpy(np.flatnonzero(rollout.valid.reshape(-1))).to(rollout.device)  # (K,) real steps
+    return take(batch, keep)
 
 
-def categorical_ppo_loss_grads(logits: torch.Tensor, value: torch.Tensor, actions: torch.Tensor, old_logprob: torch.Tensor,
-                               advantages: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
-                               vf_coef: float, ent_coef: float, clip_vloss: bool, all_terms: bool = True
-                               ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """PPO's loss for a Categorical policy with its gradient written out (no autograd graph): the same loss as
-    the autograd path in `train`, for HandGradMLP. Returns (terms, dL/dlogits (B, n), dL/dvalue (B,)), means
-    over the B rows; terms holds approx_kl and clipfrac, and with `all_terms` also pg_loss, v_loss and
-    entropy (only logged once per update, so the loop skips them on the other gradient steps)."""
-    batch = logits.shape[0]
-    logp_all = logits.log_softmax(-1)  # (B, n)
-    probs = logp_all.exp()  # (B, n)
-    logp = logp_all.gather(-1, actions[:, None]).squeeze(-1)  # (B,)
-    log_ratio = logp - old_logprob  # (B,)
-    ratio = log_ratio.exp()  # (B,) r
-    unclipped, clipped = advantages * ratio, advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)  # (B,)
-    # loss = mean(max(-A r, -A clip(r))): dL/dr = -A / B where the unclipped term is the one taken (ties happen
-    # only inside the clip range or at A = 0, where autograd's gradient is the same), 0 where the clip holds r
-    grad_logp = torch.where(unclipped <= clipped, advantages * ratio, 0.0) * (-1.0 / batch)  # (B,) dL/dlogp = dL/dr r
-    # dlogp/dlogits = onehot(a) - softmax
-    grad_logits = (probs * -grad_logp[:, None]).scatter_add_(-1, actions[:, None], grad_logp[:, None])  # (B, n)
-    entropy: torch.Tensor | None = None
-    if ent_coef or all_terms:
-        logp_finite = logp_all.clamp(min=torch.finfo(logp_all.dtype).min)  # as CategoricalDist.entropy
-        entropy = -(probs * logp_finite).sum(-1)  # (B,)
-        if ent_coef:  # loss -= c mean(H); dH/dz_j = -p_j (log p_j + H)
-            grad_logits += (ent_coef / batch) * probs * (logp_finite + entropy[:, None])
+def take(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
+    """The rows `rows` of every entry (observations and aux values may be dicts of tensors)."""
+    return {k: index_obs(v, rows) for k, v in batch.items()}
 
-    error = value - returns  # (B,)
-    if clip_vloss:
-        delta = value - old_values
-        error_clipped = old_values + delta.clamp(-clip_coef, clip_coef) - returns
-        sq, sq_clipped = error * error, error_clipped * error_clipped
-        # d max(sq, sq_clipped): the unclipped error where it is the larger, else the clipped one, which moves
-        # with v only inside the range. Ties within the range agree with autograd; an exact tie outside it (a
-        # measure-zero event) takes the unclipped gradient where autograd would take half of it.
-        grad_value = torch.where(sq >= sq_clipped, error, error_clipped * (delta.abs() <= clip_coef)) * (vf_coef / batch)
-    else:
-        grad_value = error * (vf_coef / batch)  # (B,) d(c 0.5 mean(e^2))/dv
-    terms = {"approx_kl": ((ratio - 1) - log_ratio).mean(), "clipfrac": ((ratio - 1.0).abs() > clip_coef).float().mean()}
-    if all_terms:
-        assert entropy is not None
-        terms["pg_loss"] = -torch.min(unclipped, clipped).mean()
-        terms["v_loss"] = 0.5 * (torch.max(sq, sq_clipped) if clip_vloss else error * error).mean()
-        terms["entropy"] = entropy.mean()
-    return terms, grad_logits, grad_value
+
+def epochs(s: PPOSettings, rollout: Rollout, batch: dict[str, Any], recurrent: bool
+           ) -> Iterator[list[tuple[dict[str, Any], Any, Any]]]:
+    """The update's epochs, each a list of minibatches (rows, LSTM state, episode starts) with advantages
+    normalised per minibatch (norm_adv): shuffled rows, or for a recurrent network whole env sequences, so the
+    LSTM replays each from its rollout-start state. A single feed-forward minibatch is the whole batch, the
+    same every epoch: no shuffling, no gathering, normalised once."""
+
+    def normalised(mb: dict[str, Any]) -> dict[str, Any]:
+        if not s.norm_adv:
+            return mb
+        mean = partial(masked_mean, mask=mb["valid"]) if recurrent else torch.mean  # reset steps carry no loss
+        return {**mb, "advantages": normalize_advantages(mb["advantages"], mean)}
+
+    if not recurrent and s.n_minibatches == 1:
+        whole = [(normalised(batch), None, None)]
+        yield from (whole for _ in range(s.n_epochs))
+        return
+    for _ in range(s.n_epochs):
+        if not recurrent:
+            row_groups = torch.randperm(len(batch["actions"])).tensor_split(s.n_minibatches)
+            yield [(normalised(take(batch, rows)), None, None) for rows in row_groups]
+            continue
+        assert rollout.initial_state is not None
+        starts = torch.as_tensor(rollout.starts, device=rollout.device)  # (T, N)
+        out = []
+        for group in np.array_split(np.random.permutation(s.n_envs), s.n_minibatches):
+            rows = (np.arange(s.n_steps)[:, None] * s.n_envs + group[None, :]).ravel()  # flat index of (t, env): t * N + env
+            out.append((normalised(take(batch, rows)), tuple(x[:, group] for x in rollout.initial_state), starts[:, group]))
+        yield out
 
 
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
@@ -195,28 +230,24 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                         preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
-
-    batch_size = s.n_envs * s.n_steps
-    n_minibatches = s.n_minibatches
-    num_updates = max(1, s.total_steps // batch_size)
+    num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
 
     torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
     np.random.seed(s.seed)
-    network = ActorCritic(obs_space, act_space, s).to(device)
+    network = make_network(obs_space, act_space, s).to(device)
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
-    # MLP over flat observations with a Discrete action: hand-written backward instead of autograd (onpolicy.py)
-    hand = HandGradMLP(network) if HandGradMLP.supports(network) else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
     run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx, numpy_forward=True)
-    collector.label_key = s.aux_label_key
-    collector.keypoint_key = s.aux_keypoint_key
+    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
+                                 fast.rollout_step(network))
     collector.reset(seed=run.env_seed)
+    recurrent = network.core is not None
 
     for update in range(run.update + 1, num_updates + 1):
         run.update = update
@@ -229,134 +260,34 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         network.eval()
         run.global_step, _ = collector.collect(rollout, run.global_step)
 
-        # --- returns --------------------------------------------------------------------------------------------
+        # --- returns: a loop over T steps of (N,) vectors, in NumPy (the rewards' home; small ops cost less) ------
         next_value = collector.next_value()
-        buf = rollout.scalars()  # rewards, terminated, dones, starts, valid: (T, N)
-        if device.type == "cpu":  # a Python loop over T steps of (N,) vectors: NumPy's small ops cost far less than torch's
-            adv_np, ret_np = compute_gae(rollout.rewards, rollout.values.numpy(), next_value.numpy(), rollout.terminated,
-                                         rollout.dones, s.gamma, s.gae_lambda)
-            advantages, returns = torch.from_numpy(adv_np), torch.from_numpy(ret_np)
-        else:
-            advantages, returns = compute_gae(buf["rewards"], rollout.values, next_value, buf["terminated"], buf["dones"],
-                                              s.gamma, s.gae_lambda)
+        adv_np, ret_np = compute_gae(rollout.rewards, rollout.values.cpu().numpy(), next_value.cpu().numpy(),
+                                     rollout.terminated, rollout.dones, s.gamma, s.gae_lambda)
+        advantages, returns = torch.as_tensor(adv_np, device=device), torch.as_tensor(ret_np, device=device)
 
         # --- minibatch updates ----------------------------------------------------------------------------------
         network.train()
-        flat_obs = flatten_obs(rollout.obs)
-        flat_actions = rollout.actions.flatten(0, 1)
-        flat = {name: x.flatten(0, 1) for name, x in (("logprobs", rollout.logprobs), ("advantages", advantages),
-                                                           ("returns", returns), ("values", rollout.values),
-                                                           ("valid", buf["valid"]))}
-        if rollout.labels is not None:  # aux_label_key: the env's label of each observation
-            flat["labels"] = torch.from_numpy(rollout.labels.reshape(-1)).to(device)
-        if rollout.keypoints is not None:  # aux_keypoint_key: where each observation's keypoints should be
-            flat["keypoints"] = torch.from_numpy(rollout.keypoints.reshape(-1, *rollout.keypoints.shape[2:])).to(device)
-        if network.core is None:  # reset steps are left out once, so every loss below is a plain mean
-            keep = torch.from_numpy(np.flatnonzero(rollout.valid.reshape(-1))).to(device)  # (K,) real steps
-            flat_obs, flat_actions = index_obs(flat_obs, keep), flat_actions[keep]
-            flat = {name: x[keep] for name, x in flat.items() if name != "valid"}
-        env_indices = np.arange(s.n_envs)
-        ratio_stats: list[torch.Tensor] = []
-        whole_batch_adv: torch.Tensor | None = None
-        approx_kl = torch.zeros(())
-        for epoch in range(s.n_epochs):
-            minibatches: list[Any]
-            if network.core is None:  # a single minibatch is the whole batch: no shuffling, no gathering
-                minibatches = [None] if n_minibatches == 1 else list(torch.randperm(len(flat_actions)).tensor_split(n_minibatches))
-                lstm_args: list[tuple[Any, Any]] = [(None, None)] * n_minibatches
-            else:  # whole env sequences, so the LSTM replays each one from its rollout-start state
-                assert rollout.initial_state is not None
-                np.random.shuffle(env_indices)
-                env_groups = np.array_split(env_indices, n_minibatches)
-                # flat index of (t, env) is t * n_envs + env
-                minibatches = [(np.arange(s.n_steps)[:, None] * s.n_envs + g[None, :]).ravel() for g in env_groups]
-                lstm_args = [(tuple(x[:, g] for x in rollout.initial_state), buf["starts"][:, g]) for g in env_groups]
-            for mb_number, (mb_inds, (mb_state, mb_starts)) in enumerate(zip(minibatches, lstm_args, strict=True)):
-                mb = flat if mb_inds is None else {name: x[mb_inds] for name, x in flat.items()}
-                if hand is not None:  # the same loss and gradient with no autograd graph (HandGradMLP)
-                    mb_adv = mb["advantages"]
-                    if s.norm_adv:
-                        if mb_inds is None:  # the whole batch is the same every epoch: normalise it once
-                            if whole_batch_adv is None:
-                                whole_batch_adv = normalize_advantages(mb_adv)
-                            mb_adv = whole_batch_adv
-                        else:
-                            mb_adv = normalize_advantages(mb_adv)
-                    logits, new_value = hand.forward(cast(torch.Tensor, flat_obs if mb_inds is None else flat_obs[mb_inds]))
-                    terms, grad_logits, grad_value = categorical_ppo_loss_grads(
-                        logits, new_value, flat_actions if mb_inds is None else flat_actions[mb_inds], mb["logprobs"],
-                        mb_adv, mb["returns"], mb["values"], clip_coef, s.vf_coef, s.ent_coef, s.clip_vloss,
-                        all_terms=mb_number == n_minibatches - 1 and (epoch == s.n_epochs - 1 or s.target_kl is not None))
-                    hand.backward(grad_logits, grad_value)  # writes every gradient: no zero_grad needed
-                    optimizer.clip_grad_norm_(s.max_grad_norm)
-                    optimizer.step()
-                    approx_kl = terms["approx_kl"]
-                    ratio_stats.append(torch.stack([approx_kl, terms["clipfrac"]]))
-                    if "pg_loss" in terms:  # the last gradient step of an epoch: what the update logs
-                        pg_loss, v_loss, entropy_loss = terms["pg_loss"], terms["v_loss"], terms["entropy"]
-                    continue
-                mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean
-                if network.core is not None:  # sequences keep their reset steps for the LSTM; the losses mask them out
-                    mean = partial(masked_mean, mask=mb["valid"], count=mb["valid"].sum().clamp(min=1.0))
-
-                mb_obs = flat_obs if mb_inds is None else index_obs(flat_obs, mb_inds)
-                actor_f, critic_f, _ = network.features(mb_obs, mb_state, mb_starts)
-                dist = network.actor(actor_f)
-                new_logprob = dist.log_prob(flat_actions if mb_inds is None else flat_actions[mb_inds])
-                new_value = network.critic(critic_f)
-
-                mb_adv = mb["advantages"]
-                if s.norm_adv:
-                    mb_adv = normalize_advantages(mb_adv, mean)
-                old_logprob = mb["logprobs"]
-                log_ratio = new_logprob - old_logprob
-                with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-                    ratio = log_ratio.exp()
-                    approx_kl = mean((ratio - 1) - log_ratio)
-                    ratio_stats.append(torch.stack([approx_kl, mean(((ratio - 1.0).abs() > clip_coef).float())]))
-                pg_loss = mean(clipped_surrogate_loss(new_logprob, old_logprob, mb_adv, clip_coef))
-
-                mb_returns, mb_old_values = mb["returns"], mb["values"]
-                v_loss_unclipped = (new_value - mb_returns) ** 2
-                if s.clip_vloss:
-                    v_clipped = mb_old_values + (new_value - mb_old_values).clamp(-clip_coef, clip_coef)
-                    v_loss_per = torch.max(v_loss_unclipped, (v_clipped - mb_returns) ** 2)
-                else:
-                    v_loss_per = v_loss_unclipped
-                v_loss = 0.5 * mean(v_loss_per)
-                loss = pg_loss + s.vf_coef * v_loss
-                if network.has_aux():
-                    aux_loss, aux_accuracy = label_loss(network.aux_logits(actor_f), mb["labels"], mean)
-                    loss = loss + s.aux_label_coef * aux_loss
-                if "keypoints" in mb:
-                    assert network.pointer is not None and network.pointer.last_keypoints is not None
-                    keypoint_loss = keypoint_error(network.pointer.last_keypoints, mb["keypoints"], mean)
-                    loss = loss + s.aux_keypoint_coef * keypoint_loss
-                if s.ent_coef:
-                    entropy_loss = mean(dist.entropy())
-                    loss = loss - s.ent_coef * entropy_loss
-                else:  # not part of the loss: measured for the logs only
-                    with torch.no_grad():
-                        entropy_loss = mean(dist.entropy())
+        batch = flat_batch(rollout, advantages, returns, keep_resets=recurrent)
+        epoch_terms: list[dict[str, torch.Tensor]] = []
+        for minibatches in epochs(s, rollout, batch, recurrent):
+            for mb, mb_state, mb_starts in minibatches:
+                # sequences keep their reset steps for the LSTM; the losses mask them out
+                mean = partial(masked_mean, mask=mb["valid"]) if recurrent else torch.mean
+                loss, terms = ppo_loss(network, mb, clip_coef, s, mean, mb_state, mb_starts)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.clip_grad_norm_(s.max_grad_norm)
                 optimizer.step()
-            if s.target_kl is not None and float(approx_kl) > s.target_kl:
+                epoch_terms.append(terms)
+            if s.target_kl is not None and float(terms["approx_kl"]) > s.target_kl:
                 break
 
-        collector.refresh()  # the fused rollout forward copies the new weights
-
-        # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
-        valid = buf["valid"].flatten().bool()
-        metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(),
-                   "losses/policy_loss": pg_loss.item(), "losses/entropy": entropy_loss.item(),
-                   "losses/approx_kl": float(approx_kl), "losses/clipfrac": float(torch.stack(ratio_stats)[:, 1].mean()),
+        # --- logging (the last minibatch's losses, the update's mean clip fraction), evaluation, checkpoints ------
+        valid = torch.as_tensor(rollout.valid, device=device).flatten().bool()
+        metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
+                   "losses/clipfrac": float(torch.stack([t["clipfrac"] for t in epoch_terms]).mean()),
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
-        if network.has_aux():
-            metrics["losses/aux_label_loss"], metrics["losses/aux_label_accuracy"] = aux_loss.item(), aux_accuracy.item()
-        if rollout.keypoints is not None:
-            metrics["losses/aux_keypoint_error"] = keypoint_loss.item()
         if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
             break
 
@@ -367,4 +298,4 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:
     """Rebuild the network from the checkpoint's settings and the env's spaces; load the weights."""
-    return load_actor_critic_policy(checkpoint, PPOSettings, device)
+    return load_actor_critic_policy(checkpoint, PPOSettings, device, build=make_network)

@@ -28,7 +28,7 @@ class AgentSpec:
     description: str
     module: str | None
     """Module holding Settings/check_spaces/train/load_policy, or "module:attribute" for an object holding them
-    (one module serving several agents, as agents/sb3.py does); None for baselines."""
+    (one module serving several agents, as agents/sb3/ does); None for baselines."""
     controller: str | None = None
     """For an env's heuristic baseline: "module:Class" of a controller in the env's file. The class is built
     as `Class(env)` from one plain instance of the env being evaluated (for its spaces and parameters) and

@@ -14,7 +14,7 @@ Truncation: an episode cut by a time limit (or by `max_rollout_steps`, when a su
 did not end, so its return bootstraps from the learned value: G_t = r_t + gamma V(final observation) at
 the truncated step. Terminated episodes never bootstrap.
 
-The network (ActorCritic from agents/onpolicy.py), rollout storage and run-folder plumbing are shared
+The network (ActorCritic from agents/actor_critic.py), rollout storage and run-folder plumbing are shared
 with PPO and A2C.
 """
 
@@ -23,29 +23,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlsuite.agents.interface import TrainContext, TrainResult
-from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
-from rlsuite.agents.onpolicy import (
+from rlsuite.agents import fast
+from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
     ActorCriticSettings,
+    check_actor_critic_spaces,
+    load_actor_critic_policy,
+)
+from rlsuite.agents.interface import TrainContext, TrainResult
+from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.optim import FlatAdam
+from rlsuite.agents.rollout import (
     Rollout,
     RolloutCollector,
-    TrainingRun,
-    check_actor_critic_spaces,
     discounted_returns,
     explained_variance,
-    load_actor_critic_policy,
     masked_mean,
     normalize_advantages,
 )
-from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
+from rlsuite.agents.training_run import TrainingRun
 from rlsuite.envs import make_vec_env
 
 AGENT_NAME = "reinforce"
@@ -76,8 +80,6 @@ class ReinforceSettings(ActorCriticSettings):
 
     def validate(self) -> None:
         super().validate()
-        self.require(self.aux_label_key is None, "aux_label_key", "must be unset: the auxiliary label loss is PPO's "
-                     "(--agent ppo); REINFORCE would build a head it never trains")
         self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
         self.require(0.0 <= self.gamma <= 1.0, "gamma", "must lie in [0, 1]")
         self.require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
@@ -101,6 +103,26 @@ def complete_episode_mask(dones: torch.Tensor, valid: torch.Tensor) -> torch.Ten
     return valid * (done_ahead | never_done).to(valid.dtype)
 
 
+def reinforce_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                   s: ReinforceSettings, state: Any = None, starts: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-mean(log pi(a|s) * A) + vf_coef * 0.5 mean((G - V)^2) - ent_coef * mean(H), A = G - V(s) (detached) with a
+    baseline, else G; every mean over the (T*N,) rows where `mask` is 1. Also the terms for the logs and V (no
+    gradient). `state` and `starts` (T, N) feed a recurrent core."""
+    actor_f, critic_f, _ = network.features(obs, state, starts)
+    dist = network.actor(actor_f)
+    logprob = dist.log_prob(actions)  # (T*N,)
+    value = network.critic(critic_f)  # (T*N,)
+    adv = returns - value.detach() if s.baseline else returns  # (T*N,)
+    if s.normalize_advantage:
+        adv = normalize_advantages(adv, partial(masked_mean, mask=mask))
+    pg_loss = -masked_mean(adv * logprob, mask)
+    v_loss = 0.5 * masked_mean((returns - value) ** 2, mask)
+    entropy = masked_mean(dist.entropy(), mask)
+    loss = pg_loss - s.ent_coef * entropy + s.vf_coef * v_loss
+    return loss, {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach()}
+
+
 def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
@@ -112,6 +134,7 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
     np.random.seed(s.seed)
     network = ActorCritic(obs_space, act_space, s).to(device)
+    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
@@ -120,7 +143,8 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(obs_space, act_space, s.max_rollout_steps, s.n_envs, device)  # (T_max, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx)
+    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
+                                 fast.rollout_step(network))
     seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
 
     while run.global_step < s.total_steps:
@@ -142,28 +166,18 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
 
         # --- one gradient step ---------------------------------------------------------------------------------
         flat_obs = index_obs(flatten_obs(rollout.obs), slice(0, steps * s.n_envs))
-        actor_f, critic_f, _ = network.features(flat_obs, rollout.initial_state, buf["starts"])
-        dist = network.actor(actor_f)
-        logprob = dist.log_prob(rollout.actions[:steps].flatten(0, 1))  # (T*N,)
-        value = network.critic(critic_f)  # (T*N,)
         flat_returns = returns.flatten()
-        adv = flat_returns - value.detach() if s.baseline else flat_returns  # (T*N,)
-        if s.normalize_advantage:
-            adv = normalize_advantages(adv, partial(masked_mean, mask=mask))
-        pg_loss = -masked_mean(adv * logprob, mask)
-        v_loss = 0.5 * masked_mean((flat_returns - value) ** 2, mask)
-        entropy_loss = masked_mean(dist.entropy(), mask)
-        loss = pg_loss - s.ent_coef * entropy_loss + s.vf_coef * v_loss
+        loss, terms = reinforce_loss(network, flat_obs, rollout.actions[:steps].flatten(0, 1), flat_returns, mask, s,
+                                     rollout.initial_state, buf["starts"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.clip_grad_norm_(s.max_grad_norm)
         optimizer.step()
-        collector.refresh()  # the fused rollout forward copies the new weights
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------------
         keep = mask.bool()
-        metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                   "losses/entropy": entropy_loss.item(), "charts/batch_steps": float(mask.sum()),
+        metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
+                   "charts/batch_steps": float(mask.sum()),
                    "losses/explained_variance": explained_variance(values.flatten()[keep], flat_returns[keep])}
         if run.end_update(metrics, policy, collector.recent_returns, last=run.global_step >= s.total_steps):
             break

@@ -7,7 +7,7 @@ and timing the CPU seconds of this thread (torch runs on it with one thread), so
 hits all alike; it prints each variant's median and its ratio against the plain module.
 
 - `plain`: the module as SB3 runs it (NCHW).
-- `channels_last`: `NatureCNN.forward_channels_last`, what our PPO trains with (agents/onpolicy.encode).
+- `channels_last`: `NatureCNN.forward_channels_last`, what our PPO trains with on the CPU (agents/fast.accelerate).
 - `s2d`: space-to-depth: conv 8x8/4 on (4, 84, 84) == conv 2x2/1 on space_to_depth_4(x) (64, 21, 21) with
   the weight (32, 4, 8, 8) rearranged to (32, 64, 2, 2), and conv 4x4/2 on (32, 20, 20) == conv 2x2/1 on
   space_to_depth_2 (128, 10, 10) with (64, 32, 4, 4) -> (64, 128, 2, 2); channels-last. The rearranged

@@ -11,15 +11,15 @@ id): SpokenReach's vector core with `mute=True` (no audio cost), observed as one
   the command one-hot (4);
 - `obs="offsets"`: the same plus every fingertip-to-target offset (8);
 - `obs="dict"`: a Dict of `state` (SpokenReach's 16 floats) and `command` (the one-hot), for the Dict
-  encoder's conditioning settings (fusion_hidden, film_key=command);
+  encoder (DictEncoder);
 - the `pointer` family, what a policy behind a pointer into the state could read (the ablation behind
-  PPO's `aux_label_select` and `aux_label_offset`): `pointer` is `onehot` plus the named target's x, y;
+  spoken_pointer's `select` and `offset`): `pointer` is `onehot` plus the named target's x, y;
   `pointer_off` adds the fingertip's offset from it; `pointer_nodis` is `pointer_off` without the other
   targets (arm state, one-hot, named target, offset); `pointer_min` is the arm state and the named target
   only;
 - `obs="named"`: Reacher's layout for the named target only (the sanity check: this is Reacher with
-  three distractors that only the wrong-target penalty sees; it is also exactly what `aux_label_select=
-  state:8:16 aux_label_offset=6:8` gives the MLPs when the classifier names the command).
+  three distractors that only the wrong-target penalty sees; it is also exactly what spoken_pointer with `select:
+  "state:8:16", offset: "6:8"` gives the MLPs when the classifier names the command).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/spoken_oracle.py --obs onehot --steps 300000 \
         --env-kwarg wrong_penalty_on=enter --set hidden_sizes=256,256

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlsuite.agents.onpolicy import ActorCriticPolicy
+from rlsuite.agents.actor_critic import ActorCriticPolicy
 from rlsuite.agents.registry import load_policy
 from rlsuite.agents.tensors import obs_to_tensor
 from rlsuite.evaluation.harness import evaluate_policy
@@ -54,12 +54,12 @@ def main() -> None:
         wrong = np.mean([e.metrics["wrong_target"] for e in episodes])
         ret = np.mean([e.episode_return for e in episodes])
         print(f"| {name} | {success:.3f} | {wrong:.3f} | {ret:.2f} |", flush=True)
-    if getattr(loaded.policy, "network", None) is not None and loaded.policy.network.has_aux():
+    if getattr(getattr(loaded.policy, "network", None), "front", None) is not None:
         print_command_accuracy(loaded.policy, env_id, args.episodes, run_kwargs)
 
 
 def print_command_accuracy(policy: ActorCriticPolicy, env_id: str, episodes: int, run_kwargs: dict) -> None:
-    """Runs trained with the auxiliary command loss (aux_label_key="command"): how often its classifier
+    """Runs trained with spoken_pointer's auxiliary command loss: how often its classifier
     names the command from the first observation of each evaluation episode, by setting (chance 1/4)."""
     print("\n| setting | auxiliary classifier names the command |\n| --- | ---: |")
     for name, kwargs in SETTINGS.items():
@@ -68,8 +68,8 @@ def print_command_accuracy(policy: ActorCriticPolicy, env_id: str, episodes: int
         obs, info = envs.reset(seed=3_000_000)  # row i == the harness's episode with seed 3,000,000 + i
         x = policy.obs_normalizer.normalize(obs) if policy.obs_normalizer is not None else obs
         with torch.no_grad():
-            features, _, _ = policy.network.features(obs_to_tensor(x, policy.device))
-            guess = policy.network.aux_logits(features).argmax(-1).cpu().numpy()
+            policy.network.features(obs_to_tensor(x, policy.device))
+            guess = policy.network.front.last_logits.argmax(-1).cpu().numpy()  # type: ignore[union-attr]
         print(f"| {name} | {np.mean(guess == info['command']):.3f} |", flush=True)
         envs.close()
 

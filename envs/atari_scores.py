@@ -76,7 +76,7 @@ ATARI_SCORES: dict[str, tuple[float, float]] = {
 
 
 def is_atari_id(env_id: str) -> bool:
-    """Ids rlsuite's Atari pipeline (envs/atari.py) handles: `ALE/<Game>-v5` and `<Game>NoFrameskip-v4`."""
+    """Ids rlsuite's Atari pipeline (envs/atari/) handles: `ALE/<Game>-v5` and `<Game>NoFrameskip-v4`."""
     return (env_id.startswith("ALE/") and env_id.endswith("-v5")) or env_id.endswith("NoFrameskip-v4")
 
 

@@ -22,6 +22,7 @@ import yaml
 from gymnasium.vector import AutoresetMode
 
 from rlsuite.envs.atari_scores import ATARI_SCORE_SOURCE, ATARI_SCORES, atari_game_ids, is_atari_id
+from rlsuite.envs.catalog import unavailable_reason
 
 VectorMode = Literal["auto", "sync", "async", "vector_entry_point"]
 VECTOR_MODES: tuple[str, ...] = ("auto", "sync", "async", "vector_entry_point")
@@ -37,7 +38,8 @@ _ENV_PROVIDERS: dict[str, str] = {"ALE/": "ale_py", "rlsuite/": "rlsuite.envs"}
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The spec of `env_id`, or an EnvError naming close matches."""
+    """The spec of `env_id`, or an EnvError naming close matches, or (for an id whose optional dependency is
+    missing) the command that installs it."""
     for prefix, module in _ENV_PROVIDERS.items():
         if env_id.startswith(prefix):
             try:
@@ -55,6 +57,9 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         except ImportError as err:
             raise EnvError(f"Env id {env_id!r} needs ale-py ({err}): pip install 'rlsuite[atari]'.") from None
     if env_id in gym.registry:
+        missing = unavailable_reason(env_id)
+        if missing is not None:
+            raise EnvError(missing)
         return gym.registry[env_id]
     close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -82,7 +87,7 @@ def describe_env_preset(env_id: str, preset: str = "", purpose: Purpose = "train
     return get_preset(preset).describe(purpose)
 
 
-# --- env keyword arguments from the command line (issue 7) ---
+# --- env keyword arguments from the command line ---
 _NOT_ENV_KWARGS = ("self", "render_mode", "num_envs")  # set by the factory, not by the user
 
 
@@ -169,7 +174,7 @@ def make_env(env_id: str, render_mode: str | None = None, *, preset: str = "", p
              **env_kwargs: Any) -> gym.Env:
     """One env, as `gym.make` builds it, after checking the id.
 
-    Env families with preprocessing presets (Atari, envs/atari.py) get theirs: `preset` ("" = the
+    Env families with preprocessing presets (Atari, envs/atari/) get theirs: `preset` ("" = the
     family's default) and `purpose`: a single env serves evaluation, recording and reading spaces, so
     it defaults to the evaluation protocol.
     """
@@ -240,10 +245,10 @@ class ReferenceScore:
 # is a uniform random policy's mean return, measured with rlsuite's harness (100 episodes, seeds 10_000+).
 _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "CartPole-v1": ReferenceScore(random=22.0, reference=500.0, source="maximum return (500 steps)"),
-    # --- memory task (issue 4) ---
+    # --- memory task ---
     "rlsuite/MemoryCue-v0": ReferenceScore(random=0.25, reference=1.0, source="chance with 4 cues; always right"),
 
-    # --- driving (issue 6) ---
+    # --- driving ---
     "rlsuite/Highway-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
     # Highway-Fast-v0 (traffic-traffic pairs not checked) repeats Highway-v0's entry: highway-idm's 21.89 reproduces
     # on both ids (100 episodes, seeds 10,000+), and the random agent scores the same on both for the same batching
@@ -251,7 +256,7 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
     "rlsuite/Highway-Fast-v0": ReferenceScore(random=8.80, reference=21.89, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
     "rlsuite/Merge-v0": ReferenceScore(random=5.32, reference=18.99, source="highway-idm baseline (IDM ego, keeps its lane), 100 episodes"),
 
-    # --- traffic (issue 7) ---
+    # --- traffic ---
     # Returns (minus waiting time / 100, summed over intersections) of the random and max-pressure
     # baselines, rlsuite's harness, 8 episodes, seeds 1_000_000+, training profiles. The shared ids
     # (one row per intersection) score the same team return.
@@ -260,17 +265,17 @@ _REFERENCE_SCORES: dict[str, ReferenceScore] = {
                                  ("Grid4x4", -3323.3, -1222.7))
        for shared in ("", "Shared")},
 
-    # --- robot arm and spoken commands (issue 8) ---
+    # --- robot arm and spoken commands ---
     # reference: the reacher_pd baseline (IK + computed-torque PD), 100 episodes, seeds 10_000+
     "rlsuite/Reacher-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
     "rlsuite/Reacher3Link-v0": ReferenceScore(random=-15.8, reference=-4.48, source="reacher_pd baseline (IK + PD)"),
     "rlsuite/ReacherGoal-v0": ReferenceScore(random=-14.4, reference=-3.29, source="reacher_pd baseline (IK + PD)"),
-    # SpokenReach: wrong-target penalty at the episode's end (the default since 2026-11-30; with the per-step
-    # rule the same protocol gives random -14.8, spoken_pd -4.09)
+    # SpokenReach with the default wrong-target penalty at the episode's end (with the per-step rule the same
+    # protocol gives random -14.8, spoken_pd -4.09)
     "rlsuite/SpokenReach-v0": ReferenceScore(random=-14.0, reference=-3.34,
                                              source="spoken_pd baseline (word classifier + IK + PD), train voices"),
 
-    # --- Atari (issue 9) ---
+    # --- Atari ---
     # reference = human: normalised scores are human-normalised, (score - random) / (human - random)
     **{env_id: ReferenceScore(random=random, reference=human, source=ATARI_SCORE_SOURCE)
        for game, (random, human) in ATARI_SCORES.items() for env_id in atari_game_ids(game)},

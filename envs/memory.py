@@ -15,7 +15,7 @@ the cue in a recurrent state answers every time (mean return 1).
 observation), the last entry is the query flag (only on the last observation).
 
 ## Rewards
-1 for the right answer on the query step, 0 otherwise.
+1 for the right answer on the query step, 0 otherwise; `info["is_success"]` says whether the answer was right.
 
 ## Starting state
 The cue is drawn uniformly from `num_cues` with the env's seeded generator.
@@ -24,9 +24,10 @@ The cue is drawn uniformly from `num_cues` with the env's seeded generator.
 Terminates on the answer: every episode has exactly `delay + 2` steps. No truncation.
 
 ## Arguments
-`gym.make("rlsuite/MemoryCue-v0", num_cues=4, delay=5)`; `gym.make_vec(..., vectorization_mode=
-"vector_entry_point")` gives the NumPy-batched core (next-step autoreset), row i equal to a single env
-reset with seed + i.
+`gym.make("rlsuite/MemoryCue-v0", num_cues=4, delay=5)` (the fields of `MemoryParams`);
+`render_mode="rgb_array"` draws the cue cells and the query flag. `gym.make_vec(...,
+vectorization_mode="vector_entry_point")` gives the NumPy-batched core on envs/vector.py's base
+(next-step autoreset), row i equal to a single env reset with seed + i.
 
 ## Version history
 - v0: first version.
@@ -34,105 +35,109 @@ reset with seed + i.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 
-from rlsuite.envs.seeding import row_seeds
+from rlsuite.envs.vector import CoreEnv, NumpyVectorEnv
 
 
-def _check_params(num_cues: int, delay: int) -> None:
-    if num_cues < 2:
-        raise ValueError(f"num_cues must be at least 2 (a single cue needs no memory), got {num_cues}.")
-    if delay < 0:
-        raise ValueError(f"delay must be 0 or more steps, got {delay}.")
+@dataclass(frozen=True)
+class MemoryParams:
+    """Every knob of the task."""
+
+    num_cues: int = 4
+    """Number of distinct cues (and answers)."""
+    delay: int = 5
+    """Blank steps between the cue and the query."""
+
+    def __post_init__(self) -> None:
+        if self.num_cues < 2:
+            raise ValueError(f"num_cues must be at least 2 (a single cue needs no memory), got {self.num_cues}.")
+        if self.delay < 0:
+            raise ValueError(f"delay must be 0 or more steps, got {self.delay}.")
 
 
-def _observe(cue: np.ndarray, t: np.ndarray, num_cues: int, delay: int) -> np.ndarray:
-    """Observations for a batch at time steps `t` (0 = cue shown, delay + 1 = query)."""
-    obs = np.zeros((len(cue), num_cues + 1), dtype=np.float32)  # (N, num_cues + 1)
-    shown = t == 0
-    obs[np.flatnonzero(shown), cue[shown]] = 1.0
-    obs[t == delay + 1, num_cues] = 1.0
-    return obs
+class MemoryCore:
+    """N rows of the task: the cue and the time step of each row."""
+
+    STATE: ClassVar[tuple[str, ...]] = ("cue", "t")
+
+    def __init__(self, params: MemoryParams, num_envs: int) -> None:
+        self.p, self.num_envs = params, num_envs
+        self.cue = np.zeros(num_envs, dtype=np.int64)
+        self.t = np.zeros(num_envs, dtype=np.int64)  # 0 = cue shown, delay + 1 = query
+
+    def reset_rows(self, rows: np.ndarray, rngs: Any) -> None:
+        for i, rng in zip(rows, rngs, strict=True):  # one draw per resetting row, from that row's own generator
+            self.cue[i] = rng.integers(self.p.num_cues)
+        self.t[rows] = 0
+
+    def observe(self) -> np.ndarray:
+        p = self.p
+        obs = np.zeros((self.num_envs, p.num_cues + 1), dtype=np.float32)  # (N, num_cues + 1)
+        shown = self.t == 0
+        obs[np.flatnonzero(shown), self.cue[shown]] = 1.0
+        obs[self.t == p.delay + 1, p.num_cues] = 1.0
+        return obs
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        answering = self.t == self.p.delay + 1  # (N,)
+        right = answering & (np.asarray(actions).reshape(self.num_envs) == self.cue)
+        self.t += 1
+        return (right.astype(np.float64), answering, np.zeros(self.num_envs, dtype=bool), {"is_success": right})
+
+    def reset_info(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def draw(self, row: int, cell: int = 48) -> np.ndarray:
+        """The observation as an image: one cell per cue (white when shown) and the query flag (yellow)."""
+        obs = self.observe()[row]
+        img = np.full((cell, cell * len(obs), 3), 40, np.uint8)
+        for k, value in enumerate(obs):
+            colour = (230, 200, 40) if k == self.p.num_cues else (235, 235, 235)
+            if value:
+                img[4:-4, k * cell + 4:(k + 1) * cell - 4] = colour
+            cv2.rectangle(img, (k * cell + 2, 2), ((k + 1) * cell - 3, cell - 3), (120, 120, 120), 1)
+        return img
 
 
-class MemoryCueEnv(gym.Env[np.ndarray, np.int64]):
-    """The single env: one row of the vectorised core."""
+def _spaces(p: MemoryParams) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
+    return gym.spaces.Box(0.0, 1.0, (p.num_cues + 1,), np.float32), gym.spaces.Discrete(p.num_cues)
 
-    metadata = {"render_modes": [], "render_fps": 4}
+
+class MemoryCueEnv(CoreEnv):
+    """The single env: the core with one row."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, num_cues: int = 4, delay: int = 5, render_mode: str | None = None) -> None:
-        _check_params(num_cues, delay)
-        self.num_cues, self.delay = num_cues, delay
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (num_cues + 1,), np.float32)
-        self.action_space = gym.spaces.Discrete(num_cues)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.params = MemoryParams(num_cues, delay)
+        self.core = MemoryCore(self.params, 1)
+        self.observation_space, self.action_space = _spaces(self.params)
         self.render_mode = render_mode
-        self._cue = np.zeros(1, dtype=np.int64)
-        self._t = np.zeros(1, dtype=np.int64)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        self._cue[0] = self.np_random.integers(self.num_cues)
-        self._t[0] = 0
-        return _observe(self._cue, self._t, self.num_cues, self.delay)[0], {}
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        answering = self._t[0] == self.delay + 1
-        reward = float(answering and int(action) == self._cue[0])
-        self._t[0] += 1
-        info = {"is_success": reward > 0} if answering else {}
-        return _observe(self._cue, self._t, self.num_cues, self.delay)[0], reward, bool(answering), False, info
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        return self.core.draw(0) if self.render_mode == "rgb_array" else None
 
 
-class MemoryCueVectorEnv(gym.vector.VectorEnv):
-    """`num_envs` MemoryCue envs stepped in array operations, with next-step autoreset."""
+class MemoryCueVectorEnv(NumpyVectorEnv):
+    """`num_envs` MemoryCue envs stepped in array operations."""
 
-    # supports_reset_mask: reset(options={"reset_mask": mask}) resets only the masked rows (Gymnasium 1.x's
-    # partial reset), which SB3's same-step autoreset needs (agents/sb3_vecenv.py).
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP, "supports_reset_mask": True}
+    metadata = {**NumpyVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, num_envs: int, num_cues: int = 4, delay: int = 5, render_mode: str | None = None) -> None:
-        _check_params(num_cues, delay)
-        self.num_envs, self.num_cues, self.delay = num_envs, num_cues, delay
-        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (num_cues + 1,), np.float32)
-        self.single_action_space = gym.spaces.Discrete(num_cues)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.render_mode = render_mode
-        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self._cue = np.zeros(num_envs, dtype=np.int64)
-        self._t = np.zeros(num_envs, dtype=np.int64)
-        self._needs_reset = np.zeros(num_envs, dtype=bool)
+    def __init__(self, num_envs: int, num_cues: int = 4, delay: int = 5, render_mode: str | None = None,
+                 **vector_kwargs: Any) -> None:
+        self.params = MemoryParams(num_cues, delay)
+        super().__init__(MemoryCore(self.params, num_envs), *_spaces(self.params), render_mode=render_mode,
+                         **vector_kwargs)
 
-    def _reset_rows(self, rows: np.ndarray) -> None:
-        for i in rows:  # one draw per resetting row, from that row's own generator
-            self._cue[i] = self._rngs[i].integers(self.num_cues)
-        self._t[rows] = 0
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        mask = (options or {}).get("reset_mask")
-        rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(mask)
-        if seed is not None:
-            seeds = row_seeds(seed, self.num_envs)
-            for i in rows:  # the same seeding as gym.Env.reset: row i == single env reset with seed + i
-                self._rngs[i] = gym.utils.seeding.np_random(seeds[i])[0]
-        self._reset_rows(rows)
-        self._needs_reset[rows] = False
-        return _observe(self._cue, self._t, self.num_cues, self.delay), {}
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        actions = np.asarray(actions)  # (N,)
-        answering = (self._t == self.delay + 1) & ~self._needs_reset
-        rewards = (answering & (actions == self._cue)).astype(np.float64)  # (N,)
-        self._t += 1
-        restarting = np.flatnonzero(self._needs_reset)
-        self._reset_rows(restarting)  # next-step autoreset: these rows ignore their action
-        rewards[restarting] = 0.0
-        terminated = answering.copy()
-        self._needs_reset = terminated.copy()
-        obs = _observe(self._cue, self._t, self.num_cues, self.delay)
-        return obs, rewards, terminated, np.zeros(self.num_envs, dtype=bool), {}
+    def render(self) -> tuple[np.ndarray, ...] | None:  # type: ignore[override]
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(self.core.draw(i) for i in range(self.num_envs))

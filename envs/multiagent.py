@@ -23,7 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 
 class MultiAgentCore(Protocol):
-    """What a multi-agent env family provides (see envs/traffic.py:TrafficGridVectorEnv)."""
+    """What a multi-agent env family provides (see envs/traffic/env.py:TrafficGridVectorEnv)."""
 
     num_envs: int
     num_agents: int
@@ -40,6 +40,10 @@ class MultiAgentCore(Protocol):
     def step_agents(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """(num_envs, num_agents) actions -> obs (E, A, D), rewards (E, A), terminated (E,), truncated (E,),
         info (batched per env; per-agent entries shaped (E, A)); next-step autoreset."""
+        ...
+
+    def render(self) -> Any:
+        """(num_envs, H, W, 3) uint8 frames when built with render_mode="rgb_array"."""
         ...
 
 
@@ -100,12 +104,14 @@ class TurnTakingEnv(gym.Env):
     return is the team's return and its final `info` holds the env's metrics.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, core: MultiAgentCore) -> None:
+    def __init__(self, core: MultiAgentCore, render_mode: str | None = None) -> None:
         if core.num_envs != 1:
             raise ValueError(f"TurnTakingEnv plays one env; got a core of {core.num_envs}.")
-        self.core = core
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
+        self.core, self.render_mode = core, render_mode
         self.observation_space = _with_features(core.agent_observation_space, core.agent_features)
         self.action_space = core.agent_action_space
         self._features = core.agent_features.astype(np.float32)
@@ -145,3 +151,6 @@ class TurnTakingEnv(gym.Env):
         self._obs, self._turn = obs[0], 0
         return (self._agent_obs(), float(rewards[0].sum()), bool(terminated[0]), bool(truncated[0]),
                 self._scalar_info(info))
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        return self.core.render()[0] if self.render_mode == "rgb_array" else None

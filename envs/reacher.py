@@ -61,8 +61,8 @@ No termination; truncation after `max_episode_steps` (50) steps, 1 s of simulate
 `gym.make("rlsuite/Reacher-v0", num_links=2, gravity=0.0, obs_mode="state", max_episode_steps=50,
 success_tolerance=0.02, ctrl_cost_weight=0.1)`; `rlsuite/Reacher3Link-v0`, `rlsuite/ReacherPixels-v0`
 and `rlsuite/ReacherGoal-v0` preset `num_links=3`, `obs_mode="pixels"` and `obs_mode="goal"`.
-`gym.make_vec(..., vectorization_mode="vector_entry_point")` gives the NumPy-batched core (next-step
-autoreset), row i equal to a single env reset with seed + i.
+`gym.make_vec(..., vectorization_mode="vector_entry_point")` gives the NumPy-batched core on envs/vector.py's
+base (next-step autoreset), row i equal to a single env reset with seed + i.
 
 ## Version history
 - v0: first version.
@@ -73,15 +73,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 
-from rlsuite.envs.seeding import row_generators
+from rlsuite.envs.vector import CoreEnv, NumpyVectorEnv
 
 ObsMode = Literal["state", "pixels", "goal"]
 OBS_MODES: tuple[str, ...] = ("state", "pixels", "goal")
@@ -377,6 +375,8 @@ def observation_space(p: ArmParams, task: TaskParams) -> gym.Space:
 class ReacherCore:
     """State and step of N arms (the single env is the N = 1 case); seeded per row."""
 
+    STATE: ClassVar[tuple[str, ...]] = ("q", "qd", "target", "tip", "t")
+
     def __init__(self, num_envs: int, p: ArmParams, task: TaskParams) -> None:
         self.p, self.task, self.num_envs = p, task, num_envs
         n = p.num_links
@@ -418,17 +418,25 @@ class ReacherCore:
         obs[:, 3 * n + 2:] = tip - self.target
         return obs
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Advance all rows; rewards, truncated and info for every row."""
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Advance all rows: rewards, terminated (never), truncated and info for every row."""
         u = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1), -1.0, 1.0)  # (N, n)
-        self.q, self.qd = integrate(self.p, self.q, self.qd, u * self.p.max_torque)
+        q, qd = integrate(self.p, self.q, self.qd, u * self.p.max_torque)
+        self.q[...], self.qd[...] = q, qd  # in place: the state arrays keep their identity
         self.t += 1
-        self.tip = fingertip(self.p, self.q)
+        self.tip[...] = fingertip(self.p, self.q)
         distance = np.linalg.norm(self.tip - self.target, axis=1)  # (N,), m
         effort = (u**2).sum(1)  # (N,)
-        rewards = -distance - self.task.ctrl_cost_weight * effort
         info = {"is_success": distance < self.task.success_tolerance, "distance": distance, "control_effort": effort}
-        return rewards, self.t >= self.task.max_episode_steps, info
+        if self.task.obs_mode == "goal":  # from the observed (float32) goals, so compute_reward reproduces it exactly
+            rewards = compute_reward(self.tip.astype(np.float32), self.target.astype(np.float32), info,
+                                     self.task.ctrl_cost_weight)
+        else:
+            rewards = -distance - self.task.ctrl_cost_weight * effort
+        return rewards, np.zeros(self.num_envs, dtype=bool), self.t >= self.task.max_episode_steps, info
+
+    def reset_info(self) -> dict[str, np.ndarray]:
+        return {}
 
 
 def compute_reward(achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any,
@@ -455,8 +463,8 @@ def _params(num_links: int, gravity: float, joint_limit: float | None, obs_mode:
     return arm, TaskParams(obs_mode, max_episode_steps, success_tolerance, ctrl_cost_weight)
 
 
-class ReacherEnv(gym.Env):
-    """The single env: one row of the vectorised core, with rendering (arm, target, fingertip trace)."""
+class ReacherEnv(CoreEnv):
+    """The single env: the core with one row, with rendering (arm, target, fingertip trace)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
@@ -467,49 +475,44 @@ class ReacherEnv(gym.Env):
                                          success_tolerance, ctrl_cost_weight)
         self.core = ReacherCore(1, self.params, self.task)
         self.arm = Arm(self.params, batched=False)
-        self._q: list[float] = []
-        self._qd: list[float] = []
-        self._target: list[float] = []
         self.observation_space = observation_space(self.params, self.task)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (num_links,), np.float32)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
         self.render_mode, self.render_size = render_mode, render_size
         self._trace: list[np.ndarray] = []
-
-    def _obs(self) -> Any:
-        obs = self.core.observe()
-        return {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
+        self._has_reset = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        self.core.reset_rows(np.arange(1), [self.np_random])
-        self._q, self._qd = self.core.q[0].tolist(), self.core.qd[0].tolist()
-        self._target = self.core.target[0].tolist()
-        self._trace = [fingertip(self.params, self.core.q)[0]]
-        return self._obs(), {}
+        obs, info = super().reset(seed=seed, options=options)
+        self._trace = [self.core.tip[0].copy()]
+        self._has_reset = True
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        # The vector core's step in Python floats (Arm on floats): the same numbers, a few times faster for one arm.
+        if not self._has_reset:  # what gym.make's OrderEnforcing says, for ids registered without it
+            raise gym.error.ResetNeeded("Cannot call env.step() before calling env.reset()")
+        if self.task.obs_mode != "state":
+            out = super().step(action)
+            self._trace.append(self.core.tip[0].copy())
+            return out
+        # The core's step in Python floats (Arm on floats): the same numbers, a few times faster for one arm
+        # (tests/test_reacher.py checks it against the core).
         p, task, core = self.params, self.task, self.core
         u = [min(max(float(a), -1.0), 1.0) for a in np.asarray(action, dtype=np.float64).ravel()]
-        self._q, self._qd = self.arm.integrate(self._q, self._qd, [a * p.max_torque for a in u])
-        tip_x, tip_y = tip = self.arm.fingertip(self._q)
-        core.q[0], core.qd[0], core.tip[0] = self._q, self._qd, tip
+        q, qd = self.arm.integrate(core.q[0].tolist(), core.qd[0].tolist(), [a * p.max_torque for a in u])
+        tip_x, tip_y = tip = self.arm.fingertip(q)
+        core.q[0], core.qd[0], core.tip[0] = q, qd, tip
         core.t[0] += 1
         self._trace.append(np.array(tip))
-        dx, dy = tip_x - self._target[0], tip_y - self._target[1]
+        target = core.target[0].tolist()
+        dx, dy = tip_x - target[0], tip_y - target[1]
         distance = math.sqrt(dx * dx + dy * dy)  # m
         effort = sum(a * a for a in u)
         reward = -distance - task.ctrl_cost_weight * effort
-        if task.obs_mode == "state":
-            obs = np.array([*map(math.cos, self._q), *map(math.sin, self._q), *self._target, *self._qd, dx, dy],
-                           dtype=np.float32)
-        else:
-            obs = self._obs()
+        obs = np.array([*map(math.cos, q), *map(math.sin, q), *target, *qd, dx, dy], dtype=np.float32)
         info = {"is_success": distance < task.success_tolerance, "distance": distance, "control_effort": effort}
         return obs, reward, False, bool(core.t[0] >= task.max_episode_steps), info
-
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
@@ -517,60 +520,25 @@ class ReacherEnv(gym.Env):
         return draw_arena(self.params, self.core.q[0], self.core.target[0], self.render_size, np.array(self._trace))
 
 
-class ReacherVectorEnv(gym.vector.VectorEnv):
-    """`num_envs` arms stepped in array operations, with next-step autoreset."""
-
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+class ReacherVectorEnv(NumpyVectorEnv):
+    """`num_envs` arms stepped in array operations."""
 
     def __init__(self, num_envs: int, num_links: int = 2, gravity: float = 0.0, joint_limit: float | None = 3.0,
                  obs_mode: ObsMode = "state", max_episode_steps: int = 50, success_tolerance: float = 0.02,
-                 ctrl_cost_weight: float = 0.1, render_mode: str | None = None) -> None:
+                 ctrl_cost_weight: float = 0.1, render_mode: str | None = None, **vector_kwargs: Any) -> None:
         self.params, self.task = _params(num_links, gravity, joint_limit, obs_mode, max_episode_steps,
                                          success_tolerance, ctrl_cost_weight)
-        self.num_envs = num_envs
-        self.core = ReacherCore(num_envs, self.params, self.task)
-        self.single_observation_space = observation_space(self.params, self.task)
-        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (num_links,), np.float32)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.render_mode = render_mode
-        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self._needs_reset = np.zeros(num_envs, dtype=bool)
-        self._restarted = np.zeros(num_envs, dtype=bool)
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        if seed is not None:
-            self._rngs = row_generators(seed, self.num_envs)  # row i == single env reset with seed + i
-        self.core.reset_rows(np.arange(self.num_envs), self._rngs)
-        self._needs_reset[:] = False
-        return self.core.observe(), {}
-
-    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
-        rewards, truncated, info = self.core.step(actions)
-        restarting = np.flatnonzero(self._needs_reset)
-        self._restarted = self._needs_reset.copy()
-        if len(restarting):  # next-step autoreset: these rows ignore their action and start afresh
-            self.core.reset_rows(restarting, [self._rngs[i] for i in restarting])
-            rewards[restarting] = 0.0
-            truncated[restarting] = False
-            for values in info.values():
-                values[restarting] = 0
-        self._needs_reset = truncated.copy()
-        return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, info
-
+        super().__init__(ReacherCore(num_envs, self.params, self.task), observation_space(self.params, self.task),
+                         gym.spaces.Box(-1.0, 1.0, (num_links,), np.float32), render_mode=render_mode, **vector_kwargs)
 
 
 class ReacherGoalEnv(ReacherEnv):
     """The goal-conditioned Dict variant with `compute_reward`, for hindsight experience replay (only this
-    variant has the method: SB3 and Gymnasium-Robotics take its presence to mean a goal env)."""
+    variant has the method: SB3 and Gymnasium-Robotics take its presence to mean a goal env). Its id is
+    registered without gym.make's wrappers, so `gym.make("rlsuite/ReacherGoal-v0").compute_reward` exists."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**{"obs_mode": "goal", **kwargs})
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        obs, _, terminated, truncated, info = super().step(action)
-        # the reward from the observed (float32) goals, so compute_reward reproduces it exactly
-        return obs, float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], info)), terminated, truncated, info
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         return compute_reward(achieved_goal, desired_goal, info, self.task.ctrl_cost_weight)
@@ -581,12 +549,6 @@ class ReacherGoalVectorEnv(ReacherVectorEnv):
 
     def __init__(self, num_envs: int, **kwargs: Any) -> None:
         super().__init__(num_envs, **{"obs_mode": "goal", **kwargs})
-
-    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
-        obs, rewards, terminated, truncated, info = super().step(actions)
-        # the rewards from the observed (float32) goals, as the single env; autoreset rows keep their 0
-        rewards = np.where(self._restarted, 0.0, self.compute_reward(obs["achieved_goal"], obs["desired_goal"], info))
-        return obs, rewards, terminated, truncated, info
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         return compute_reward(achieved_goal, desired_goal, info, self.task.ctrl_cost_weight)

@@ -36,9 +36,13 @@ right target is rewarded through the distance term (0 on it), the wrong one is p
 - `"enter"`: only the step the fingertip enters another target's circle (it was outside it the step before),
   so a sweep across a target costs `wrong_penalty` once instead of once per step spent in it.
 
-The per-step rule was the default until 2026-11-30: it held PPO even on a single named target at 30%
-success (a sweep across a distractor costs more than the distance term can teach to avoid), against
-100% with `"end"` (docs/reacher.md, the oracle diagnostic).
+`"end"` is the default: with `"step"` a sweep across a distractor costs more than the distance term
+can teach to avoid (docs/reacher.md, the oracle diagnostic).
+
+## Starting state
+Reacher's start for the arm; the four targets uniform by area over the reachable annulus, at least
+`MIN_SEPARATION` apart; the command, its clip (from the chosen voices), the clip's start in the window
+and the noise drawn per episode from the env's seeded generator.
 
 ## Episode end
 Truncation after 50 steps. The last step's `info` has `is_success` (on the named target),
@@ -51,24 +55,23 @@ for keypoint losses (PPO's `aux_keypoint_key`).
 
 ## Arguments
 `gym.make("rlsuite/SpokenReach-v0", voices="train", snr_db=20.0, audio="logmel", image=False,
-mute=False, wrong_penalty=1.0, wrong_penalty_on="end")`; `rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the
-ablation that shows an agent uses what it hears). `snr_db=None` adds no noise.
+mute=False, wrong_penalty=1.0, wrong_penalty_on="end")` (the fields of `SpokenParams`);
+`rlsuite/SpokenReachImage-v0` sets `image=True`. `mute=True` zeroes the audio (the ablation that shows
+an agent uses what it hears). `snr_db=None` adds no noise. The vector env is envs/vector.py's base.
 
 ## Version history
-- v0: first version (default `wrong_penalty_on` changed from "step" to "end" on 2026-11-30, before any
-  release; reference scores re-measured).
+- v0: first version.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 
 from rlsuite.envs import speech_data as sd
 from rlsuite.envs.reacher import (
@@ -80,7 +83,7 @@ from rlsuite.envs.reacher import (
     draw_arena,
     pd_to_target,
 )
-from rlsuite.envs.seeding import row_generators
+from rlsuite.envs.vector import CoreEnv, NumpyVectorEnv
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), "yellow": (225, 195, 20)}
 VOICE_SPLITS = ("train", "heldout", "all")
@@ -109,20 +112,51 @@ def _noise_bank() -> tuple[np.ndarray, np.ndarray]:
     return wave, sd.mel_power(wave)
 
 
+@dataclass(frozen=True)
+class SpokenParams:
+    """Every knob of SpokenReach (the arm is Reacher's 2-link arm, `default_params(2)`)."""
+
+    voices: str = "train"
+    """Voices the commands are drawn from: "train", "heldout" or "all"."""
+    snr_db: float | None = 20.0
+    """White noise added at this signal-to-noise ratio, dB; None adds none."""
+    audio: str = "logmel"
+    """"logmel" spectrogram or raw "waveform"."""
+    image: bool = False
+    """Add a top-down image and drop the target positions from `state`."""
+    mute: bool = False
+    """Zero the audio (the ablation that shows an agent uses what it hears)."""
+    wrong_penalty: float = 1.0
+    """Penalty of a wrong-target event."""
+    wrong_penalty_on: str = "end"
+    """When a wrong-target event counts: "end", "step" or "enter" (module docstring)."""
+    max_episode_steps: int = 50
+    """Truncation after this many steps."""
+    success_tolerance: float = 0.02
+    """m, fingertip-to-target distance that counts as reached."""
+
+    def __post_init__(self) -> None:
+        if self.wrong_penalty_on not in PENALTY_RULES:
+            raise ValueError(f"wrong_penalty_on must be one of {', '.join(PENALTY_RULES)}, got {self.wrong_penalty_on!r}.")
+        if self.voices not in VOICE_SPLITS:
+            raise ValueError(f"voices must be one of {', '.join(VOICE_SPLITS)}, got {self.voices!r}.")
+        if self.audio not in AUDIO_KINDS:
+            raise ValueError(f"audio must be one of {', '.join(AUDIO_KINDS)}, got {self.audio!r}.")
+
+
 class SpokenCore:
     """N arms, each with four targets and a spoken command; per-row seeded."""
 
-    def __init__(self, num_envs: int, voices: str, snr_db: float | None, audio: str, image: bool, mute: bool,
-                 wrong_penalty: float, wrong_penalty_on: str, max_episode_steps: int, success_tolerance: float) -> None:
-        if wrong_penalty_on not in PENALTY_RULES:
-            raise ValueError(f"wrong_penalty_on must be one of {', '.join(PENALTY_RULES)}, got {wrong_penalty_on!r}.")
-        if voices not in VOICE_SPLITS:
-            raise ValueError(f"voices must be one of {', '.join(VOICE_SPLITS)}, got {voices!r}.")
-        if audio not in AUDIO_KINDS:
-            raise ValueError(f"audio must be one of {', '.join(AUDIO_KINDS)}, got {audio!r}.")
-        self.num_envs, self.audio_kind, self.image, self.mute = num_envs, audio, image, mute
-        self.snr_db, self.wrong_penalty, self.wrong_penalty_on = snr_db, wrong_penalty, wrong_penalty_on
-        self.arm = ReacherCore(num_envs, default_params(2), TaskParams("state", max_episode_steps, success_tolerance))
+    STATE: ClassVar[tuple[str, ...]] = tuple(f"arm.{k}" for k in ReacherCore.STATE) + (
+        "targets", "command", "on_wrong", "clip", "shift", "noise_start", "audio")
+
+    def __init__(self, num_envs: int, params: SpokenParams) -> None:
+        self.params = params
+        self.num_envs, self.audio_kind, self.image, self.mute = num_envs, params.audio, params.image, params.mute
+        self.snr_db, self.wrong_penalty, self.wrong_penalty_on = params.snr_db, params.wrong_penalty, params.wrong_penalty_on
+        voices, audio = params.voices, params.audio
+        self.arm = ReacherCore(num_envs, default_params(2),
+                               TaskParams("state", params.max_episode_steps, params.success_tolerance))
         clips = sd._shipped_clips()
         self.words = clips.words
         self.num_targets = len(self.words)
@@ -224,8 +258,8 @@ class SpokenCore:
         cv2.circle(img, tip, max(1, size // 40) * 16, (40, 40, 40), -1, cv2.LINE_AA, 4)  # fingertip on top
         return img
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        rewards, truncated, info = self.arm.step(actions)
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        rewards, terminated, truncated, info = self.arm.step(actions)
         tol = self.arm.task.success_tolerance
         gaps = np.linalg.norm(self.targets - self.arm.tip[:, None, :], axis=2)  # (N, targets), m
         gaps[np.arange(self.num_envs), self.command] = np.inf
@@ -239,41 +273,44 @@ class SpokenCore:
             event = wrong & truncated
         self.on_wrong = inside
         rewards = rewards - self.wrong_penalty * event
-        info = {**info, "wrong_target": wrong, "heldout_voice": self.clip_heldout[self.clip].copy()}
-        return rewards, truncated, info
+        info = {**info, "wrong_target": wrong, "heldout_voice": self.clip_heldout[self.clip].copy(), **self.labels()}
+        return rewards, terminated, truncated, info
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """Training-only labels of the current observations: the command, and on the image variant where the
+        targets are in the image."""
+        out = {"command": self.command.copy()}  # index of the word each observation says
+        if self.image:
+            out["target_xy"] = self.target_xy()
+        return out
+
+    def reset_info(self) -> dict[str, np.ndarray]:
+        return self.labels()
 
 
-def _core(num_envs: int, voices: str = "train", snr_db: float | None = 20.0, audio: str = "logmel",
-          image: bool = False, mute: bool = False, wrong_penalty: float = 1.0, wrong_penalty_on: str = "end",
-          max_episode_steps: int = 50, success_tolerance: float = 0.02) -> SpokenCore:
-    return SpokenCore(num_envs, voices, snr_db, audio, image, mute, wrong_penalty, wrong_penalty_on,
-                      max_episode_steps, success_tolerance)
-
-
-class SpokenReachEnv(gym.Env):
-    """The single env: one row of the core, with rendering (arena, spectrogram strip, caption)."""
+class SpokenReachEnv(CoreEnv):
+    """The single env: the core with one row, with rendering (arena, spectrogram strip, caption)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, render_mode: str | None = None, render_size: int = 256, **kwargs: Any) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
-        self.core = _core(1, **kwargs)
+        self.params = SpokenParams(**kwargs)
+        self.core = SpokenCore(1, self.params)
         self.observation_space = self.core.observation_space()
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.render_mode, self.render_size = render_mode, render_size
 
-    def _obs(self) -> dict[str, np.ndarray]:
-        return {k: v[0] for k, v in self.core.observe().items()}
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        self.core.reset_rows(np.arange(1), [self.np_random])
-        return self._obs(), {"command": self.core.words[self.core.command[0]]}
+        obs, _ = super().reset(seed=seed, options=options)
+        return obs, {"command": self.core.words[self.core.command[0]]}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        rewards, truncated, info = self.core.step(np.asarray(action)[None])
-        return self._obs(), float(rewards[0]), False, bool(truncated[0]), {k: v[0].item() for k, v in info.items()}
+        obs, reward, terminated, truncated, info = super().step(action)
+        for label in ("command", "target_xy"):  # the vector env's training labels
+            info.pop(label, None)
+        return obs, reward, terminated, truncated, info
 
     def command_audio(self) -> tuple[np.ndarray, int]:
         """The command as the agent hears it this episode (shifted, noisy): (samples float32, sample rate)."""
@@ -301,48 +338,16 @@ class SpokenReachEnv(gym.Env):
         return np.concatenate([arena, strip, caption], 0)
 
 
-class SpokenReachVectorEnv(gym.vector.VectorEnv):
-    """`num_envs` SpokenReach envs stepped in array operations, with next-step autoreset."""
-
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+class SpokenReachVectorEnv(NumpyVectorEnv):
+    """`num_envs` SpokenReach envs stepped in array operations. `info` carries the training-only labels
+    `command` (and `target_xy` on the image variant) of the returned observations, at reset and every step."""
 
     def __init__(self, num_envs: int, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.num_envs = num_envs
-        self.core = _core(num_envs, **kwargs)
-        self.single_observation_space = self.core.observation_space()
-        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.render_mode = render_mode
-        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self._needs_reset = np.zeros(num_envs, dtype=bool)
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        if seed is not None:
-            self._rngs = row_generators(seed, self.num_envs)  # row i == single env seed + i
-        self.core.reset_rows(np.arange(self.num_envs), self._rngs)
-        self._needs_reset[:] = False
-        return self.core.observe(), self._labels({})
-
-    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
-        rewards, truncated, info = self.core.step(actions)
-        restarting = np.flatnonzero(self._needs_reset)
-        if len(restarting):  # next-step autoreset: these rows ignore their action and start afresh
-            self.core.reset_rows(restarting, [self._rngs[i] for i in restarting])
-            rewards[restarting] = 0.0
-            truncated[restarting] = False
-            for values in info.values():
-                values[restarting] = 0
-        self._needs_reset = truncated.copy()
-        return self.core.observe(), rewards, np.zeros(self.num_envs, dtype=bool), truncated, self._labels(info)
-
-    def _labels(self, info: dict[str, Any]) -> dict[str, Any]:
-        """Training-only labels of the observations about to be returned: the command, and on the image
-        variant where the targets are in the image."""
-        info["command"] = self.core.command.copy()  # index of the word each returned observation says
-        if self.core.image:
-            info["target_xy"] = self.core.target_xy()
-        return info
+        vector_kwargs = {k: kwargs.pop(k) for k in ("autoreset_mode", "episode_statistics") if k in kwargs}
+        self.params = SpokenParams(**kwargs)
+        core = SpokenCore(num_envs, self.params)
+        super().__init__(core, core.observation_space(), gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                         render_mode=render_mode, **vector_kwargs)
 
 
 # ------------------------------------------------------------------------------------------- the baseline

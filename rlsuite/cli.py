@@ -1,4 +1,4 @@
-"""The `rlsuite` command: list, train, evaluate, record, report, sweep, import-sb3, demo.
+"""The `rlsuite` command: list, train, evaluate, record, report, sweep, tune, import-sb3, demo.
 
 Every user-facing error from the layers below is a ValueError subclass with an actionable message;
 this module prints it as one paragraph and exits with code 2, never with a traceback.
@@ -69,7 +69,9 @@ _ENV_KWARG_HELP = ("Env constructor keyword: key=value (repeatable), e.g. profil
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # "gymnasium[box2d]" is no markup
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -88,15 +90,11 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
             table.add_row(spec.name, "trained" if spec.trainable else "baseline", spec.description)
         console.print(table)
     elif what == "envs":
-        import gymnasium as gym
+        from rlsuite.envs.catalog import env_catalog
 
-        import rlsuite.envs  # noqa: F401  (registers the rlsuite/ namespace)
-
-        table = Table("env id", "entry point", "vectorised core")
-        for env_id, env_spec in sorted(gym.registry.items()):
-            entry = env_spec.entry_point
-            entry_name = entry if isinstance(entry, str) else getattr(entry, "__name__", "")
-            table.add_row(env_id, str(entry_name), "yes" if env_spec.vector_entry_point else "")
+        table = Table("env id", "description")
+        for entry in env_catalog():  # rlsuite's first, then the ALE's, then the rest that can be made here
+            table.add_row(entry.env_id, entry.description)
         console.print(table)
     else:
         _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")
@@ -362,6 +360,65 @@ def sweep(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(EXIT_TRIALS_FAILED)
+
+
+@app.command()
+def tune(
+    file: Annotated[Path | None, typer.Argument(help="A tuning YAML file (agent, envs, trials, search_space, ...); options given here override it.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Agent to tune (see `rlsuite list agents`).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Env id (repeatable: scores are normalised by each env's reference scores).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Configurations to try (default 20).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Training seeds per trial, one pruning rung each (default 3).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps of every run (default: the preset's).")] = None,
+    objective: Annotated[list[str] | None, typer.Option(help="return, cpu_seconds or metric:NAME:max|min (repeatable: multi-objective).")] = None,
+    pruner: Annotated[str | None, typer.Option(help="median (default), halving or none.")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Validation (and test) episodes per run (default 20).")] = None,
+    confirm_top: Annotated[int | None, typer.Option(help="Best trials rerun on fresh seeds (default 3; 0: none).")] = None,
+    confirm_seeds: Annotated[int | None, typer.Option(help="Fresh seeds per confirmed configuration (default 5).")] = None,
+    search_space: Annotated[Path | None, typer.Option(help="Search-space YAML (default: rlsuite/search_spaces/<agent>.yaml).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings YAML under the searched values.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Fix one setting for every trial: key=value (repeatable).")] = None,
+    sampler_seed: Annotated[int | None, typer.Option(help="Seed of the TPE sampler (default 0).")] = None,
+    backend: Annotated[str | None, typer.Option(help="local (process pool, default) or ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Runs at once (default: cores, or the Ray cluster's CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Running Ray cluster (default: start a local Ray).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Results database (default results.db).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Study folder: study.journal, runs/, best.yaml, report/ (default tune).")] = None,
+) -> None:
+    """Tune an agent's settings with Optuna (several seeds per trial, pruning on seed rungs), confirm the best
+    on fresh seeds, write the winner as a preset block and a tuning report. Rerun the same command to resume."""
+    from rlsuite.tune import TuneError, TuneSpec, load_tune_file, run_tune
+
+    try:
+        values = load_tune_file(file) if file is not None else {}
+        given = {"agent": agent, "envs": tuple(env) if env else None, "trials": trials, "seeds": seeds,
+                 "steps": steps, "objectives": tuple(objective) if objective else None, "pruner": pruner,
+                 "episodes": episodes, "confirm_top": confirm_top, "confirm_seeds": confirm_seeds,
+                 "search_space": search_space, "config_file": config, "sampler_seed": sampler_seed,
+                 "backend": backend, "workers": workers, "ray_address": ray_address, "db": db, "out": out}
+        values.update({k: v for k, v in given.items() if v is not None})
+        if set_:
+            values["set_args"] = (*values.get("set_args", ()), *set_)
+        missing = [k for k in ("agent", "envs") if k not in values]
+        if missing:
+            _fail(f"name the study's {' and '.join(missing)}: e.g. --agent ppo --env Acrobot-v1, or give a tuning "
+                  "YAML file.")
+        summary = run_tune(TuneSpec(**values), command=_command_line(), console=err_console)
+    except (*_user_errors(), TuneError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        err_console.print("aborted; finished runs are recorded, rerun the same command to resume the study.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    err_console.print(f"study {summary.study}: {summary.trials} trials ({summary.complete} complete, {summary.pruned} "
+                      f"pruned, {summary.failed} failed); {summary.units_run} runs trained now, {summary.units_reused} "
+                      f"reused ({summary.seconds:.0f} s)", highlight=False)
+    if summary.interrupted:
+        err_console.print("interrupted: rerun the same command to resume.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.best_file is not None:
+        err_console.print(f"winner written to {summary.best_file} (load it with --config)", highlight=False)
+    if summary.report is not None:
+        print(summary.report)
 
 
 @app.command()

@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -57,6 +58,7 @@ from rlsuite.agents.run import RunError, RunFolder, collect_versions, git_commit
 from rlsuite.agents.settings import select_block, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
+from rlsuite.envs.catalog import unavailable_reason
 from rlsuite.evaluation.evaluate import load_agent, run_protocol
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.report import ReportError, write_report
@@ -64,7 +66,7 @@ from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
 from rlsuite.train import check_label, prepare_settings, run_training
 
 __all__ = ["BACKENDS", "SweepError", "SweepSpec", "SweepSummary", "Trial", "TrialResult", "load_sweep_file",
-           "parse_seeds", "plan_trials", "run_sweep", "run_trial"]
+           "parse_seeds", "plan_trials", "run_sweep", "run_trial", "train_trial"]
 
 BACKENDS = ("local", "ray")
 DEFAULT_OUT = Path("sweep")
@@ -275,6 +277,8 @@ class Trial:
     videos: bool
     label: str | None = None
     """The configuration's name in results and reports (manifest `label`); None for baselines and unnamed runs."""
+    unavailable: str = ""
+    """Why the trial cannot run here (its env's optional dependency is missing); recorded as failed."""
 
     @property
     def trainable(self) -> bool:
@@ -305,7 +309,10 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
         agent_label = None if not (trainable and label) else label if n_trainable == 1 else f"{label}-{agent}"
         for env_id in spec.envs:
             first = None
-            if trainable:
+            unavailable = unavailable_reason(env_id) or ""
+            if unavailable:  # recorded as a failed trial with the install command; the grid goes on
+                pass
+            elif trainable:
                 block = select_block(spec.settings.get(agent, {}), env_id, f"settings of {agent} in the sweep")
                 cli_values = {**block, "total_steps": spec.steps, "seed": spec.seeds[0]}
                 first = prepare_settings(agent, env_id, config_file=spec.config_file, cli_values=cli_values,
@@ -330,7 +337,8 @@ def plan_trials(spec: SweepSpec) -> list[Trial]:
                     args = ["rlsuite", "evaluate", "--agent", agent, "--env", env_id,
                             "--episodes", str(spec.episodes)]
                 trials.append(Trial(agent, env_id, seed, key, run_id, settings, shlex.join(args), runs_root,
-                                    spec.episodes, spec.checkpoint, spec.deterministic, spec.videos, agent_label))
+                                    spec.episodes, spec.checkpoint, spec.deterministic, spec.videos, agent_label,
+                                    unavailable))
     return trials
 
 
@@ -359,7 +367,7 @@ class TrialResult:
     seconds: float = 0.0
 
 
-def _train(trial: Trial) -> tuple[Path, str]:
+def train_trial(trial: Trial) -> tuple[Path, str]:
     """Train the trial's run folder (reusing one an earlier attempt finished); return it and the status."""
     module = agent_module(trial.agent)
     settings = settings_from_dict(module.Settings, trial.settings)
@@ -397,7 +405,7 @@ def run_trial(trial: Trial) -> TrialResult:
     host = socket.gethostname()
     try:
         if trial.trainable:
-            path, status = _train(trial)
+            path, status = train_trial(trial)
             if status != "finished":
                 return TrialResult(trial.run_id, "interrupted", host=host, seconds=time.monotonic() - start)
             subject = load_agent(run_dir=path, checkpoint=trial.checkpoint)
@@ -461,10 +469,14 @@ def machine_cores() -> int:
 
 
 class _LocalBackend:
-    """A spawn-context process pool; a dead worker breaks the pool, which is rebuilt for the next trials."""
+    """A spawn-context process pool; a dead worker breaks the pool, which is rebuilt for the next trials.
 
-    def __init__(self, workers: int) -> None:
+    `task` is what a worker runs on each submitted item: `run_trial` for sweeps (rlsuite/tune.py hands
+    its own unit runner); a top-level function, so spawned workers can import it."""
+
+    def __init__(self, workers: int, task: Callable[[Any], Any] = run_trial) -> None:
         self.slots = workers
+        self._task = task
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -474,7 +486,7 @@ class _LocalBackend:
         return self._executor
 
     def submit(self, trial: Trial) -> Future[TrialResult]:
-        return self._pool().submit(run_trial, trial)
+        return self._pool().submit(self._task, trial)
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, TrialResult | BaseException]]:
         done, _ = wait_futures(handles, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -514,7 +526,7 @@ class _LocalBackend:
 class _RayBackend:
     """Ray tasks with per-trial resources; Ray re-runs a task whose worker or node died (max_retries)."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, task: Callable[[Any], Any] = run_trial) -> None:
         try:
             import ray
         except ImportError:
@@ -534,7 +546,7 @@ class _RayBackend:
                                  "Ray.") from None
         # Exceptions inside a trial come back as failed results (the driver retries them); max_retries
         # covers what the trial cannot report itself: its worker process or node dying.
-        self._task = ray.remote(run_trial).options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
+        self._task = ray.remote(task).options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
                                                    max_retries=spec.retries, retry_exceptions=False)
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         self.slots = spec.workers or max(1, int(cpus // spec.cpus_per_trial))
@@ -634,6 +646,15 @@ def run_sweep(spec: SweepSpec, *, console: Console | None = None, show_progress:
     done_ids = _finished_run_ids(spec.db)
     todo = deque(t for t in trials if t.run_id not in done_ids)
     summary = SweepSummary(total=len(trials), skipped=len(trials) - len(todo))
+    blocked = [t for t in todo if t.unavailable]
+    if blocked:
+        with ResultsStore(spec.db) as store:
+            for trial in blocked:
+                store.record_run(_failed_record(trial, trial.unavailable))
+                summary.failed += 1
+                summary.failures[trial.run_id] = trial.unavailable
+                console.print(f"[red]failed[/] {trial.run_id}: {escape(trial.unavailable)}", highlight=False)
+        todo = deque(t for t in todo if not t.unavailable)
     if todo:
         _run_grid(spec, todo, summary, console, show_progress)
     if spec.report and summary.finished + summary.skipped > 0 and summary.interrupted == 0:

@@ -22,7 +22,7 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from rlsuite.agents import dqn
+from rlsuite.agents import dqn, fast
 from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
 from rlsuite.agents.optim import FlatAdam
@@ -125,9 +125,8 @@ def run_lockstep(phases: int = 3, perturb: dict[str, Any] | None = None, skip_ta
     copy_sb3_weights(model, network)
     target.load_state_dict(network.state_dict())
     target.requires_grad_(False)
+    assert fast.accelerate(network) and fast.accelerate(target)  # as dqn.train does for this network
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=adam_eps)
-    fast, fast_target = dqn.MLPQFunction(network), dqn.MLPQFunction(target)
-    assert dqn.MLPQFunction.supports(network)  # the path dqn.train takes for this network
     buffer = ReplayBuffer(obs_space, s.buffer_size, 1, n_step=s.n_step, gamma=s.gamma, seed=1)
     row_to_sb3 = fill_both(model, buffer, TRAJECTORY)
 
@@ -143,13 +142,12 @@ def run_lockstep(phases: int = 3, perturb: dict[str, Any] | None = None, skip_ta
         batch = buffer.sample(s.batch_size * s.gradient_steps)
         sb3_indices = np.array([row_to_sb3[int(row)] for row in batch.indices])  # one env, no wrap: slot = row
         pending.extend(np.split(sb3_indices, s.gradient_steps))
-        phase = dqn.phase_tensors(batch, s, device, fast_target.forward)
+        phase = dqn.phase_tensors(batch, s, device, target)
         losses = []
         for g in range(s.gradient_steps):
             rows = slice(g * s.batch_size, (g + 1) * s.batch_size)
-            q_taken, y, _ = dqn.td_gradient_step({k: v[rows] for k, v in phase.items()}, s, network, optimizer,
-                                                 fast.forward, fast)
-            losses.append(dqn._td_loss(q_taken, y, "huber").mean().item())
+            q_taken, y, _ = dqn.td_gradient_step({k: v[rows] for k, v in phase.items()}, s, network, optimizer)
+            losses.append(dqn.td_loss(q_taken, y, "huber").item())
         model.train(gradient_steps=ZOO["gradient_steps"], batch_size=ZOO["batch_size"])
         assert not pending
         # the target copy as each library schedules it: SB3's _on_step once per env step until the next phase
@@ -165,7 +163,7 @@ def run_lockstep(phases: int = 3, perturb: dict[str, Any] | None = None, skip_ta
     return report
 
 
-TOLERANCE = 1e-4  # float32: different summation orders (explicit matmuls vs autograd), 384 Adam steps
+TOLERANCE = 1e-4  # float32: different summation orders (our MLPTower backward vs SB3's modules), 384 Adam steps
 
 
 def test_updates_agree_with_sb3_step_for_step_on_the_same_batches():
@@ -229,7 +227,7 @@ def test_collection_schedule_matches_sb3(tmp_path, monkeypatch):
     # --- ours: the same records through dqn.train's own loop
     events: list[tuple[str, float]] = []  # ("eps", value) at the start of each step; "train", "target", "act"
     schedule, phase_tensors, update_target, forward = (dqn.linear_schedule, dqn.phase_tensors, dqn.update_target,
-                                                       dqn.MLPQFunction.forward)
+                                                       dqn.QNetwork.forward)
     settings = our_settings(**overrides, hidden_sizes=(64, 64), total_steps=total, seed=3, n_envs=1,
                             vectorization="sync", eval_every=0, tensorboard=False)
 
@@ -239,7 +237,7 @@ def test_collection_schedule_matches_sb3(tmp_path, monkeypatch):
             events.append(("eps", value))
         return value
 
-    def record_forward(self: dqn.MLPQFunction, x: torch.Tensor) -> torch.Tensor:
+    def record_forward(self: dqn.QNetwork, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] == 1:  # acting on the one env (training passes are batches)
             events.append(("act", 0.0))
         return forward(self, x)
@@ -247,7 +245,7 @@ def test_collection_schedule_matches_sb3(tmp_path, monkeypatch):
     monkeypatch.setattr(dqn, "linear_schedule", record_schedule)
     monkeypatch.setattr(dqn, "phase_tensors", lambda *a, **k: (events.append(("train", 0.0)), phase_tensors(*a, **k))[1])
     monkeypatch.setattr(dqn, "update_target", lambda *a, **k: (events.append(("target", 0.0)), update_target(*a, **k)))
-    monkeypatch.setattr(dqn.MLPQFunction, "forward", record_forward)
+    monkeypatch.setattr(dqn.QNetwork, "forward", record_forward)
     run = RunFolder.create(tmp_path, agent="dqn", env_id="CartPole-v1", seed=3, settings={}, command="test",
                            device="cpu", name="run")
     logger = MetricLogger(run.path, tensorboard=False)

@@ -362,7 +362,7 @@ def test_no_vehicle_passes_through_another(seed: int, scope: str) -> None:
 def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small batches (the single env) check all pairs at once, big ones a window along the x order plus the
     full check for crowded rows: on dense random traffic both mark the same crashes, substep by substep."""
-    import rlsuite.envs.highway as highway
+    import rlsuite.envs.highway.collisions as collisions
 
     params = HighwayParams(vehicles_count=30, vehicles_density=2.0)
     cores = [HighwayCore(params, 16) for _ in range(2)]
@@ -372,7 +372,7 @@ def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatc
     for _ in range(20):
         actions = rng.integers(5, size=(16, 1))
         for limit, core in zip((0, 10**9), cores, strict=True):  # windowed, then full
-            monkeypatch.setattr(highway, "FULL_CHECK_PAIRS", limit)
+            monkeypatch.setattr(collisions, "FULL_CHECK_PAIRS", limit)
             core.step(actions)
         np.testing.assert_array_equal(cores[0].crashed, cores[1].crashed)
         np.testing.assert_array_equal(cores[0].x, cores[1].x)

@@ -15,11 +15,19 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlsuite.agents import a2c, onpolicy, reinforce
+from rlsuite.agents import a2c, reinforce
+from rlsuite.agents.actor_critic import ActorCritic
 from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
 from rlsuite.agents.interface import AgentError, TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
 from rlsuite.agents.registry import AGENTS, load_policy
+from rlsuite.agents.rollout import (
+    Rollout,
+    RolloutCollector,
+    discounted_returns,
+    masked_mean,
+    normalize_advantages,
+)
 from rlsuite.agents.run import RunFolder
 from rlsuite.agents.settings import resolve_settings, settings_to_dict
 from rlsuite.evaluation.harness import evaluate_policy
@@ -92,7 +100,7 @@ def test_reward_to_go_matches_slow_reference(seed):
     rewards, values, next_value, terminated, truncated = random_rollout(seed)
     assert terminated[:-1].any() and truncated[:-1].any()  # episode ends inside the window, both kinds
     expected = slow_reward_to_go(rewards, values, next_value, terminated, truncated, 0.97)
-    got = onpolicy.discounted_returns(_t(rewards), _t(values), _t(next_value), _t(terminated),
+    got = discounted_returns(_t(rewards), _t(values), _t(next_value), _t(terminated),
                                       _t(terminated | truncated), 0.97)
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-10)
 
@@ -117,9 +125,9 @@ def test_nstep_return_hand_computed():
     # one env, 3 steps, gamma 0.5: truncated at step 0 (V(final obs) = values[1] = 8), then rewards 1, 2 and a cut
     rewards, values = _t([[1.0], [1.0], [2.0]]), _t([[0.0], [8.0], [0.0]])
     dones, terminated = _t([[1.0], [0.0], [0.0]]), _t([[0.0], [0.0], [0.0]])
-    ret = onpolicy.discounted_returns(rewards, values, _t([4.0]), terminated, dones, 0.5)
+    ret = discounted_returns(rewards, values, _t([4.0]), terminated, dones, 0.5)
     assert ret[:, 0].tolist() == pytest.approx([1.0 + 0.5 * 8.0, 1.0 + 0.5 * (2.0 + 0.5 * 4.0), 2.0 + 0.5 * 4.0])
-    ret_term = onpolicy.discounted_returns(rewards, values, _t([4.0]), dones, dones, 0.5)
+    ret_term = discounted_returns(rewards, values, _t([4.0]), dones, dones, 0.5)
     assert ret_term[0, 0].item() == pytest.approx(1.0)  # a terminated step never bootstraps
 
 
@@ -311,45 +319,14 @@ def test_recurrent_ppo_solves_memory_cue_where_feed_forward_ppo_cannot(tmp_path)
     assert feed_forward <= 0.4, f"feed-forward PPO (best checkpoint, step {ff_step}) scored {feed_forward}"
 
 
-@pytest.mark.parametrize("env_id, overrides", [
-    ("CartPole-v1", {}),
-    ("CartPole-v1", {"share_encoder": True, "hidden_sizes": (16, 8, 4), "activation": "relu"}),
-    ("Pendulum-v1", {"squash": "tanh"}),
-    ("Pendulum-v1", {}),
-])
-def test_fused_rollout_forward_equals_module_forward(env_id, overrides):
-    settings = a2c.A2CSettings(env_id=env_id, **overrides)
-    env = gym.make(env_id)
-    torch.manual_seed(0)
-    network = onpolicy.ActorCritic(env.observation_space, env.action_space, settings)
-    for param in network.parameters():  # move off the init (heads start near zero) so every weight matters
-        param.data.add_(0.3 * torch.randn_like(param))
-    fused = onpolicy.FusedMLPForward(network)
-    assert onpolicy.FusedMLPForward.supports(network)
-    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(32)]))
-    actions = torch.as_tensor(np.stack([env.action_space.sample() for _ in range(32)]))
-    with torch.inference_mode():
-        dist, value = fused(obs)
-        actor_f, critic_f, _ = network.features(obs)
-        expected = network.actor(actor_f)
-        torch.testing.assert_close(value, network.critic(critic_f))
-        torch.testing.assert_close(dist.log_prob(actions), expected.log_prob(actions))
-        torch.testing.assert_close(dist.mode(), expected.mode())
-    with torch.no_grad():  # after an update, refresh() picks up the new weights
-        network.critic.linear.bias.add_(1.0)
-    fused.refresh()
-    with torch.inference_mode():
-        torch.testing.assert_close(fused(obs)[1], value + 1.0)
-
-
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_a2c_flat_optimisers_step_like_torch(optimizer):
     # Oracle: the same network with its own per-tensor parameters, clip_grad_norm_ and torch.optim's optimiser.
     env = gym.make("CartPole-v1")
     settings = a2c.A2CSettings(optimizer=optimizer)
     torch.manual_seed(3)
-    reference = onpolicy.ActorCritic(env.observation_space, env.action_space, settings)
-    flat_net = onpolicy.ActorCritic(env.observation_space, env.action_space, settings)
+    reference = ActorCritic(env.observation_space, env.action_space, settings)
+    flat_net = ActorCritic(env.observation_space, env.action_space, settings)
     flat_net.load_state_dict(reference.state_dict())
     flat_opt = a2c.make_optimizer(settings, flat_net)
     if optimizer == "rmsprop":
@@ -392,12 +369,12 @@ def test_collector_counts_episodes_like_record_episode_statistics(tmp_path):
 
     settings = _small_settings("a2c")
     envs = _EpisodeSpy(make_vec_env("CartPole-v1", 4, record_stats=True))
-    network = onpolicy.ActorCritic(envs.single_observation_space, envs.single_action_space, settings)
+    network = ActorCritic(envs.single_observation_space, envs.single_action_space, settings)
     run, ctx = _context(tmp_path, "a2c", settings)
-    collector = onpolicy.RolloutCollector(envs, network, torch.device("cpu"), None, None, ctx)
+    collector = RolloutCollector(envs, network, torch.device("cpu"), None, None, ctx)
     collector.recent_returns = deque(maxlen=None)  # keep every return, not the last 20
     collector.reset(seed=0)
-    rollout = onpolicy.Rollout(envs.single_observation_space, envs.single_action_space, 100, 4, torch.device("cpu"))
+    rollout = Rollout(envs.single_observation_space, envs.single_action_space, 100, 4, torch.device("cpu"))
     for _ in range(3):
         collector.collect(rollout, 0)
     ctx.logger.close()
@@ -405,60 +382,57 @@ def test_collector_counts_episodes_like_record_episode_statistics(tmp_path):
     assert sorted(collector.recent_returns) == sorted(envs.returns)
 
 
-@pytest.mark.parametrize("action_space, overrides, normalize, ent_coef", [
-    (spaces.Discrete(2), {}, False, 0.0),  # SB3's A2C on CartPole: separate tanh towers, no entropy bonus
-    (spaces.Discrete(3), {}, True, 0.01),
-    (spaces.Discrete(4), {"share_encoder": True, "hidden_sizes": (16, 8), "activation": "relu"}, False, 0.05),
-    (spaces.Box(-1.0, 1.0, (2,)), {}, False, 0.0),
-    (spaces.Box(-2.0, 2.0, (3,)), {"squash": "tanh", "log_std_init": -0.5}, True, 0.01),
-    (spaces.Box(-1.0, 1.0, (1,)), {"hidden_sizes": (32,), "activation": "relu"}, False, 0.05),
-])
-def test_a2c_hand_written_gradient_equals_autograd(action_space, overrides, normalize, ent_coef):
-    # Oracle: autograd through a2c_loss, the module path train takes for networks HandGradMLP does not handle.
-    obs_space = spaces.Box(-np.inf, np.inf, (5,), np.float32)
-    settings = a2c.A2CSettings(**overrides)
-    torch.manual_seed(0)
-    network = onpolicy.ActorCritic(obs_space, action_space, settings)
-    assert onpolicy.HandGradMLP.supports(network, box=True)
-    assert onpolicy.HandGradMLP.supports(network) == isinstance(action_space, spaces.Discrete)  # PPO: Discrete only
-    for param in network.parameters():  # off the init (heads start near zero), so every weight matters
-        param.data.add_(0.3 * torch.randn_like(param))
-        param.grad = torch.full_like(param, float("nan"))  # backward must overwrite every element
-    hand = onpolicy.HandGradMLP(network)
-    batch, vf_coef = 40, 0.5  # a 5 x 8 rollout
-    obs = torch.randn(batch, 5) * 2.0
-    if isinstance(action_space, spaces.Discrete):
-        actions = torch.randint(0, int(action_space.n), (batch,))
-    else:
-        actions = torch.randn(batch, action_space.shape[0]) * 1.5
-    advantages, returns = torch.randn(batch), torch.randn(batch) * 3.0
-    valid = (torch.rand(batch) > 0.15).float()  # reset steps carry no loss
-    if normalize:
-        advantages = onpolicy.normalize_advantages(advantages, partial(onpolicy.masked_mean, mask=valid))
-
-    head_out, value = hand.forward(obs)
-    gaussian = network.actor if isinstance(action_space, spaces.Box) else None
-    terms, grad_head, grad_value, grad_log_std = a2c.a2c_loss_grads(head_out, value, actions, advantages, returns, valid,
-                                                                    vf_coef, ent_coef, gaussian)
-    hand.backward(grad_head, grad_value, grad_log_std)
-    hand_grads = [p.grad.clone() for p in network.parameters()]
-
-    for param in network.parameters():
-        param.grad = None
-    loss, pg_loss, v_loss, entropy = a2c.a2c_loss(network, obs, actions, advantages, returns, valid, vf_coef, ent_coef)
-    loss.backward()
-    torch.testing.assert_close(terms["pg_loss"], pg_loss.detach())
-    torch.testing.assert_close(terms["v_loss"], v_loss.detach())
-    torch.testing.assert_close(terms["entropy"], entropy.detach())
-    for (name, param), got in zip(network.named_parameters(), hand_grads, strict=True):
-        assert param.grad is not None and param.grad.abs().sum() > 0 or name.endswith("log_std") and ent_coef == 0, name
-        torch.testing.assert_close(got, param.grad, rtol=1e-5, atol=1e-6, msg=name)
-
-
 def test_a2c_normalized_advantages_match_a_slow_reference():
     rng = np.random.default_rng(4)
     adv, valid = rng.normal(size=40) * 3 + 1, (rng.random(40) > 0.2).astype(np.float64)
     kept = adv[valid == 1]
     expected = (adv - kept.mean()) / (kept.std() + 1e-8)  # population std over the valid rows
-    got = onpolicy.normalize_advantages(torch.tensor(adv), partial(onpolicy.masked_mean, mask=torch.tensor(valid)))
+    got = normalize_advantages(torch.tensor(adv), partial(masked_mean, mask=torch.tensor(valid)))
     np.testing.assert_allclose(got.numpy()[valid == 1], expected[valid == 1], rtol=1e-10)
+
+
+def _float_policy_terms(network, obs, actions):
+    """Per row, with Python floats from the network's raw outputs: log pi(a|s), the entropy, V(s)."""
+    with torch.no_grad():
+        actor_f, critic_f, _ = network.features(obs)
+        logits, values = network.actor.linear(actor_f).tolist(), network.critic(critic_f).tolist()
+    rows = []
+    for row, action, value in zip(logits, actions.tolist(), values, strict=True):
+        log_z = math.log(sum(math.exp(z) for z in row))
+        logp = [z - log_z for z in row]
+        rows.append((logp[action], -sum(math.exp(lp) * lp for lp in logp), value))
+    return rows
+
+
+@pytest.mark.parametrize("agent", ["a2c", "reinforce"])
+def test_loss_matches_a_slow_float_reference(agent):
+    """a2c_loss and reinforce_loss, the losses train runs, against masked means written row by row."""
+    obs_space, action_space = spaces.Box(-np.inf, np.inf, (5,), np.float32), spaces.Discrete(3)
+    torch.manual_seed(0)
+    settings = a2c.A2CSettings() if agent == "a2c" else reinforce.ReinforceSettings(normalize_advantage=False)
+    network = ActorCritic(obs_space, action_space, settings)
+    for param in network.parameters():  # off the init (heads start near zero), so every weight matters
+        param.data.add_(0.3 * torch.randn_like(param))
+    batch, vf_coef, ent_coef = 40, 0.7, 0.05
+    settings.vf_coef, settings.ent_coef = vf_coef, ent_coef
+    obs, actions = torch.randn(batch, 5) * 2.0, torch.randint(0, 3, (batch,))
+    advantages, returns = torch.randn(batch), torch.randn(batch) * 3.0
+    mask = (torch.rand(batch) > 0.15).float()  # reset steps and unfinished tails carry no loss
+    if agent == "a2c":
+        loss, *parts = a2c.a2c_loss(network, obs, actions, advantages, returns, mask, vf_coef, ent_coef)
+        pg, v, ent = (x.detach() for x in parts)
+    else:
+        loss, terms = reinforce.reinforce_loss(network, obs, actions, returns, mask, settings)
+        pg, v, ent = terms["policy_loss"], terms["value_loss"], terms["entropy"]
+    kept = [i for i in range(batch) if mask[i] == 1]
+    rows = _float_policy_terms(network, obs, actions)
+    # A2C: A given, value loss mean (G - V)^2; REINFORCE: A = G - V (the baseline), value loss 0.5 mean (G - V)^2
+    adv = [float(advantages[i]) if agent == "a2c" else float(returns[i]) - rows[i][2] for i in range(batch)]
+    half = 1.0 if agent == "a2c" else 0.5
+    expected_pg = -sum(adv[i] * rows[i][0] for i in kept) / len(kept)
+    expected_v = half * sum((float(returns[i]) - rows[i][2]) ** 2 for i in kept) / len(kept)
+    expected_ent = sum(rows[i][1] for i in kept) / len(kept)
+    assert float(pg) == pytest.approx(expected_pg, rel=1e-5)
+    assert float(v) == pytest.approx(expected_v, rel=1e-5)
+    assert float(ent) == pytest.approx(expected_ent, rel=1e-5)
+    assert float(loss) == pytest.approx(expected_pg + vf_coef * expected_v - ent_coef * expected_ent, rel=1e-5)

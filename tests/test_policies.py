@@ -113,7 +113,7 @@ def test_grayscale_2d_uint8_and_float_images_scale_like_uint8_over_255():
 
 @pytest.mark.parametrize("space", [S.Box(0, 255, (4, 84, 84), np.uint8), S.Box(0.0, 1.0, (3, 40, 44), np.float32)])
 def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space):
-    # the training fast path (agents/onpolicy.encode): channels-last convs, 1/255 folded into the first
+    # the training fast path (agents/fast.accelerate): channels-last convs, 1/255 folded into the first
     # conv's weights; the same outputs and parameter gradients as the plain module to float tolerance
     torch.manual_seed(0)
     cnn = NatureCNN(space)
@@ -133,16 +133,6 @@ def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space):
     for g, r in zip(got_grads, ref_grads, strict=True):
         assert g.is_contiguous()  # parameters and their gradients stay NCHW (flat optimiser buffers)
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
-
-
-def test_actor_critic_trains_nature_cnn_by_the_channels_last_path_and_acts_by_the_plain_one():
-    from rlsuite.agents.onpolicy import encode
-
-    cnn = NatureCNN(S.Box(0, 255, (4, 84, 84), np.uint8))
-    x = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
-    assert torch.equal(encode(cnn, x), cnn.forward_channels_last(x))  # training: gradients on
-    with torch.no_grad():
-        assert torch.equal(encode(cnn, x), cnn(x))  # rollouts and evaluation
 
 
 def test_minibatch_rows_gathered_by_numpy_equal_torch_indexing():

@@ -231,6 +231,26 @@ def test_goal_variant_compute_reward_matches_step_reward() -> None:
     np.testing.assert_allclose(relabelled, [reward, -0.1 * info["control_effort"]], atol=1e-6)
 
 
+def test_sb3_her_trains_on_the_made_goal_env() -> None:
+    """SB3's HER on `gym.make("rlsuite/ReacherGoal-v0")` as it comes (compute_reward on the made env): a
+    short run, then relabelled rewards in the buffer lie between -distance - 0.1 * (max effort) and -distance."""
+    from stable_baselines3 import SAC, HerReplayBuffer
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("rlsuite/ReacherGoal-v0")
+    sb3_check_env(env, warn=False)
+    model = SAC("MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer, learning_starts=100, batch_size=32,
+                replay_buffer_kwargs={"n_sampled_goal": 4, "goal_selection_strategy": "future"},
+                policy_kwargs={"net_arch": [32, 32]}, seed=0, device="cpu")
+    model.learn(200)
+    batch = model.replay_buffer.sample(256)
+    distance = np.linalg.norm(batch.next_observations["achieved_goal"].numpy()
+                              - batch.observations["desired_goal"].numpy(), axis=1)
+    reward = batch.rewards.numpy().ravel()
+    assert np.all(reward <= -distance + 1e-5) and np.all(reward >= -distance - 0.1 * 2 - 1e-5)
+    assert np.any(distance < 1e-6)  # some goals were relabelled to the achieved ones
+
+
 def test_pixels_show_the_target_and_render_draws_a_trace() -> None:
     env = gym.make("rlsuite/ReacherPixels-v0", render_mode="rgb_array")
     obs, _ = env.reset(seed=0)

@@ -54,7 +54,7 @@ def _sb3_policy(agent: str, obs_space: gym.Space, action_space: gym.Space, **ove
     settings = algo.settings(**overrides)
     settings.validate()
     spec = {"algorithm": agent, "policy_class": None,
-            "policy_kwargs": sb3._encode(sb3.policy_kwargs(algo, settings))}
+            "policy_kwargs": sb3.state._encode(sb3.policy_kwargs(algo, settings))}
     cls = algo.sb3_class().policy_aliases[sb3.policy_alias(algo, obs_space)]
     spec["policy_class"] = cls.__name__
     return sb3.build_policy(spec, obs_space, action_space)
@@ -135,7 +135,7 @@ def test_sharing_rule_off_policy_follows_sb3():
     dqn = _sb3_policy("sb3-dqn", space, spaces.Discrete(3))
     assert dqn.q_net.features_extractor is not dqn.q_net_target.features_extractor
     with pytest.raises(ConfigError, match="share_features_extractor"):
-        sb3.DQNSettings(share_features_extractor=True).validate()
+        sb3.SB3DQNSettings(share_features_extractor=True).validate()
 
 
 def test_policy_spec_refuses_classes_outside_the_allow_list():
@@ -156,15 +156,15 @@ def test_metric_names_follow_our_namespace():
 
 
 def test_settings_are_typed_and_validated():
-    s = resolve_settings(sb3.SACSettings, "sb3-sac", "Pendulum-v1", set_args=["ent_coef=auto_0.1", "net_arch=64,64"])
+    s = resolve_settings(sb3.SB3SACSettings, "sb3-sac", "Pendulum-v1", set_args=["ent_coef=auto_0.1", "net_arch=64,64"])
     assert s.total_steps == 20_000 and s.ent_coef == "auto_0.1" and s.net_arch == (64, 64)
-    assert resolve_settings(sb3.SACSettings, "sb3-sac", "Pendulum-v1", set_args=["ent_coef=0.2"]).ent_coef == 0.2
+    assert resolve_settings(sb3.SB3SACSettings, "sb3-sac", "Pendulum-v1", set_args=["ent_coef=0.2"]).ent_coef == 0.2
     with pytest.raises(ConfigError, match="auto_<start>"):
-        resolve_settings(sb3.SACSettings, "sb3-sac", "Pendulum-v1", set_args=["ent_coef=automatic"])
+        resolve_settings(sb3.SB3SACSettings, "sb3-sac", "Pendulum-v1", set_args=["ent_coef=automatic"])
     with pytest.raises(ConfigError, match="Unknown setting 'clip_range'"):
-        resolve_settings(sb3.DQNSettings, "sb3-dqn", "CartPole-v1", set_args=["clip_range=0.1"])
+        resolve_settings(sb3.SB3DQNSettings, "sb3-dqn", "CartPole-v1", set_args=["clip_range=0.1"])
     with pytest.raises(ConfigError, match="batch_size"):
-        resolve_settings(sb3.PPOSettings, "sb3-ppo", "CartPole-v1", set_args=["batch_size=100000"])
+        resolve_settings(sb3.SB3PPOSettings, "sb3-ppo", "CartPole-v1", set_args=["batch_size=100000"])
     for name in sb3.ALGORITHMS:  # every preset only sets fields that exist, for every env it names
         assert agent_module(name).Settings is sb3.ALGORITHMS[name].settings
         for env_id in ("CartPole-v1", "Pendulum-v1"):
@@ -287,7 +287,7 @@ def test_every_agent_trains_checkpoints_and_reloads(tmp_path, agent):
 
 @pytest.mark.slow
 def test_interrupt_and_resume_keep_the_step_count(tmp_path):
-    settings = resolve_settings(sb3.PPOSettings, "sb3-ppo", "CartPole-v1",
+    settings = resolve_settings(sb3.SB3PPOSettings, "sb3-ppo", "CartPole-v1",
                                 cli_values={"total_steps": 1024, "n_envs": 2, "n_steps": 64, "batch_size": 64,
                                             "n_epochs": 1, "eval_every": 0, "tensorboard": False})
     run, ctx = _context(tmp_path, "sb3-ppo", settings, stop_after_calls=100)
@@ -334,7 +334,7 @@ gym.register("rlsuite-test/BrightSide-v0", entry_point=_BrightSideEnv)
 @pytest.mark.slow
 def test_cnn_agent_trains_end_to_end_on_images(tmp_path):
     agent, env_id = "sb3-ppo", "rlsuite-test/BrightSide-v0"
-    settings = resolve_settings(sb3.PPOSettings, agent, env_id,
+    settings = resolve_settings(sb3.SB3PPOSettings, agent, env_id,
                                 cli_values={"total_steps": 512, "n_envs": 2, "n_steps": 64, "batch_size": 64,
                                             "n_epochs": 2, "eval_every": 0, "tensorboard": False,
                                             "learning_rate": 1e-3})

@@ -177,6 +177,23 @@ def test_baseline_trial_equals_rlsuite_evaluate(tmp_path):
     assert not (tmp_path / "results.db").exists()  # workers never write the database
 
 
+def test_env_missing_its_optional_dependency_is_a_failed_trial_and_the_grid_goes_on(tmp_path):
+    """LunarLander-v3 needs Box2D (not installed in the test environment): its trials are recorded as failed
+    with the install command, without running; CartPole-v1's run."""
+    import importlib.util
+
+    if importlib.util.find_spec("Box2D") is not None:
+        pytest.skip("Box2D is installed here")
+    spec = grid(tmp_path, agents=("random",), envs=("LunarLander-v3", "CartPole-v1"), seeds=(0,), workers=1)
+    summary = run_sweep(spec, show_progress=False)
+    assert (summary.finished, summary.failed) == (1, 1)
+    (failed_id,) = summary.failures
+    assert "LunarLander" in failed_id and 'pip install "gymnasium[box2d]"' in summary.failures[failed_id]
+    with ResultsStore(spec.db, create=False) as store:
+        runs = {r.run_id: r for r in store.runs()}
+        assert runs[failed_id].status == "failed" and "Box2D" in runs[failed_id].error
+
+
 # --- real workers -------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,59 @@
+"""The speed seam: faster implementations of pieces of the plain PyTorch path, each tested equal to it.
+
+The agents are written in plain PyTorch (module forward, autograd through their one loss function,
+a flat-buffer Adam or RMSprop). On a CPU with the small networks of classic control a step's time goes to
+dispatch, not arithmetic, so two pieces have faster versions here, and only here:
+
+- `MLPTower` (fast/mlp.py): a `Linear -> tanh|ReLU -> ...` tower as one autograd node with its own
+  hand-written backward. Loss-independent: autograd still differentiates the loss down to the tower.
+- `FusedMLPForward` (fast/rollout.py): the rollout step of a feed-forward MLP actor-critic as one matmul
+  per layer for actor and critic together; `NumpyCategoricalStep` runs it in NumPy for a Categorical head on
+  the CPU, sampling from torch's generator exactly as the module path does.
+- `NatureCNN.forward_channels_last` (policies/encoders.py) for a channel-first Nature CNN on the CPU: the same function to
+  float tolerance, its convolutions' oneDNN backward 1.1-1.35x cheaper per PPO update (docs/atari.md).
+
+An agent calls `accelerate` once on its training network and hands `rollout_step` to its collector;
+both pick a fast piece only where it supports the network, else keep the plain path, so the agent files
+never branch on it. Checkpoints and loaded policies are plain modules either
+way (same parameters, same state_dict keys). tests/test_fast.py is the contract: outputs and gradients
+equal to the plain path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from rlsuite.agents.actor_critic import ActorCritic
+from rlsuite.agents.fast.mlp import MLPTower, MLPTowerFunction
+from rlsuite.agents.fast.rollout import FusedMLPForward, NumpyCategoricalStep
+from rlsuite.agents.rollout import ModuleStep, RolloutStep
+from rlsuite.policies import MLPEncoder, NatureCNN
+
+__all__ = ["FusedMLPForward", "MLPTower", "MLPTowerFunction", "NumpyCategoricalStep", "accelerate", "rollout_step"]
+
+
+def accelerate(network: nn.Module) -> list[str]:
+    """Run every MLP encoder tower of `network` that MLPTower supports as an MLPTower, and every Nature CNN on
+    the CPU by its channels-last forward (same parameters, same state_dict keys); returns the names of the
+    modules changed. Call after moving the network to its device."""
+    swapped = []
+    for name, module in list(network.named_modules()):
+        if isinstance(module, MLPEncoder) and MLPTower.supports(module.net):
+            module.net = MLPTower(module.net)
+            swapped.append(f"{name}.net")
+        elif (isinstance(module, NatureCNN) and module.input.layout.order == "chw"
+              and next(module.parameters()).device.type == "cpu"):
+            module.forward = module.forward_channels_last  # type: ignore[method-assign]
+            swapped.append(name)
+    return swapped
+
+
+def rollout_step(network: ActorCritic) -> Callable[[], RolloutStep]:
+    """What RolloutCollector calls at the start of every rollout for the step it acts with (re-reading the
+    weights): the NumPy step, else the fused one, where they support `network`, else the plain ModuleStep."""
+    for fast_step in (NumpyCategoricalStep, FusedMLPForward):
+        if fast_step.supports(network):
+            return fast_step(network).for_rollout
+    return lambda: ModuleStep(network)

@@ -1,0 +1,72 @@
+"""An MLP tower's forward and backward as one autograd node: the loss stays autograd's, the tower's chain rule is ours.
+
+On a CPU the networks of classic control are small enough that a gradient step's time goes to dispatch
+(nn.Module calls, one autograd node and AccumulateGrad per op and parameter) more than to arithmetic. A
+`Linear -> act -> ... -> Linear -> act` tower (act: tanh or ReLU) here runs as one `torch.autograd.Function`:
+the forward is `addmm` + in-place activation per layer, the backward the chain rule through those layers
+with plain matmuls. It knows nothing of the loss above it: autograd hands it dL/d(output), whatever loss
+that came from. tests/test_fast.py checks outputs and every gradient against the module path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+_tanh_backward = torch.ops.aten.tanh_backward.default  # (grad, tanh output) -> grad * (1 - output^2)
+_relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0) -> grad * [output > 0]
+
+
+class MLPTowerFunction(torch.autograd.Function):
+    """y = act(W_L ... act(W_1 x + b_1) ... + b_L) for x (B, in), weights (out, in) and biases (out,) interleaved."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, relu: bool, *params: torch.Tensor) -> torch.Tensor:
+        acts = [x]  # [x, h_1, ..., h_L]
+        for i in range(0, len(params), 2):
+            pre = torch.addmm(params[i + 1], acts[-1], params[i].t())  # (B, out)
+            acts.append(pre.relu_() if relu else pre.tanh_())
+        ctx.acts, ctx.relu, ctx.params = acts, relu, params
+        return acts[-1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        acts, relu, params = ctx.acts, ctx.relu, ctx.params
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        n_layers = len(params) // 2
+        for layer in range(n_layers - 1, -1, -1):
+            # dL/d(pre-activation): grad * [h > 0] for ReLU, grad * (1 - h^2) for tanh, each one kernel
+            grad = _relu_backward(grad, acts[layer + 1], 0.0) if relu else _tanh_backward(grad, acts[layer + 1])
+            grads[2 * layer] = grad.t() @ acts[layer]  # (out, in) dL/dW
+            grads[2 * layer + 1] = grad.sum(0)  # (out,) dL/db
+            if layer > 0 or ctx.needs_input_grad[0]:
+                grad = grad @ params[2 * layer]  # (B, in) dL/dh_{layer}
+        grad_x = grad if ctx.needs_input_grad[0] else None
+        return (grad_x, None, *grads)
+
+
+class MLPTower(nn.Sequential):
+    """The same `Linear, act, Linear, act, ...` layers (same parameters, same state_dict keys) run by
+    MLPTowerFunction in training and by the layers themselves elsewhere (inference, export)."""
+
+    def __init__(self, layers: nn.Sequential) -> None:
+        super().__init__(*layers)
+        self.relu = isinstance(layers[1], nn.ReLU)
+        self.linears = [m for m in layers if isinstance(m, nn.Linear)]
+
+    @staticmethod
+    def supports(layers: nn.Module) -> bool:
+        """A non-empty `Linear, act, ...` Sequential with one activation kind, tanh or ReLU."""
+        if not isinstance(layers, nn.Sequential) or len(layers) == 0 or len(layers) % 2:
+            return False
+        linears, acts = list(layers)[0::2], list(layers)[1::2]
+        return (all(isinstance(m, nn.Linear) for m in linears)
+                and (all(isinstance(m, nn.Tanh) for m in acts) or all(isinstance(m, nn.ReLU) for m in acts)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():  # no backward follows: the layers' own forward is as cheap
+            return super().forward(x)
+        params = [p for linear in self.linears for p in (linear.weight, linear.bias)]
+        return MLPTowerFunction.apply(x, self.relu, *params)  # (B, out)

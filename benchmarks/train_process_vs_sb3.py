@@ -1,0 +1,99 @@
+"""The whole `rlsuite train` process vs an SB3 script with the same RL Zoo settings: CPU seconds as a user feels them.
+
+Each side runs as its own child process with OMP_NUM_THREADS=1 (and one torch thread), start-up included:
+imports, env and network construction, training, the final checkpoint. CPU seconds are the child's user +
+system time (`resource.getrusage(RUSAGE_CHILDREN)`), which other jobs on a shared machine disturb far less
+than wall time. Ours runs with periodic evaluation off (`eval_every=0`), since the SB3 script evaluates
+nothing. Sides alternate seed by seed (ours, SB3, ours, SB3, ...).
+
+Run: `python benchmarks/train_process_vs_sb3.py --agent ppo --steps 100000 --seeds 3 4 5`
+(agents: ppo, a2c, dqn on CartPole-v1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ENV_ID = "CartPole-v1"
+
+# RL Zoo hyperparams (ppo.yml, a2c.yml, dqn.yml, CartPole-v1), as benchmarks/*_vs_sb3.py run them
+SB3_SCRIPTS = {
+    "ppo": """
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+lin = lambda start: (lambda progress: progress * start)
+env = make_vec_env("CartPole-v1", n_envs=8, seed={seed})
+model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+            learning_rate=lin(1e-3), clip_range=lin(0.2), seed={seed}, device="cpu", verbose=0)
+""",
+    "a2c": """
+from stable_baselines3 import A2C
+from stable_baselines3.common.env_util import make_vec_env
+env = make_vec_env("CartPole-v1", n_envs=8, seed={seed})
+model = A2C("MlpPolicy", env, ent_coef=0.0, seed={seed}, device="cpu", verbose=0)
+""",
+    "dqn": """
+from stable_baselines3 import DQN
+from stable_baselines3.common.env_util import make_vec_env
+env = make_vec_env("CartPole-v1", n_envs=1, seed={seed})
+model = DQN("MlpPolicy", env, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+            gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+            exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]), seed={seed}, device="cpu", verbose=0)
+""",
+}
+SB3_TAIL = """
+model.learn(total_timesteps={steps})
+model.save({path!r})
+"""
+
+
+def child_cpu_seconds(cmd: list[str]) -> float:
+    """Run `cmd` to completion with one thread; its user + system CPU seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def ours(agent: str, seed: int, steps: int, root: Path, rlsuite: str = "rlsuite") -> float:
+    return child_cpu_seconds([*rlsuite.split(), "train", "--agent", agent, "--env", ENV_ID, "--seed", str(seed),
+                              "--steps", str(steps), "--set", "eval_every=0", "--no-progress",
+                              "--run-dir", str(root / f"ours-{agent}-{seed}")])
+
+
+def sb3(agent: str, seed: int, steps: int, root: Path) -> float:
+    script = ("import torch; torch.set_num_threads(1)\n" + SB3_SCRIPTS[agent].format(seed=seed)
+              + SB3_TAIL.format(steps=steps, path=str(root / f"sb3-{agent}-{seed}")))
+    return child_cpu_seconds([sys.executable, "-c", script])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", choices=sorted(SB3_SCRIPTS), default="ppo")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5])
+    parser.add_argument("--sides", choices=["both", "ours", "sb3"], default="both")
+    parser.add_argument("--rlsuite", default="rlsuite", help="the command that runs our CLI (e.g. another checkout's)")
+    args = parser.parse_args()
+    print(f"{args.agent} on {ENV_ID}, {args.steps} steps, whole process, OMP_NUM_THREADS=1; CPU seconds")
+    print("| seed | ours CPU s | SB3 CPU s | SB3 / ours |\n|---|---|---|---|", flush=True)
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            a = ours(args.agent, seed, args.steps, Path(tmp), args.rlsuite) if args.sides != "sb3" else float("nan")
+            b = sb3(args.agent, seed, args.steps, Path(tmp)) if args.sides != "ours" else float("nan")
+            ratios.append(b / a)
+            print(f"| {seed} | {a:.1f} | {b:.1f} | {b / a:.2f} |", flush=True)
+    if args.sides == "both":
+        print(f"mean SB3 / ours: {sum(ratios) / len(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+
+
+if __name__ == "__main__":
+    main()
