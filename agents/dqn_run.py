@@ -36,7 +36,8 @@ class DQNRun:
                  optimizer: FlatAdam, device: torch.device) -> None:
         self.agent, self.s, self.ctx = agent, s, ctx
         self.network, self.target, self.optimizer, self.device = network, target, optimizer, device
-        self.global_step, self.best_return = 0, None
+        self.global_step: int = 0
+        self.best_return: float | None = None
         self.status = "finished"
         self.next_eval: int | None = None
         self.next_snapshot: int | None = None

@@ -17,7 +17,6 @@ from typing import Any
 import gymnasium as gym
 
 from rlsuite.agents.baselines import RandomPolicy
-from rlsuite.agents.checkpoint import read_checkpoint_meta
 from rlsuite.agents.interface import AgentError, Policy
 from rlsuite.agents.run import RunFolder
 
@@ -151,6 +150,8 @@ def load_policy(run_dir: Path, checkpoint: str | int = "best", device: str = "cp
 
     `checkpoint="best"` falls back to `last` when the run never evaluated (no best checkpoint).
     """
+    from rlsuite.agents.checkpoint import read_checkpoint_meta  # torch: imported only when a policy is loaded
+
     run = RunFolder.open(run_dir)
     manifest = run.manifest
     module = agent_module(manifest["agent"])

@@ -213,9 +213,9 @@ class RolloutCollector:
         envs, device = self.envs, self.device
         act = self.make_step()  # reads the weights as they are now
         rollout.initial_state = (self.lstm_state[0].clone(), self.lstm_state[1].clone()) if self.lstm_state is not None else None
-        for key, value in self.raw_aux.items():
+        for key, aux_value in self.raw_aux.items():
             if key not in rollout.aux:
-                rollout.aux[key] = np.zeros((rollout.n_steps, *value.shape), dtype=value.dtype)
+                rollout.aux[key] = np.zeros((rollout.n_steps, *aux_value.shape), dtype=aux_value.dtype)
         ended = np.zeros(self.n_envs, dtype=bool)
         steps = rollout.n_steps
         with torch.inference_mode():  # entered once per rollout: entering it costs as much as a small op

@@ -110,7 +110,7 @@ class SpokenPointer(nn.Module):
             parts.append((code[:, :, None] * slots).sum(1))  # (B, 2): the pointed-at keypoint
             return torch.cat(parts, 1)
         vector = obs[self.key].flatten(1).float()  # (B, D)
-        slots = vector[:, self.start:self.stop].reshape(len(vector), self.classes, -1)  # (B, C, S)
+        slots = vector[:, self.start:self.stop].reshape(vector.shape[0], self.classes, -1)  # (B, C, S); shape[0] keeps B dynamic in an ONNX trace
         pointed = (code[:, :, None] * slots).sum(1)  # (B, S)
         parts += [vector[:, :self.start], pointed, vector[:, self.stop:]]
         if self.offset is not None:

@@ -1,4 +1,4 @@
-"""The `rlsuite` command: list, train, evaluate, record, report, sweep, tune, import-sb3, demo.
+"""The `rlsuite` command: list, train, evaluate, export, record, report, sweep, tune, import-sb3, demo.
 
 Every user-facing error from the layers below is a ValueError subclass with an actionable message;
 this module prints it as one paragraph and exits with code 2, never with a traceback.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,23 +28,22 @@ EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes whose messages are written for users (imported lazily: the CLI starts fast)."""
-    from rlsuite.agents.checkpoint import CheckpointError
-    from rlsuite.agents.interface import AgentError
-    from rlsuite.agents.run import RunError
-    from rlsuite.agents.settings import ConfigError
-    from rlsuite.envs import EnvError
-    from rlsuite.evaluation.harness import EvaluationError
-    from rlsuite.evaluation.report import ReportError
-    from rlsuite.evaluation.stats import StatsError
-    from rlsuite.evaluation.store import StoreError
-    from rlsuite.evaluation.video import VideoError
-    from rlsuite.policies import SpaceError
-    from rlsuite.sweep import SweepError
+# Where each user-facing error class lives. An exception can only be an instance of a class whose module
+# is imported already, so the lookup imports nothing: an error path costs no more than the check that raised.
+_USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("rlsuite.agents.checkpoint", "CheckpointError"), ("rlsuite.agents.interface", "AgentError"),
+    ("rlsuite.agents.run", "RunError"), ("rlsuite.agents.settings", "ConfigError"),
+    ("rlsuite.envs", "EnvError"), ("rlsuite.evaluation.harness", "EvaluationError"),
+    ("rlsuite.evaluation.report", "ReportError"), ("rlsuite.evaluation.stats", "StatsError"),
+    ("rlsuite.evaluation.store", "StoreError"), ("rlsuite.evaluation.video", "VideoError"),
+    ("rlsuite.policies", "SpaceError"), ("rlsuite.sweep", "SweepError"),
+)
 
-    return (AgentError, CheckpointError, ConfigError, EnvError, EvaluationError, ReportError, RunError,
-            SpaceError, StatsError, StoreError, SweepError, VideoError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes whose messages are written for users, among the modules loaded so far."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in _USER_ERRORS)
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
 
 
 _THREADS_HELP = "Torch CPU threads while acting (1 is fastest for small policies, as in training)."
@@ -117,8 +117,8 @@ def train(
                                                     "the agent plus the settings that differ from its preset).")] = None,
 ) -> None:
     """Train an agent; prints the run folder as the last line."""
-    from rlsuite import train as training
     from rlsuite.envs.factory import parse_env_kwargs
+    from rlsuite.preflight import check_train_input
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
@@ -126,10 +126,14 @@ def train(
             _fail("--env-kwarg cannot change a run being resumed; it continues with the env kwargs in its manifest.")
         if resume is not None and label is not None:
             _fail("--label cannot change a run being resumed; it keeps the label in its manifest.")
+        cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
+        if resume is None:  # refuse bad input before torch and the env families are imported
+            check_train_input(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [])
+        from rlsuite import train as training
+
         if resume is not None:
             run, result = training.resume(resume, show_progress=not no_progress)
         else:
-            cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
             run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
                                          env_kwargs=env_kwargs, run_dir=run_dir, command=_command_line(), show_progress=not no_progress,
                                          label=label)
@@ -160,20 +164,29 @@ def evaluate(
     env_kwarg: Annotated[list[str] | None, typer.Option("--env-kwarg", help=_ENV_KWARG_HELP + " A run's own are reused.")] = None,
     torch_threads: Annotated[int, typer.Option("--torch-threads", help=_THREADS_HELP)] = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
+    onnx: Annotated[Path | None, typer.Option(help="A policy file written by `rlsuite export` instead of a run folder "
+                                              "(env: the one it was exported from, unless --env).")] = None,
 ) -> None:
-    """Evaluate a trained run or a baseline with the common protocol (test seeds) and record the results."""
+    """Evaluate a trained run, an exported ONNX policy or a baseline with the common protocol (test seeds) and
+    record the results."""
     from rlsuite.envs.factory import parse_env_kwargs
-    from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
-    from rlsuite.evaluation.records import strict_json
+    from rlsuite.preflight import check_subject
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
-        if (run_dir is None) == (agent is None):
-            _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+        if sum(x is not None for x in (run_dir, agent, onnx)) != 1:
+            _fail("give a RUN_DIR, or --onnx FILE [--env ENV_ID], or --agent NAME --env ENV_ID (one of them).")
+        check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
+        from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
+        from rlsuite.evaluation.records import strict_json
+
         if torch_threads < 1:
             _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
         with _progress("episodes", total=episodes, enabled=not no_progress) as advance:
-            if run_dir is not None:
+            if onnx is not None:
+                outcome = _evaluate_onnx(onnx, env, env_kwargs, episodes=episodes, deterministic=deterministic, db=db,
+                                         video_dir=video_dir, progress=advance)
+            elif run_dir is not None:
                 outcome = evaluate_run(run_dir, checkpoint=checkpoint, episodes=episodes, deterministic=deterministic,
                                        db=db, video_dir=video_dir, env_id=env, env_kwargs=env_kwargs,
                                        threads=torch_threads, progress=advance)
@@ -198,6 +211,66 @@ def evaluate(
     console.print(f"recorded in {db} (evaluation {summary['eval_id']})")
 
 
+def _evaluate_onnx(path: Path, env_id: str | None, env_kwargs: dict[str, str], *, episodes: int, deterministic: bool,
+                   db: Path, video_dir: Path | None, progress: Callable[[int, int | None], None]) -> Any:
+    """`evaluate --onnx FILE`: the exported file, run by onnxruntime, under the common protocol. It is stored as
+    the agent `<agent>-onnx` (e.g. ppo-onnx), run id `onnx:<sha256 of the file>`, with the run's settings."""
+    import hashlib
+
+    from rlsuite.agents.onnx_policy import load_onnx_policy
+    from rlsuite.agents.run import collect_versions
+    from rlsuite.envs.factory import check_env_kwargs
+    from rlsuite.evaluation.evaluate import AgentUnderTest, evaluate_agent
+    from rlsuite.evaluation.records import RunRecord
+
+    policy = load_onnx_policy(path)
+    meta = policy.metadata
+    if not deterministic:
+        _fail("an exported policy acts deterministically (argmax or mean action): drop --stochastic, or evaluate "
+              "the run folder itself for sampled actions.")
+    target = env_id or str(meta["env_id"])
+    kwargs = check_env_kwargs(target, {**dict(meta.get("env_kwargs") or {}), **env_kwargs})
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    settings = dict(meta.get("settings") or {})
+    run = RunRecord(run_id=f"onnx:{digest[:16]}", agent=f"{meta['agent']}-onnx", env_id=str(meta["env_id"]),
+                    seed=settings.get("seed"), status="exported", run_dir=str(path.resolve()), command=_command_line(),
+                    config={**settings, "exported_from": {"run": meta.get("run"), "agent": meta["agent"],
+                                                          "checkpoint": meta.get("checkpoint"), "sha256": digest}},
+                    versions={**collect_versions(), "exported_with_rlsuite": str(meta.get("rlsuite_version"))},
+                    git_commit=meta.get("git_commit"), label=f"{meta['label']}-onnx" if meta.get("label") else None)
+    validation = meta.get("validation_seeds")
+    subject = AgentUnderTest(policy, run, target, str(meta.get("checkpoint")), meta.get("checkpoint_step"), kwargs,
+                             None if validation is None else tuple(int(s) for s in validation))
+    return evaluate_agent(subject, episodes=episodes, deterministic=True, db=db, video_dir=video_dir, threads=None,
+                          progress=progress)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder printed by `rlsuite train`.")],
+    out: Annotated[Path, typer.Option(help="The ONNX file to write, e.g. policy.onnx.")],
+    checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
+    verify_episodes: Annotated[int, typer.Option(help="Episodes of the env in which the file must act as the PyTorch "
+                                                 "policy does before it is written.")] = 4,
+    verify_steps: Annotated[int, typer.Option(help="At most this many verification steps (of 2 sub-envs), for "
+                                              "envs with long episodes.")] = 5_000,
+) -> None:
+    """Export a run's policy to ONNX (raw observation -> env action), verified in onnxruntime against PyTorch."""
+    from rlsuite.agents.export import export_run
+
+    try:
+        which: str | int = int(checkpoint) if checkpoint.isdigit() else checkpoint
+        result = export_run(run_dir, out, checkpoint=which, verify_episodes=verify_episodes,
+                            verify_max_steps=verify_steps)
+    except _user_errors() as err:
+        _fail(str(err))
+    v, meta = result.verification, result.metadata
+    same = "identical actions" if v.max_abs_diff == 0 else f"actions within {v.max_abs_diff:.2g}"
+    err_console.print(f"{meta['agent']} {meta['checkpoint']} (step {meta['checkpoint_step']}) on {meta['env_id']}: "
+                      f"{same} in {v.steps} steps x {v.n_envs} sub-envs ({v.episodes} episodes ended)", highlight=False)
+    print(result.path)
+
+
 @app.command()
 def record(
     run_dir: Annotated[Path | None, typer.Argument(help="A run folder printed by `rlsuite train`.")] = None,
@@ -207,7 +280,8 @@ def record(
     episodes: Annotated[int, typer.Option(help="Episodes to record, one after another.")] = 1,
     seed: Annotated[int | None, typer.Option(help="Seed of the first episode (default: the first evaluation seed).")] = None,
     deterministic: Annotated[bool, typer.Option("--deterministic/--stochastic")] = True,
-    out: Annotated[Path, typer.Option(help="The MP4 file to write (H.264, plays in browsers).")] = Path("episode.mp4"),
+    out: Annotated[Path, typer.Option(help="The file to write: .mp4 (H.264, plays in browsers) or .gif (a small preview); "
+                                           "a directory gets <run folder>.mp4, or <agent>-<env>.mp4 for a baseline.")] = Path("episode.mp4"),
     gif: Annotated[Path | None, typer.Option(help="Also write a small animated GIF preview here.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop each episode after this many steps.")] = None,
     torch_threads: Annotated[int, typer.Option("--torch-threads", help=_THREADS_HELP)] = 1,
@@ -215,27 +289,44 @@ def record(
                                           "checkpoint), the video is attached to it and reports show it.")] = Path("results.db"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress.")] = False,
 ) -> None:
-    """Render evaluation episodes (the same episodes `evaluate` measures for their seeds) to an H.264 MP4,
-    with step, action, reward and return in a band above the picture."""
-    from rlsuite.evaluation.evaluate import attach_recording, check_database, load_agent
-    from rlsuite.evaluation.video import record_episodes
+    """Render evaluation episodes (the same episodes `evaluate` measures for their seeds) to an H.264 MP4
+    (or a GIF), with step, action, reward and return in a band above the picture."""
+    if (run_dir is None) == (agent is None):
+        _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
+    if torch_threads < 1:
+        _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
+    out = _video_path(out, run_dir.name if run_dir is not None else f"{agent}-{env or 'env'}")
+    if gif is not None and out.suffix.lower() == ".gif":
+        _fail("--out is a GIF already; --gif adds a GIF preview beside an MP4 --out.")
+    from rlsuite.preflight import check_subject
 
     try:
-        if (run_dir is None) == (agent is None):
-            _fail("give either a RUN_DIR or --agent NAME --env ENV_ID (not both).")
-        if torch_threads < 1:
-            _fail(f"--torch-threads must be at least 1, got {torch_threads}.")
+        check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
+        from rlsuite.evaluation.evaluate import attach_recording, check_database, load_agent
+        from rlsuite.evaluation.video import record_episodes
+
         check_database(db)  # a foreign or newer --db is refused before any work
+
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
         preset = subject.run.config.get("env_preset")  # an Atari run replays under its own preset
-        with _progress("steps", total=None, enabled=not no_progress) as advance:
-            records = record_episodes(subject.policy, subject.env_id, out, episodes=episodes, seeds=seeds,
-                                      deterministic=deterministic, gif=gif,
-                                      env_kwargs={**({"preset": preset} if preset else {}), **subject.env_kwargs},
-                                      threads=torch_threads, max_steps=max_steps,
-                                      progress=lambda episode, step: advance(step, None))
-        attached = attach_recording(db, subject, out, records, deterministic=deterministic)
+        env_kwargs = {**({"preset": preset} if preset else {}), **subject.env_kwargs}
+
+        def render(mp4: Path, preview: Path | None) -> list:
+            with _progress("steps", total=None, enabled=not no_progress) as advance:
+                return record_episodes(subject.policy, subject.env_id, mp4, episodes=episodes, seeds=seeds,
+                                       deterministic=deterministic, gif=preview, env_kwargs=env_kwargs,
+                                       threads=torch_threads, max_steps=max_steps,
+                                       progress=lambda episode, step: advance(step, None))
+
+        if out.suffix.lower() == ".gif":  # the GIF is made from the MP4's frames; that MP4 is not kept
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".rlsuite-record-", dir=out.parent) as scratch:
+                records = render(Path(scratch) / "episodes.mp4", out)
+            attached = None  # reports show MP4 videos only
+        else:
+            records = render(out, gif)
+            attached = attach_recording(db, subject, out, records, deterministic=deterministic)
     except _user_errors() as err:
         _fail(str(err))
     for rec in records:
@@ -243,6 +334,23 @@ def record(
     if attached is not None:
         console.print(f"attached to evaluation {attached} in {db}: `rlsuite report` shows this video")
     print(out)
+
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def _video_path(out: Path, name: str) -> Path:
+    """The file `record --out` writes: `out` itself (.mp4 or .gif), or `<name>.mp4` inside a directory."""
+    if out.is_dir():
+        return out / (name.replace("/", "_") + ".mp4")
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        what = f"a {out.suffix} file" if out.suffix else "a file without an extension"
+        _fail(f"--out {out}: rlsuite records {' or '.join(VIDEO_SUFFIXES)} files, not {what}. Name the file "
+              f"{out.with_suffix('.mp4')} (H.264 video) or {out.with_suffix('.gif')} (animated preview), or give an "
+              f"existing directory to record into.")
+    if out.exists() and not out.is_file():
+        _fail(f"--out {out} exists and is not a regular file; choose another path.")
+    return out
 
 
 @app.command()
@@ -318,15 +426,22 @@ def sweep(
     db: Annotated[Path | None, typer.Option(help="Results database the driver writes (default results.db).")] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder: runs/ and report/ (default sweep).")] = None,
     report: Annotated[bool | None, typer.Option("--report/--no-report", help="Write OUT/report when the grid is done.")] = None,
-    videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Record each trial's median episode as MP4.")] = None,
+    videos: Annotated[bool | None, typer.Option("--videos/--no-videos", help="Also record each trial's median-return evaluation "
+                                                "episode as MP4 in its run folder's videos/ (default: no videos).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live view; one line per finished trial.")] = False,
     label: Annotated[str | None, typer.Option(help="Name of the trained configuration in results and reports "
                                                     "(several trainable agents: LABEL-AGENT).")] = None,
 ) -> None:
-    """Run a grid of agents x envs x seeds (train, evaluate, record) on a process pool or Ray; then the report."""
-    from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
+    """Run a grid of agents x envs x seeds (train, evaluate; with --videos, record each trial's median episode)
+    on a process pool or Ray; then the report."""
+    from rlsuite.preflight import check_grid
 
     try:
+        if file is None:  # a sweep file's grid is checked as it loads
+            check_grid([a.strip() for a in (agents or "").split(",") if a.strip()],
+                       [e.strip() for e in (envs or "").split(",") if e.strip()])
+        from rlsuite.sweep import SweepSpec, load_sweep_file, parse_seeds, run_sweep
+
         values = load_sweep_file(file) if file is not None else {}
         given = {"agents": agents, "envs": envs, "seeds": seeds, "steps": steps, "config_file": config,
                  "episodes": episodes, "backend": backend, "workers": workers, "ray_address": ray_address,
@@ -387,7 +502,7 @@ def tune(
 ) -> None:
     """Tune an agent's settings with Optuna (several seeds per trial, pruning on seed rungs), confirm the best
     on fresh seeds, write the winner as a preset block and a tuning report. Rerun the same command to resume."""
-    from rlsuite.tune import TuneError, TuneSpec, load_tune_file, run_tune
+    from rlsuite.tune import TuneSpec, load_tune_file, run_tune
 
     try:
         values = load_tune_file(file) if file is not None else {}
@@ -404,7 +519,7 @@ def tune(
             _fail(f"name the study's {' and '.join(missing)}: e.g. --agent ppo --env Acrobot-v1, or give a tuning "
                   "YAML file.")
         summary = run_tune(TuneSpec(**values), command=_command_line(), console=err_console)
-    except (*_user_errors(), TuneError) as err:
+    except _user_errors() as err:  # TuneError is a SweepError
         _fail(str(err))
     except KeyboardInterrupt:
         err_console.print("aborted; finished runs are recorded, rerun the same command to resume the study.")

@@ -14,14 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
 from rlsuite.agents.interface import TrainContext, TrainResult
@@ -39,6 +31,7 @@ from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
 from rlsuite.envs.factory import check_env_kwargs, describe_env_preset
 from rlsuite.evaluation.harness import make_eval_callback, validation_seeds
+from rlsuite.progress import TrainingProgress
 
 DEFAULT_RUNS_ROOT = Path("runs")
 
@@ -93,6 +86,16 @@ def prepare_settings(agent: str, env_id: str, *, config_file: Path | None = None
     return settings
 
 
+def _rounding_note(settings: TrainSettings, steps: int) -> str:
+    """Why a finished run trained `steps` env steps rather than the budget: agents train in whole updates."""
+    n_steps = getattr(settings, "n_steps", None)
+    unit = (f"whole rollouts of {settings.n_envs} envs x {n_steps} steps" if isinstance(n_steps, int)
+            else f"whole updates, each stepping all {settings.n_envs} envs")
+    direction = "up" if steps > settings.total_steps else "down"
+    return (f"trained {steps} env steps, not the {settings.total_steps} asked for: the agent trains in {unit}, "
+            f"so the budget was rounded {direction}.")
+
+
 def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_from: Path | None = None,
                  console: Console | None = None, show_progress: bool = True) -> TrainResult:
     """Train inside an existing run folder and keep its manifest's status true, whatever happens."""
@@ -107,27 +110,16 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
                 if settings.eval_every > 0 else None)
     if evaluate is not None:  # curves and `best` come from these seeds; reports measure on the test seeds
         run.update_manifest(validation_seeds=validation_seeds(settings.eval_episodes))
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[sps]:>6.0f} steps/s"), TextColumn("return {task.fields[ret]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not show_progress,
-    )
-    task = progress.add_task(f"{agent} {settings.env_id}", total=settings.total_steps,
-                             completed=resume_step or 0, sps=0.0, ret="-")
-
-    def on_progress(step: int, metrics: Mapping[str, float]) -> None:
-        ret = metrics.get("eval/mean_return", metrics.get("charts/recent_return"))
-        progress.update(task, completed=min(step, settings.total_steps), sps=metrics.get("charts/sps", 0.0),
-                        ret="-" if ret is None else f"{ret:.1f}")
+    progress = TrainingProgress(f"{agent} {settings.env_id}", settings.total_steps, start=resume_step or 0,
+                                console=console, enabled=show_progress)
 
     with MetricLogger(run.path, tensorboard=settings.tensorboard, resume_step=resume_step) as logger, \
             _StopFlag() as stop, progress:
-        ctx = TrainContext(run=run, logger=logger, evaluate=evaluate, progress=on_progress,
+        ctx = TrainContext(run=run, logger=logger, evaluate=evaluate, progress=progress.update,
                            stop_requested=lambda: stop.requested, resume_from=resume_from)
         try:
             result = module.train(settings, ctx)
-            if result.status == "finished":  # whole rollouts may stop a little short of total_steps
-                progress.update(task, completed=settings.total_steps)
+            progress.finish(result.final_step, done=result.status == "finished")
         except KeyboardInterrupt:
             run.set_status("interrupted", error="aborted by a second Ctrl-C before a checkpoint was written")
             raise
@@ -136,6 +128,8 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
             (run.path / "error.txt").write_text(traceback.format_exc())
             raise
     run.set_status(result.status, final_step=result.final_step)
+    if result.status == "finished" and result.final_step != settings.total_steps:
+        console.print(f"note: {_rounding_note(settings, result.final_step)}", highlight=False)
     return result
 
 

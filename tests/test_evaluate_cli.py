@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 from test_cli import assert_user_error, rlsuite
+from videoprobe import probe
 
 from rlsuite.evaluation.store import ResultsStore
 
@@ -111,10 +111,8 @@ def test_baseline_record_and_report(trained_run, tmp_path):
     video = tmp_path / "ppo.mp4"
     recorded = rlsuite("record", str(trained_run), "--out", str(video), "--gif", str(tmp_path / "ppo.gif"), cwd=tmp_path)
     assert recorded.returncode == 0, recorded.stderr
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                            "stream=codec_name,pix_fmt", "-of", "json", str(video)], capture_output=True, text=True)
-    stream = json.loads(probe.stdout)["streams"][0]
-    assert stream == {"codec_name": "h264", "pix_fmt": "yuv420p"}
+    stream = probe(video)
+    assert (stream["codec_name"], stream["pix_fmt"]) == ("h264", "yuv420p")
     assert (tmp_path / "ppo.gif").read_bytes()[:4] == b"GIF8"
 
     report = rlsuite("report", "--db", str(db), "--out", str(tmp_path / "report"), cwd=tmp_path)

@@ -357,6 +357,18 @@ def _chromium() -> str | None:
     return None
 
 
+def require_chromium() -> str:
+    """The browser to drive, or a skip that says how to get one; under RLSUITE_REQUIRE_BROWSER=1 (set by
+    .ci/run, which installs Chromium) a missing browser fails the test instead, so CI always runs it."""
+    chromium = _chromium()
+    if chromium is None:
+        reason = "no Chromium binary (apt-get install chromium, or set RLSUITE_CHROMIUM=/path/to/chrome)"
+        if os.environ.get("RLSUITE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{reason}, and RLSUITE_REQUIRE_BROWSER=1 asks for the browser test to run")
+        pytest.skip(reason)
+    return chromium
+
+
 def _codec(video: Path) -> str:
     """What ffmpeg says about the video stream, for a failure message that names the codec."""
     probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(video)], capture_output=True, text=True)
@@ -386,9 +398,7 @@ _PLAY_VIDEO = """async () => {
 def test_report_renders_offline_in_headless_chromium(fixture_db: dict, tmp_path: Path) -> None:
     """The full two-env report (RLSUITE_REPORT_SCREENSHOT=path also saves a full-page screenshot)."""
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("no Chromium binary (apt-get install chromium, or set RLSUITE_CHROMIUM=/path/to/chrome)")
+    chromium = require_chromium()
     html_path = write_report(
         fixture_db["db"], tmp_path / "report", reps=REPS, seed=SEED, references={"Acrobot-v1": ACROBOT_REFERENCE}
     )

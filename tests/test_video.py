@@ -1,10 +1,7 @@
-"""Episode videos: checked with ffprobe (an independent decoder), and against the evaluation harness."""
+"""Episode videos: checked with ffmpeg (an independent decoder, tests/videoprobe.py), and against the evaluation harness."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from videoprobe import probe
 
 from rlsuite.evaluation.harness import evaluate_policy
 from rlsuite.evaluation.video import VideoError, annotate, record_episodes, write_gif, write_mp4
@@ -35,42 +33,22 @@ class LeanPolicy:
         return (obs[:, 2] > 0).astype(np.int64)  # (n,)
 
 
-@pytest.fixture(scope="module")
-def ffprobe() -> str:
-    exe = shutil.which("ffprobe")
-    if exe is None:
-        pytest.skip(
-            "ffprobe not found: install ffmpeg (Debian/Ubuntu: apt-get install -y ffmpeg; macOS: brew install ffmpeg)"
-        )
-    return exe
-
-
-def probe(ffprobe: str, path: Path) -> dict[str, Any]:
-    """The first video stream as ffprobe decodes it, with every frame counted."""
-    result = subprocess.run(
-        [ffprobe, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=codec_name,pix_fmt,width,height,nb_read_frames,r_frame_rate", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(result.stdout)["streams"][0]
-
-
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def test_recorded_cartpole_is_browser_ready_h264(tmp_path, ffprobe):
+def test_recorded_cartpole_is_browser_ready_h264(tmp_path):
     out, gif = tmp_path / "videos" / "episodes.mp4", tmp_path / "videos" / "preview.gif"
     seeds = [1_000_000, 1_000_001]
     records = record_episodes(LeanPolicy(), "CartPole-v1", out, episodes=2, seeds=seeds, gif=gif)
 
-    stream = probe(ffprobe, out)
+    stream = probe(out)
     assert stream["codec_name"] == "h264"
     assert stream["pix_fmt"] == "yuv420p"
     assert int(stream["nb_read_frames"]) == sum(r.length + 1 for r in records)  # reset frame + one per step
     banded = annotate(np.zeros((400, 600, 3), np.uint8), ["env", "episode", "step"])  # the overlay's band on top
     assert (stream["width"], stream["height"]) == (600, banded.shape[0] + banded.shape[0] % 2)
-    assert stream["r_frame_rate"] == "50/1"  # CartPole's render_fps: real time
+    assert stream["fps"] == 50  # CartPole's render_fps: real time
     data = out.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while downloading
 
@@ -78,7 +56,7 @@ def test_recorded_cartpole_is_browser_ready_h264(tmp_path, ffprobe):
     assert records == evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=2, seeds=seeds)
 
     assert gif.read_bytes()[:4] == b"GIF8"
-    preview = probe(ffprobe, gif)
+    preview = probe(gif)
     assert preview["width"] <= 320
     assert int(preview["nb_read_frames"]) == int(
         np.ceil(int(stream["nb_read_frames"]) / 3)
@@ -91,22 +69,22 @@ def test_default_seeds_are_the_evaluation_seeds(tmp_path):
     assert records == evaluate_policy(LeanPolicy(), "CartPole-v1", episodes=1)
 
 
-def test_write_mp4_pads_odd_sizes_and_counts_frames(tmp_path, ffprobe):
+def test_write_mp4_pads_odd_sizes_and_counts_frames(tmp_path):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (31, 45, 3), dtype=np.uint8) for _ in range(7)]
     out = tmp_path / "odd.mp4"
     assert write_mp4(iter(frames), out, fps=10) == 7
-    stream = probe(ffprobe, out)
+    stream = probe(out)
     assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (46, 32, 7)
     assert stream["pix_fmt"] == "yuv420p"
 
 
-def test_write_gif_downscales(tmp_path, ffprobe):
+def test_write_gif_downscales(tmp_path):
     frames = [np.full((100, 640, 3), 40 * k, dtype=np.uint8) for k in range(5)]
     out = tmp_path / "small.gif"
     assert write_gif(frames, out, fps=5, max_width=320) == 5
     assert out.read_bytes()[:4] == b"GIF8"
-    stream = probe(ffprobe, out)
+    stream = probe(out)
     assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (320, 50, 5)
 
 

@@ -138,6 +138,7 @@ class TrafficSim:
 
 
 def _spaces(net: Network, p: TrafficParams) -> tuple[gym.spaces.Box, gym.spaces.MultiDiscrete]:
+    obs: gym.spaces.Box
     if p.obs_mode == "pixels":
         obs = gym.spaces.Box(0, 255, frame_shape(net), np.uint8)
     else:
