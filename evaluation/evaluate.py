@@ -102,7 +102,7 @@ def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id:
     return AgentUnderTest(policy, run, env_id, "none", None, kwargs)
 
 
-def _check_database(db: Path) -> None:
+def check_database(db: Path) -> None:
     """Refuse a foreign or newer database before any work (and before writing anything)."""
     if db.exists():
         ResultsStore(db, create=False).close()
@@ -177,7 +177,7 @@ def evaluate_agent(subject: AgentUnderTest, *, episodes: int = 20, deterministic
                    video_dir: Path | None = None, threads: int | None = DEFAULT_EVAL_THREADS,
                    progress: Callable[[int, int], None] | None = None) -> EvaluationOutcome:
     """Run the protocol on `subject`, record its median episode if asked, store everything."""
-    _check_database(db)
+    check_database(db)
     evaluation, records = run_protocol(subject, episodes=episodes, deterministic=deterministic, video_dir=video_dir,
                                        threads=threads, progress=progress)
     if evaluation.video_path is not None:

@@ -749,9 +749,10 @@ def _normalisers(sel: _Selection, references: Mapping[str, float]) -> tuple[dict
             reference, reference_source = known.reference, known.source
         else:
             where = ("add it to _REFERENCE_SCORES in envs/factory.py, or " if sel.env_ids[env_id] == env_id
-                     else "(the reference table is for the env as registered, not for other env kwargs) ")
-            notes.append(f"{env_id} is left out of the aggregates: it has no reference score (normalised 1). To "
-                         f"include it, {where}pass --reference '{env_id}=SCORE' to rlsuite report.")
+                     else "")
+            why = "" if sel.env_ids[env_id] == env_id else " (the reference table covers envs as registered)"
+            notes.append(f"{env_id} is left out of the aggregates: it has no reference score (normalised 1){why}. "
+                         f"To include it, {where}pass --reference '{env_id}=SCORE' to rlsuite report.")
             continue
         if known is not None:
             random, random_source = known.random, "rlsuite reference table"

@@ -302,8 +302,10 @@ def record(
 
     try:
         check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
-        from rlsuite.evaluation.evaluate import attach_recording, load_agent
+        from rlsuite.evaluation.evaluate import attach_recording, check_database, load_agent
         from rlsuite.evaluation.video import record_episodes
+
+        check_database(db)  # a foreign or newer --db is refused before any work
 
         subject = load_agent(run_dir=run_dir, agent=agent, env_id=env, checkpoint=checkpoint)
         seeds = None if seed is None else [seed + i for i in range(episodes)]
