@@ -310,7 +310,15 @@ def _select(
 ) -> _Selection:
     """The newest evaluation of every run (per env variant) matching the filters, or a ReportError naming
     what exists. An `envs` entry selects an env id with all its variants, or one variant by its label."""
-    everything = store.latest_evaluations()
+    stored = store.latest_evaluations()
+    # Validation-seed evaluations (tuning trials) chose settings; a report measures on test seeds only.
+    everything = [e for e in stored if e.protocol.get("split") != "validation"]
+    if stored and not everything:
+        raise ReportError(
+            f"{db_path} holds only validation-seed evaluations (tuning trials), which reports leave out: they "
+            f"were used to choose settings. Evaluate on the test seeds first, e.g. `rlsuite evaluate RUN_DIR "
+            f"--db {db_path}`, or read the tuning report that `rlsuite tune` wrote."
+        )
     if not everything:
         raise ReportError(
             f"{db_path} holds no evaluations yet; record some with `rlsuite evaluate RUN_DIR --db {db_path}` "

@@ -505,11 +505,11 @@ def _cells(table: str) -> dict[str, list[str]]:
     return rows
 
 
-def _record(store: ResultsStore, run: RunRecord, returns: list[float]) -> None:
+def _record(store: ResultsStore, run: RunRecord, returns: list[float], protocol: dict | None = None) -> None:
     store.record_run(run)
     store.record_evaluation(
         EvaluationRecord(run_id=run.run_id, agent=run.agent, env_id=run.env_id, checkpoint="best", checkpoint_step=100,
-                         deterministic=True, seeds=EVAL_SEEDS[: len(returns)], protocol={}),
+                         deterministic=True, seeds=EVAL_SEEDS[: len(returns)], protocol=protocol or {}),
         _episodes(np.array(returns), EVAL_SEEDS[: len(returns)], False),
     )  # fmt: skip
 
@@ -567,3 +567,17 @@ def test_no_star_when_the_difference_interval_holds_zero(tmp_path: Path) -> None
                                     stats.iqm, reps=REPS, seed=SEED)[1:]
     assert low <= 0 <= high
     assert "No single winner: a2c, dqn are tied for the lead" in env
+
+
+def test_validation_seed_evaluations_stay_out_of_reports(tmp_path: Path) -> None:
+    db = tmp_path / "results.db"
+    with ResultsStore(db) as store:
+        _record(store, RunRecord("trial-0", "ppo", "CartPole-v1", 0, "finished", label="trial-0"), [400.0] * 10,
+                protocol={"split": "validation"})
+    with pytest.raises(ReportError, match="only validation-seed evaluations"):
+        write_report(db, tmp_path / "only-validation", reps=REPS, seed=SEED, now=NOW)
+    with ResultsStore(db) as store:
+        _record(store, RunRecord("ppo-s0", "ppo", "CartPole-v1", 0, "finished"), [100.0] * 10)
+    write_report(db, tmp_path / "report", reps=REPS, seed=SEED, now=NOW)
+    table = _section((tmp_path / "report" / "report.md").read_text(), "### CartPole-v1")
+    assert set(_cells(table.split("####")[0])) == {"ppo"}  # the tuning trial's validation score is not a row
