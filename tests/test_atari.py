@@ -507,7 +507,7 @@ class _RandomPolicy:
 @pytest.mark.slow
 def test_harness_plays_whole_games_with_raw_scores_and_record_replays_them(tmp_path) -> None:
     from rlsuite.evaluation.harness import evaluate_policy
-    from rlsuite.evaluation.video import record_episodes
+    from rlsuite.evaluation.video import annotate, record_episodes
 
     env_id = "ALE/Breakout-v5"
     env = make_env(env_id)
@@ -520,7 +520,9 @@ def test_harness_plays_whole_games_with_raw_scores_and_record_replays_them(tmp_p
     (replayed,) = record_episodes(policy, env_id, video, seeds=[record.seed])
     assert (replayed.episode_return, replayed.length) == (record.episode_return, record.length)
     frame = _first_video_frame(video)
-    assert frame.shape == (420, 320, 3)  # 210x160 colour game frames, upscaled 2x for the overlay text
+    # 210x160 colour game frames, upscaled 2x for the overlay text, below the overlay's three-line band
+    band = annotate(np.zeros((420, 320, 3), np.uint8), ["env", "episode", "status"]).shape[0] - 420
+    assert band > 0 and frame.shape == (band + 420, 320, 3)
 
 
 def _first_video_frame(path) -> np.ndarray:
