@@ -208,22 +208,28 @@ _SCALARS: dict[str, tuple[type, ...]] = {
 """The sweep file's plain keys and the YAML types each accepts."""
 
 
+def read_spec_file(path: Path, kind: str, accepted: set[str], examples: str,
+                   error: type[SweepError] = SweepError) -> dict[str, Any]:
+    """The raw mapping of a sweep or tuning YAML file (`kind` names it in messages), refused with `error`
+    when unreadable, not a mapping, or holding keys outside `accepted`."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise error(f"cannot read the {kind} file {path}: {err}.") from None
+    except yaml.YAMLError as err:
+        raise error(f"the {kind} file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise error(f"the {kind} file {path} must be a mapping of keys such as {examples}.")
+    unknown = sorted(set(raw) - accepted)
+    if unknown:
+        raise error(f"the {kind} file {path} has unknown keys {', '.join(unknown)}; accepted: "
+                    f"{', '.join(sorted(accepted))}.")
+    return raw
+
+
 def load_sweep_file(path: Path) -> dict[str, Any]:
     """The fields a sweep YAML file sets, typed like SweepSpec's (paths relative to the file)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SweepError(f"cannot read the sweep file {path}: {err}.") from None
-    except yaml.YAMLError as err:
-        raise SweepError(f"the sweep file {path} is not valid YAML: {err}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SweepError(f"the sweep file {path} must be a mapping of keys such as agents, envs, seeds.")
-    unknown = sorted(set(raw) - _FILE_KEYS)
-    if unknown:
-        raise SweepError(f"the sweep file {path} has unknown keys {', '.join(unknown)}; accepted: "
-                         f"{', '.join(sorted(_FILE_KEYS))}.")
+    raw = read_spec_file(path, "sweep", _FILE_KEYS, "agents, envs, seeds")
     base = Path(path).parent
     values: dict[str, Any] = {}
     for key, value in raw.items():

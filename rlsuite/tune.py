@@ -68,6 +68,7 @@ from rlsuite.sweep import (
     Trial,
     machine_cores,
     plan_trials,
+    read_spec_file,
     train_trial,
 )
 from rlsuite.sweep import _LocalBackend as LocalBackend
@@ -304,18 +305,7 @@ _FILE_KEYS = {"agent", "envs", "trials", "seeds", "steps", "objectives", "pruner
 def load_tune_file(path: Path) -> dict[str, Any]:
     """The TuneSpec fields a tuning YAML sets (paths relative to the file). `search_space` is either a
     file name or a mapping of param definitions applied over the agent's space."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as err:
-        raise TuneError(f"cannot read the tuning file {path}: {err}.") from None
-    except yaml.YAMLError as err:
-        raise TuneError(f"the tuning file {path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise TuneError(f"the tuning file {path} must be a mapping of keys such as agent, envs, trials.")
-    unknown = sorted(set(raw) - _FILE_KEYS)
-    if unknown:
-        raise TuneError(f"the tuning file {path} has unknown keys {', '.join(unknown)}; accepted: "
-                        f"{', '.join(sorted(_FILE_KEYS))}.")
+    raw = read_spec_file(path, "tuning", _FILE_KEYS, "agent, envs, trials", TuneError)
     base = Path(path).parent
     values: dict[str, Any] = {}
     for key, value in raw.items():
