@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from fidelity.budget import CpuBudgetSnapshots
+from fidelity.rows import cache_rows, row_path
 
 ENV_ID = "rlsuite/Highway-v0"
 PEER_ID = "highway-fast-v0"
@@ -218,27 +219,14 @@ def table(out: Path, episodes: int, variants: list[str], ablate: bool, only: lis
     """Evaluate the rows not yet evaluated (or just `only`), caching each under out/eval/, then print the
     Markdown tables of every cached row (and write them as JSON beside the runs)."""
     torch.set_num_threads(1)
-    cache = out / "eval"
-    cache.mkdir(parents=True, exist_ok=True)
     keys = row_keys(variants, ablate)
-    for key in only or keys:
-        path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
-        if path.exists():
-            continue
-        rows = evaluate_row(key, out, episodes, variants[0])
-        if not rows:
-            print(f"({key}: nothing to evaluate under {out}; skipped)")
-            continue
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: {"training": t, **{m: v.tolist() for m, v in sc.items()}}
-                                   for n, (sc, t) in rows.items()}))
-        tmp.replace(path)
+    cache_rows(out, episodes, only or keys, lambda key: evaluate_row(key, out, episodes, variants[0]))
     if only:
         return
     record: dict[str, Any] = {}
     tables: dict[bool, Row] = {False: {}, True: {}}
     for key in keys:
-        path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
+        path = row_path(out, key, episodes)
         for name, row in (json.loads(path.read_text()) if path.exists() else {}).items():
             tables[key.startswith("ablation")][name] = ({m: np.asarray(row[m]) for m in METRICS}, row["training"])
             record[name] = row

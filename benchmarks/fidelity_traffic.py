@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 from fidelity.budget import CpuBudgetSnapshots, greedy, load_sb3_actor
+from fidelity.rows import cache_rows, row_path
 from fidelity.sumo_adapter import (
     ROUTES,
     AlternatingDemand,
@@ -263,21 +264,8 @@ def table(out: Path, episodes: int, scenarios: list[str], multiples: list[float]
     Markdown table of every cached row (and write it as JSON beside the runs)."""
     setup_sumo()
     torch.set_num_threads(1)
-    cache = out / "eval"
-    cache.mkdir(parents=True, exist_ok=True)
     keys = row_keys(scenarios, multiples)
-    for key in only or keys:
-        path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
-        if path.exists():
-            continue
-        rows = evaluate_row(key, out, episodes, scenarios[0])
-        if not rows:
-            print(f"({key}: nothing to evaluate under {out}; skipped)")
-            continue
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: {"training": t, **{m: v.tolist() for m, v in sc.items()}}
-                                   for n, (sc, t) in rows.items()}))
-        tmp.replace(path)
+    cache_rows(out, episodes, only or keys, lambda key: evaluate_row(key, out, episodes, scenarios[0]))
     if only:
         return
     print(f"\nSUMO (libsumo), sumo-rl 2way-single-intersection, demands {', '.join(ROUTES)}, 1800 s episodes, "
@@ -286,7 +274,7 @@ def table(out: Path, episodes: int, scenarios: list[str], multiples: list[float]
     print("| --- | --- | ---: | ---: |")
     record: dict[str, Any] = {}
     for key in keys:
-        path = cache / f"{key.replace(':', '_')}_e{episodes}.json"
+        path = row_path(out, key, episodes)
         for name, row in (json.loads(path.read_text()) if path.exists() else {}).items():
             scores = {m: np.asarray(row[m]) for m in ("waiting_time", "return")}
             print(f"| {name} | {row['training']} | {_cell(scores['waiting_time'])} | {_cell(scores['return'])} |")
