@@ -38,7 +38,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from fidelity.budget import CpuBudgetSnapshots
+from fidelity.budget import CpuBudgetSnapshots, train_ppo_preset
 from fidelity.rows import cache_rows, row_path
 
 ENV_ID = "rlsuite/Highway-v0"
@@ -65,23 +65,7 @@ def make_peer(**config: Any) -> gym.Env:
 
 def train_ours(variant: str, seed: int, out: Path) -> Path:
     """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs; the run folder, with its CPU seconds."""
-    from rlsuite.agents.run import RunFolder
-    from rlsuite.agents.settings import settings_to_dict
-    from rlsuite.train import prepare_settings, run_training
-
-    torch.set_num_threads(1)
-    settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": seed, "tensorboard": False},
-                                env_kwargs=VARIANTS[variant])
-    run = RunFolder.create(out / "ours" / variant, agent="ppo", env_id=ENV_ID, seed=seed,
-                           settings=settings_to_dict(settings), command="benchmarks/fidelity_driving.py train-ours",
-                           device="cpu")
-    cpu = time.process_time()
-    result = run_training("ppo", settings, run, show_progress=False)  # Ctrl-C: stops, checkpoints, returns
-    cpu = time.process_time() - cpu
-    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": result.final_step,
-                                                          "status": result.status}))
-    print(f"ours {variant} seed {seed}: {result.final_step} steps ({result.status}), {cpu:.1f} CPU s ({run.path})", flush=True)
-    return run.path
+    return train_ppo_preset(ENV_ID, VARIANTS[variant], seed, out / "ours" / variant, "benchmarks/fidelity_driving.py train-ours")
 
 
 def train_sb3(seed: int, budgets: list[float], out: Path) -> None:

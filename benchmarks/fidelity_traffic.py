@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from fidelity.budget import CpuBudgetSnapshots, greedy, load_sb3_actor
+from fidelity.budget import CpuBudgetSnapshots, greedy, load_sb3_actor, train_ppo_preset
 from fidelity.rows import cache_rows, row_path
 from fidelity.sumo_adapter import (
     ROUTES,
@@ -74,23 +74,7 @@ def scenario_arg(name: str) -> str:
 
 def train_ours(scenario: str, seed: int, out: Path) -> Path:
     """rlsuite's PPO preset on TrafficSingleShared-v0 with `scenario`; the run folder, with its CPU seconds."""
-    from rlsuite.agents.run import RunFolder
-    from rlsuite.agents.settings import settings_to_dict
-    from rlsuite.train import prepare_settings, run_training
-
-    torch.set_num_threads(1)
-    settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": seed, "tensorboard": False},
-                                env_kwargs={"scenario": scenario_arg(scenario)})
-    run = RunFolder.create(out / "ours" / scenario, agent="ppo", env_id=ENV_ID, seed=seed,
-                           settings=settings_to_dict(settings), command="benchmarks/fidelity_traffic.py train-ours",
-                           device="cpu")
-    cpu = time.process_time()
-    result = run_training("ppo", settings, run, show_progress=False)  # Ctrl-C: stops, checkpoints, returns
-    cpu = time.process_time() - cpu
-    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": result.final_step,
-                                                          "status": result.status}))
-    print(f"ours {scenario} seed {seed}: {result.final_step} steps ({result.status}), {cpu:.1f} CPU s ({run.path})", flush=True)
-    return run.path
+    return train_ppo_preset(ENV_ID, {"scenario": scenario_arg(scenario)}, seed, out / "ours" / scenario, "benchmarks/fidelity_traffic.py train-ours")
 
 
 def train_sb3(seed: int, budgets: list[float], out: Path) -> None:

@@ -23,6 +23,28 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3.common.callbacks import BaseCallback
 
 
+def train_ppo_preset(env_id: str, env_kwargs: dict[str, Any], seed: int, folder: Path, command: str) -> Path:
+    """rlsuite's PPO preset for `env_id` with `env_kwargs`, one torch thread, in a run folder under `folder`
+    that also records the training's process CPU seconds (cpu_seconds.json)."""
+    from rlsuite.agents.run import RunFolder
+    from rlsuite.agents.settings import settings_to_dict
+    from rlsuite.train import prepare_settings, run_training
+
+    torch.set_num_threads(1)
+    settings = prepare_settings("ppo", env_id, cli_values={"seed": seed, "tensorboard": False},
+                                env_kwargs=env_kwargs)
+    run = RunFolder.create(folder, agent="ppo", env_id=env_id, seed=seed, settings=settings_to_dict(settings),
+                           command=command, device="cpu")
+    cpu = time.process_time()
+    result = run_training("ppo", settings, run, show_progress=False)  # Ctrl-C: stops, checkpoints, returns
+    cpu = time.process_time() - cpu
+    (run.path / "cpu_seconds.json").write_text(json.dumps({"cpu_s": round(cpu, 2), "steps": result.final_step,
+                                                          "status": result.status}))
+    print(f"ours {folder.name} seed {seed}: {result.final_step} steps ({result.status}), {cpu:.1f} CPU s "
+          f"({run.path})", flush=True)
+    return run.path
+
+
 class CpuBudgetSnapshots(BaseCallback):
     """Save the policy when the run's process CPU time first passes each budget; stop after the last."""
 
