@@ -25,9 +25,9 @@ HAVE_HIGHWAY_ENV = importlib.util.find_spec("highway_env") is not None
 needs_highway_env = pytest.mark.skipif(not HAVE_HIGHWAY_ENV, reason="needs the bench extra (highway-env)")
 
 
-def _ours(states: np.ndarray) -> np.ndarray:
+def _ours(states: np.ndarray, env_id: str = "rlsuite/Highway-v0") -> np.ndarray:
     """Our env's kinematics observation with its vehicles set to `states` (V, 5): x, y, vx, vy, heading."""
-    env = gym.make("rlsuite/Highway-v0").unwrapped
+    env = gym.make(env_id).unwrapped
     env.reset(seed=0)
     core = env.core
     V = core.x.shape[1]
@@ -40,9 +40,9 @@ def _ours(states: np.ndarray) -> np.ndarray:
     return kinematics_of(core)[0, 0].reshape(-1).astype(np.float32)  # (E, K, rows, 6): env 0, the ego
 
 
-def _random_states(rng: np.random.Generator, n: int) -> np.ndarray:
+def _random_states(rng: np.random.Generator, n: int, lanes: int = 3) -> np.ndarray:
     x = rng.uniform(0, 300, n)
-    y = rng.integers(0, 3, n) * 4.0 + rng.normal(0, 0.4, n)
+    y = rng.integers(0, lanes, n) * 4.0 + rng.normal(0, 0.4, n)
     speed, heading = rng.uniform(15, 32, n), rng.normal(0, 0.1, n)
     return np.stack([x, y, speed * np.cos(heading), speed * np.sin(heading), heading], axis=1)
 
@@ -83,3 +83,23 @@ def test_hand_built_highway_env_road_reads_as_our_env() -> None:
     longitudinal = kinematics(states, order="longitudinal").reshape(5, 6)
     np.testing.assert_allclose(native[1:, :5], longitudinal[1:, :5], atol=1e-5)
     assert native[0, 1] == pytest.approx(min(1.0, states[0, 0] / 200), abs=1e-5) and mapped[1] == 0.0
+
+
+@needs_highway_env
+def test_hand_built_merge_road_reads_as_our_merge_env() -> None:
+    import highway_env  # noqa: F401
+
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="lanes_count"):  # merge-v0 has no lanes_count setting to default to
+        OursInHighwayEnv(gym.make("merge-v0"))
+    peer = OursInHighwayEnv(gym.make("merge-v0"), lanes_count=2)
+    peer.reset(seed=0)
+    base = peer.unwrapped
+    vehicles = [base.vehicle] + [v for v in base.road.vehicles if v is not base.vehicle]
+    states = _random_states(rng, len(vehicles), lanes=3)  # the two lanes and the ramp beside them (y = 8 m)
+    for v, (x, y, vx, vy, heading) in zip(vehicles, states, strict=True):
+        v.position = np.array([x, y])
+        v.speed, v.heading = float(np.hypot(vx, vy)), float(heading)
+    mapped = peer.observation(None)
+    np.testing.assert_allclose(mapped, _ours(states, "rlsuite/Merge-v0"), atol=1e-5)
+    assert mapped[2] == pytest.approx(np.clip(states[0, 1] / 8.0, -1, 1), abs=1e-6)  # y over 2 lanes x 4 m
