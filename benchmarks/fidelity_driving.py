@@ -28,6 +28,8 @@ Commands (the bench extra installs highway-env):
     python benchmarks/fidelity_driving.py train-sb3 --seed 0 --budgets 300 --out DIR
     python benchmarks/fidelity_driving.py table --out DIR --episodes 50
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge
+    # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
+    python benchmarks/fidelity_driving.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 2
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ SB3_PPO = {"n_steps": 768, "batch_size": 64, "n_epochs": 10, "learning_rate": 5e
 SB3_POLICY_KWARGS: dict[str, Any] = {"net_arch": {"pi": [256, 256], "vf": [256, 256]}}
 
 
+STEPS_HELP = "our PPO's env steps instead of the preset's 150k: a quick check of the pipeline, not a result"
+
+
 def make_peer(peer: str) -> gym.Env:
     import highway_env  # noqa: F401  (registers highway-env's ids)
 
@@ -79,9 +84,11 @@ def lanes_of(variant: str) -> int:
 
 # --- training ---------------------------------------------------------------------------------------------------
 
-def train_ours(variant: str, seed: int, out: Path) -> Path:
-    """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs; the run folder, with its CPU seconds."""
-    return train_ppo_preset(ENV_ID, VARIANTS[variant], seed, out / "ours" / variant, "benchmarks/fidelity_driving.py train-ours")
+def train_ours(variant: str, seed: int, out: Path, steps: int | None = None) -> Path:
+    """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs (`steps`: instead of the preset's);
+    the run folder, with its CPU seconds."""
+    return train_ppo_preset(ENV_ID, VARIANTS[variant], seed, out / "ours" / variant,
+                            "benchmarks/fidelity_driving.py train-ours", steps)
 
 
 def train_sb3(peer: str, seed: int, budgets: list[float], out: Path) -> None:
@@ -285,6 +292,7 @@ def main() -> None:
     p.add_argument("--variant", choices=sorted(VARIANTS), default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     p = sub.add_parser("train-sb3")
     p.add_argument("--peer", choices=PEERS, default=PEERS[0], help="the highway-env env SB3 trains in")
     p.add_argument("--seed", type=int, default=0)
@@ -304,6 +312,7 @@ def main() -> None:
                             "separate processes can share the work, a last `table` prints everything")
         if name == "all":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+            p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     args = parser.parse_args()
     if importlib.util.find_spec("highway_env") is None:
         parser.exit(2, "error: highway-env is not installed; the peers come with the bench extra: "
@@ -316,14 +325,14 @@ def main() -> None:
     if args.command == "all":
         for variant in args.variants:
             for seed in args.seeds:
-                train_ours(variant, seed, args.out)
+                train_ours(variant, seed, args.out, args.steps)
         cpu = our_budget(args.out, args.variants[0])
         for seed in args.seeds:
             train_sb3(args.peer, seed, [math.ceil(cpu)], args.out)
     if args.command in ("table", "all"):
         table(args.peer, args.out, args.episodes, args.variants, not args.no_ablation, getattr(args, "rows", None))
     elif args.command == "train-ours":
-        train_ours(args.variant, args.seed, args.out)
+        train_ours(args.variant, args.seed, args.out, args.steps)
     elif args.command == "train-sb3":
         train_sb3(args.peer, args.seed, args.budgets, args.out)
 
