@@ -8,6 +8,9 @@ through the adapter equals our env holding the same vehicles.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -103,3 +106,20 @@ def test_hand_built_merge_road_reads_as_our_merge_env() -> None:
     mapped = peer.observation(None)
     np.testing.assert_allclose(mapped, _ours(states, "rlsuite/Merge-v0"), atol=1e-5)
     assert mapped[2] == pytest.approx(np.clip(states[0, 1] / 8.0, -1, 1), abs=1e-6)  # y over 2 lanes x 4 m
+
+
+@needs_highway_env
+@pytest.mark.slow
+def test_benchmark_runs_end_to_end_from_another_directory(tmp_path: Path) -> None:
+    """The quick check the script documents: train both arms briefly, evaluate, print the table (about a minute)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_driving.py"
+    out = tmp_path / "runs"
+    result = subprocess.run([sys.executable, str(script), "all", "--out", str(out), "--seeds", "0", "--steps", "2048",
+                             "--episodes", "2", "--no-ablation"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| highway-idm (rlsuite, via adapter) |" in result.stdout
+    assert "| ppo rlsuite, default | " in result.stdout and "| sb3-ppo highway-env, 1x CPU | " in result.stdout
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert {len(rows[name]["crashed"]) for name in rows} == {1, 2}  # one run (seed 0) per trained row, 2 episodes per rule row
+    assert json.loads(next(out.glob("ours/default/*/cpu_seconds.json")).read_text())["steps"] == 2048
