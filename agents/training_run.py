@@ -43,6 +43,7 @@ class TrainingRun:
         self.status = "finished"
         self.env_seed = s.seed
         self._start_time, self._start_step = time.perf_counter(), 0
+        self._cpu_before = 0.0  # CPU seconds of the processes before a resume (all threads)
         self.next_eval: int | None = None
         self.next_snapshot: int | None = None
 
@@ -59,6 +60,7 @@ class TrainingRun:
             if self.reward_scaler is not None:
                 self.reward_scaler.load_state_tensors("ret_rms", tensors)
             self.global_step, self.update, self.best_return = meta["step"], meta["update"], meta["best_eval_return"]
+            self._cpu_before = float(meta.get("process_cpu_s", 0.0))
             # Env states cannot be checkpointed in general: a resumed run restarts its episodes from fresh seeds.
             self.env_seed = s.seed + 1_000 * (self.update + 1)
         else:
@@ -78,8 +80,13 @@ class TrainingRun:
         if self.reward_scaler is not None:
             tensors.update(self.reward_scaler.state_tensors("ret_rms"))
         meta = {"agent": self.agent, "settings": settings_to_dict(self.s), "step": self.global_step,
-                "update": self.update, "best_eval_return": self.best_return, "rng": rng_meta}
+                "update": self.update, "best_eval_return": self.best_return, "rng": rng_meta,
+                "process_cpu_s": self.process_cpu_s()}
         save_checkpoint(self.ctx.run.checkpoint_path(name), tensors, meta)
+
+    def process_cpu_s(self) -> float:
+        """CPU seconds of this run's training processes so far, start-up and every resumed process included."""
+        return self._cpu_before + time.process_time()
 
     def sps(self) -> float:
         return (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
@@ -90,6 +97,7 @@ class TrainingRun:
         s, ctx, step = self.s, self.ctx, self.global_step
         if metrics is not None:
             metrics["charts/sps"] = self.sps()
+            metrics["charts/process_cpu_s"] = self.process_cpu_s()
             ctx.logger.log(step, metrics)
         else:
             metrics = {"charts/sps": self.sps()}
