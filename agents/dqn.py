@@ -369,7 +369,7 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target_params: list[torch.Tensor] = list(target.parameters())
     policy = DQNPolicy(network, obs_space, act_space, device)
     exploration_steps = s.exploration_fraction * s.total_steps
-    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, log_every=max(s.train_freq, 1_000),
+    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, log_every=max(s.train_freq, 1_000), progress_every_s=None,
                   parts={"model": network, "target": target, "optim": optimizer})
     run.start()  # fresh or resumed: weights, optimiser, RNG, step, best return
 

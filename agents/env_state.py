@@ -31,6 +31,11 @@ _CLASSIC_ENVS = {
 _CLASSIC_VECTOR_ENVS = {"CartPoleVectorEnv": ("state", "steps", "prev_done", "low", "high", "steps_beyond_terminated")}
 
 
+ALE_REASON = ("the ALE's state is not captured: ale-py's vectorised emulators (C++ worker threads) expose no state "
+              "capture, and although ale-py serialises one emulator (ALEState.serialize), the preprocessing's frame "
+              "stacks, max-pool buffers, no-op and life counters would need capturing too")
+
+
 class NotCapturable(Exception):
     """The env's state cannot be captured; the message says why (it goes into the manifest)."""
 
@@ -86,6 +91,8 @@ def _set_single_env_state(env: gym.Env, state: dict[str, Any]) -> None:
 
 def env_state(envs: gym.vector.VectorEnv) -> dict[str, Any]:
     """The vector env's whole state as a tree (module docstring); NotCapturable says why not."""
+    if _is_atari(envs):
+        raise NotCapturable(ALE_REASON)
     if isinstance(envs, gym.wrappers.vector.RecordEpisodeStatistics):
         stats = _attrs(envs, ("episode_count", "episode_returns", "episode_lengths", "prev_dones"))
         stats["return_queue"] = [float(x) for x in envs.return_queue]
@@ -104,6 +111,13 @@ def env_state(envs: gym.vector.VectorEnv) -> dict[str, Any]:
                                     "envs": [_single_env_state(env) for env in envs.envs]}}
     raise NotCapturable(f"the state of a {name} cannot be captured (rlsuite captures its own NumPy envs and "
                         "Gymnasium's classic-control envs)")
+
+
+def _is_atari(envs: gym.vector.VectorEnv) -> bool:
+    layers: list[Any] = [envs, envs.unwrapped]
+    if isinstance(envs.unwrapped, gym.vector.SyncVectorEnv) and envs.unwrapped.envs:
+        layers.append(envs.unwrapped.envs[0].unwrapped)
+    return any("atari" in type(layer).__name__.lower() or type(layer).__module__.startswith("ale_py") for layer in layers)
 
 
 def set_env_state(envs: gym.vector.VectorEnv, state: dict[str, Any]) -> None:

@@ -48,7 +48,6 @@ from rlsuite.agents.settings import TrainSettings, settings_to_dict
 
 NO_LOOP_STATE = ("the checkpoint holds no env or loop state (it was written by an older rlsuite, or by an agent "
                  "whose loop cannot be captured)")
-PROGRESS_EVERY_S = 0.5  # progress reports on iterations that log nothing (SB3 ticks every env step)
 
 
 class TensorState(Protocol):
@@ -69,17 +68,21 @@ class RunLoop:
 
     `parts` are saved under their names (nn.Modules by their state dict, others by `state_tensors`); None
     entries are skipped. `content` adds tensors and metadata of an agent whose state is not in parts (SB3).
-    `log_every` (env steps; 0: every tick) spaces out the logged metrics of agents that tick every env step.
+    `log_every` (env steps; 0: every tick) spaces out the logged metrics of agents that tick every env step;
+    progress is reported when something was logged or evaluated, and on other ticks at most every
+    `progress_every_s` seconds (None: never).
     `seed_rngs` seeds torch and NumPy at the start of a fresh run; `inexact_reason` says why an agent's loop
     cannot resume exactly whatever its env."""
 
     def __init__(self, agent: str, s: TrainSettings, ctx: TrainContext, envs: gym.vector.VectorEnv | None, *,
                  parts: Mapping[str, nn.Module | TensorState | None] | None = None, device: torch.device | str = "cpu",
-                 log_every: int = 0, seed_rngs: bool = False, inexact_reason: str | None = None,
+                 log_every: int = 0, progress_every_s: float | None = 0.0, seed_rngs: bool = False,
+                 inexact_reason: str | None = None,
                  content: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]] | None = None) -> None:
         self.agent, self.s, self.ctx, self.envs, self.device = agent, s, ctx, envs, torch.device(device)
         self.parts = {name: part for name, part in (parts or {}).items() if part is not None}
         self.content, self.log_every, self.seed_rngs = content, log_every, seed_rngs
+        self.progress_every_s = progress_every_s
         self.global_step, self.update = 0, 0
         self.best_return: float | None = None
         self.status = "finished"
@@ -224,7 +227,8 @@ class RunLoop:
             self.save("last")  # what a crash would lose is bounded by these two intervals
         if ctx.progress is not None:
             now = time.perf_counter()
-            if report or now - self._last_progress >= PROGRESS_EVERY_S:
+            quiet_due = self.progress_every_s is not None and now - self._last_progress >= self.progress_every_s
+            if report or quiet_due:
                 self._last_progress = now
                 shown.setdefault("charts/sps", self.sps())
                 if len(recent_returns):

@@ -160,19 +160,22 @@ def resume_checkpoint(run: RunFolder) -> tuple[Path, int]:
     """The newest complete checkpoint of any name (last, step_N, best) and its step: the highest step in the
     checkpoints' own metadata, `last` first on a tie; files a kill left half-written or damaged are skipped."""
     candidates: list[tuple[int, bool, Path]] = []
+    damaged: list[str] = []
     for name, path in run.list_checkpoints().items():
         try:
             candidates.append((int(read_checkpoint_meta(path)["step"]), name == "last", path))
         except (CheckpointError, KeyError, TypeError, ValueError):
-            continue
+            damaged.append(path.name)
     for step, _, path in sorted(candidates, reverse=True):
         try:
             load_checkpoint(path)  # the whole file reads: header and tensors
         except CheckpointError:
+            damaged.append(path.name)
             continue
         return path, step
-    raise RunError(f"{run.path} has no complete checkpoint to resume from: the run was stopped before its first "
-                   f"save (after checkpoint_interval_s seconds or at the first evaluation). Start it again instead.")
+    why = (f"its checkpoints are damaged ({', '.join(damaged)})" if damaged else
+           "the run stopped before its first save (after checkpoint_interval_s seconds, or at an evaluation)")
+    raise RunError(f"{run.path} has no complete checkpoint to resume from: {why}. Start a new run instead.")
 
 
 def resume(run_dir: Path, *, total_steps: int | None = None, console: Console | None = None,
