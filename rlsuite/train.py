@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from rlsuite.agents.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
+from rlsuite.agents.fileio import is_temp_file
 from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import agent_module
@@ -201,6 +202,9 @@ def resume(run_dir: Path, *, total_steps: int | None = None, console: Console | 
     elif manifest["status"] == "finished":
         raise RunError(f"{run_dir} already finished ({manifest.get('final_step')} steps); extend it with "
                        f"`rlsuite train --resume {run_dir} --steps N` (N > {step}), or train a new run.")
+    for stale in run.checkpoints_dir.glob("*"):
+        if is_temp_file(stale):  # a write a crash cut short; the checkpoint it would have replaced is intact
+            stale.unlink(missing_ok=True)
     run.mark_resumed(step)
     return run, run_training(manifest["agent"], settings, run, resume_from=checkpoint, console=console,
                              show_progress=show_progress)

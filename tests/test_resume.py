@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_cli import assert_user_error
 
 from rlsuite.agents.fileio import KILL_HOOK_ENV
 
@@ -44,14 +45,6 @@ def kill_when_logged(args: list[str], cwd: Path, run_dir: Path, step: int, timeo
         time.sleep(0.005)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == KILLED, f"the run ended before it could be killed (exit {proc.returncode}): {stderr}"
-
-
-def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    text = " ".join(result.stderr.split())  # rich wraps long lines
-    for fragment in fragments:
-        assert fragment in text, text
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -108,6 +101,7 @@ def test_ppo_cartpole_killed_during_a_checkpoint_write_resumes_bit_exact(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     # the second `last` (step 768) never landed: the newest complete checkpoint is `best`, from the evaluation at 512
     assert manifest(run)["resumed"][0]["step"] == 512
+    assert not any(p.name.endswith(".tmp") for p in (run / "checkpoints").iterdir())  # resume cleared it
     assert_same_run(run, ppo_reference)
 
 
@@ -146,6 +140,8 @@ def test_resume_refuses_flags_that_would_change_the_run(tmp_path, ppo_reference)
 
 DQN_CARTPOLE = ["train", "--agent", "dqn", "--env", "CartPole-v1", "--steps", "1200", "--seed", "2", "--no-progress",
                 "--set", "learning_starts=200", "--set", "buffer_size=1000", "--set", "train_freq=4",
+                "--set", "gradient_steps=1", "--set", "batch_size=16", "--set", "hidden_sizes=[32]",
+                "--set", "target_update_interval=100",
                 "--set", "eval_every=0", "--set", "tensorboard=false", "--set", "checkpoint_interval_updates=300"]
 
 
@@ -193,3 +189,35 @@ def test_ale_resume_works_and_is_marked_not_exact(tmp_path):
     assert "ALE" in m["resumed"][0]["reason"]
     steps = [(step, key) for step, key, _ in metric_rows(run) if key.startswith("losses/")]
     assert len(steps) == len(set(steps))  # no update logged twice
+
+
+@pytest.mark.parametrize(("env_id", "mode"), [("CartPole-v1", "auto"), ("CartPole-v1", "sync"), ("Acrobot-v1", "sync"),
+                                              ("Pendulum-v1", "sync"), ("rlsuite/Highway-v0", "auto")])
+def test_env_state_round_trip_continues_exactly(env_id, mode):
+    """Capture mid-episode, store through a checkpoint tree, restore into a fresh env seeded differently:
+    it then steps exactly as the original does (observations, rewards, ends, episode statistics)."""
+    import numpy as np
+
+    from rlsuite.agents.checkpoint import pack_tree, unpack_tree
+    from rlsuite.agents.env_state import env_state, set_env_state
+    from rlsuite.envs import make_vec_env
+
+    original, copy = (make_vec_env(env_id, 3, mode=mode, record_stats=True) for _ in range(2))
+    original.reset(seed=5)
+    copy.reset(seed=99)
+    original.action_space.seed(0)
+    actions = [original.action_space.sample() for _ in range(260)]
+    for action in actions[:60]:
+        original.step(action)
+    tensors, packed = pack_tree("env", env_state(original))
+    set_env_state(copy, unpack_tree({k: v.clone() for k, v in tensors.items()}, packed))
+    for action in actions[60:]:
+        a, b = original.step(action), copy.step(action)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert ("episode" in a[4]) == ("episode" in b[4])
+        if "episode" in a[4]:
+            np.testing.assert_array_equal(a[4]["episode"]["r"], b[4]["episode"]["r"])
+            np.testing.assert_array_equal(a[4]["episode"]["l"], b[4]["episode"]["l"])
+    original.close()
+    copy.close()
