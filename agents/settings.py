@@ -69,6 +69,12 @@ class TrainSettings:
     """Episodes per periodic evaluation."""
     checkpoint_every: int = 0
     """Env steps between extra step_N checkpoints (0 = none); `last` is always kept, `best` when evaluating."""
+    checkpoint_interval_s: float = 300.0
+    """Seconds of training between `last` checkpoints, so a crash loses at most this much (`--resume` continues
+    from the newest complete checkpoint)."""
+    checkpoint_interval_updates: int = 0
+    """Also write `last` after this many loop iterations (PPO, A2C, REINFORCE: updates; DQN and SB3: vector-env
+    steps); 0: on the clock only."""
     tensorboard: bool = True
     """Write TensorBoard event files to <run>/tb next to metrics.csv."""
     env_preset: str = ""
@@ -101,6 +107,9 @@ class TrainSettings:
         self.require(self.eval_every >= 0, "eval_every", "must be >= 0 (0 turns evaluation off)")
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
         self.require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no step_N checkpoints)")
+        self.require(self.checkpoint_interval_s > 0, "checkpoint_interval_s", "must be > 0 seconds")
+        self.require(self.checkpoint_interval_updates >= 0, "checkpoint_interval_updates",
+                     "must be >= 0 (0 = on the clock only)")
 
 
 # ---------------------------------------------------------------------------------------------------
