@@ -105,7 +105,7 @@ class DQNSettings(TrainSettings):
     """MLP widths for vector observations."""
     activation: Literal["tanh", "relu", "elu", "silu"] = "relu"
     """MLP activation."""
-    cnn: Literal["nature", "impala"] = "nature"
+    cnn: Literal["nature", "nips", "impala"] = "nature"
     """CNN for image observations."""
     recurrent: bool = False
     """DRQN: an LSTM between encoder and Q head, trained on replayed sequences with burn-in."""

@@ -97,6 +97,7 @@ class RunLoop:
         self.next_snapshot: int | None = None
         self.next_log = 0
         self._start_time, self._start_step = time.perf_counter(), 0
+        self._cpu_before = 0.0  # CPU seconds of the run's processes before this one (resumes), all threads
         self._last_saved_at, self._ticks_since_last = time.perf_counter(), 0
         self._last_progress = 0.0
         self._last_eval_step: int | None = None
@@ -117,6 +118,7 @@ class RunLoop:
             restore_rng_state(tensors, meta["rng"])
             self.global_step, self.update = int(meta["step"]), int(meta.get("update", 0))
             self.best_return = meta.get("best_eval_return")
+            self._cpu_before = float(meta.get("process_cpu_s", 0.0))
             problem = self.exact_problem or (None if "loop" in meta else NO_LOOP_STATE)
             if problem is None:
                 self._saved_loop = (tensors, meta["loop"])
@@ -177,7 +179,8 @@ class RunLoop:
         rng_tensors, rng_meta = rng_state()
         tensors.update(rng_tensors)
         meta.update({"agent": self.agent, "settings": settings_to_dict(self.s), "step": self.global_step,
-                     "update": self.update, "best_eval_return": self.best_return, **rng_meta})
+                     "update": self.update, "best_eval_return": self.best_return,
+                     "process_cpu_s": self.process_cpu_s(), **rng_meta})
         if self.exact_problem is None and self._carry and self.envs is not None:
             loop = {"env": env_state(self.envs), **{key: get() for key, get in self._carry.items()}}
             loop_tensors, meta["loop"] = pack_tree("loop", loop)
@@ -185,6 +188,10 @@ class RunLoop:
         save_checkpoint(self.ctx.run.checkpoint_path(name), tensors, meta)
         if name == "last":
             self._last_saved_at, self._ticks_since_last = time.perf_counter(), 0
+
+    def process_cpu_s(self) -> float:
+        """CPU seconds of this run's training processes so far, start-up and every resumed process included."""
+        return self._cpu_before + time.process_time()
 
     def sps(self) -> float:
         return (self.global_step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
@@ -204,7 +211,7 @@ class RunLoop:
                 self.next_log = schedule_next(step, self.log_every) or 0
             values = metrics() if callable(metrics) else metrics
             if values is not None:
-                shown = {**values, "charts/sps": self.sps()}
+                shown = {**values, "charts/sps": self.sps(), "charts/process_cpu_s": self.process_cpu_s()}
                 ctx.logger.log(step, shown)
                 report = True
         due = self.next_eval is not None and (step >= self.next_eval or (last and self._last_eval_step != step))

@@ -102,9 +102,12 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
 
 def _refuse_changes_on_resume(ctx: typer.Context, resume: Path) -> None:
     """A resumed run keeps the settings in its manifest: any option that would change them is an error."""
+    def on_command_line(name: str) -> bool:  # by the enum's name: typer may carry its own copy of click
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
     given = [param.opts[0] for param in ctx.command.params
-             if param.name not in ("resume", "steps", "no_progress") and param.opts
-             and getattr(ctx.get_parameter_source(param.name or ""), "name", None) == "COMMANDLINE"]
+             if param.name not in ("resume", "steps", "no_progress") and param.opts and on_command_line(param.name or "")]
     if given:
         _fail(f"{', '.join(given)} cannot change a run being resumed: it continues with the settings, env and seed "
               f"in {resume / 'manifest.json'}. With --resume only --steps N (extend the run to N steps in all) and "

@@ -53,8 +53,9 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def metric_rows(run_dir: Path) -> list[tuple[str, str, str]]:
-    """(step, key, value) of every logged row but the wall-clock ones (wall time, steps per second)."""
-    return [(row[0], row[2], row[3]) for row in _rows(run_dir / "metrics.csv") if row[2] != "charts/sps"]
+    """(step, key, value) of every logged row but the clock ones (wall time, steps per second, CPU seconds)."""
+    clocks = ("charts/sps", "charts/process_cpu_s")
+    return [(row[0], row[2], row[3]) for row in _rows(run_dir / "metrics.csv") if row[2] not in clocks]
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
