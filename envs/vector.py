@@ -89,7 +89,7 @@ def capture(state: Any, prefix: str = "") -> dict[str, np.ndarray]:
         value = getattr(state, f.name)
         if dataclasses.is_dataclass(value):
             out.update(capture(value, f"{prefix}{f.name}."))
-        else:
+        elif value is not None:  # an optional part this env does not have (e.g. frames without pixels)
             out[prefix + f.name] = np.array(value, copy=True)
     return out
 
@@ -99,8 +99,8 @@ def restore(like: Any, arrays: dict[str, np.ndarray], prefix: str = "") -> Any:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(like):
         current, name = getattr(like, f.name), prefix + f.name
-        if dataclasses.is_dataclass(current):
-            values[f.name] = restore(current, arrays, name + ".")
+        if dataclasses.is_dataclass(current) or current is None:
+            values[f.name] = None if current is None else restore(current, arrays, name + ".")
             continue
         if name not in arrays:
             raise ValueError(f"the saved env state lacks {name}; it was saved from another env.")
