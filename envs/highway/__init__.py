@@ -94,5 +94,5 @@ from rlsuite.envs.highway.rendering import render_frame
 from rlsuite.envs.highway.state import HighwayState
 
 __all__ = ["COLLISION_WINDOW", "FULL_CHECK_PAIRS", "HighwayCore", "HighwayEnv", "HighwayParallelEnv", "HighwayParams",
-           "HighwayState",            "HighwayVectorEnv", "IDMController", "MOBILController", "highway_parallel_env", "idm_acceleration",
+           "HighwayState", "HighwayVectorEnv", "IDMController", "MOBILController", "highway_parallel_env", "idm_acceleration",
            "kinematics", "mobil_incentive", "observation_space", "occupancy", "pixels", "render_frame"]
