@@ -20,11 +20,11 @@ finite differences from forward kinematics.
 
 Integrator: classic fourth-order Runge-Kutta on (q, q'), `substeps` sub-steps per control step of
 `dt` = 0.02 s (Reacher-v5 also integrates with RK4), torques held over the step. 1 sub-step for the
-2-link arm, 2 for the 3-link arm, twice that with gravity. Semi-implicit Euler was tried and dropped:
-the kinetic energy depends on q, so it is not symplectic here and drifted by 10-60% in 10 s of free
-motion. With no torque and no damping RK4 keeps the energy within 1% (2 links) and 3% (3 links) over
-10 s of free motion from speeds up to 5 rad/s (tests/test_reacher.py). At a joint limit the angle is
-clamped and the velocity into the limit is removed (an inelastic stop).
+2-link arm, 2 for the 3-link arm, twice that with gravity (semi-implicit Euler is not symplectic here,
+the kinetic energy depending on q, and drifts by 10-60% in 10 s of free motion). With no torque and no
+damping RK4 keeps the energy within 1% (2 links) and 3% (3 links) over 10 s of free motion from speeds
+up to 5 rad/s (tests/test_reacher.py). At a joint limit the angle is clamped and the velocity into the
+limit is removed (an inelastic stop).
 
 In code, as in gymnax: `ArmParams` and `TaskParams` (frozen) are the parameters, `ReacherState` the state
 of N arms (arrays, rows first), and `ReacherCore.step(state, action)` the step, gymnax's

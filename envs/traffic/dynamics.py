@@ -141,11 +141,9 @@ class TrafficCore:
     TrafficState in place. The core holds the network, its constant index arrays and matrices, and the
     draws of the current decision (scratch refilled by `prepare`).
 
-    Speed notes (the core runs 5 ticks per decision over ~10^4-10^5 elements): sums over short axes go
-    through float32 matrix products (exact for these small counts, and ~50x faster than numpy's reductions
-    over a 3- or 12-long axis), the in-transit ring buffer is indexed by one clock shared by all rows (a
-    view, not a gather; a row's delays are the same whatever slot it starts in), and the green mask of each
-    phase is gathered once per decision.
+    Sums over short axes are float32 matrix products (exact for these small counts); the in-transit ring
+    buffer is indexed by one clock shared by all rows (a view, not a gather; a row's delays are the same
+    whatever slot it starts in); the green mask of each phase is gathered once per decision.
     """
 
     def __init__(self, net: Network, num_envs: int) -> None:
