@@ -4,12 +4,11 @@
   own action space, bit for bit, through several episodes (next-step autoreset included).
 - `gym.make` of every id passes Gymnasium's and SB3's env checkers, render included.
 - State capture restores exactly, vector and single env, into the env itself and into another one, through a
-  pickle-free round trip (np.savez + JSON).
+  pickle-free round trip (safetensors + JSON).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -152,13 +151,10 @@ def test_render_mode_outside_the_declared_modes_is_refused() -> None:
 
 
 def _roundtrip(state: EnvState) -> EnvState:
-    """Through bytes, as a checkpoint would store it: np.savez without pickle, and JSON."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **state.arrays)
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as stored:
-        arrays = {k: stored[k] for k in stored.files}
-    return EnvState(arrays, json.loads(json.dumps(state.meta)))
+    """Through bytes, as a checkpoint stores it: safetensors (no pickle) for the arrays, JSON for the rest."""
+    from safetensors.numpy import load, save
+
+    return EnvState(load(save(state.arrays)), json.loads(json.dumps(state.meta)))
 
 
 def _capture_steps(env_id: str) -> int:

@@ -313,11 +313,11 @@ def test_traffic_overlap_is_a_crash_only_when_all_pairs_are_checked() -> None:
     # Two traffic vehicles on lane 0, 3 m apart centre to centre (their 5 m boxes overlap), both at 20 m/s;
     # the ego is far behind on lane 2. highway-fast-v0 ("controlled") checks only pairs with the ego.
     scene = [(0.0, 2, 25.0), (500.0, 0, 20.0), (503.0, 0, 20.0)]
-    everything, ego_only = _scene(scene, collision_scope="all"), _scene(scene, collision_scope="controlled")
-    everything.substep()
-    ego_only.substep()
-    assert everything.crashed[0].tolist() == [False, True, True]
-    assert ego_only.crashed[0].tolist() == [False, False, False]
+    (everything, all_st), (ego_only, ego_st) = _scene(scene, collision_scope="all"), _scene(scene, collision_scope="controlled")
+    everything.substep(all_st)
+    ego_only.substep(ego_st)
+    assert all_st.crashed[0].tolist() == [False, True, True]
+    assert ego_st.crashed[0].tolist() == [False, False, False]
     with pytest.raises(ValueError, match="collision_scope must be 'all' or 'controlled'"):
         HighwayEnv(collision_scope="ego")
 
