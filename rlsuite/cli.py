@@ -116,7 +116,7 @@ def _list_runs(root: Path) -> None:
     if not root.is_dir():
         _fail(f"{root} is not a folder of runs; pass the folder `rlsuite train` writes into (default runs, or "
               f"--run-dir's parent), e.g. `rlsuite list runs sweep/runs`.")
-    table = Table("run", "agent", "env", "seed", "status", "steps", "started", "next")
+    table = Table("run", "agent", "env", "seed", "status", "steps", "started (UTC)", "next")
     rows = 0
     for path in sorted(p for p in root.iterdir() if (p / MANIFEST_NAME).is_file()):
         run = RunFolder(path)
