@@ -30,7 +30,7 @@ from rlsuite.agents.run import (
     process_gone,
     process_identity,
 )
-from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
+from rlsuite.evaluation.records import RunRecord
 from rlsuite.evaluation.store import ResultsStore
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL semantics")
