@@ -119,6 +119,18 @@ def test_heartbeat_is_throttled_and_refreshed_by_the_training_process(tmp_path, 
     assert len(writes) == 1 and run.manifest["heartbeat"] >= before
 
 
+def test_training_beats_after_every_update(tmp_path, monkeypatch):
+    from rlsuite import train as training
+
+    beats: list[int] = []
+    real = RunFolder.heartbeat
+    monkeypatch.setattr(RunFolder, "heartbeat", lambda self, force=False: (beats.append(1), real(self, force)))
+    run, result = training.train("ppo", "CartPole-v1", cli_values={"total_steps": 1024, "n_envs": 4},
+                                 set_args=("n_steps=64", "n_epochs=1", "eval_every=0", "tensorboard=false"),
+                                 run_dir=tmp_path / "r", show_progress=False)
+    assert result.status == "finished" and len(beats) == 1024 // (4 * 64)  # one per update
+
+
 def test_resume_takes_over_the_run_and_clears_half_written_files(tmp_path):
     run = _create(tmp_path)
     child = _sleeper()
