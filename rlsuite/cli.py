@@ -212,14 +212,16 @@ def train(
 
 
 def _check_not_training(run_dir: Path) -> None:
-    """Refuse to resume a run that a live process on this machine still trains (two writers would corrupt
-    it); warn when one on another machine sent a recent heartbeat (it may have died a moment ago)."""
-    from rlsuite.agents.run import RunFolder, process_gone
+    """Before a resume: refuse a run that a live process on this machine still trains (two writers would
+    corrupt it); warn when one on another machine sent a recent heartbeat; say so when it had crashed."""
+    from rlsuite.agents.run import RunFolder, crash_reason, process_gone
 
-    run = RunFolder.open(run_dir)
-    manifest = run.manifest
+    manifest = RunFolder.open(run_dir).manifest
     process = manifest.get("process")
-    if manifest["status"] != "running" or run.effective_status(manifest) != "running" or not isinstance(process, dict):
+    reason = crash_reason(manifest)
+    if reason is not None:
+        err_console.print(f"[bold yellow]note:[/] {run_dir} crashed ({reason}); resuming it.", highlight=False)
+    if manifest["status"] != "running" or reason is not None or not isinstance(process, dict):
         return
     if process_gone(process) is False:
         _fail(f"{run_dir} is still being trained by process {process.get('pid')} on this machine. Stop it first "
