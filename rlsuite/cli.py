@@ -111,7 +111,14 @@ def list_cmd(
 
 def _list_runs(root: Path) -> None:
     """One row per run folder directly inside `root`: agent, env, seed, status, steps, started, what to do."""
+    from rlsuite.agents.checkpoint import CheckpointError, read_checkpoint_meta
     from rlsuite.agents.run import MANIFEST_NAME, RunError, RunFolder
+
+    def newest_step(run: RunFolder) -> int | None:  # what a resume would continue from
+        try:
+            return int(read_checkpoint_meta(run.find_checkpoint("latest")).get("step"))
+        except (RunError, CheckpointError, TypeError, ValueError):
+            return None
 
     if not root.is_dir():
         _fail(f"{root} is not a folder of runs; pass the folder `rlsuite train` writes into (default runs, or "
@@ -128,8 +135,8 @@ def _list_runs(root: Path) -> None:
             continue
         status = run.effective_status(manifest)
         steps = manifest.get("final_step")
-        if steps is None:  # not finished: the newest checkpoint is what a resume would start from
-            steps = _newest_checkpoint_step(run)
+        if steps is None:
+            steps = newest_step(run)
         action = (f"rlsuite train --resume {path}" if status in ("crashed", "interrupted", "failed") else
                   f"rlsuite evaluate {path}" if status == "finished" else "")
         table.add_row(path.name, str(manifest["agent"]), str(manifest["env_id"]), str(manifest["seed"]),
@@ -140,16 +147,6 @@ def _list_runs(root: Path) -> None:
         err_console.print(f"no run folders in {root}", highlight=False)
         return
     console.print(table)
-
-
-def _newest_checkpoint_step(run: Any) -> int | None:
-    from rlsuite.agents.checkpoint import CheckpointError, read_checkpoint_meta
-    from rlsuite.agents.run import RunError
-
-    try:
-        return int(read_checkpoint_meta(run.find_checkpoint("latest")).get("step"))
-    except (RunError, CheckpointError, TypeError, ValueError):
-        return None
 
 
 def _note_run_state(run_dir: Path) -> None:

@@ -643,9 +643,17 @@ def _finished_run_ids(db: Path) -> set[str]:
 
 
 def _failed_record(trial: Trial, error: str) -> RunRecord:
+    """The record of a trial that ran out of attempts: `crashed` when its training process died last (its run
+    folder keeps the checkpoints a re-run resumes from), else `failed`."""
     commit, _ = git_commit()
     run_dir = str(Path(trial.runs_root) / trial.run_id) if trial.trainable else None
-    return RunRecord(run_id=trial.run_id, agent=trial.agent, env_id=trial.env_id, seed=trial.seed, status="failed",
+    status = "failed"
+    if run_dir is not None and Path(run_dir).is_dir():
+        try:
+            status = "crashed" if RunFolder.open(Path(run_dir)).effective_status() == "crashed" else "failed"
+        except RunError:
+            pass
+    return RunRecord(run_id=trial.run_id, agent=trial.agent, env_id=trial.env_id, seed=trial.seed, status=status,
                      run_dir=run_dir, command=trial.command, config=trial.settings, versions=collect_versions(),
                      git_commit=commit, error=error)
 
@@ -785,7 +793,10 @@ def _settle(trial: Trial, result: TrialResult, may_retry: bool, spec: SweepSpec,
                       f"{first_line}", highlight=False)
         todo.appendleft(trial)
         return
-    store.record_run(_failed_record(trial, first_line))
+    record = _failed_record(trial, first_line)
+    store.record_run(record)
+    if record.status == "crashed":
+        first_line += "; re-run the sweep to resume it from its newest checkpoint"
     summary.failed += 1
     summary.failures[trial.run_id] = first_line
-    console.print(f"[red]failed[/] {trial.run_id}: {first_line}", highlight=False)
+    console.print(f"[red]{record.status}[/] {trial.run_id}: {first_line}", highlight=False)

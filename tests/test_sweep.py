@@ -374,3 +374,24 @@ def test_killed_local_worker_resumes_its_trial_from_its_own_checkpoint(tmp_path,
     (resumed,) = manifest["resumed"]  # resumed once, from the checkpoint written before the kill
     assert resumed["step"] == killed["step"] > 0 and "is gone" in resumed["after_crash"]
     assert returns_by_run(spec.db) == returns_by_run(tmp_path / "clean" / "results.db")  # recorded once, same numbers
+
+
+@pytest.mark.slow
+def test_trial_whose_worker_died_on_its_last_attempt_is_recorded_crashed_and_a_rerun_resumes_it(tmp_path, monkeypatch):
+    from rlsuite.agents.checkpoint import KILL_AFTER_CHECKPOINT_ENV
+
+    spec = grid(tmp_path, agents=("ppo",), seeds=(0,), steps=2048, workers=1, retries=0)
+    marker = tmp_path / "killed.json"
+    monkeypatch.setenv(KILL_AFTER_CHECKPOINT_ENV, str(marker))
+    first = run_sweep(spec, show_progress=False)
+    (run_id,) = first.failures
+    assert (first.finished, first.failed) == (0, 1) and "re-run the sweep to resume" in first.failures[run_id]
+    with ResultsStore(spec.db, create=False) as store:
+        assert [(r.run_id, r.status) for r in store.runs()] == [(run_id, "crashed")]
+    again = run_sweep(spec, show_progress=False)
+    assert (again.finished, again.failed) == (1, 0)
+    manifest = json.loads((spec.out / "runs" / run_id / "manifest.json").read_text())
+    assert [r["step"] for r in manifest["resumed"]] == [json.loads(marker.read_text())["step"]]
+    with ResultsStore(spec.db, create=False) as store:
+        assert [(r.run_id, r.status) for r in store.runs()] == [(run_id, "finished")]
+        assert len(store.evaluations()) == 1
