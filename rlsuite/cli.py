@@ -116,8 +116,8 @@ def _list_runs(root: Path) -> None:
 
     def newest_step(run: RunFolder) -> int | None:  # what a resume would continue from
         try:
-            return int(read_checkpoint_meta(run.find_checkpoint("latest")).get("step"))
-        except (RunError, CheckpointError, TypeError, ValueError):
+            return int(read_checkpoint_meta(run.find_checkpoint("latest"))["step"])
+        except (RunError, CheckpointError, KeyError, TypeError, ValueError):
             return None
 
     if not root.is_dir():

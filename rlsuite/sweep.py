@@ -383,11 +383,13 @@ def train_trial(trial: Trial) -> tuple[Path, str]:
     path = Path(trial.runs_root) / trial.run_id
     quiet = Console(file=io.StringIO())
     if path.exists():
+        folder: RunFolder | None = None
+        manifest: dict[str, Any] = {}
         try:
-            folder: RunFolder | None = RunFolder.open(path)
+            folder = RunFolder.open(path)
             manifest = folder.manifest
         except RunError:
-            folder, manifest = None, {}
+            folder = None
         if manifest.get("sweep", {}).get("trial_key") == trial.key:
             same = manifest["settings"] == trial.settings
             if manifest["status"] == "finished" and same:
