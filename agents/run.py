@@ -349,18 +349,6 @@ class RunFolder:
             return f"run {self.path} was {status}{at} before it finished; resume it with: {resume}"
         return None
 
-    def remove_stale_temp_files(self) -> list[Path]:
-        """Delete temp files a killed writer left in the run folder (half-written checkpoints or manifests).
-        Call only when no process writes the run (on resume): a live writer's temp file looks the same."""
-        removed = []
-        for directory in (self.path, self.checkpoints_dir):
-            if directory.is_dir():
-                for p in directory.iterdir():
-                    if p.is_file() and is_temp_file(p):
-                        p.unlink(missing_ok=True)
-                        removed.append(p)
-        return removed
-
     def set_status(self, status: str, *, error: str | None = None, final_step: int | None = None) -> None:
         """Record how the run stands; any status but "running" also stamps `ended_at`."""
         if status not in RUN_STATUSES:
@@ -385,7 +373,6 @@ class RunFolder:
                         heartbeat=_now_iso())
         atomic_write_json(self.manifest_path, manifest)
         self._last_beat = time.monotonic()
-        self.remove_stale_temp_files()
 
     @property
     def checkpoints_dir(self) -> Path:
