@@ -198,13 +198,13 @@ def train(
         env_kwargs = parse_env_kwargs(env_kwarg or [])
         if resume is not None:
             _refuse_changes_on_resume(ctx, resume)
+            _check_not_training(resume)  # before torch and the env families are imported
         cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
         if resume is None:  # refuse bad input before torch and the env families are imported
             check_train_input(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [])
         from rlsuite import train as training
 
         if resume is not None:
-            _check_not_training(resume)
             run, result = training.resume(resume, total_steps=steps, show_progress=not no_progress)
         else:
             run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
