@@ -29,15 +29,15 @@ def _ours(states: np.ndarray) -> np.ndarray:
     """Our env's kinematics observation with its vehicles set to `states` (V, 5): x, y, vx, vy, heading."""
     env = gym.make("rlsuite/Highway-v0").unwrapped
     env.reset(seed=0)
-    core = env.core
-    V = core.x.shape[1]
+    core, st = env.core, env.state
+    V = st.x.shape[1]
     full = np.zeros((V, 5))
     full[:, 0] = 1e5 + 100 * np.arange(V)  # vehicles beyond the given ones: far away, unseen
     full[: len(states)] = states
     speed = np.hypot(full[:, 2], full[:, 3])
-    core.x, core.y = full[None, :, 0].copy(), full[None, :, 1].copy()
-    core.speed, core.heading = speed[None].copy(), full[None, :, 4].copy()
-    return kinematics_of(core)[0, 0].reshape(-1).astype(np.float32)  # (E, K, rows, 6): env 0, the ego
+    st.x, st.y = full[None, :, 0].copy(), full[None, :, 1].copy()
+    st.speed, st.heading = speed[None].copy(), full[None, :, 4].copy()
+    return kinematics_of(core, st)[0, 0].reshape(-1).astype(np.float32)  # (E, K, rows, 6): env 0, the ego
 
 
 def _random_states(rng: np.random.Generator, n: int) -> np.ndarray:
