@@ -131,10 +131,8 @@ def a2c_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, advantages: 
              starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, pg_loss, v_loss, entropy) through the modules, for autograd: every loss a mean over the valid
     (T*N,) rows; `state` and `starts` (T, N) feed a recurrent core."""
-    actor_f, critic_f, _ = network.features(obs, state, starts)
-    dist = network.actor(actor_f)
+    dist, value, _ = network.act_value(obs, state, starts)  # value (T*N,)
     logprob = dist.log_prob(actions)  # (T*N,)
-    value = network.critic(critic_f)  # (T*N,)
     pg_loss = -masked_mean(advantages * logprob, valid)
     v_loss = masked_mean((returns - value) ** 2, valid)
     entropy = masked_mean(dist.entropy(), valid)

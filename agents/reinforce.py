@@ -109,10 +109,8 @@ def reinforce_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, return
     """-mean(log pi(a|s) * A) + vf_coef * 0.5 mean((G - V)^2) - ent_coef * mean(H), A = G - V(s) (detached) with a
     baseline, else G; every mean over the (T*N,) rows where `mask` is 1. Also the terms for the logs and V (no
     gradient). `state` and `starts` (T, N) feed a recurrent core."""
-    actor_f, critic_f, _ = network.features(obs, state, starts)
-    dist = network.actor(actor_f)
+    dist, value, _ = network.act_value(obs, state, starts)  # value (T*N,)
     logprob = dist.log_prob(actions)  # (T*N,)
-    value = network.critic(critic_f)  # (T*N,)
     adv = returns - value.detach() if s.baseline else returns  # (T*N,)
     if s.normalize_advantage:
         adv = normalize_advantages(adv, partial(masked_mean, mask=mask))
