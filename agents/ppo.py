@@ -39,9 +39,9 @@ from rlsuite.agents.rollout import (
     masked_mean,
     normalize_advantages,
 )
+from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.settings import ConfigError
 from rlsuite.agents.tensors import flatten_obs, index_obs
-from rlsuite.agents.training_run import TrainingRun
 from rlsuite.policies.spoken_pointer import NETWORKS, make_front
 
 __all__ = ["AgentError", "ActorCritic", "PPOPolicy", "PPOSettings", "check_spaces", "clipped_surrogate_loss",
@@ -226,11 +226,14 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         AGENT_NAME, s, ctx, s.gamma, make_network)
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
-    run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
+    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
+                  parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(envs.single_observation_space, envs.single_action_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector.reset(seed=run.env_seed)
+    if (carried := run.carry("collector", collector.state)) is not None:
+        collector.load_state(carried)  # exact resume: the env and its open episodes continue where they stopped
     recurrent = network.core is not None
 
     for update in range(run.update + 1, num_updates + 1):
@@ -272,12 +275,12 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
                    "losses/clipfrac": float(torch.stack([t["clipfrac"] for t in epoch_terms]).mean()),
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
-        if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
+        if run.tick(metrics, policy, collector.recent_returns, last=update == num_updates):
             break
 
-    run.save("last")
+    result = run.finish()  # the final `last` checkpoint
     envs.close()
-    return TrainResult(status=run.status, final_step=run.global_step)
+    return result
 
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:

@@ -45,8 +45,8 @@ from rlsuite.agents.rollout import (
     masked_mean,
     normalize_advantages,
 )
+from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.tensors import flatten_obs, index_obs
-from rlsuite.agents.training_run import TrainingRun
 
 AGENT_NAME = "reinforce"
 
@@ -121,12 +121,15 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     # the vector env, the seeded network (agents/fast where it applies), normalisers, policy and rollout collector
     envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(AGENT_NAME, s, ctx, s.gamma)
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
-    run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
+    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
+                  parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(envs.single_observation_space, envs.single_action_space, s.max_rollout_steps, s.n_envs,
                       device)  # (T_max, N, ...)
     seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
+    if (carried := run.carry("collector", collector.state)) is not None:
+        collector.load_state(carried)  # exact resume: the env's generators continue where they stopped
 
     while run.global_step < s.total_steps:
         run.update += 1
@@ -160,12 +163,12 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
                    "charts/batch_steps": float(mask.sum()),
                    "losses/explained_variance": explained_variance(values.flatten()[keep], flat_returns[keep])}
-        if run.end_update(metrics, policy, collector.recent_returns, last=run.global_step >= s.total_steps):
+        if run.tick(metrics, policy, collector.recent_returns, last=run.global_step >= s.total_steps):
             break
 
-    run.save("last")
+    result = run.finish()  # the final `last` checkpoint
     envs.close()
-    return TrainResult(status=run.status, final_step=run.global_step)
+    return result
 
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:
