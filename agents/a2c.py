@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
-import numpy as np
 import torch
 import torch.nn as nn
 
-from rlsuite.agents import fast
 from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
@@ -38,12 +36,11 @@ from rlsuite.agents.actor_critic import (
     load_actor_critic_policy,
 )
 from rlsuite.agents.interface import TrainContext, TrainResult
-from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.onpolicy_setup import build_on_policy
 from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
 from rlsuite.agents.rollout import (
     Array,
     Rollout,
-    RolloutCollector,
     compute_gae,
     discounted_returns,
     explained_variance,
@@ -51,8 +48,7 @@ from rlsuite.agents.rollout import (
     normalize_advantages,
 )
 from rlsuite.agents.run_loop import RunLoop
-from rlsuite.agents.tensors import flatten_obs, resolve_device
-from rlsuite.envs import make_vec_env
+from rlsuite.agents.tensors import flatten_obs
 
 AGENT_NAME = "a2c"
 
@@ -131,10 +127,8 @@ def a2c_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, advantages: 
              starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, pg_loss, v_loss, entropy) through the modules, for autograd: every loss a mean over the valid
     (T*N,) rows; `state` and `starts` (T, N) feed a recurrent core."""
-    actor_f, critic_f, _ = network.features(obs, state, starts)
-    dist = network.actor(actor_f)
+    dist, value, _ = network.act_value(obs, state, starts)  # value (T*N,)
     logprob = dist.log_prob(actions)  # (T*N,)
-    value = network.critic(critic_f)  # (T*N,)
     pg_loss = -masked_mean(advantages * logprob, valid)
     v_loss = masked_mean((returns - value) ** 2, valid)
     entropy = masked_mean(dist.entropy(), valid)
@@ -142,29 +136,15 @@ def a2c_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, advantages: 
 
 
 def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
-    torch.set_num_threads(s.torch_threads)
-    device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False,  # the collector counts episodes
-                        preset=s.env_preset, **s.env_kwargs)
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    check_spaces(obs_space, act_space)
+    # the vector env, the seeded network (agents/fast where it applies), normalisers, policy and rollout collector
+    envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(AGENT_NAME, s, ctx, s.gamma)
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
-
-    torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
-    np.random.seed(s.seed)
-    network = ActorCritic(obs_space, act_space, s).to(device)
-    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = make_optimizer(s, network)  # parameters in one buffer: clipping and the step are a few ops
-    obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
-    reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
-    policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
     run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
                   parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
-    rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_step(network))
+    rollout = Rollout(envs.single_observation_space, envs.single_action_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector.reset(seed=run.env_seed)
     if (carried := run.carry("collector", collector.state)) is not None:
         collector.load_state(carried)  # exact resume: the env and its open episodes continue where they stopped

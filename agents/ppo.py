@@ -22,7 +22,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlsuite.agents import fast
 from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
@@ -31,11 +30,10 @@ from rlsuite.agents.actor_critic import (
     load_actor_critic_policy,
 )
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
-from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.onpolicy_setup import build_on_policy
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.rollout import (
     Rollout,
-    RolloutCollector,
     compute_gae,
     explained_variance,
     masked_mean,
@@ -43,8 +41,7 @@ from rlsuite.agents.rollout import (
 )
 from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.settings import ConfigError
-from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
-from rlsuite.envs import make_vec_env
+from rlsuite.agents.tensors import flatten_obs, index_obs
 from rlsuite.policies.spoken_pointer import NETWORKS, make_front
 
 __all__ = ["AgentError", "ActorCritic", "PPOPolicy", "PPOSettings", "check_spaces", "clipped_surrogate_loss",
@@ -224,29 +221,16 @@ def epochs(s: PPOSettings, rollout: Rollout, batch: dict[str, Any], recurrent: b
 
 
 def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
-    torch.set_num_threads(s.torch_threads)
-    device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False,  # the collector counts episodes
-                        preset=s.env_preset, **s.env_kwargs)
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    check_spaces(obs_space, act_space)
+    # the vector env, the seeded network (agents/fast where it applies), normalisers, policy and rollout collector
+    envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(
+        AGENT_NAME, s, ctx, s.gamma, make_network)
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
-
-    torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
-    np.random.seed(s.seed)
-    network = make_network(obs_space, act_space, s).to(device)
-    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
-    obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
-    reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
-    policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
     run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
                   parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
-    rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_step(network))
+    rollout = Rollout(envs.single_observation_space, envs.single_action_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector.reset(seed=run.env_seed)
     if (carried := run.carry("collector", collector.state)) is not None:
         collector.load_state(carried)  # exact resume: the env and its open episodes continue where they stopped

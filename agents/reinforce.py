@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
-from rlsuite.agents import fast
 from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
@@ -38,19 +36,17 @@ from rlsuite.agents.actor_critic import (
     load_actor_critic_policy,
 )
 from rlsuite.agents.interface import TrainContext, TrainResult
-from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
+from rlsuite.agents.onpolicy_setup import build_on_policy
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.rollout import (
     Rollout,
-    RolloutCollector,
     discounted_returns,
     explained_variance,
     masked_mean,
     normalize_advantages,
 )
 from rlsuite.agents.run_loop import RunLoop
-from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
-from rlsuite.envs import make_vec_env
+from rlsuite.agents.tensors import flatten_obs, index_obs
 
 AGENT_NAME = "reinforce"
 
@@ -109,10 +105,8 @@ def reinforce_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, return
     """-mean(log pi(a|s) * A) + vf_coef * 0.5 mean((G - V)^2) - ent_coef * mean(H), A = G - V(s) (detached) with a
     baseline, else G; every mean over the (T*N,) rows where `mask` is 1. Also the terms for the logs and V (no
     gradient). `state` and `starts` (T, N) feed a recurrent core."""
-    actor_f, critic_f, _ = network.features(obs, state, starts)
-    dist = network.actor(actor_f)
+    dist, value, _ = network.act_value(obs, state, starts)  # value (T*N,)
     logprob = dist.log_prob(actions)  # (T*N,)
-    value = network.critic(critic_f)  # (T*N,)
     adv = returns - value.detach() if s.baseline else returns  # (T*N,)
     if s.normalize_advantage:
         adv = normalize_advantages(adv, partial(masked_mean, mask=mask))
@@ -124,28 +118,15 @@ def reinforce_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, return
 
 
 def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
-    torch.set_num_threads(s.torch_threads)
-    device = resolve_device(s.device)
-    envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False,  # the collector counts episodes
-                        preset=s.env_preset, **s.env_kwargs)
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    check_spaces(obs_space, act_space)
-
-    torch.manual_seed(s.seed)  # before the network: its initial weights are part of the seeded run
-    np.random.seed(s.seed)
-    network = ActorCritic(obs_space, act_space, s).to(device)
-    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
+    # the vector env, the seeded network (agents/fast where it applies), normalisers, policy and rollout collector
+    envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(AGENT_NAME, s, ctx, s.gamma)
     optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
-    obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
-    reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
-    policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
     run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
                   parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
-    rollout = Rollout(obs_space, act_space, s.max_rollout_steps, s.n_envs, device)  # (T_max, N, ...)
-    collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
-                                 fast.rollout_step(network))
+    rollout = Rollout(envs.single_observation_space, envs.single_action_space, s.max_rollout_steps, s.n_envs,
+                      device)  # (T_max, N, ...)
     seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
     if (carried := run.carry("collector", collector.state)) is not None:
         collector.load_state(carried)  # exact resume: the env's generators continue where they stopped

@@ -24,6 +24,7 @@ import re
 import textwrap
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ import yaml
 
 class ConfigError(ValueError):
     """A user-facing problem with settings; the message says which value is wrong and what to do."""
+
+
+class RemovedSettingWarning(UserWarning):
+    """Stored settings (a run folder's manifest or checkpoint) name a field this version no longer has."""
 
 
 S = TypeVar("S", bound="TrainSettings")
@@ -493,10 +498,20 @@ def settings_to_dict(s: TrainSettings) -> dict[str, Any]:
 
 
 def settings_from_dict(cls: type[S], d: Mapping[str, Any]) -> S:
-    """Inverse of `settings_to_dict`; strict: unknown keys raise ConfigError, missing ones take defaults."""
+    """Inverse of `settings_to_dict`, for settings a run folder stored: missing fields take their defaults, and
+    fields this version no longer has are dropped with a RemovedSettingWarning that names them, so run folders
+    written before a field was removed still load. Input from users (presets, config files, --set) goes through
+    `resolve_settings`, which refuses unknown fields."""
     if not isinstance(d, Mapping):
         raise ConfigError(f"Stored settings must be a mapping, got {type(d).__name__}.")
-    _check_keys(cls, list(d), "stored settings")
-    settings = cls(**{k: coerce_field(cls, k, v) for k, v in d.items()})
+    accepted = set(_init_fields(cls))
+    removed = {k: v for k, v in d.items() if k not in accepted}
+    if removed:
+        listed = ", ".join(f"{k}={v!r}" for k, v in removed.items())
+        warnings.warn(
+            f"Stored settings name fields that {cls.__name__} no longer has: {listed}. They are ignored; a run "
+            f"that depended on them may load differently (to reproduce it exactly, check out the git commit "
+            f"recorded in its manifest).", RemovedSettingWarning, stacklevel=2)
+    settings = cls(**{k: coerce_field(cls, k, v) for k, v in d.items() if k in accepted})
     settings.validate()
     return settings

@@ -35,13 +35,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import scipy.stats
 import torch
 
 from rlsuite.agents.interface import Policy
 from rlsuite.envs.atari_scores import is_atari_id
 from rlsuite.envs.factory import make_vec_env
 from rlsuite.evaluation.records import EpisodeRecord
+from rlsuite.evaluation.stats import trim_mean
 
 TEST_SEEDS = range(1_000_000, 2_000_000)
 """Seeds of the final evaluation (`rlsuite evaluate`, sweeps, reports): never used to select anything."""
@@ -347,7 +347,7 @@ def summarize(records: Sequence[EpisodeRecord]) -> dict[str, float]:
         "eval/mean_return": float(returns.mean()),
         "eval/std_return": float(returns.std()),
         "eval/median_return": float(np.median(returns)),
-        "eval/iqm_return": float(scipy.stats.trim_mean(returns, 0.25)),
+        "eval/iqm_return": float(trim_mean(returns, 0.25)),
         "eval/mean_length": float(np.mean([r.length for r in records])),
     }
     names = sorted({name for r in records for name in r.metrics})

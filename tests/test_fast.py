@@ -97,8 +97,27 @@ def test_mlp_tower_gives_the_td_loss_the_same_gradients(activation, loss, weight
 def test_accelerate_takes_only_tanh_and_relu_towers():
     box = spaces.Box(-1.0, 1.0, (3,), np.float32)
     assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings(activation="elu"))) == []
-    assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings())) == ["actor_encoder.net",
-                                                                                      "critic_encoder.net"]
+    assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings())) == ["act_value"]
+    shared = ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings(share_encoder=True))
+    assert fast.accelerate(shared) == ["actor_encoder.net"]
+
+
+@pytest.mark.parametrize("action_space, activation", [(spaces.Discrete(3), "tanh"), (spaces.Box(-1.0, 1.0, (2,)), "relu")])
+def test_fused_actor_critic_is_act_value_in_one_node(action_space, activation):
+    """The same head outputs and values as the modules, and its hand-written backward against finite differences."""
+    box = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    plain, accelerated = _pair(box, action_space, ppo.PPOSettings(env_id="x", hidden_sizes=(8, 5), activation=activation))
+    obs = torch.randn(16, 4)
+    (dist_a, value_a, _), (dist_p, value_p, _) = accelerated.act_value(obs), plain.act_value(obs)
+    torch.testing.assert_close(value_a, value_p, rtol=0, atol=0)
+    torch.testing.assert_close(dist_a.mode(), dist_p.mode())
+    assert type(dist_a) is type(dist_p)
+    fused = fast.FusedActorCritic(accelerated)
+    params = [p.detach().double().requires_grad_() for p in (*fused.actor_params, *fused.critic_params)]
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *p: fast.ActorCriticFunction.apply(x, activation == "relu",
+                                                                               len(fused.actor_params), *p),
+                                    (x, *params))
 
 
 @pytest.mark.parametrize("env_id, overrides, kind", [

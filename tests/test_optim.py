@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlsuite.agents.optim import FlatAdam
+from rlsuite.agents.optim import FlatAdam, FlatRMSprop
 
 
 def _net() -> nn.Module:
@@ -31,6 +31,23 @@ def test_matches_torch_adam_and_clipping(max_norm: float | None) -> None:
             torch.testing.assert_close(ours_norm, reference_norm)
         flat.step()
         torch_adam.step()
+        for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_rmsprop_matches_torch_rmsprop_and_clipping() -> None:
+    ours, reference = _net(), _net()
+    flat = FlatRMSprop(ours, lr=7e-4, alpha=0.99, eps=1e-5)
+    torch_rmsprop = torch.optim.RMSprop(reference.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
+    for step in range(25):
+        x = torch.randn(32, 5, generator=torch.Generator().manual_seed(step))
+        flat.zero_grad()
+        ours(x).pow(2).mean().backward()
+        torch_rmsprop.zero_grad()
+        reference(x).pow(2).mean().backward()
+        torch.testing.assert_close(flat.clip_grad_norm_(0.05), nn.utils.clip_grad_norm_(reference.parameters(), 0.05))
+        flat.step()
+        torch_rmsprop.step()
         for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

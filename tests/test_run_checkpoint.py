@@ -312,3 +312,23 @@ def test_rng_restore_reproduces_draws(tmp_path):
     assert got[0] == expected[0] and got[1] == expected[1]
     assert np.array_equal(got[2], expected[2]) and got[3] == expected[3]
     assert torch.equal(got[4], expected[4])
+
+
+def test_checkpoint_from_before_a_field_was_removed_still_loads(tmp_path):
+    """Run folders outlive settings fields: a stored field this version lacks is dropped with a warning naming it."""
+    import gymnasium as gym
+
+    from rlsuite.agents import ppo
+    from rlsuite.agents.settings import RemovedSettingWarning, settings_to_dict
+
+    s = ppo.PPOSettings(env_id="CartPole-v1", hidden_sizes=(8,))
+    env = gym.make("CartPole-v1")
+    network = ppo.make_network(env.observation_space, env.action_space, s)
+    stored = {**settings_to_dict(s), "fusion_hidden": 32, "aux_label_feed": False}  # fields an older version had
+    save_checkpoint(tmp_path / "last.safetensors", module_tensors("model", network), {"agent": "ppo", "settings": stored})
+    with pytest.warns(RemovedSettingWarning, match="fusion_hidden=32, aux_label_feed=False"):
+        policy = ppo.load_policy(tmp_path / "last.safetensors")
+    obs, _ = env.reset(seed=0)
+    assert policy.act(obs[None], np.ones(1, dtype=bool)).shape == (1,)
+    for a, b in zip(policy.network.parameters(), network.parameters(), strict=True):
+        assert torch.equal(a, b)

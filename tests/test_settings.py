@@ -14,6 +14,7 @@ import pytest
 from rlsuite.agents import fileio
 from rlsuite.agents.settings import (
     ConfigError,
+    RemovedSettingWarning,
     TrainSettings,
     coerce_field,
     field_help,
@@ -274,8 +275,18 @@ def test_settings_dict_round_trip_through_json():
     assert d["net_arch"] == [8, 4]
     back = settings_from_dict(ToySettings, json.loads(json.dumps(d)))
     assert back == s and isinstance(back.net_arch, tuple)
-    with pytest.raises(ConfigError, match="'bogus'"):
-        settings_from_dict(ToySettings, {**d, "bogus": 1})
+
+
+def test_stored_settings_with_a_removed_field_load_with_a_warning_naming_it():
+    d = settings_to_dict(ToySettings(seed=3))
+    with pytest.warns(RemovedSettingWarning, match=r"ToySettings no longer has: film_key='x'"):
+        back = settings_from_dict(ToySettings, {**d, "film_key": "x"})
+    assert back == ToySettings(seed=3)
+
+
+def test_user_input_with_an_unknown_field_is_still_refused(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown setting 'film_key' in --set"):
+        resolve_settings(ToySettings, "toy", "CartPole-v1", set_args=["film_key=x"], preset_dir=tmp_path)
 
 
 # --- fileio -------------------------------------------------------------------------------------------

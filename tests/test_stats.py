@@ -18,6 +18,7 @@ from rlsuite.evaluation.stats import (
     probability_of_improvement_ci,
     stratified_bootstrap_ci,
     summarize_returns,
+    trim_mean,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -34,6 +35,15 @@ def test_iqm_hand_cases() -> None:
     assert iqm(x) == pytest.approx((3 + 4 + 5 + 6) / 4)
     assert mean(x) == pytest.approx((1 + 2 + 3 + 4 + 5 + 6 + 7 + 1000) / 8)
     assert median(x) == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (10,), (50, 9), (3, 4)])
+def test_trim_mean_matches_scipy(shape: tuple[int, ...]) -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")  # the oracle
+    x = np.random.default_rng(len(shape) * 100 + shape[-1]).normal(size=shape)
+    assert np.array_equal(trim_mean(x, 0.25, axis=-1), scipy_stats.trim_mean(x, 0.25, axis=-1))
+    with pytest.raises(ValueError):
+        trim_mean(np.arange(4.0), 0.5)  # nothing left in the middle, as scipy refuses
 
 
 def test_optimality_gap_hand_case() -> None:

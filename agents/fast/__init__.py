@@ -2,19 +2,22 @@
 
 The agents are written in plain PyTorch (module forward, autograd through their one loss function,
 a flat-buffer Adam or RMSprop). On a CPU with the small networks of classic control a step's time goes to
-dispatch, not arithmetic, so two pieces have faster versions here, and only here:
+dispatch, not arithmetic, so these pieces have faster versions here, and only here:
 
-- `MLPTower` (fast/mlp.py): a `Linear -> tanh|ReLU -> ...` tower as one autograd node with its own
-  hand-written backward. Loss-independent: autograd still differentiates the loss down to the tower.
+- `FusedActorCritic` (fast/actor_critic.py): `ActorCritic.act_value` of separate actor and critic MLPs on a
+  flat observation, both towers and both heads as one autograd node with its own hand-written backward.
+  Loss-independent: autograd still differentiates the loss down to the head outputs.
+- `MLPTower` (fast/mlp.py): the same for one `Linear -> tanh|ReLU -> ...` tower, for the MLP networks the
+  fused actor-critic does not cover (a shared encoder, a named network in front).
 - `FusedMLPForward` (fast/rollout.py): the rollout step of a feed-forward MLP actor-critic as one matmul
   per layer for actor and critic together; `NumpyCategoricalStep` runs it in NumPy for a Categorical head on
   the CPU, sampling from torch's generator exactly as the module path does.
 - `NatureCNN.forward_channels_last` (policies/encoders.py) for a channel-first Nature CNN on the CPU: the same function to
   float tolerance, its convolutions' oneDNN backward 1.1-1.35x cheaper per PPO update (docs/atari.md).
 
-An agent calls `accelerate` once on its training network and hands `rollout_step` to its collector;
-both pick a fast piece only where it supports the network, else keep the plain path, so the agent files
-never branch on it. Checkpoints and loaded policies are plain modules either
+An agent calls `accelerate` once on its training network (its loss calls `network.act_value`) and hands
+`rollout_step` to its collector; both pick a fast piece only where it supports the network, else keep the
+plain path, so the agent files never branch on it. Checkpoints and loaded policies are plain modules either
 way (same parameters, same state_dict keys). tests/test_fast.py is the contract: outputs and gradients
 equal to the plain path.
 """
@@ -26,18 +29,23 @@ from collections.abc import Callable
 from torch import nn
 
 from rlsuite.agents.actor_critic import ActorCritic
+from rlsuite.agents.fast.actor_critic import ActorCriticFunction, FusedActorCritic
 from rlsuite.agents.fast.mlp import MLPTower, MLPTowerFunction
 from rlsuite.agents.fast.rollout import FusedMLPForward, NumpyCategoricalStep
 from rlsuite.agents.rollout import ModuleStep, RolloutStep
 from rlsuite.policies import MLPEncoder, NatureCNN
 
-__all__ = ["FusedMLPForward", "MLPTower", "MLPTowerFunction", "NumpyCategoricalStep", "accelerate", "rollout_step"]
+__all__ = ["ActorCriticFunction", "FusedActorCritic", "FusedMLPForward", "MLPTower", "MLPTowerFunction", "NumpyCategoricalStep", "accelerate", "rollout_step"]
 
 
 def accelerate(network: nn.Module) -> list[str]:
-    """Run every MLP encoder tower of `network` that MLPTower supports as an MLPTower, and every Nature CNN on
-    the CPU by its channels-last forward (same parameters, same state_dict keys); returns the names of the
-    modules changed. Call after moving the network to its device."""
+    """Run `network.act_value` by FusedActorCritic where it supports the network; else every MLP encoder tower
+    that MLPTower supports as an MLPTower, and every Nature CNN on the CPU by its channels-last forward. Same
+    parameters, same state_dict keys; returns the names of what changed. Call after moving the network to its
+    device."""
+    if isinstance(network, ActorCritic) and FusedActorCritic.supports(network):
+        network.act_value = FusedActorCritic(network).act_value  # type: ignore[method-assign]
+        return ["act_value"]
     swapped = []
     for name, module in list(network.named_modules()):
         if isinstance(module, MLPEncoder) and MLPTower.supports(module.net):

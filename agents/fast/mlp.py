@@ -19,31 +19,48 @@ _tanh_backward = torch.ops.aten.tanh_backward.default  # (grad, tanh output) -> 
 _relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0) -> grad * [output > 0]
 
 
+def chain_forward(x: torch.Tensor, params: tuple[torch.Tensor, ...], relu: bool, last_linear: bool) -> list[torch.Tensor]:
+    """[x, h_1, ..., h_L] of `Linear -> act` layers, weights (out, in) and biases (out,) interleaved in `params`;
+    with `last_linear` the last layer has no activation (a head)."""
+    acts = [x]
+    n_layers = len(params) // 2
+    for layer in range(n_layers):
+        pre = torch.addmm(params[2 * layer + 1], acts[-1], params[2 * layer].t())  # (B, out)
+        if not (last_linear and layer == n_layers - 1):
+            pre = pre.relu_() if relu else pre.tanh_()
+        acts.append(pre)
+    return acts
+
+
+def chain_backward(grad: torch.Tensor, acts: list[torch.Tensor], params: tuple[torch.Tensor, ...], relu: bool,
+                   last_linear: bool, need_input_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """The chain rule back through `chain_forward`'s layers from dL/d(output): ([dL/dW_1, dL/db_1, ...], dL/dx)."""
+    n_layers = len(params) // 2
+    grads: list[torch.Tensor] = [grad] * len(params)  # every slot is overwritten below
+    for layer in range(n_layers - 1, -1, -1):
+        if not (last_linear and layer == n_layers - 1):
+            # dL/d(pre-activation): grad * [h > 0] for ReLU, grad * (1 - h^2) for tanh, each one kernel
+            grad = _relu_backward(grad, acts[layer + 1], 0.0) if relu else _tanh_backward(grad, acts[layer + 1])
+        grads[2 * layer] = grad.t() @ acts[layer]  # (out, in) dL/dW
+        grads[2 * layer + 1] = grad.sum(0)  # (out,) dL/db
+        if layer > 0 or need_input_grad:
+            grad = grad @ params[2 * layer]  # (B, in) dL/dh_{layer}
+    return grads, grad if need_input_grad else None
+
+
 class MLPTowerFunction(torch.autograd.Function):
     """y = act(W_L ... act(W_1 x + b_1) ... + b_L) for x (B, in), weights (out, in) and biases (out,) interleaved."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, relu: bool, *params: torch.Tensor) -> torch.Tensor:
-        acts = [x]  # [x, h_1, ..., h_L]
-        for i in range(0, len(params), 2):
-            pre = torch.addmm(params[i + 1], acts[-1], params[i].t())  # (B, out)
-            acts.append(pre.relu_() if relu else pre.tanh_())
+        acts = chain_forward(x, params, relu, last_linear=False)  # [x, h_1, ..., h_L]
         ctx.acts, ctx.relu, ctx.params = acts, relu, params
         return acts[-1]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        acts, relu, params = ctx.acts, ctx.relu, ctx.params
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        n_layers = len(params) // 2
-        for layer in range(n_layers - 1, -1, -1):
-            # dL/d(pre-activation): grad * [h > 0] for ReLU, grad * (1 - h^2) for tanh, each one kernel
-            grad = _relu_backward(grad, acts[layer + 1], 0.0) if relu else _tanh_backward(grad, acts[layer + 1])
-            grads[2 * layer] = grad.t() @ acts[layer]  # (out, in) dL/dW
-            grads[2 * layer + 1] = grad.sum(0)  # (out,) dL/db
-            if layer > 0 or ctx.needs_input_grad[0]:
-                grad = grad @ params[2 * layer]  # (B, in) dL/dh_{layer}
-        grad_x = grad if ctx.needs_input_grad[0] else None
+        grads, grad_x = chain_backward(grad, ctx.acts, ctx.params, ctx.relu, last_linear=False,
+                                       need_input_grad=ctx.needs_input_grad[0])
         return (grad_x, None, *grads)
 
 
