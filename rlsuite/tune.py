@@ -57,7 +57,7 @@ from rlsuite.agents.settings import (
 from rlsuite.envs.factory import reference_score
 from rlsuite.evaluation.evaluate import checkpoint_selection, load_agent, run_protocol
 from rlsuite.evaluation.harness import TEST_SEED_BASE, eval_epsilon, evaluate_policy, validation_seeds
-from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
+from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord, TuneRunRecord
 from rlsuite.evaluation.stats import iqm, normalize
 from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
 from rlsuite.evaluation.tune_report import write_tune_report
@@ -441,6 +441,7 @@ class _Config:
     rungs: list[list[TuneUnit]]
     trial: optuna.Trial | None = None
     reported: set[int] = field(default_factory=set)
+    stage: Literal["search", "confirm"] = "search"
     """Rungs whose value Optuna already holds (a resumed trial's)."""
     scores: dict[str, UnitScore] = field(default_factory=dict)
     submitted_rungs: int = 0
@@ -479,17 +480,28 @@ class _Scorer:
 
 
 def _units(spec: TuneSpec, params: Mapping[str, Any], seeds: Sequence[int], test: bool,
-           validation_seeds: tuple[int, ...]) -> list[list[TuneUnit]]:
-    """Rungs of units for one configuration, planned by the sweep (keys, run ids, reproduce commands)."""
+           validation_seeds: tuple[int, ...], label: str | None = None) -> list[list[TuneUnit]]:
+    """Rungs of units for one configuration, planned by the sweep (keys, run ids, reproduce commands);
+    `label` names the runs' configuration in results and reports."""
     rungs: list[list[TuneUnit]] = [[] for _ in seeds]
     for env_id in spec.envs:
         sweep = SweepSpec(agents=(spec.agent,), envs=(env_id,), seeds=tuple(seeds), steps=spec.steps,
                           config_file=spec.config_file, settings={spec.agent: {env_id: dict(params)}},
                           set_args=(*spec.set_args, *PROTOCOL_SETTINGS), episodes=spec.episodes, checkpoint="last",
-                          out=spec.out, db=spec.db, report=False)
+                          out=spec.out, db=spec.db, report=False, label=label)
         for i, trial in enumerate(plan_trials(sweep)):
             rungs[i].append(TuneUnit(trial, validation_seeds, test))
     return rungs
+
+
+def confirm_label(study: str, agent: str, candidate: str) -> str:
+    """The name a confirm run's configuration carries in results and reports (its `--label`): the trial
+    with its study, or the agent's preset and untuned defaults (the same settings in every study, so
+    their runs are trained once and shared)."""
+    if not candidate.startswith("trial "):
+        return f"{agent} {candidate}"
+    label = f"{study} {candidate}"
+    return label if len(label) <= 80 else f"{agent}-{study[-12:]} {candidate}"  # labels hold 80 characters
 
 
 def _settings_for(spec: TuneSpec, params: Mapping[str, Any], env_id: str) -> dict[str, Any]:
@@ -633,9 +645,9 @@ def _cpu_from_manifest(run: RunRecord | None) -> float:
 class _Driver:
     """Runs configurations' units on a backend, in rung order, storing every finished unit once."""
 
-    def __init__(self, spec: TuneSpec, store: ResultsStore, console: Console,
+    def __init__(self, spec: TuneSpec, study: str, store: ResultsStore, console: Console,
                  task: Callable[[TuneUnit], UnitResult]) -> None:
-        self.spec, self.store, self.console, self.task = spec, store, console, task
+        self.spec, self.study, self.store, self.console, self.task = spec, study, store, console, task
         self.recorded, self.runs = _recorded(spec.db)
         self.summary_run = 0
         self.summary_reused = 0
@@ -660,24 +672,34 @@ class _Driver:
             self.backend.close(force=force)
             self.backend = None
 
-    def reuse(self, unit: TuneUnit) -> UnitScore | None:
-        """The unit's score from the database, if an earlier call finished it."""
+    def _link(self, config: _Config, unit: TuneUnit) -> TuneRunRecord:
+        """The run's place in the study: stage, configuration, trial number and searched values."""
+        number = None if config.trial is None else config.trial.number
+        if config.stage == "confirm" and config.label.startswith("trial "):
+            number = int(config.label.split()[1])
+        return TuneRunRecord(self.study, config.stage, config.label, number, unit.trial.run_id, dict(config.params))
+
+    def reuse(self, config: _Config, unit: TuneUnit) -> UnitScore | None:
+        """The unit's score from the database, if an earlier call (or another trial or study with the same
+        settings) finished it; the run is then linked to this study's configuration too."""
         found = self.recorded.get(unit.trial.run_id, {})
         if "validation" not in found or (unit.test and "test" not in found):
             return None
+        self.store.link_tune_run(self._link(config, unit))
         test = found["test"][1] if unit.test else None
         return _score(unit, found["validation"], _cpu_from_manifest(self.runs.get(unit.trial.run_id)), test)
 
-    def store_result(self, unit: TuneUnit, result: UnitResult) -> UnitScore:
+    def store_result(self, config: _Config, unit: TuneUnit, result: UnitResult) -> UnitScore:
+        """Record the run, its evaluations and its place in the study in one transaction."""
         assert result.run is not None and result.validation is not None
         validation, episodes = result.validation
+        evaluations: list[tuple[EvaluationRecord, Sequence[EpisodeRecord]]] = [(validation, episodes)]
+        found: dict[str, _Evaluated] = {"validation": (validation, list(episodes))}
         if unit.test and result.test is not None:
-            test, test_episodes = result.test
-            self.store.record_run_with_evaluation(result.run, test, test_episodes)
-            self.store.record_evaluation(validation, episodes)
-        else:
-            self.store.record_run_with_evaluation(result.run, validation, episodes)
-        self.recorded[unit.trial.run_id] = {"validation": (validation, list(episodes))}
+            evaluations.append(result.test)
+            found["test"] = (result.test[0], list(result.test[1]))
+        self.store.record_tune_run(result.run, evaluations, self._link(config, unit))
+        self.recorded[unit.trial.run_id] = found
         return _score(unit, result.validation, result.cpu_seconds, result.test[1] if result.test else None)
 
     def run(self, next_config: Callable[[], _Config | None], on_rung: Callable[[_Config, int], bool],
@@ -697,7 +719,7 @@ class _Driver:
                 config.submitted_rungs += 1
                 waiting: set[str] = set()
                 for unit in config.rungs[rung]:
-                    reused = self.reuse(unit)
+                    reused = self.reuse(config, unit)
                     if reused is not None:
                         config.scores[unit.trial.run_id] = reused
                         self.summary_reused += 1
@@ -737,7 +759,7 @@ class _Driver:
                         unit.trial.run_id, "failed", error=_describe(outcome))
                     retry_allowed = isinstance(outcome, UnitResult) or self.spec.backend == "local"
                     if result.status == "finished":
-                        config.scores[unit.trial.run_id] = self.store_result(unit, result)
+                        config.scores[unit.trial.run_id] = self.store_result(config, unit, result)
                         self.summary_run += 1
                         self.console.print(f"[green]done[/] {config.label} {unit.trial.env_id} seed "
                                            f"{unit.trial.seed}: validation return "
@@ -815,7 +837,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
         validation = tuple(validation_seeds(spec.episodes))
         single = len(spec.objectives) == 1
         with ResultsStore(spec.db) as store:
-            driver = _Driver(spec, store, console, task)
+            driver = _Driver(spec, name, store, console, task)
             resumed = deque(study.get_trials(deepcopy=False, states=(_state("RUNNING"),)))
             counter = {"asked": len(study.trials)}
 
@@ -875,7 +897,7 @@ def run_tune(spec: TuneSpec, *, command: str = "", console: Console | None = Non
                 states = [t.state.name for t in study.trials]
                 summary.trials, summary.complete = len(states), states.count("COMPLETE")
                 summary.pruned, summary.failed = states.count("PRUNED"), states.count("FAIL")
-                confirm = _confirm(spec, study, driver, scorer, validation, console) \
+                confirm = _confirm(spec, study, name, driver, scorer, validation, console) \
                     if spec.confirm_top > 0 and summary.complete > 0 else None
                 if confirm is None and spec.confirm_top > 0 and summary.complete > 0:
                     summary.interrupted = True
@@ -926,9 +948,10 @@ def _top_trials(spec: TuneSpec, study: optuna.Study) -> list[Any]:
     return sorted(pool, key=lambda t: (-sign * t.values[0], t.number))[: spec.confirm_top]
 
 
-def _confirm(spec: TuneSpec, study: optuna.Study, driver: _Driver, scorer: _Scorer,
+def _confirm(spec: TuneSpec, study: optuna.Study, name: str, driver: _Driver, scorer: _Scorer,
              validation_seeds: tuple[int, ...], console: Console) -> list[ConfirmRow] | None:
-    """Rerun the top trials, the preset and the untuned defaults on fresh seeds; None if interrupted."""
+    """Rerun the top trials, the preset and the untuned defaults on fresh seeds, their runs labelled
+    (`confirm_label`) so that reports show each as its own configuration; None if interrupted."""
     seeds = list(range(CONFIRM_SEED_BASE, CONFIRM_SEED_BASE + spec.confirm_seeds))
     candidates: list[tuple[str, int | None, dict[str, Any], list[float] | None]] = [
         (f"trial {t.number}", t.number, dict(t.user_attrs["settings"]), list(t.values)) for t in _top_trials(spec, study)]
@@ -936,7 +959,8 @@ def _confirm(spec: TuneSpec, study: optuna.Study, driver: _Driver, scorer: _Scor
     defaults = _defaults_params(spec, spec.envs[0]) if len(spec.envs) == 1 else None
     if defaults is not None:
         candidates.append(("untuned defaults", None, defaults, None))
-    configs = deque(_Config(label, params, _units(spec, params, seeds, True, validation_seeds))
+    configs = deque(_Config(label, params, _units(spec, params, seeds, True, validation_seeds,
+                                                  confirm_label(name, spec.agent, label)), stage="confirm")
                     for label, _, params, _ in candidates)
     all_configs = list(configs)
     console.print(f"[bold]confirm[/]: {len(all_configs)} configurations x {len(seeds)} fresh seeds x "
