@@ -101,7 +101,7 @@ def unit_log(tmp_path, monkeypatch) -> Path:
 
 
 def study_of(s: TuneSpec) -> optuna.Study:
-    from rlsuite.tune import _open_study, study_name
+    from rlsuite.tune.study import _open_study, study_name
 
     return _open_study(s, study_name(s, load_search_space(s.agent, s.search_space, s.space_overrides)))
 
@@ -306,7 +306,7 @@ def test_trials_land_in_results_db_once_with_their_identity(tmp_path, unit_log):
     labelled rows, lists the search stage in its tuning section and keeps validation scores out of its
     comparison tables."""
     from rlsuite.evaluation.report import write_report
-    from rlsuite.tune import study_name
+    from rlsuite.tune.study import study_name
 
     s = spec(tmp_path, trials=3, seeds=2, pruner="none", confirm_top=1, confirm_seeds=2)
     run_tune(s, task=fake_unit)
