@@ -46,8 +46,8 @@ class ActorCriticSettings(TrainSettings):
     """MLP activation."""
     share_encoder: bool | None = None
     """Actor and critic share one encoder; None: shared for images, dicts and recurrent, separate for vectors."""
-    cnn: Literal["nature", "impala"] = "nature"
-    """CNN for image observations."""
+    cnn: Literal["nature", "nips", "impala"] = "nature"
+    """CNN for image observations: nature (Mnih 2015), nips (Mnih 2013, smaller, for CPUs) or impala."""
     squash: Literal["clip", "tanh"] = "clip"
     """Box actions: clip Gaussian samples to the bounds, or squash them with tanh."""
     log_std_init: float = 0.0

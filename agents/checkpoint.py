@@ -317,3 +317,55 @@ def restore_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, An
             key = f"rng.cuda.{i}"
             if key in tensors:
                 torch.cuda.set_rng_state(tensors[key].cpu().to(torch.uint8), device=i)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Trees: nested dicts and lists of arrays and JSON values (env states, loop state, replay buffers)
+
+
+def pack_tree(prefix: str, tree: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """(tensors, JSON description) of a tree whose leaves are NumPy arrays, tensors or JSON values.
+
+    NumPy arrays are stored as their raw bytes (any dtype, bit for bit) with dtype and shape in the JSON, so
+    `unpack_tree` gives back equal arrays; dicts need string keys; tuples come back as tuples."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(key: str, value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                raise CheckpointError(f"{key} is an object array, which a checkpoint cannot store without pickle.")
+            data = np.ascontiguousarray(value)
+            tensors[key] = torch.from_numpy(data.reshape(-1).view(np.uint8).copy())
+            return {"a": key, "dtype": data.dtype.str, "shape": list(data.shape)}
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach()
+            return {"T": key}
+        if isinstance(value, Mapping):
+            return {"d": {str(k): walk(f"{key}.{k}", v) for k, v in value.items()}}
+        if isinstance(value, tuple):
+            return {"t": [walk(f"{key}.{i}", v) for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return {"l": [walk(f"{key}.{i}", v) for i, v in enumerate(value)]}
+        if isinstance(value, np.generic):
+            return {"v": value.item()}
+        if value is None or isinstance(value, bool | int | float | str):
+            return {"v": value}
+        raise CheckpointError(f"{key} is a {type(value).__name__}; a checkpoint tree holds arrays, tensors and JSON values.")
+
+    return tensors, walk(prefix, tree)
+
+
+def unpack_tree(tensors: Mapping[str, torch.Tensor], packed: Any) -> Any:
+    """Inverse of `pack_tree`."""
+    if "a" in packed:
+        raw = tensors[packed["a"]].cpu().numpy()
+        return raw.view(np.dtype(packed["dtype"])).reshape(packed["shape"]).copy()
+    if "T" in packed:
+        return tensors[packed["T"]]
+    if "d" in packed:
+        return {k: unpack_tree(tensors, v) for k, v in packed["d"].items()}
+    if "t" in packed:
+        return tuple(unpack_tree(tensors, v) for v in packed["t"])
+    if "l" in packed:
+        return [unpack_tree(tensors, v) for v in packed["l"]]
+    return packed["v"]

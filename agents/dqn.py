@@ -18,8 +18,9 @@ LSTM clears its state wherever an episode starts inside the window.
 
 Vector envs use next-step autoreset: the buffer stores every observation once and takes the next
 observation of row t from row t + 1; reset steps (the env ignored their action) are never sampled.
-The replay buffer is not saved in checkpoints: a resumed run refills it for `learning_starts` steps
-before it updates again (weights, optimiser, step count, schedules and RNG state are restored).
+Checkpoints hold the replay buffer, the env and the loop's state where the env's state can be captured
+(agents/env_state.py), so a resumed run continues exactly; elsewhere (Atari) a resumed run refills the buffer
+for `learning_starts` steps before it updates again (weights, optimiser, step, schedules and RNGs restored).
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ from gymnasium import spaces
 
 from rlsuite.agents import fast
 from rlsuite.agents.checkpoint import load_checkpoint, load_module_tensors
-from rlsuite.agents.dqn_run import DQNRun
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.replay import Batch, ReplayBuffer, SequenceBatch
+from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict
 from rlsuite.agents.tensors import flatten_obs, index_obs, obs_to_tensor, resolve_device
 from rlsuite.envs import make_env, make_vec_env
@@ -104,7 +105,7 @@ class DQNSettings(TrainSettings):
     """MLP widths for vector observations."""
     activation: Literal["tanh", "relu", "elu", "silu"] = "relu"
     """MLP activation."""
-    cnn: Literal["nature", "impala"] = "nature"
+    cnn: Literal["nature", "nips", "impala"] = "nature"
     """CNN for image observations."""
     recurrent: bool = False
     """DRQN: an LSTM between encoder and Q head, trained on replayed sequences with burn-in."""
@@ -368,20 +369,20 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     target_params: list[torch.Tensor] = list(target.parameters())
     policy = DQNPolicy(network, obs_space, act_space, device)
     exploration_steps = s.exploration_fraction * s.total_steps
-    run = DQNRun(AGENT_NAME, s, ctx, network, target, optimizer, device)
+    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, log_every=max(s.train_freq, 1_000), progress_every_s=None,
+                  parts={"model": network, "target": target, "optim": optimizer})
     run.start()  # fresh or resumed: weights, optimiser, RNG, step, best return
 
-    # Env states and the buffer are not checkpointed: a resumed run starts fresh episodes from new seeds.
     global_step = run.global_step
-    env_seed = s.seed + global_step
     rng = np.random.default_rng([s.seed, global_step])  # exploration
     buffer = ReplayBuffer(obs_space, s.buffer_size, s.n_envs, n_step=s.n_step, gamma=s.gamma, prioritized=s.per,
                           alpha=s.per_alpha, eps=s.per_eps, seed=s.seed + global_step + 1)
     log.info(buffer.describe())
-    ctx.logger.log(global_step, {"charts/replay_buffer_bytes": buffer.nbytes})
+    if ctx.resume_from is None:
+        ctx.logger.log(global_step, {"charts/replay_buffer_bytes": buffer.nbytes})
     updates_from = global_step + s.learning_starts  # no updates until the (re)filled buffer holds this much
 
-    raw_obs, _ = envs.reset(seed=env_seed)
+    raw_obs, _ = envs.reset(seed=run.env_seed)
     prev_done = np.zeros(s.n_envs, dtype=bool)  # the previous step ended an episode: this step is a reset step
     episode_start = np.ones(s.n_envs, dtype=bool)
     lstm_state = network.core.initial_state(s.n_envs, device) if network.core is not None else None
@@ -390,6 +391,21 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
     episode_return = np.zeros(s.n_envs)
     episode_length = np.zeros(s.n_envs, dtype=np.int64)
     n_updates, beta = 0, s.per_beta0
+
+    def carried() -> dict[str, Any]:  # what the loop carries from one step to the next, for exact resume
+        return {"obs": raw_obs, "prev_done": prev_done, "episode_start": episode_start, "lstm_state": lstm_state,
+                "episode_return": episode_return, "episode_length": episode_length, "recent": list(recent_returns),
+                "n_updates": n_updates, "updates_from": updates_from, "rng": dict(rng.bit_generator.state)}
+
+    if (saved := run.carry("loop", carried)) is not None:  # exact resume: continue where the run stopped
+        raw_obs, prev_done, episode_start = saved["obs"], saved["prev_done"], saved["episode_start"]
+        episode_return, episode_length = saved["episode_return"], saved["episode_length"]
+        lstm_state = None if saved["lstm_state"] is None else tuple(x.to(device) for x in saved["lstm_state"])
+        recent_returns.extend(saved["recent"])
+        n_updates, updates_from = saved["n_updates"], saved["updates_from"]
+        rng.bit_generator.state = saved["rng"]
+    if (saved_buffer := run.carry("replay", buffer.state)) is not None:
+        buffer.load_state(saved_buffer)
 
     while global_step < s.total_steps:
         # --- act epsilon-greedily --------------------------------------------------------------------------
@@ -462,12 +478,13 @@ def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
             update_target(target_params, online_params, s.tau)
 
         # --- logging, evaluation, checkpoints ----------------------------------------------------------------
-        if run.end_step(partial(update_metrics, s, epsilon, n_updates, last_update, beta), policy, recent_returns):
+        if run.tick(partial(update_metrics, s, epsilon, n_updates, last_update, beta), policy, recent_returns,
+                    last=global_step >= s.total_steps):
             break
 
-    run.save("last")
+    result = run.finish()  # the final `last` checkpoint
     envs.close()
-    return TrainResult(status=run.status, final_step=global_step)
+    return result
 
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> DQNPolicy:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,24 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+KILL_HOOK_ENV = "RLSUITE_TEST_KILL_BEFORE_RENAME"
+"""Tests set it to `NAME:K` to kill -9 this process on its K-th write of a file named NAME, after the temp
+file is written and synced, before the rename: the worst moment for a crash."""
+_writes: dict[str, int] = {}
+
+
+def _kill_hook(path: Path) -> None:
+    spec = os.environ.get(KILL_HOOK_ENV)
+    if not spec:
+        return
+    name, _, count = spec.rpartition(":")
+    if path.name != name:
+        return
+    _writes[name] = _writes.get(name, 0) + 1
+    if _writes[name] == int(count):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old content or the new, never a partial file."""
     path = Path(path)
@@ -57,6 +76,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _kill_hook(path)
         os.replace(tmp, path)
     except BaseException:
         # Any failure (including KeyboardInterrupt) removes the temp file; the target is untouched.

@@ -41,9 +41,9 @@ from rlsuite.agents.rollout import (
     masked_mean,
     normalize_advantages,
 )
+from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.settings import ConfigError
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
-from rlsuite.agents.training_run import TrainingRun
 from rlsuite.envs import make_vec_env
 from rlsuite.policies.spoken_pointer import NETWORKS, make_front
 
@@ -240,13 +240,16 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = PPOPolicy(network, obs_space, act_space, obs_normalizer, device)
-    run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
+    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
+                  parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(obs_space, act_space, s.n_steps, s.n_envs, device)  # (T, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
                                  fast.rollout_step(network))
     collector.reset(seed=run.env_seed)
+    if (carried := run.carry("collector", collector.state)) is not None:
+        collector.load_state(carried)  # exact resume: the env and its open episodes continue where they stopped
     recurrent = network.core is not None
 
     for update in range(run.update + 1, num_updates + 1):
@@ -288,12 +291,12 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
                    "losses/clipfrac": float(torch.stack([t["clipfrac"] for t in epoch_terms]).mean()),
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
-        if run.end_update(metrics, policy, collector.recent_returns, last=update == num_updates):
+        if run.tick(metrics, policy, collector.recent_returns, last=update == num_updates):
             break
 
-    run.save("last")
+    result = run.finish()  # the final `last` checkpoint
     envs.close()
-    return TrainResult(status=run.status, final_step=run.global_step)
+    return result
 
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:

@@ -48,8 +48,8 @@ from rlsuite.agents.rollout import (
     masked_mean,
     normalize_advantages,
 )
+from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.tensors import flatten_obs, index_obs, resolve_device
-from rlsuite.agents.training_run import TrainingRun
 from rlsuite.envs import make_vec_env
 
 AGENT_NAME = "reinforce"
@@ -139,13 +139,16 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None
     reward_scaler = RewardScaler(s.n_envs, s.gamma) if s.normalize_reward else None
     policy = ActorCriticPolicy(network, obs_space, act_space, obs_normalizer, device)
-    run = TrainingRun(AGENT_NAME, s, ctx, network, optimizer, obs_normalizer, reward_scaler, device)
+    run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
+                  parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG
 
     rollout = Rollout(obs_space, act_space, s.max_rollout_steps, s.n_envs, device)  # (T_max, N, ...)
     collector = RolloutCollector(envs, network, device, obs_normalizer, reward_scaler, ctx,
                                  fast.rollout_step(network))
     seed: int | None = run.env_seed  # seeds the first batch; later resets continue each sub-env's generator
+    if (carried := run.carry("collector", collector.state)) is not None:
+        collector.load_state(carried)  # exact resume: the env's generators continue where they stopped
 
     while run.global_step < s.total_steps:
         run.update += 1
@@ -179,12 +182,12 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
                    "charts/batch_steps": float(mask.sum()),
                    "losses/explained_variance": explained_variance(values.flatten()[keep], flat_returns[keep])}
-        if run.end_update(metrics, policy, collector.recent_returns, last=run.global_step >= s.total_steps):
+        if run.tick(metrics, policy, collector.recent_returns, last=run.global_step >= s.total_steps):
             break
 
-    run.save("last")
+    result = run.finish()  # the final `last` checkpoint
     envs.close()
-    return TrainResult(status=run.status, final_step=run.global_step)
+    return result
 
 
 def load_policy(checkpoint: Path, device: str = "cpu") -> ActorCriticPolicy:

@@ -162,6 +162,30 @@ class ReplayBuffer:
         return (f"replay buffer: {self.capacity} transitions ({self.rows} rows x {self.n_envs} envs), "
                 f"{self.nbytes} bytes ({self.nbytes / 2**20:.1f} MiB; observations {obs_bytes} bytes, stored once each)")
 
+    def state(self) -> dict[str, Any]:
+        """The stored transitions (only the rows written so far), the write position, the sampling generator
+        and the priorities, as a tree of arrays for a checkpoint; `load_state` continues from it exactly."""
+        held = min(self.written, self.rows)
+        arrays = {name: getattr(self, name)[:held] for name in ("actions", "rewards", "terminated", "dones", "valid", "starts")}
+        obs = {k: v[:held] for k, v in self.obs.items()} if isinstance(self.obs, dict) else self.obs[:held]
+        return {"obs": obs, **arrays, "written": self.written, "rng": dict(self.rng.bit_generator.state),
+                "tree": None if self.tree is None else self.tree.nodes, "max_priority": self.max_priority}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        held = min(int(state["written"]), self.rows)
+        if isinstance(self.obs, dict):
+            for k, v in self.obs.items():
+                v[:held] = state["obs"][k]
+        else:
+            self.obs[:held] = state["obs"]
+        for name in ("actions", "rewards", "terminated", "dones", "valid", "starts"):
+            getattr(self, name)[:held] = state[name]
+        self.written = int(state["written"])
+        self.rng.bit_generator.state = state["rng"]
+        if self.tree is not None:
+            self.tree.nodes[:] = state["tree"]
+        self.max_priority = float(state["max_priority"])
+
     def __len__(self) -> int:
         """Transitions held (sampleable or not yet)."""
         return min(self.written, self.rows) * self.n_envs

@@ -189,6 +189,24 @@ class RolloutCollector:
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0
 
+    def state(self) -> dict[str, Any]:
+        """What the collector carries between rollouts (current observations, open episodes, LSTM state),
+        as a tree of arrays for a checkpoint; `load_state` continues from it exactly."""
+        lstm = None if self.lstm_state is None else tuple(x.detach().cpu().clone() for x in self.lstm_state)
+        return {"raw_obs": self.raw_obs, "prev_done": self.prev_done.copy(), "episode_start": self.episode_start.copy(),
+                "lstm_state": lstm, "episode_return": self.episode_return.copy(),
+                "episode_length": self.episode_length.copy(), "recent_returns": list(self.recent_returns),
+                "raw_aux": dict(self.raw_aux)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.raw_obs, self.raw_aux = state["raw_obs"], dict(state["raw_aux"])
+        self.prev_done, self.episode_start = state["prev_done"], state["episode_start"]
+        lstm = state["lstm_state"]
+        self.lstm_state = None if lstm is None else (lstm[0].to(self.device), lstm[1].to(self.device))
+        self.episode_return, self.episode_length = state["episode_return"], state["episode_length"]
+        self.recent_returns.clear()
+        self.recent_returns.extend(state["recent_returns"])
+
     def _read_aux(self, info: dict[str, Any]) -> None:
         """Keep info[key] (N, ...) for every key the network's auxiliary loss reads."""
         for key in self.network.aux_keys:

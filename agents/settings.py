@@ -69,6 +69,12 @@ class TrainSettings:
     """Episodes per periodic evaluation."""
     checkpoint_every: int = 0
     """Env steps between extra step_N checkpoints (0 = none); `last` is always kept, `best` when evaluating."""
+    checkpoint_interval_s: float = 300.0
+    """Seconds of training between `last` checkpoints, so a crash loses at most this much (`--resume` continues
+    from the newest complete checkpoint)."""
+    checkpoint_interval_updates: int = 0
+    """Also write `last` after this many loop iterations (PPO, A2C, REINFORCE: updates; DQN and SB3: vector-env
+    steps); 0: on the clock only."""
     tensorboard: bool = True
     """Write TensorBoard event files to <run>/tb next to metrics.csv."""
     env_preset: str = ""
@@ -101,6 +107,9 @@ class TrainSettings:
         self.require(self.eval_every >= 0, "eval_every", "must be >= 0 (0 turns evaluation off)")
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
         self.require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no step_N checkpoints)")
+        self.require(self.checkpoint_interval_s > 0, "checkpoint_interval_s", "must be > 0 seconds")
+        self.require(self.checkpoint_interval_updates >= 0, "checkpoint_interval_updates",
+                     "must be >= 0 (0 = on the clock only)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -374,6 +383,21 @@ def preset_path(agent: str, preset_dir: Path | None = None) -> Path:
     return directory / f"{agent}.yaml"
 
 
+def config_path(agent: str, config: Path | str, preset_dir: Path | None = None) -> Path:
+    """The YAML file `--config` names: a path, or the name of a recipe shipped beside the agent's preset
+    (`--config cpu` for ppo is `presets/ppo.cpu.yaml`); ConfigError lists the recipes when neither exists."""
+    path = Path(config)
+    if path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    recipe = preset_path(agent, preset_dir).with_name(f"{agent}.{path.name}.yaml")
+    if recipe.is_file():
+        return recipe
+    names = sorted(p.name[len(agent) + 1:-len(".yaml")] for p in recipe.parent.glob(f"{agent}.*.yaml"))
+    shipped = f"the recipes shipped for {agent}: {', '.join(names)}" if names else f"{agent} ships no named recipes"
+    raise ConfigError(f"--config {config}: no such file and no recipe of that name ({shipped}). "
+                      f"Pass a YAML file path or one of those names.")
+
+
 def select_block(mapping: Mapping[str, Any], env_id: str, source: str) -> dict[str, Any]:
     """The settings a preset/config file gives for `env_id`: the whole file if FLAT, else default < blocks
     whose key is a pattern matching `env_id` (`ALE/*-v5`) < the env's own block."""
@@ -436,8 +460,9 @@ def resolve_settings(
         mapping = load_yaml_mapping(preset)
         _apply_layer(cls, values, select_block(mapping, env_id, f"preset {preset}"), f"preset {preset}", env_id)
     if config_file is not None:
+        config_file = config_path(agent, config_file, preset_dir)
         source = f"config file {config_file}"
-        mapping = load_yaml_mapping(Path(config_file))
+        mapping = load_yaml_mapping(config_file)
         _apply_layer(cls, values, select_block(mapping, env_id, source), source, env_id)
     if cli_values:
         typed = {k: v for k, v in cli_values.items() if v is not None}

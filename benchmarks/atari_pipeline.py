@@ -65,16 +65,17 @@ def sb3(game: str, n_envs: int, steps: int, subproc: bool) -> float:
         envs.close()
 
 
-def ppo_ours(frames: int, root: Path) -> tuple[float, float]:
-    """(frames per wall second, frames per CPU second of the process, emulator threads included)."""
+def ppo_ours(frames: int, root: Path, game: str = "Breakout", config: str | None = None) -> tuple[float, float]:
+    """(frames per wall second, frames per CPU second of the process, emulator threads included) of our PPO
+    with its Atari preset, or with the named `--config` recipe over it (e.g. "cpu")."""
     from rlsuite.agents import ppo
     from rlsuite.agents.interface import TrainContext
     from rlsuite.agents.logger import MetricLogger
     from rlsuite.agents.run import RunFolder
     from rlsuite.agents.settings import resolve_settings, settings_to_dict
 
-    env_id = "ALE/Breakout-v5"
-    settings = resolve_settings(ppo.PPOSettings, "ppo", env_id, cli_values={
+    env_id = f"ALE/{game}-v5"
+    settings = resolve_settings(ppo.PPOSettings, "ppo", env_id, config_file=Path(config) if config else None, cli_values={
         "total_steps": frames // FRAME_SKIP, "eval_every": 0, "tensorboard": False, "torch_threads": 1})
     run = RunFolder.create(root, agent="ppo", env_id=env_id, seed=0, settings=settings_to_dict(settings),
                            command="benchmark", device="cpu")
@@ -85,7 +86,7 @@ def ppo_ours(frames: int, root: Path) -> tuple[float, float]:
     return result.final_step * FRAME_SKIP / elapsed, result.final_step * FRAME_SKIP / cpu
 
 
-def ppo_sb3(frames: int) -> tuple[float, float]:
+def ppo_sb3(frames: int, game: str = "Breakout") -> tuple[float, float]:
     """As `ppo_ours`; DummyVecEnv, so all of SB3's CPU is this process's."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
@@ -95,7 +96,7 @@ def ppo_sb3(frames: int) -> tuple[float, float]:
         return lambda progress_remaining: progress_remaining * start
 
     start, cpu = time.perf_counter(), time.process_time()  # from the env's creation, as ours (train builds its env)
-    envs = VecFrameStack(make_atari_env("ale_py:BreakoutNoFrameskip-v4", n_envs=8, seed=0), 4)
+    envs = VecFrameStack(make_atari_env(f"ale_py:{game}NoFrameskip-v4", n_envs=8, seed=0), 4)
     model = PPO("CnnPolicy", envs, n_steps=128, batch_size=256, n_epochs=4, learning_rate=linear(2.5e-4),
                 clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=0, device="cpu", verbose=0)
     model.learn(total_timesteps=frames // FRAME_SKIP)

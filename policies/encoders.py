@@ -10,7 +10,7 @@ replay buffers can keep the compact dtype; Dict observations arrive as `dict[str
 | space                                   | encoder                       |
 |-----------------------------------------|-------------------------------|
 | 1-D Box, Discrete, MultiDiscrete, MultiBinary | `MLPEncoder` (one-hot for discrete) |
-| image Box: (C,H,W), (H,W,C), uint8 (H,W) | `NatureCNN` or `ImpalaCNN`    |
+| image Box: (C,H,W), (H,W,C), uint8 (H,W) | `NatureCNN`, `NipsCNN` or `ImpalaCNN` |
 | 2-D float Box (T, F), e.g. log-mel audio | `SequenceEncoder`             |
 | Dict                                    | `DictEncoder` (one per key)   |
 | other Box (0-D, >= 3-D non-image)       | `MLPEncoder` on the flattened values |
@@ -37,6 +37,7 @@ __all__ = [
     "ImpalaCNN",
     "MLPEncoder",
     "NatureCNN",
+    "NipsCNN",
     "SequenceEncoder",
     "SpaceError",
     "image_layout",
@@ -55,7 +56,7 @@ class SpaceError(ValueError):
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 """Accepted `activation` names for MLPs."""
 
-CNN_KINDS = ("nature", "impala")
+CNN_KINDS = ("nature", "nips", "impala")
 """Accepted `cnn` names for image encoders."""
 
 _CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA or a 4-frame grayscale stack
@@ -271,8 +272,11 @@ class NatureCNN(Encoder):
 
     KERNELS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (out channels, kernel, stride)
 
-    def __init__(self, space: gym.spaces.Box, features_dim: int = 512):
+    FEATURES = 512
+
+    def __init__(self, space: gym.spaces.Box, features_dim: int | None = None):
         super().__init__()
+        features_dim = features_dim or self.FEATURES
         min_size = 1
         for _, kernel, stride in reversed(self.KERNELS):  # invert _conv_out for an output of 1
             min_size = (min_size - 1) * stride + kernel
@@ -316,6 +320,16 @@ class NatureCNN(Encoder):
                 x = F.relu(x)
         x = x.contiguous().flatten(1)  # (B, C*H*W) in NCHW order, as the linear layer was built for
         return self.linear(x)  # (B, features_dim)
+
+
+class NipsCNN(NatureCNN):
+    """The smaller DQN CNN of Mnih et al. 2013 (NIPS workshop): two convs (16 8x8/4, 32 4x4/2) then 256 units.
+
+    About a third of the Nature CNN's multiply-adds on 84x84 frames, for CPU training where the network's
+    cost per sample bounds the frames per CPU second (docs/atari.md). Needs images of at least 20x20."""
+
+    KERNELS = ((16, 8, 4), (32, 4, 2))
+    FEATURES = 256
 
 
 class _ResidualBlock(nn.Module):
@@ -559,7 +573,9 @@ def make_encoder(
         if is_image_space(space):
             if cnn == "impala":
                 return ImpalaCNN(space, cnn_features or 256)
-            return NatureCNN(space, cnn_features or 512)
+            if cnn == "nips":
+                return NipsCNN(space, cnn_features)
+            return NatureCNN(space, cnn_features)
         if is_sequence_space(space):
             return SequenceEncoder(space, hidden_size=sequence_hidden)
         if space.dtype == np.uint8 and len(space.shape) > 3:

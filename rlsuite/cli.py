@@ -100,8 +100,23 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
         _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")
 
 
+def _refuse_changes_on_resume(ctx: typer.Context, resume: Path) -> None:
+    """A resumed run keeps the settings in its manifest: any option that would change them is an error."""
+    def on_command_line(name: str) -> bool:  # by the enum's name: typer may carry its own copy of click
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    given = [param.opts[0] for param in ctx.command.params
+             if param.name not in ("resume", "steps", "no_progress") and param.opts and on_command_line(param.name or "")]
+    if given:
+        _fail(f"{', '.join(given)} cannot change a run being resumed: it continues with the settings, env and seed "
+              f"in {resume / 'manifest.json'}. With --resume only --steps N (extend the run to N steps in all) and "
+              f"--no-progress are accepted; start a new run to change anything else.")
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     agent: Annotated[str, typer.Option(help="Agent name (see `rlsuite list agents`).")] = "ppo",
     env: Annotated[str, typer.Option(help="Gymnasium env id, e.g. CartPole-v1 or rlsuite/Highway-v0.")] = "CartPole-v1",
     steps: Annotated[int | None, typer.Option(help="Total env steps (default: the preset's).")] = None,
@@ -111,7 +126,8 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override one setting: key=value (repeatable).")] = None,
     env_kwarg: Annotated[list[str] | None, typer.Option("--env-kwarg", help=_ENV_KWARG_HELP)] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder to create (default: runs/<agent>-<env>-s<seed>-<time>).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder from its newest complete checkpoint "
+                                                     "(with --steps N: extend it to N steps in all).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress bar.")] = False,
     label: Annotated[str | None, typer.Option(help="Name of this configuration in results and reports (default: "
                                                     "the agent plus the settings that differ from its preset).")] = None,
@@ -122,17 +138,15 @@ def train(
 
     try:
         env_kwargs = parse_env_kwargs(env_kwarg or [])
-        if resume is not None and env_kwargs:
-            _fail("--env-kwarg cannot change a run being resumed; it continues with the env kwargs in its manifest.")
-        if resume is not None and label is not None:
-            _fail("--label cannot change a run being resumed; it keeps the label in its manifest.")
+        if resume is not None:
+            _refuse_changes_on_resume(ctx, resume)
         cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
         if resume is None:  # refuse bad input before torch and the env families are imported
             check_train_input(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [])
         from rlsuite import train as training
 
         if resume is not None:
-            run, result = training.resume(resume, show_progress=not no_progress)
+            run, result = training.resume(resume, total_steps=steps, show_progress=not no_progress)
         else:
             run, result = training.train(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [],
                                          env_kwargs=env_kwargs, run_dir=run_dir, command=_command_line(), show_progress=not no_progress,

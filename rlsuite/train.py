@@ -15,7 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
-from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
+from rlsuite.agents.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
+from rlsuite.agents.fileio import is_temp_file
 from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.logger import MetricLogger
 from rlsuite.agents.registry import agent_module
@@ -156,17 +157,54 @@ def train(agent: str, env_id: str, *, config_file: Path | None = None, cli_value
     return run, run_training(agent, settings, run, console=console, show_progress=show_progress)
 
 
-def resume(run_dir: Path, *, console: Console | None = None, show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
-    """`rlsuite train --resume RUN_DIR`: continue from the latest checkpoint with the same settings."""
+def resume_checkpoint(run: RunFolder) -> tuple[Path, int]:
+    """The newest complete checkpoint of any name (last, step_N, best) and its step: the highest step in the
+    checkpoints' own metadata, `last` first on a tie; files a kill left half-written or damaged are skipped."""
+    candidates: list[tuple[int, bool, Path]] = []
+    damaged: list[str] = []
+    for name, path in run.list_checkpoints().items():
+        try:
+            candidates.append((int(read_checkpoint_meta(path)["step"]), name == "last", path))
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            damaged.append(path.name)
+    for step, _, path in sorted(candidates, reverse=True):
+        try:
+            load_checkpoint(path)  # the whole file reads: header and tensors
+        except CheckpointError:
+            damaged.append(path.name)
+            continue
+        return path, step
+    why = (f"its checkpoints are damaged ({', '.join(damaged)})" if damaged else
+           "the run stopped before its first save (after checkpoint_interval_s seconds, or at an evaluation)")
+    raise RunError(f"{run.path} has no complete checkpoint to resume from: {why}. Start a new run instead.")
+
+
+def resume(run_dir: Path, *, total_steps: int | None = None, console: Console | None = None,
+           show_progress: bool = True) -> tuple[RunFolder, TrainResult]:
+    """`rlsuite train --resume RUN_DIR [--steps N]`: continue from the newest complete checkpoint with the same
+    settings; `total_steps` extends a finished or interrupted run to N env steps in all (the learning-rate,
+    clip and exploration schedules stretch over the new total; the manifest records the extension)."""
     run = RunFolder.open(run_dir)
     manifest = run.manifest
-    if manifest["status"] == "finished":
-        raise RunError(f"{run_dir} already finished ({manifest.get('final_step')} steps); "
-                       f"train a new run, or raise total_steps with a new run folder.")
     module = agent_module(manifest["agent"])
     settings = settings_from_dict(module.Settings, manifest["settings"])
-    checkpoint = run.find_checkpoint("last")
-    step = int(load_checkpoint(checkpoint)[1]["step"])  # fails with a clear CheckpointError when corrupt
+    checkpoint, step = resume_checkpoint(run)
+    if total_steps is not None:
+        if total_steps <= step:
+            raise ConfigError(f"--steps {total_steps} does not extend {run_dir}: it has trained {step} steps already; "
+                              f"give a larger total.")
+        if total_steps != settings.total_steps:
+            extended = list(manifest.get("extended") or [])
+            extended.append({"at_step": step, "from_total_steps": settings.total_steps, "to_total_steps": total_steps})
+            settings = dataclasses.replace(settings, total_steps=total_steps)
+            settings.validate()
+            run.update_manifest(settings=settings_to_dict(settings), extended=extended)
+    elif manifest["status"] == "finished":
+        raise RunError(f"{run_dir} already finished ({manifest.get('final_step')} steps); extend it with "
+                       f"`rlsuite train --resume {run_dir} --steps N` (N > {step}), or train a new run.")
+    for stale in run.checkpoints_dir.glob("*"):
+        if is_temp_file(stale):  # a write a crash cut short; the checkpoint it would have replaced is intact
+            stale.unlink(missing_ok=True)
     run.mark_resumed(step)
     return run, run_training(manifest["agent"], settings, run, resume_from=checkpoint, console=console,
                              show_progress=show_progress)

@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from rlsuite.agents import dqn
-from rlsuite.agents.checkpoint import read_checkpoint_meta
+from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
 from rlsuite.agents.interface import AgentError, TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
 from rlsuite.agents.registry import load_policy
@@ -152,14 +152,17 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
     assert epsilon[0] > epsilon[-1] == pytest.approx(settings.exploration_final_eps)
 
 
-def test_resume_continues_steps_and_epsilon(tmp_path):
+def test_resume_continues_exactly(tmp_path):
     settings = _small_settings(total_steps=4000, exploration_fraction=1.0)
+    full_run, full_ctx = _context(tmp_path, settings, name="full")
+    dqn.train(settings, full_ctx)
+    full_ctx.logger.close()
     part_run, part_ctx = _context(tmp_path, settings, stop_after=2)
     first = dqn.train(settings, part_ctx)
     part_ctx.logger.close()
     assert first.status == "interrupted" and first.final_step == 2000
     checkpoint = part_run.find_checkpoint("last")
-    assert read_checkpoint_meta(checkpoint)["replay_saved"] is False
+    assert "loop" in read_checkpoint_meta(checkpoint)  # env, episodes, exploration RNG and the replay buffer
     _, resume_ctx = _context(tmp_path, settings, resume_from=checkpoint)
     second = dqn.train(settings, resume_ctx)
     resume_ctx.logger.close()
@@ -168,6 +171,9 @@ def test_resume_continues_steps_and_epsilon(tmp_path):
     assert len(np.unique(steps)) == len(steps)  # every step logged once across the resume
     expected = [dqn.linear_schedule(1.0, settings.exploration_final_eps, 4000, s - settings.n_envs) for s in steps]
     np.testing.assert_allclose(epsilon, expected)  # the schedule continues where it stopped
+    full, part = (load_checkpoint(run.find_checkpoint("last"))[0] for run in (full_run, part_run))
+    for key in [k for k in full if k.startswith(("model.", "target."))]:
+        assert torch.equal(full[key], part[key]), key  # bit for bit the run that never stopped
 
 
 @pytest.mark.parametrize("overrides", [

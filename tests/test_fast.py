@@ -142,9 +142,10 @@ def test_rollout_step_keeps_the_module_path_where_no_fast_step_applies():
     assert type(fast.rollout_step(front)()) is ModuleStep
 
 
-def test_accelerate_trains_a_nature_cnn_on_the_cpu_by_its_channels_last_forward():
+@pytest.mark.parametrize("cnn", ["nature", "nips"])
+def test_accelerate_trains_a_nature_cnn_on_the_cpu_by_its_channels_last_forward(cnn):
     image = spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    plain = _perturbed(ActorCritic(image, spaces.Discrete(4), ppo.PPOSettings(env_id="x")))
+    plain = _perturbed(ActorCritic(image, spaces.Discrete(4), ppo.PPOSettings(env_id="x", cnn=cnn)))
     accelerated = copy.deepcopy(plain)
     assert fast.accelerate(accelerated) == ["actor_encoder"]  # shared by actor and critic (image observations)
     obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)

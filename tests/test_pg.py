@@ -204,6 +204,9 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path, agent):
 @pytest.mark.parametrize("agent", ["a2c", "reinforce"])
 def test_resume_continues_steps_and_schedules(tmp_path, agent):
     settings = _small_settings(agent, total_steps=1024, anneal_lr=True)
+    full_run, full_ctx = _context(tmp_path, agent, settings, name="full")
+    MODULES[agent].train(settings, full_ctx)
+    full_ctx.logger.close()
     part_run, part_ctx = _context(tmp_path, agent, settings, stop_after=3, name="part")
     first = MODULES[agent].train(settings, part_ctx)
     part_ctx.logger.close()
@@ -217,6 +220,9 @@ def test_resume_continues_steps_and_schedules(tmp_path, agent):
     steps, lrs = read_metrics(part_run.path)["charts/learning_rate"]
     assert len(set(steps.tolist())) == len(steps)  # every update logged once, no step counted twice
     assert np.all(np.diff(lrs) < 0)  # the annealing continues from where it stopped, never restarts
+    full, part = (load_checkpoint(run.find_checkpoint("last"))[0] for run in (full_run, part_run))
+    for key in [k for k in full if k.startswith("model.")]:
+        assert torch.equal(full[key], part[key]), key  # exact resume: bit for bit the run that never stopped
 
 
 class _MultiDiscreteEnv(gym.Env):

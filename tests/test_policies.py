@@ -21,6 +21,7 @@ from rlsuite.policies import (
     MLPEncoder,
     MultiCategoricalHead,
     NatureCNN,
+    NipsCNN,
     QHead,
     SequenceEncoder,
     SpaceError,
@@ -88,7 +89,7 @@ def test_mlp_without_hidden_layers_is_width_of_flat_input():
     assert make_encoder(S.Box(-1, 1, (7,)), mlp_hidden=(64, 33)).features_dim == 33
 
 
-@pytest.mark.parametrize("cls", [NatureCNN, ImpalaCNN])
+@pytest.mark.parametrize("cls", [NatureCNN, NipsCNN, ImpalaCNN])
 def test_channel_last_and_channel_first_give_identical_outputs(cls):
     chw = cls(S.Box(0, 255, (3, 40, 44), np.uint8))
     hwc = cls(S.Box(0, 255, (40, 44, 3), np.uint8))
@@ -111,12 +112,13 @@ def test_grayscale_2d_uint8_and_float_images_scale_like_uint8_over_255():
     torch.testing.assert_close(gray(x.float()), ref, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("cls", [NatureCNN, NipsCNN])
 @pytest.mark.parametrize("space", [S.Box(0, 255, (4, 84, 84), np.uint8), S.Box(0.0, 1.0, (3, 40, 44), np.float32)])
-def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space):
+def test_nature_cnn_channels_last_path_equals_forward_with_its_gradients(space, cls):
     # the training fast path (agents/fast.accelerate): channels-last convs, 1/255 folded into the first
     # conv's weights; the same outputs and parameter gradients as the plain module to float tolerance
     torch.manual_seed(0)
-    cnn = NatureCNN(space)
+    cnn = cls(space)
     if space.dtype == np.uint8:
         x = torch.randint(0, 256, (16, *space.shape), dtype=torch.uint8)
     else:
@@ -157,6 +159,17 @@ def test_minibatch_rows_gathered_by_numpy_equal_torch_indexing():
     assert torch.equal(grad_source.grad, torch.tensor([[0.0, 0], [1, 1], [0, 0], [1, 1], [0, 0]]))
     mixed = index_obs({"image": frames, "vector": floats}, order)
     assert torch.equal(mixed["image"], frames[order]) and torch.equal(mixed["vector"], floats[order])
+
+
+def test_nips_cnn_is_mnih_2013s_network():
+    # 84 -> (84 - 8) / 4 + 1 = 20 -> (20 - 4) / 2 + 1 = 9: 32 x 9 x 9 = 2592 flat features, then 256 units
+    cnn = NipsCNN(S.Box(0, 255, (4, 84, 84), np.uint8))
+    convs = [m for m in cnn.cnn if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(16, (8, 8), (4, 4)), (32, (4, 4), (2, 2))]
+    assert cnn.linear[0].in_features == 2592 and cnn.features_dim == 256
+    assert isinstance(make_encoder(S.Box(0, 255, (4, 84, 84), np.uint8), cnn="nips"), NipsCNN)
+    with pytest.raises(SpaceError, match="at least 20x20"):
+        NipsCNN(S.Box(0, 255, (4, 19, 84), np.uint8))
 
 
 def test_nature_cnn_flatten_size_matches_conv_arithmetic():

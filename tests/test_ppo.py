@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 
 from rlsuite.agents import ppo
-from rlsuite.agents.checkpoint import read_checkpoint_meta
+from rlsuite.agents.checkpoint import load_checkpoint, read_checkpoint_meta
 from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
 from rlsuite.agents.registry import load_policy
@@ -186,6 +186,9 @@ def test_resume_continues_steps_and_schedules(tmp_path):
     part_lr = read_metrics(part_run.path)["charts/learning_rate"]
     np.testing.assert_array_equal(full_lr[0], part_lr[0])  # every update logged once, no step counted twice
     np.testing.assert_allclose(full_lr[1], part_lr[1])  # the annealing schedule continues where it stopped
+    full, part = (load_checkpoint(run.find_checkpoint("last"))[0] for run in (full_run, part_run))
+    for key in [k for k in full if k.startswith("model.")]:
+        assert torch.equal(full[key], part[key]), key  # exact resume: bit for bit the run that never stopped
 
 
 class _DictObsEnv(gym.Env):

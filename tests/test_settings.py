@@ -238,6 +238,28 @@ def test_resolve_validates_values(tmp_path):
     assert resolve_settings(ToySettings, "toy", "CartPole-v1", set_args=["device=cuda:1"], preset_dir=tmp_path).device == "cuda:1"
 
 
+def test_config_names_a_recipe_beside_the_preset_or_a_file(tmp_path):
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    _write(presets / "toy.yaml", "default:\n  n_envs: 2\n  learning_rate: 0.1\n")
+    _write(presets / "toy.cpu.yaml", "ALE/*-v5:\n  n_envs: 5\n")
+    _write(presets / "toy.big.yaml", "n_envs: 64\n")
+    s = resolve_settings(ToySettings, "toy", "ALE/Pong-v5", config_file=Path("cpu"), preset_dir=presets)
+    assert (s.n_envs, s.learning_rate) == (5, 0.1)  # the recipe's block over the preset
+    assert resolve_settings(ToySettings, "toy", "CartPole-v1", config_file=Path("cpu"), preset_dir=presets).n_envs == 2
+    with pytest.raises(ConfigError, match=r"--config gpu: no such file .*recipes shipped for toy: big, cpu"):
+        resolve_settings(ToySettings, "toy", "CartPole-v1", config_file=Path("gpu"), preset_dir=presets)
+    with pytest.raises(ConfigError, match="does not exist"):  # a path is a path, never a recipe name
+        resolve_settings(ToySettings, "toy", "CartPole-v1", config_file=Path("cpu.yaml"), preset_dir=presets)
+
+
+def test_shipped_ppo_cpu_recipe_loads_for_atari():
+    from rlsuite.agents.ppo import PPOSettings
+
+    s = resolve_settings(PPOSettings, "ppo", "ALE/Pong-v5", config_file=Path("cpu"))
+    assert (s.cnn, s.env_preset, s.torch_threads) == ("nips", "machado2018", 1)
+
+
 def test_preset_path_is_package_data_and_rejects_traversal():
     path = preset_path("ppo")
     assert path.name == "ppo.yaml" and path.parent.name == "presets"

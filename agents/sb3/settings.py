@@ -21,7 +21,7 @@ class SB3Settings(TrainSettings):
     """MLP widths of our encoder for vector observations (the features extractor); () flattens only."""
     activation: Literal["tanh", "relu", "elu", "silu"] = "tanh"
     """Activation of the encoder MLP and of SB3's net_arch layers."""
-    cnn: Literal["nature", "impala"] = "nature"
+    cnn: Literal["nature", "nips", "impala"] = "nature"
     """CNN of our encoder for image observations."""
     net_arch: tuple[int, ...] = ()
     """SB3's layers between the encoder and the heads (for the actor and for the critic each); () puts the

@@ -1,0 +1,108 @@
+"""Atari on a CPU: what the `--config cpu` recipe buys, per CPU second and per score.
+
+`speed` trains PPO for the same frames, in this one process and one torch thread, with the CPU recipe
+(`rlsuite train --agent ppo --env ALE/<Game>-v5 --config cpu`), with the Atari preset (Nature CNN, as
+RL Zoo and CleanRL) and with SB3's PPO (CnnPolicy, its AtariWrapper, RL Zoo's Atari settings), sides
+alternating, and prints frames per CPU second (the process's, the emulator threads included) and their
+ratios. `curve RUN [RUN ...]` reads run folders and plots the evaluation score against the training
+process's CPU seconds and against frames (one figure, both axes), for the docs.
+
+    OMP_NUM_THREADS=1 python benchmarks/atari_cpu.py speed --game Pong --frames 32768 --repeats 2
+    python benchmarks/atari_cpu.py curve docs/atari_cpu/ppo-pong-cpu --out docs/atari_cpu/learning_curve.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from atari_pipeline import FRAME_SKIP, ppo_ours, ppo_sb3
+
+
+def speed(game: str, frames: int, repeats: int) -> None:
+    torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)  # torch._dynamo's import, before the clocks
+    arms = {
+        "ours, --config cpu (NIPS CNN)": lambda root: ppo_ours(frames, root, game, config="cpu"),
+        "ours, Atari preset (Nature CNN)": lambda root: ppo_ours(frames, root, game),
+        "SB3 PPO (Nature CNN)": lambda root: ppo_sb3(frames, game),
+    }
+    per_cpu: dict[str, list[float]] = {name: [] for name in arms}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            for name, arm in arms.items():
+                wall, cpu = arm(Path(tmp) / f"{repeat}-{len(per_cpu[name])}-{name[:4]}")
+                per_cpu[name].append(cpu)
+                print(f"{game} {frames} frames, {name}: {cpu:.0f} frames per CPU s ({wall:.0f} per wall s)", flush=True)
+    cpu_arm, nature_arm, sb3_arm = (np.array(v) for v in per_cpu.values())
+    print(f"\n{game}, {frames} frames, median of {repeats} (frames per CPU second):")
+    for name, values in per_cpu.items():
+        print(f"| {name} | {np.median(values):.0f} |")
+    print(f"CPU recipe vs Nature preset: {np.median(cpu_arm / nature_arm):.2f}x; vs SB3: "
+          f"{np.median(cpu_arm / sb3_arm):.2f}x; Nature preset vs SB3: {np.median(nature_arm / sb3_arm):.2f}x "
+          "(medians of paired ratios)")
+
+
+def read_curve(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, training CPU seconds, eval/mean_return) at each periodic evaluation of a run folder."""
+    cpu_at: dict[int, float] = {}
+    score_at: dict[int, float] = {}
+    with (run / "metrics.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row["key"] == "charts/process_cpu_s":
+                cpu_at[int(row["step"])] = float(row["value"])
+            elif row["key"] == "eval/mean_return":
+                score_at[int(row["step"])] = float(row["value"])
+    steps = sorted(s for s in score_at if s in cpu_at)
+    return (np.array(steps) * FRAME_SKIP, np.array([cpu_at[s] for s in steps]), np.array([score_at[s] for s in steps]))
+
+
+def curve(runs: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_cpu, by_frames) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for run in runs:
+        frames, cpu, score = read_curve(run)
+        by_cpu.plot(cpu / 3600, score, marker="o", label=run.name)
+        by_frames.plot(frames / 1e6, score, marker="o", label=run.name)
+        print(f"{run.name}: " + ", ".join(f"{f / 1e6:.1f}M frames / {c / 3600:.2f} CPU h: {s:.1f}"
+                                          for f, c, s in zip(frames, cpu, score, strict=True)))
+    by_cpu.set_xlabel("training CPU hours (whole process, all threads)")
+    by_frames.set_xlabel("emulator frames (millions)")
+    by_cpu.set_ylabel("evaluation score (validation seeds)")
+    for ax in (by_cpu, by_frames):
+        ax.axhline(18, color="grey", linestyle=":", linewidth=1)
+        ax.grid(alpha=0.3)
+    by_cpu.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fast = sub.add_parser("speed", help="frames per CPU second of the three training loops")
+    fast.add_argument("--game", default="Pong")
+    fast.add_argument("--frames", type=int, default=32_768)
+    fast.add_argument("--repeats", type=int, default=2)
+    plot = sub.add_parser("curve", help="score against CPU time and frames, from run folders")
+    plot.add_argument("runs", nargs="+", type=Path)
+    plot.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.command == "speed":
+        speed(args.game, args.frames, args.repeats)
+    else:
+        curve(args.runs, args.out)
+
+
+if __name__ == "__main__":
+    main()
