@@ -10,7 +10,7 @@ import pytest
 from rlsuite.agents.registry import agent_module
 from rlsuite.agents.settings import load_yaml_mapping, preset_path, resolve_settings
 
-PRESETS = sorted(Path(preset_path("ppo")).parent.glob("*.yaml"))
+PRESETS = sorted(p for p in Path(preset_path("ppo")).parent.glob("*.yaml") if "." not in p.stem)  # not recipes
 BLOCKS = [(p.stem, env_id) for p in PRESETS for env_id in load_yaml_mapping(p)
           if env_id != "default" and "*" not in env_id]
 
