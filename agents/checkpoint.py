@@ -16,7 +16,9 @@ as does storing and passing back the returned dict itself.
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +35,10 @@ from rlsuite.agents.fileio import atomic_write_bytes
 FORMAT = "rlsuite-checkpoint/1"
 META_KEY = "rlsuite"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+KILL_AFTER_CHECKPOINT_ENV = "RLSUITE_TEST_KILL_AFTER_CHECKPOINT"
+"""For crash tests: set to a file path that does not exist yet, and the first process to save a checkpoint
+creates that file (with the checkpoint's path and step as JSON) and SIGKILLs itself right after the save.
+Only once per path, so a resumed run or a retried sweep trial carries on."""
 
 
 class CheckpointError(ValueError):
@@ -92,6 +98,19 @@ def save_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mappi
     data = _st_save(prepared, metadata={META_KEY: meta_text})
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
+    if os.environ.get(KILL_AFTER_CHECKPOINT_ENV):
+        _crash_once(Path(os.environ[KILL_AFTER_CHECKPOINT_ENV]), path, full_meta.get("step"))
+
+
+def _crash_once(marker: Path, saved: Path, step: Any) -> None:
+    """The crash-test hook of KILL_AFTER_CHECKPOINT_ENV: the first process to create `marker` dies."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        json.dump({"checkpoint": str(saved), "step": step, "pid": os.getpid()}, f)
+    os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _parse_header(path: Path, head: bytes, size: int) -> dict[str, Any]:

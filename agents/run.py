@@ -5,20 +5,25 @@
         metrics.csv       long-format metrics (agents/logger.py), tb/ for TensorBoard
         checkpoints/      last.safetensors, best.safetensors, step_000100000.safetensors
 
-The manifest is rewritten atomically on every change, so a killed run still has a readable manifest
-whose status says "running" (the harness treats such a run as interrupted).
+The manifest is rewritten atomically on every change, so a killed run still has a readable manifest.
+Its status then still says "running"; the manifest also names the process that trains it (pid, host,
+start time) and carries a heartbeat the run refreshes, so `RunFolder.effective_status()` can tell a
+live run from a crashed one: on the same machine by asking the OS whether that process still exists,
+from another machine (a shared filesystem) by the age of the heartbeat.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,13 @@ class RunError(ValueError):
 
 
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+CRASHED = "crashed"
+"""Not stored: what `effective_status` reports for a "running" run whose process is gone."""
+HEARTBEAT_EVERY_S = 30.0
+"""`RunFolder.heartbeat()` rewrites the manifest at most this often, so the run loop may call it every update."""
+STALE_AFTER_S = 30 * 60.0
+"""A run trained on another machine counts as crashed when its heartbeat is older than this. Generous,
+because one update or periodic evaluation may take minutes and clocks of two machines differ."""
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 CHECKPOINT_SUFFIX = ".safetensors"
@@ -53,6 +65,92 @@ def _now_iso() -> str:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def _boot_id() -> str | None:
+    """This machine's boot id (Linux); it changes on every reboot, so a pid from before one is not ours."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) of a process from /proc; None if unreadable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 (state) onwards
+    return fields[0], fields[19]  # field 3: state; field 22: starttime
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who trains a run: pid, host, and (Linux) boot id + start ticks, which tell a reused pid apart."""
+    pid = os.getpid() if pid is None else pid
+    stat = _proc_stat(pid)
+    return {"pid": pid, "host": socket.gethostname(), "boot_id": _boot_id(),
+            "start_ticks": None if stat is None else stat[1]}
+
+
+def process_gone(process: Mapping[str, Any]) -> bool | None:
+    """Whether the process a manifest names has ended: True, False, or None when this machine cannot tell
+    (another host, another boot, or no pid recorded)."""
+    pid = process.get("pid")
+    if not isinstance(pid, int) or process.get("host") != socket.gethostname():
+        return None
+    recorded_boot, boot = process.get("boot_id"), _boot_id()
+    if recorded_boot is not None and boot is not None and recorded_boot != boot:
+        return None  # rebooted since, or another machine of the same name: the heartbeat decides
+    if Path("/proc/self/stat").exists():
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):  # no such process, or a zombie nobody has reaped yet
+            return True
+        ticks = process.get("start_ticks")
+        return ticks is not None and stat[1] != ticks  # the pid now belongs to a later process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _age_s(iso: Any, now: datetime) -> float | None:
+    try:
+        when = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (now - when).total_seconds()
+
+
+def crash_reason(manifest: Mapping[str, Any], now: datetime | None = None) -> str | None:
+    """Why a manifest that says "running" belongs to a run that is no longer running, or None if it may be."""
+    if manifest.get("status") != "running":
+        return None
+    process = manifest.get("process")
+    if not isinstance(process, Mapping):
+        return None  # written before rlsuite recorded its process: nothing to check against
+    gone = process_gone(process)
+    where = f"process {process.get('pid')} on {process.get('host')}"
+    if gone is True:
+        return f"its {where} is gone"
+    if gone is False:
+        return None
+    age = _age_s(manifest.get("heartbeat"), now or datetime.now(timezone.utc))
+    if age is not None and age > STALE_AFTER_S:
+        return f"its {where} has sent no heartbeat for {timedelta(seconds=int(age))}"
+    return None
+
+
+def _who(manifest: Mapping[str, Any]) -> str:
+    process = manifest.get("process")
+    if not isinstance(process, Mapping):
+        return f"on {manifest.get('hostname', 'an unknown host')}"
+    return f"{process.get('pid')} on {process.get('host')}"
 
 
 def run_name(agent: str, env_id: str, seed: int, now: datetime | None = None) -> str:
@@ -114,6 +212,7 @@ class RunFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._last_beat = time.monotonic()
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -163,7 +262,9 @@ class RunFolder:
             "git_dirty": dirty,
             "device": device,
             "hostname": socket.gethostname(),
+            "process": process_identity(),
             "started_at": _now_iso(),
+            "heartbeat": _now_iso(),
             "ended_at": None,
             "status": "running",
             "error": None,
@@ -209,10 +310,44 @@ class RunFolder:
         return self._read_manifest()
 
     def update_manifest(self, **fields: Any) -> None:
-        """Set top-level manifest keys with an atomic read-modify-write."""
+        """Set top-level manifest keys with an atomic read-modify-write (the training process's own writes
+        also refresh its heartbeat)."""
         manifest = self._read_manifest()
         manifest.update(fields)
+        process = manifest.get("process")
+        if isinstance(process, Mapping) and process.get("pid") == os.getpid() \
+                and process.get("host") == socket.gethostname():
+            manifest["heartbeat"] = _now_iso()
+            self._last_beat = time.monotonic()
         atomic_write_json(self.manifest_path, manifest)
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Tell readers on other machines that this run is alive: cheap to call every update, it rewrites
+        the manifest at most every HEARTBEAT_EVERY_S seconds."""
+        if force or time.monotonic() - self._last_beat >= HEARTBEAT_EVERY_S:
+            self.update_manifest(heartbeat=_now_iso())
+            self._last_beat = time.monotonic()
+
+    def effective_status(self, manifest: Mapping[str, Any] | None = None) -> str:
+        """The manifest's status, or "crashed" when it says "running" but its process is gone."""
+        manifest = self.manifest if manifest is None else manifest
+        return CRASHED if crash_reason(manifest) is not None else str(manifest["status"])
+
+    def status_note(self, manifest: Mapping[str, Any] | None = None) -> str | None:
+        """One line for commands that show or evaluate a run that did not finish (what happened, what to do);
+        None for a finished run."""
+        manifest = self.manifest if manifest is None else manifest
+        status, resume = manifest["status"], f"rlsuite train --resume {self.path}"
+        reason = crash_reason(manifest)
+        if reason is not None:
+            return f"run {self.path} crashed ({reason}) before it finished; resume it with: {resume}"
+        if status == "running":
+            return f"run {self.path} is still training (process {_who(manifest)}); its checkpoints will change"
+        if status in ("interrupted", "failed"):
+            step = manifest.get("final_step")
+            at = f" at step {step}" if step is not None else ""
+            return f"run {self.path} was {status}{at} before it finished; resume it with: {resume}"
+        return None
 
     def set_status(self, status: str, *, error: str | None = None, final_step: int | None = None) -> None:
         """Record how the run stands; any status but "running" also stamps `ended_at`."""
@@ -225,12 +360,19 @@ class RunFolder:
         self.update_manifest(**fields)
 
     def mark_resumed(self, step: int) -> None:
-        """Note that training continues from `step` (appends to `resumed`, status back to running)."""
+        """Note that training continues from `step` in this process (appends to `resumed`, status back to
+        running, this process recorded as the one training it)."""
         manifest = self._read_manifest()
         resumed = list(manifest.get("resumed") or [])
-        resumed.append({"at": _now_iso(), "step": int(step)})
-        manifest.update(resumed=resumed, status="running", ended_at=None, error=None)
+        entry: dict[str, Any] = {"at": _now_iso(), "step": int(step)}
+        reason = crash_reason(manifest)
+        if reason is not None:
+            entry["after_crash"] = reason
+        resumed.append(entry)
+        manifest.update(resumed=resumed, status="running", ended_at=None, error=None, process=process_identity(),
+                        heartbeat=_now_iso())
         atomic_write_json(self.manifest_path, manifest)
+        self._last_beat = time.monotonic()
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -1,17 +1,21 @@
-"""Fidelity, driving: policies trained in rlsuite's Highway, evaluated in highway-env's highway-fast-v0.
+"""Fidelity, driving: policies trained in rlsuite's Highway, evaluated in highway-env's highway-fast-v0 or merge-v0.
 
-Every row is evaluated the same way: `highway-fast-v0` with its default configuration (3 lanes, 20
-vehicles, 5 Hz simulation, 1 Hz decisions, 30 s episodes, ego-only collisions), environment seeds
-1000+i, greedy actions. Metrics: crash rate, mean ego speed (m/s, averaged over the decisions of an
-episode, then over episodes) and return (highway-env's normalised reward, summed).
+Every row is evaluated the same way: the peer env (`--peer`) with its default configuration,
+environment seeds 1000+i, greedy actions. `highway-fast-v0`: 3 lanes, 20 vehicles, 5 Hz simulation,
+1 Hz decisions, 30 s episodes, ego-only collisions. `merge-v0`: 2 lanes and an on-ramp whose 80 m
+merge section ends at 310 m, the ego at 30 m/s in the right lane among 3 vehicles and 1 on the ramp,
+15 Hz simulation, 1 Hz decisions; the episode ends past 370 m. Metrics: crash rate, mean ego speed
+(m/s, averaged over the decisions of an episode, then over episodes) and return (highway-env's
+normalised reward, summed).
 
 Rows:
 - `highway-idm`, `highway-mobil`: rlsuite's rule-based drivers acting through the adapter
   (benchmarks/fidelity/highway_adapter.py: our kinematics observation computed from highway-env's
   vehicles; the five meta-actions are the same, so actions pass unchanged).
 - `ppo rlsuite (<variant>)`: rlsuite's PPO preset for `rlsuite/Highway-v0` trained in our env (the
-  shipped defaults, or an ablation variant through env kwargs), acting through the adapter.
-- `sb3-ppo highway-env (1x)`: SB3 PPO trained in highway-fast-v0 itself with highway-env's own recipe
+  shipped defaults, an ablation variant through env kwargs, or `merge`: rlsuite/Merge-v0's road, 2
+  lanes, an on-ramp ending at 400 m, 12 vehicles, 3 of them on the ramp), acting through the adapter.
+- `sb3-ppo highway-env (1x)`: SB3 PPO trained in the peer env itself with highway-env's own recipe
   (scripts/sb3_highway_ppo.py: 256x256 MLP, batch 64, 10 epochs, lr 5e-4, gamma 0.8, 768 steps per
   update) for the CPU seconds our training took (one env: the machine is shared).
 
@@ -23,6 +27,9 @@ Commands (the bench extra installs highway-env):
     python benchmarks/fidelity_driving.py train-ours --variant default --seed 0 --out DIR
     python benchmarks/fidelity_driving.py train-sb3 --seed 0 --budgets 300 --out DIR
     python benchmarks/fidelity_driving.py table --out DIR --episodes 50
+    python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge
+    # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
+    python benchmarks/fidelity_driving.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 2
 """
 
 from __future__ import annotations
@@ -42,40 +49,56 @@ from fidelity.budget import CpuBudgetSnapshots, train_ppo_preset
 from fidelity.rows import cache_rows, row_path
 
 ENV_ID = "rlsuite/Highway-v0"
-PEER_ID = "highway-fast-v0"
+PEERS = ("highway-fast-v0", "merge-v0")
 # Env kwargs of each variant of our env the PPO preset trains on: the shipped defaults, and highway-fast-v0's
-# settings where ours differ (collision rule, politeness of the traffic), one at a time and together.
+# settings where ours differ (collision rule, politeness of the traffic), one at a time and together; and
+# rlsuite/Merge-v0's road (its registered kwargs, so Highway-v0's preset trains on exactly that env).
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "ego-collisions": {"collision_scope": "controlled"},
     "zero-politeness": {"politeness_range": (0.0, 0.0)},
     "highway-fast": {"collision_scope": "controlled", "politeness_range": (0.0, 0.0)},
+    "merge": {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 12, "ramp_vehicles": 3},
 }
+# What each peer is compared with: the variant whose runs set the SB3 budget (and are ablated, highway only).
+FIRST_VARIANT = {"highway-fast-v0": "default", "merge-v0": "merge"}
 SB3_PPO = {"n_steps": 768, "batch_size": 64, "n_epochs": 10, "learning_rate": 5e-4, "gamma": 0.8}
 SB3_POLICY_KWARGS: dict[str, Any] = {"net_arch": {"pi": [256, 256], "vf": [256, 256]}}
 
 
-def make_peer(**config: Any) -> gym.Env:
+STEPS_HELP = "our PPO's env steps instead of the preset's 150k: a quick check of the pipeline, not a result"
+
+
+def make_peer(peer: str) -> gym.Env:
     import highway_env  # noqa: F401  (registers highway-env's ids)
 
-    return gym.make(PEER_ID, config=config) if config else gym.make(PEER_ID)
+    return gym.make(peer)
+
+
+def lanes_of(variant: str) -> int:
+    """Main lanes of our env in `variant`: the adapter scales y by them, as our env does."""
+    from rlsuite.envs.highway import HighwayParams
+
+    return int(VARIANTS[variant].get("lanes_count", HighwayParams().lanes_count))
 
 
 # --- training ---------------------------------------------------------------------------------------------------
 
-def train_ours(variant: str, seed: int, out: Path) -> Path:
-    """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs; the run folder, with its CPU seconds."""
-    return train_ppo_preset(ENV_ID, VARIANTS[variant], seed, out / "ours" / variant, "benchmarks/fidelity_driving.py train-ours")
+def train_ours(variant: str, seed: int, out: Path, steps: int | None = None) -> Path:
+    """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs (`steps`: instead of the preset's);
+    the run folder, with its CPU seconds."""
+    return train_ppo_preset(ENV_ID, VARIANTS[variant], seed, out / "ours" / variant,
+                            "benchmarks/fidelity_driving.py train-ours", steps)
 
 
-def train_sb3(seed: int, budgets: list[float], out: Path) -> None:
-    """SB3 PPO in highway-fast-v0 until the largest budget of process CPU seconds, with a snapshot at each."""
+def train_sb3(peer: str, seed: int, budgets: list[float], out: Path) -> None:
+    """SB3 PPO in the peer env until the largest budget of process CPU seconds, with a snapshot at each."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     torch.set_num_threads(1)
     start = time.process_time()
-    vec = DummyVecEnv([make_peer])
+    vec = DummyVecEnv([lambda: make_peer(peer)])
     model = PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, policy_kwargs=SB3_POLICY_KWARGS, **SB3_PPO)
     model.learn(total_timesteps=10**9, callback=CpuBudgetSnapshots(budgets, out / "sb3" / f"seed{seed}", start))
     vec.close()
@@ -112,13 +135,15 @@ def ours_actor(policy: Any) -> Actor:
     return lambda obs, start: int(np.asarray(policy.act(obs[None], np.array([start]), deterministic=True)).reshape(-1)[0])
 
 
-def episodes_in_peer(act: Actor, episodes: int, adapter: bool = True, order: str = "euclidean") -> list[dict[str, float]]:
-    """Episodes in highway-fast-v0: through our observation (`adapter`) or highway-env's own."""
+def episodes_in_peer(peer: str, act: Actor, episodes: int, lanes: int | None = None,
+                     order: str = "euclidean") -> list[dict[str, float]]:
+    """Episodes in the peer env: through our observation with y scaled by `lanes` lanes, or (`lanes` None)
+    highway-env's own observation."""
     from fidelity.highway_adapter import OursInHighwayEnv
 
-    env = make_peer()
-    if adapter:
-        env = OursInHighwayEnv(env, order=order)
+    env = make_peer(peer)
+    if lanes is not None:
+        env = OursInHighwayEnv(env, order=order, lanes_count=lanes)
     try:
         return [run_episode(env, act, seed) for seed in eval_seeds(episodes)]
     finally:
@@ -168,19 +193,20 @@ def our_budget(out: Path, variant: str) -> float:
     return float(np.mean([json.loads((r / "cpu_seconds.json").read_text())["cpu_s"] for r in runs]))
 
 
-def evaluate_row(key: str, out: Path, episodes: int, first_variant: str) -> Row:
-    """Evaluate one row key; {} when it has nothing to evaluate yet."""
+def evaluate_row(key: str, out: Path, episodes: int, first_variant: str, peer: str) -> Row:
+    """Evaluate one row key in `peer`; {} when it has nothing to evaluate yet."""
     from rlsuite.agents.registry import load_policy, make_baseline
     from rlsuite.envs import make_env
 
-    if key == "rules":
+    if key == "rules":  # the drivers read our observation of the first variant's road
         rows: Row = {}
         for name in ("highway-idm", "highway-mobil"):
-            eps = episodes_in_peer(ours_actor(make_baseline(name, make_env(ENV_ID))), episodes)
+            driver = make_baseline(name, make_env(ENV_ID, **VARIANTS[first_variant]))
+            eps = episodes_in_peer(peer, ours_actor(driver), episodes, lanes_of(first_variant))
             rows[f"{name} (rlsuite, via adapter)"] = (_scores([[ep] for ep in eps]), f"- ({episodes} episodes)")
         return rows
     if key == "sb3":
-        found = sb3_scores(out, our_budget(out, first_variant), episodes)
+        found = sb3_scores(peer, out, our_budget(out, first_variant), episodes)
         if found is None:
             return {}
         scores, cpu, steps = found
@@ -194,17 +220,17 @@ def evaluate_row(key: str, out: Path, episodes: int, first_variant: str) -> Row:
     if key.startswith("ablation"):
         return _ablation([p.policy for p in loaded], variant, episodes, in_peer=key == "ablation-order")
     cpu = [json.loads((run / "cpu_seconds.json").read_text())["cpu_s"] for run in runs]
-    per_run = [episodes_in_peer(ours_actor(p.policy), episodes) for p in loaded]
+    per_run = [episodes_in_peer(peer, ours_actor(p.policy), episodes, lanes_of(variant)) for p in loaded]
     steps = np.mean([p.step for p in loaded])
     return {f"ppo rlsuite, {variant}": (_scores(per_run), f"{np.mean(cpu):.0f} CPU s, {steps:.0f} steps ({len(runs)} seeds)")}
 
 
-def table(out: Path, episodes: int, variants: list[str], ablate: bool, only: list[str] | None) -> None:
+def table(peer: str, out: Path, episodes: int, variants: list[str], ablate: bool, only: list[str] | None) -> None:
     """Evaluate the rows not yet evaluated (or just `only`), caching each under out/eval/, then print the
     Markdown tables of every cached row (and write them as JSON beside the runs)."""
     torch.set_num_threads(1)
     keys = row_keys(variants, ablate)
-    cache_rows(out, episodes, only or keys, lambda key: evaluate_row(key, out, episodes, variants[0]))
+    cache_rows(out, episodes, only or keys, lambda key: evaluate_row(key, out, episodes, variants[0], peer))
     if only:
         return
     record: dict[str, Any] = {}
@@ -214,7 +240,7 @@ def table(out: Path, episodes: int, variants: list[str], ablate: bool, only: lis
         for name, row in (json.loads(path.read_text()) if path.exists() else {}).items():
             tables[key.startswith("ablation")][name] = ({m: np.asarray(row[m]) for m in METRICS}, row["training"])
             record[name] = row
-    _print(f"highway-fast-v0 (highway-env), {episodes} episodes (seeds 1000+) per run; IQM [95% CI] over runs", tables[False])
+    _print(f"{peer} (highway-env), {episodes} episodes (seeds 1000+) per run; IQM [95% CI] over runs", tables[False])
     if tables[True]:
         _print(f"Ablation: PPO trained on {variants[0]}, evaluated under each difference ({episodes} episodes per run)",
                tables[True])
@@ -233,16 +259,17 @@ def _ablation(policies: list[Any], variant: str, episodes: int, in_peer: bool) -
     settings one at a time, or (`in_peer`) in highway-env with highway-env's ranking of the observed vehicles."""
     if in_peer:
         return {"highway-env, vehicles ranked by longitudinal distance": (
-            _scores([episodes_in_peer(ours_actor(p), episodes, order="longitudinal") for p in policies]), variant)}
+            _scores([episodes_in_peer("highway-fast-v0", ours_actor(p), episodes, lanes_of(variant), order="longitudinal")
+                     for p in policies]), variant)}
     return {f"our env, {name}": (_scores([episodes_in_ours(ours_actor(p), episodes, kwargs) for p in policies]), variant)
-            for name, kwargs in VARIANTS.items()}
+            for name, kwargs in VARIANTS.items() if name != "merge"}
 
 
-def sb3_scores(out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[float], list[int]] | None:
+def sb3_scores(peer: str, out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[float], list[int]] | None:
     """SB3 snapshots nearest `budget_s` CPU seconds, evaluated on highway-env's own observation."""
     from fidelity.budget import greedy, load_sb3_actor
 
-    env = make_peer()
+    env = make_peer(peer)
     spaces = env.observation_space, env.action_space
     env.close()
     per_run, cpu, steps = [], [], []
@@ -252,7 +279,7 @@ def sb3_scores(out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[
             continue
         stem = min(snaps, key=lambda s: abs(s[0] - budget_s))[1]  # the snapshot nearest the budget
         policy, meta = load_sb3_actor(stem, *spaces, policy_kwargs=SB3_POLICY_KWARGS)
-        per_run.append(episodes_in_peer(lambda obs, start, policy=policy: greedy(policy, obs), episodes, adapter=False))
+        per_run.append(episodes_in_peer(peer, lambda obs, start, policy=policy: greedy(policy, obs), episodes))
         cpu.append(meta["cpu_s"])
         steps.append(meta["steps"])
     return (_scores(per_run), cpu, steps) if per_run else None
@@ -265,39 +292,49 @@ def main() -> None:
     p.add_argument("--variant", choices=sorted(VARIANTS), default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     p = sub.add_parser("train-sb3")
+    p.add_argument("--peer", choices=PEERS, default=PEERS[0], help="the highway-env env SB3 trains in")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budgets", type=float, nargs="+", required=True, help="process CPU seconds of each snapshot")
     p.add_argument("--out", type=Path, required=True)
     for name in ("table", "all"):
         p = sub.add_parser(name)
         p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--peer", choices=PEERS, default=PEERS[0], help="the highway-env env every row is evaluated in")
         p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
-        p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"],
-                       help="variants our PPO trains on: the first sets the CPU budget and is ablated")
+        p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None,
+                       help="variants our PPO trains on: the first sets the CPU budget and is ablated "
+                            "(default: `default` for highway-fast-v0, `merge` for merge-v0)")
         p.add_argument("--no-ablation", action="store_true")
         p.add_argument("--rows", nargs="+", default=None,
                        help="evaluate only these row keys (rules, ours:<variant>, sb3, ablation, ablation-order) and exit; "
                             "separate processes can share the work, a last `table` prints everything")
         if name == "all":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+            p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     args = parser.parse_args()
     if importlib.util.find_spec("highway_env") is None:
         parser.exit(2, "error: highway-env is not installed; the peers come with the bench extra: "
                        "pip install -e \".[bench]\"\n")
+    if args.command in ("table", "all"):
+        args.variants = args.variants or [FIRST_VARIANT[args.peer]]
+        if args.peer != "highway-fast-v0" and not args.no_ablation:
+            args.no_ablation = True  # the ablation's settings are highway-fast-v0's
+            print(f"(no ablation for {args.peer}: its settings are highway-fast-v0's)")
     if args.command == "all":
         for variant in args.variants:
             for seed in args.seeds:
-                train_ours(variant, seed, args.out)
+                train_ours(variant, seed, args.out, args.steps)
         cpu = our_budget(args.out, args.variants[0])
         for seed in args.seeds:
-            train_sb3(seed, [math.ceil(cpu)], args.out)
+            train_sb3(args.peer, seed, [math.ceil(cpu)], args.out)
     if args.command in ("table", "all"):
-        table(args.out, args.episodes, args.variants, not args.no_ablation, getattr(args, "rows", None))
+        table(args.peer, args.out, args.episodes, args.variants, not args.no_ablation, getattr(args, "rows", None))
     elif args.command == "train-ours":
-        train_ours(args.variant, args.seed, args.out)
+        train_ours(args.variant, args.seed, args.out, args.steps)
     elif args.command == "train-sb3":
-        train_sb3(args.seed, args.budgets, args.out)
+        train_sb3(args.peer, args.seed, args.budgets, args.out)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ Commands (the bench extra installs sumo-rl, eclipse-sumo and libsumo):
     python benchmarks/fidelity_traffic.py train-ours --scenario single --seed 0 --out DIR
     python benchmarks/fidelity_traffic.py train-sb3 --seed 0 --budgets 60 600 --out DIR
     python benchmarks/fidelity_traffic.py table --out DIR --episodes 5
+    # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
+    python benchmarks/fidelity_traffic.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 1 \
+        --scenarios single --multiples 1
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ SB3_PPO = {"n_steps": 512, "batch_size": 128, "n_epochs": 8, "learning_rate": 1e
            "gae_lambda": 0.9, "ent_coef": 0.001, "clip_range": 0.2}
 
 
+STEPS_HELP = "our PPO's env steps instead of the preset's 150k: a quick check of the pipeline, not a result"
+
+
 def scenario_arg(name: str) -> str:
     """A shipped scenario name, or one of the ablation scenarios in benchmarks/fidelity/scenarios."""
     path = SCENARIO_DIR / f"{name}.yaml"
@@ -72,9 +78,11 @@ def scenario_arg(name: str) -> str:
 
 # --- training ---------------------------------------------------------------------------------------------------
 
-def train_ours(scenario: str, seed: int, out: Path) -> Path:
-    """rlsuite's PPO preset on TrafficSingleShared-v0 with `scenario`; the run folder, with its CPU seconds."""
-    return train_ppo_preset(ENV_ID, {"scenario": scenario_arg(scenario)}, seed, out / "ours" / scenario, "benchmarks/fidelity_traffic.py train-ours")
+def train_ours(scenario: str, seed: int, out: Path, steps: int | None = None) -> Path:
+    """rlsuite's PPO preset on TrafficSingleShared-v0 with `scenario` (`steps`: instead of the preset's);
+    the run folder, with its CPU seconds."""
+    return train_ppo_preset(ENV_ID, {"scenario": scenario_arg(scenario)}, seed, out / "ours" / scenario,
+                            "benchmarks/fidelity_traffic.py train-ours", steps)
 
 
 def train_sb3(seed: int, budgets: list[float], out: Path) -> None:
@@ -273,6 +281,7 @@ def main() -> None:
     p.add_argument("--scenario", choices=SCENARIOS, default="single")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     p = sub.add_parser("train-sb3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budgets", type=float, nargs="+", required=True, help="process CPU seconds of each snapshot")
@@ -289,6 +298,7 @@ def main() -> None:
                             "separate processes can share the work, a last `table` prints everything")
         if name == "all":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+            p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     args = parser.parse_args()
     missing = [m for m in ("sumo_rl", "sumo", "libsumo") if importlib.util.find_spec(m) is None]
     if missing:
@@ -297,14 +307,14 @@ def main() -> None:
     if args.command == "all":
         for scenario in args.scenarios:
             for seed in args.seeds:
-                train_ours(scenario, seed, args.out)
+                train_ours(scenario, seed, args.out, args.steps)
         cpu = our_budget(args.out, args.scenarios[0])
         for seed in args.seeds:
             train_sb3(seed, [math.ceil(k * cpu) for k in args.multiples], args.out)
     if args.command in ("table", "all"):
         table(args.out, args.episodes, args.scenarios, args.multiples, getattr(args, "rows", None))
     elif args.command == "train-ours":
-        train_ours(args.scenario, args.seed, args.out)
+        train_ours(args.scenario, args.seed, args.out, args.steps)
     elif args.command == "train-sb3":
         train_sb3(args.seed, args.budgets, args.out)
 

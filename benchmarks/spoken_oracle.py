@@ -46,21 +46,22 @@ ENV_ID = "diagnostic/SpokenOracle-v0"
 OBS_KINDS = ("onehot", "offsets", "named", "dict", "pointer", "pointer_off", "pointer_nodis", "pointer_min")
 
 
-def oracle_obs(core: Any, kind: str) -> Any:
-    """(N, D) float32 flat observation (or a Dict of them) of SpokenReach's core with the command given, not heard."""
+def oracle_obs(env: Any, kind: str) -> Any:
+    """(N, D) float32 flat observation (or a Dict of them) of a SpokenReach env with the command given, not heard."""
+    core, s = env.core, env.state
     if kind == "dict":
-        return {"command": np.eye(core.num_targets, dtype=np.float32)[core.command],
-                "state": core.observe()["state"]}
-    state = core.observe()["state"].astype(np.float64)  # (N, 16)
+        return {"command": np.eye(core.num_targets, dtype=np.float32)[s.command],
+                "state": core.observe(s)["state"]}
+    state = core.observe(s)["state"].astype(np.float64)  # (N, 16)
     n, k = core.num_envs, core.num_targets
-    tip = core.arm.tip  # (N, 2), m
-    named = core.targets[np.arange(n), core.command]  # (N, 2), m
-    onehot = np.eye(k)[core.command]  # (N, k)
+    tip = s.arm.tip  # (N, 2), m
+    named = s.targets[np.arange(n), s.command]  # (N, 2), m
+    onehot = np.eye(k)[s.command]  # (N, k)
     arm = state[:, :8]  # cos, sin, joint velocities, fingertip
     parts = {
         "named": [arm, named, tip - named],
         "onehot": [state, onehot],
-        "offsets": [state, onehot, (tip[:, None, :] - core.targets).reshape(n, -1)],  # (N, 2k) offsets, m
+        "offsets": [state, onehot, (tip[:, None, :] - s.targets).reshape(n, -1)],  # (N, 2k) offsets, m
         "pointer": [state, onehot, named],
         "pointer_off": [state, onehot, named, tip - named],
         "pointer_nodis": [arm, onehot, named, tip - named],
@@ -93,11 +94,11 @@ class OracleEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         _, info = self.inner.reset(seed=seed)
-        return _row(oracle_obs(self.inner.core, self.kind)), info
+        return _row(oracle_obs(self.inner, self.kind)), info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         _, r, term, trunc, info = self.inner.step(action)
-        return _row(oracle_obs(self.inner.core, self.kind)), r, term, trunc, info
+        return _row(oracle_obs(self.inner, self.kind)), r, term, trunc, info
 
 
 class OracleVectorEnv(gym.vector.VectorEnv):
@@ -114,11 +115,11 @@ class OracleVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: Any = None, options: Any = None) -> tuple[Any, dict]:
         _, info = self.inner.reset(seed=seed)
-        return oracle_obs(self.inner.core, self.kind), info
+        return oracle_obs(self.inner, self.kind), info
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         _, r, term, trunc, info = self.inner.step(actions)
-        return oracle_obs(self.inner.core, self.kind), r, term, trunc, info
+        return oracle_obs(self.inner, self.kind), r, term, trunc, info
 
 
 def main() -> None:

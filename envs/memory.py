@@ -36,7 +36,7 @@ vectorization_mode="vector_entry_point")` gives the NumPy-batched core on envs/v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import cv2
 import gymnasium as gym
@@ -61,41 +61,50 @@ class MemoryParams:
             raise ValueError(f"delay must be 0 or more steps, got {self.delay}.")
 
 
-class MemoryCore:
-    """N rows of the task: the cue and the time step of each row."""
+@dataclass
+class MemoryState:
+    """N rows of the task (rows first)."""
 
-    STATE: ClassVar[tuple[str, ...]] = ("cue", "t")
+    cue: np.ndarray
+    """(N,) the cue shown at the start."""
+    t: np.ndarray
+    """(N,) steps into the episode: 0 = cue shown, delay + 1 = query."""
+
+
+class MemoryCore:
+    """The step of N rows on a MemoryState (envs/vector.py's VectorCore)."""
 
     def __init__(self, params: MemoryParams, num_envs: int) -> None:
         self.p, self.num_envs = params, num_envs
-        self.cue = np.zeros(num_envs, dtype=np.int64)
-        self.t = np.zeros(num_envs, dtype=np.int64)  # 0 = cue shown, delay + 1 = query
 
-    def reset_rows(self, rows: np.ndarray, rngs: Any) -> None:
+    def init_state(self) -> MemoryState:
+        return MemoryState(np.zeros(self.num_envs, dtype=np.int64), np.zeros(self.num_envs, dtype=np.int64))
+
+    def reset_rows(self, s: MemoryState, rows: np.ndarray, rngs: Any) -> None:
         for i, rng in zip(rows, rngs, strict=True):  # one draw per resetting row, from that row's own generator
-            self.cue[i] = rng.integers(self.p.num_cues)
-        self.t[rows] = 0
+            s.cue[i] = rng.integers(self.p.num_cues)
+        s.t[rows] = 0
 
-    def observe(self) -> np.ndarray:
+    def observe(self, s: MemoryState) -> np.ndarray:
         p = self.p
         obs = np.zeros((self.num_envs, p.num_cues + 1), dtype=np.float32)  # (N, num_cues + 1)
-        shown = self.t == 0
-        obs[np.flatnonzero(shown), self.cue[shown]] = 1.0
-        obs[self.t == p.delay + 1, p.num_cues] = 1.0
+        shown = s.t == 0
+        obs[np.flatnonzero(shown), s.cue[shown]] = 1.0
+        obs[s.t == p.delay + 1, p.num_cues] = 1.0
         return obs
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        answering = self.t == self.p.delay + 1  # (N,)
-        right = answering & (np.asarray(actions).reshape(self.num_envs) == self.cue)
-        self.t += 1
+    def step(self, s: MemoryState, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        answering = s.t == self.p.delay + 1  # (N,)
+        right = answering & (np.asarray(actions).reshape(self.num_envs) == s.cue)
+        s.t += 1
         return (right.astype(np.float64), answering, np.zeros(self.num_envs, dtype=bool), {"is_success": right})
 
-    def reset_info(self) -> dict[str, np.ndarray]:
+    def reset_info(self, s: MemoryState) -> dict[str, np.ndarray]:
         return {}
 
-    def draw(self, row: int, cell: int = 48) -> np.ndarray:
+    def draw(self, s: MemoryState, row: int, cell: int = 48) -> np.ndarray:
         """The observation as an image: one cell per cue (white when shown) and the query flag (yellow)."""
-        obs = self.observe()[row]
+        obs = self.observe(s)[row]
         img = np.full((cell, cell * len(obs), 3), 40, np.uint8)
         for k, value in enumerate(obs):
             colour = (230, 200, 40) if k == self.p.num_cues else (235, 235, 235)
@@ -118,12 +127,12 @@ class MemoryCueEnv(CoreEnv):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
         self.params = MemoryParams(num_cues, delay)
-        self.core = MemoryCore(self.params, 1)
+        super().__init__(MemoryCore(self.params, 1))
         self.observation_space, self.action_space = _spaces(self.params)
         self.render_mode = render_mode
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
-        return self.core.draw(0) if self.render_mode == "rgb_array" else None
+        return self.core.draw(self.state, 0) if self.render_mode == "rgb_array" else None
 
 
 class MemoryCueVectorEnv(NumpyVectorEnv):
@@ -140,4 +149,4 @@ class MemoryCueVectorEnv(NumpyVectorEnv):
     def render(self) -> tuple[np.ndarray, ...] | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
-        return tuple(self.core.draw(i) for i in range(self.num_envs))
+        return tuple(self.core.draw(self.state, i) for i in range(self.num_envs))

@@ -21,6 +21,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from rlsuite.envs.vector import EnvState, generator_from_state, generator_state
+
 
 class MultiAgentCore(Protocol):
     """What a multi-agent env family provides (see envs/traffic/env.py:TrafficGridVectorEnv)."""
@@ -44,6 +46,13 @@ class MultiAgentCore(Protocol):
 
     def render(self) -> Any:
         """(num_envs, H, W, 3) uint8 frames when built with render_mode="rgb_array"."""
+        ...
+
+    def get_state(self) -> EnvState:
+        """Everything the next steps depend on (envs/vector.py's NumpyVectorEnv.get_state)."""
+        ...
+
+    def set_state(self, state: EnvState) -> None:
         ...
 
 
@@ -94,6 +103,13 @@ class SharedAgentsVectorEnv(gym.vector.VectorEnv):
         rep = self.num_agents
         return (self._rows(obs), rewards.reshape(-1), np.repeat(terminated, rep), np.repeat(truncated, rep),
                 self._row_info(info))
+
+    def get_state(self) -> EnvState:
+        """The core's state: the rows add nothing to it."""
+        return self.core.get_state()
+
+    def set_state(self, state: EnvState) -> None:
+        self.core.set_state(state)
 
 
 class TurnTakingEnv(gym.Env):
@@ -151,6 +167,19 @@ class TurnTakingEnv(gym.Env):
         self._obs, self._turn = obs[0], 0
         return (self._agent_obs(), float(rewards[0].sum()), bool(terminated[0]), bool(truncated[0]),
                 self._scalar_info(info))
+
+    def get_state(self) -> EnvState:
+        """The core's state, the turn, the actions taken so far this round, and `np_random`'s state."""
+        inner = self.core.get_state()
+        arrays = {**inner.arrays, "turn.obs": self._obs.copy(), "turn.actions": self._actions.copy()}
+        return EnvState(arrays, {**inner.meta, "turn": self._turn, "turn_rng": generator_state(self.np_random)})
+
+    def set_state(self, state: EnvState) -> None:
+        self.core.set_state(EnvState({k: v for k, v in state.arrays.items() if not k.startswith("turn.")}, state.meta))
+        self._obs = np.array(state.arrays["turn.obs"], dtype=np.float32)
+        self._actions = np.array(state.arrays["turn.actions"], dtype=np.int64)
+        self._turn = int(state.meta["turn"])
+        self._np_random = generator_from_state(state.meta["turn_rng"])
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         return self.core.render()[0] if self.render_mode == "rgb_array" else None

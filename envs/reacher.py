@@ -20,11 +20,16 @@ finite differences from forward kinematics.
 
 Integrator: classic fourth-order Runge-Kutta on (q, q'), `substeps` sub-steps per control step of
 `dt` = 0.02 s (Reacher-v5 also integrates with RK4), torques held over the step. 1 sub-step for the
-2-link arm, 2 for the 3-link arm, twice that with gravity. Semi-implicit Euler was tried and dropped:
-the kinetic energy depends on q, so it is not symplectic here and drifted by 10-60% in 10 s of free
-motion. With no torque and no damping RK4 keeps the energy within 1% (2 links) and 3% (3 links) over
-10 s of free motion from speeds up to 5 rad/s (tests/test_reacher.py). At a joint limit the angle is
-clamped and the velocity into the limit is removed (an inelastic stop).
+2-link arm, 2 for the 3-link arm, twice that with gravity (semi-implicit Euler is not symplectic here,
+the kinetic energy depending on q, and drifts by 10-60% in 10 s of free motion). With no torque and no
+damping RK4 keeps the energy within 1% (2 links) and 3% (3 links) over 10 s of free motion from speeds
+up to 5 rad/s (tests/test_reacher.py). At a joint limit the angle is clamped and the velocity into the
+limit is removed (an inelastic stop).
+
+In code, as in gymnax: `ArmParams` and `TaskParams` (frozen) are the parameters, `ReacherState` the state
+of N arms (arrays, rows first), and `ReacherCore.step(state, action)` the step, gymnax's
+`step(state, action, params)` with the params bound to the core. It updates the State in place rather than
+returning a new one (a fresh State a step would cost more than the step itself for a few arms).
 
 ## Action space
 `Box(-1, 1, (num_links,), float32)`: joint torques as fractions of `max_torque` (N m).
@@ -73,7 +78,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import cv2
 import gymnasium as gym
@@ -372,70 +377,82 @@ def observation_space(p: ArmParams, task: TaskParams) -> gym.Space:
     return gym.spaces.Box(-np.inf, np.inf, (3 * n + 4,), np.float32)
 
 
-class ReacherCore:
-    """State and step of N arms (the single env is the N = 1 case); seeded per row."""
+@dataclass
+class ReacherState:
+    """N arms: what the step reads and writes (every array has the rows first)."""
 
-    STATE: ClassVar[tuple[str, ...]] = ("q", "qd", "target", "tip", "t")
+    q: np.ndarray
+    """(N, n) joint angles, rad."""
+    qd: np.ndarray
+    """(N, n) joint velocities, rad/s."""
+    target: np.ndarray
+    """(N, 2) target, m."""
+    tip: np.ndarray
+    """(N, 2) fingertip, m (a function of q, kept for the observation and reward)."""
+    t: np.ndarray
+    """(N,) steps into the episode."""
+
+
+class ReacherCore:
+    """The step of N arms (the single env is the N = 1 case) on a ReacherState: the params, their derived
+    constants and nothing else (envs/vector.py's VectorCore)."""
 
     def __init__(self, num_envs: int, p: ArmParams, task: TaskParams) -> None:
         self.p, self.task, self.num_envs = p, task, num_envs
-        n = p.num_links
-        self.q = np.zeros((num_envs, n))  # rad
-        self.qd = np.zeros((num_envs, n))  # rad/s
-        self.target = np.zeros((num_envs, 2))  # m
-        self.tip = np.zeros((num_envs, 2))  # m
-        self.t = np.zeros(num_envs, dtype=np.int64)
         # innermost point reachable with every joint within its limit, m
         elbow = np.pi if p.joint_limit is None else min(p.joint_limit, np.pi)
         l0, rest = p.link_lengths[0], sum(p.link_lengths[1:])
         self.min_radius = max(task.inner_radius, float(np.sqrt(l0**2 + rest**2 + 2 * l0 * rest * np.cos(elbow))))
         self.max_radius = 0.95 * p.reach
 
-    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+    def init_state(self) -> ReacherState:
+        N, n = self.num_envs, self.p.num_links
+        return ReacherState(np.zeros((N, n)), np.zeros((N, n)), np.zeros((N, 2)), np.zeros((N, 2)),
+                            np.zeros(N, dtype=np.int64))
+
+    def reset_rows(self, s: ReacherState, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
         n = self.p.num_links
         draws = np.stack([rng.random(2 * n + 2) for rng in rngs]) if len(rngs) else np.zeros((0, 2 * n + 2))
         # one draw per row from that row's own generator (row i == a single env seeded seed + i)
-        self.q[rows] = -0.1 + 0.2 * draws[:, :n]  # rad, uniform in [-0.1, 0.1)
-        self.qd[rows] = -0.005 + 0.01 * draws[:, n:2 * n]  # rad/s
+        s.q[rows] = -0.1 + 0.2 * draws[:, :n]  # rad, uniform in [-0.1, 0.1)
+        s.qd[rows] = -0.005 + 0.01 * draws[:, n:2 * n]  # rad/s
         radius = np.sqrt(self.min_radius**2 + (self.max_radius**2 - self.min_radius**2) * draws[:, 2 * n])  # by area
         angle = np.pi * (2 * draws[:, 2 * n + 1] - 1)
-        self.target[rows] = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)  # m
-        self.tip[rows] = fingertip(self.p, self.q[rows])
-        self.t[rows] = 0
+        s.target[rows] = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)  # m
+        s.tip[rows] = fingertip(self.p, s.q[rows])
+        s.t[rows] = 0
 
-    def observe(self) -> Any:
+    def observe(self, s: ReacherState) -> Any:
         n, mode = self.p.num_links, self.task.obs_mode
         if mode == "pixels":
-            return np.stack([draw_arena(self.p, self.q[i], self.target[i], PIXELS) for i in range(self.num_envs)])
-        tip = self.tip
+            return np.stack([draw_arena(self.p, s.q[i], s.target[i], PIXELS) for i in range(self.num_envs)])
         if mode == "goal":
-            return {"observation": np.concatenate([np.cos(self.q), np.sin(self.q), self.qd], 1).astype(np.float32),
-                    "achieved_goal": tip.astype(np.float32), "desired_goal": self.target.astype(np.float32)}
+            return {"observation": np.concatenate([np.cos(s.q), np.sin(s.q), s.qd], 1).astype(np.float32),
+                    "achieved_goal": s.tip.astype(np.float32), "desired_goal": s.target.astype(np.float32)}
         obs = np.empty((self.num_envs, 3 * n + 4), np.float32)  # (N, 3n + 4), Reacher-v5's layout
-        obs[:, :n], obs[:, n:2 * n] = np.cos(self.q), np.sin(self.q)
-        obs[:, 2 * n:2 * n + 2] = self.target
-        obs[:, 2 * n + 2:3 * n + 2] = self.qd
-        obs[:, 3 * n + 2:] = tip - self.target
+        obs[:, :n], obs[:, n:2 * n] = np.cos(s.q), np.sin(s.q)
+        obs[:, 2 * n:2 * n + 2] = s.target
+        obs[:, 2 * n + 2:3 * n + 2] = s.qd
+        obs[:, 3 * n + 2:] = s.tip - s.target
         return obs
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Advance all rows: rewards, terminated (never), truncated and info for every row."""
+    def step(self, s: ReacherState, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Advance all rows of `s` in place: rewards, terminated (never), truncated and info for every row."""
         u = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1), -1.0, 1.0)  # (N, n)
-        q, qd = integrate(self.p, self.q, self.qd, u * self.p.max_torque)
-        self.q[...], self.qd[...] = q, qd  # in place: the state arrays keep their identity
-        self.t += 1
-        self.tip[...] = fingertip(self.p, self.q)
-        distance = np.linalg.norm(self.tip - self.target, axis=1)  # (N,), m
+        s.q, s.qd = integrate(self.p, s.q, s.qd, u * self.p.max_torque)
+        s.t += 1
+        s.tip = fingertip(self.p, s.q)
+        distance = np.linalg.norm(s.tip - s.target, axis=1)  # (N,), m
         effort = (u**2).sum(1)  # (N,)
         info = {"is_success": distance < self.task.success_tolerance, "distance": distance, "control_effort": effort}
         if self.task.obs_mode == "goal":  # from the observed (float32) goals, so compute_reward reproduces it exactly
-            rewards = compute_reward(self.tip.astype(np.float32), self.target.astype(np.float32), info,
+            rewards = compute_reward(s.tip.astype(np.float32), s.target.astype(np.float32), info,
                                      self.task.ctrl_cost_weight)
         else:
             rewards = -distance - self.task.ctrl_cost_weight * effort
-        return rewards, np.zeros(self.num_envs, dtype=bool), self.t >= self.task.max_episode_steps, info
+        return rewards, np.zeros(self.num_envs, dtype=bool), s.t >= self.task.max_episode_steps, info
 
-    def reset_info(self) -> dict[str, np.ndarray]:
+    def reset_info(self, s: ReacherState) -> dict[str, np.ndarray]:
         return {}
 
 
@@ -473,7 +490,7 @@ class ReacherEnv(CoreEnv):
                  ctrl_cost_weight: float = 0.1, render_mode: str | None = None, render_size: int = 256) -> None:
         self.params, self.task = _params(num_links, gravity, joint_limit, obs_mode, max_episode_steps,
                                          success_tolerance, ctrl_cost_weight)
-        self.core = ReacherCore(1, self.params, self.task)
+        super().__init__(ReacherCore(1, self.params, self.task))
         self.arm = Arm(self.params, batched=False)
         self.observation_space = observation_space(self.params, self.task)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (num_links,), np.float32)
@@ -485,7 +502,7 @@ class ReacherEnv(CoreEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = super().reset(seed=seed, options=options)
-        self._trace = [self.core.tip[0].copy()]
+        self._trace = [self.state.tip[0].copy()]
         self._has_reset = True
         return obs, info
 
@@ -494,30 +511,30 @@ class ReacherEnv(CoreEnv):
             raise gym.error.ResetNeeded("Cannot call env.step() before calling env.reset()")
         if self.task.obs_mode != "state":
             out = super().step(action)
-            self._trace.append(self.core.tip[0].copy())
+            self._trace.append(self.state.tip[0].copy())
             return out
         # The core's step in Python floats (Arm on floats): the same numbers, a few times faster for one arm
         # (tests/test_reacher.py checks it against the core).
-        p, task, core = self.params, self.task, self.core
+        p, task, s = self.params, self.task, self.state
         u = [min(max(float(a), -1.0), 1.0) for a in np.asarray(action, dtype=np.float64).ravel()]
-        q, qd = self.arm.integrate(core.q[0].tolist(), core.qd[0].tolist(), [a * p.max_torque for a in u])
+        q, qd = self.arm.integrate(s.q[0].tolist(), s.qd[0].tolist(), [a * p.max_torque for a in u])
         tip_x, tip_y = tip = self.arm.fingertip(q)
-        core.q[0], core.qd[0], core.tip[0] = q, qd, tip
-        core.t[0] += 1
+        s.q[0], s.qd[0], s.tip[0] = q, qd, tip
+        s.t[0] += 1
         self._trace.append(np.array(tip))
-        target = core.target[0].tolist()
+        target = s.target[0].tolist()
         dx, dy = tip_x - target[0], tip_y - target[1]
         distance = math.sqrt(dx * dx + dy * dy)  # m
         effort = sum(a * a for a in u)
         reward = -distance - task.ctrl_cost_weight * effort
         obs = np.array([*map(math.cos, q), *map(math.sin, q), *target, *qd, dx, dy], dtype=np.float32)
         info = {"is_success": distance < task.success_tolerance, "distance": distance, "control_effort": effort}
-        return obs, reward, False, bool(core.t[0] >= task.max_episode_steps), info
+        return obs, reward, False, bool(s.t[0] >= task.max_episode_steps), info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
-        return draw_arena(self.params, self.core.q[0], self.core.target[0], self.render_size, np.array(self._trace))
+        return draw_arena(self.params, self.state.q[0], self.state.target[0], self.render_size, np.array(self._trace))
 
 
 class ReacherVectorEnv(NumpyVectorEnv):

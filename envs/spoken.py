@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any
 
 import cv2
 import gymnasium as gym
@@ -77,6 +77,7 @@ from rlsuite.envs import speech_data as sd
 from rlsuite.envs.reacher import (
     PIXELS,
     ReacherCore,
+    ReacherState,
     TaskParams,
     arena_scale,
     default_params,
@@ -144,11 +145,30 @@ class SpokenParams:
             raise ValueError(f"audio must be one of {', '.join(AUDIO_KINDS)}, got {self.audio!r}.")
 
 
-class SpokenCore:
-    """N arms, each with four targets and a spoken command; per-row seeded."""
+@dataclass
+class SpokenState:
+    """N arms with their targets and spoken commands (rows first)."""
 
-    STATE: ClassVar[tuple[str, ...]] = tuple(f"arm.{k}" for k in ReacherCore.STATE) + (
-        "targets", "command", "on_wrong", "clip", "shift", "noise_start", "audio")
+    arm: ReacherState
+    """The arm; its `target` is the named target."""
+    targets: np.ndarray
+    """(N, targets, 2) target centres, m."""
+    command: np.ndarray
+    """(N,) index of the named target."""
+    on_wrong: np.ndarray
+    """(N, targets) the fingertip is inside each other target's circle."""
+    clip: np.ndarray
+    """(N,) the recording that says the command."""
+    shift: np.ndarray
+    """(N,) its start in the window, hops."""
+    noise_start: np.ndarray
+    """(N,) hops into the noise bank."""
+    audio: np.ndarray
+    """(N, window) waveform or (N, frames, mels) log-mel, float32."""
+
+
+class SpokenCore:
+    """The step of N arms, each with four targets and a spoken command, on a SpokenState; per-row seeded."""
 
     def __init__(self, num_envs: int, params: SpokenParams) -> None:
         self.params = params
@@ -165,26 +185,25 @@ class SpokenCore:
         self.voice_names, self.clip_voice, self.clip_heldout = clips.voices, clips.voice, clips.heldout
         self.window = int(WINDOW_SECONDS * sd.SAMPLE_RATE)  # samples
         self.frames = sd.frames_for(WINDOW_SECONDS)
-        self.targets = np.zeros((num_envs, self.num_targets, 2))  # m
-        self.command = np.zeros(num_envs, np.int64)
-        self.on_wrong = np.zeros((num_envs, self.num_targets), bool)  # fingertip inside each other target's circle
-        self.clip = np.zeros(num_envs, np.int64)
-        self.shift = np.zeros(num_envs, np.int64)  # hops
-        self.noise_start = np.zeros(num_envs, np.int64)  # hops into the noise bank
-        audio_shape = (self.frames, sd.N_MELS) if audio == "logmel" else (self.window,)
-        self.audio = np.zeros((num_envs, *audio_shape), np.float32)
+        self.audio_shape = (self.frames, sd.N_MELS) if audio == "logmel" else (self.window,)
+
+    def init_state(self) -> SpokenState:
+        N, T = self.num_envs, self.num_targets
+        return SpokenState(self.arm.init_state(), np.zeros((N, T, 2)), np.zeros(N, np.int64), np.zeros((N, T), bool),
+                           np.zeros(N, np.int64), np.zeros(N, np.int64), np.zeros(N, np.int64),
+                           np.zeros((N, *self.audio_shape), np.float32))
 
     def observation_space(self) -> gym.spaces.Dict:
         n_state = 8 + (0 if self.image else 2 * self.num_targets)
         spaces: dict[str, gym.Space] = {
-            "audio": gym.spaces.Box(-np.inf, np.inf, self.audio.shape[1:], np.float32),
+            "audio": gym.spaces.Box(-np.inf, np.inf, self.audio_shape, np.float32),
             "state": gym.spaces.Box(-np.inf, np.inf, (n_state,), np.float32)}
         if self.image:
             spaces["image"] = gym.spaces.Box(0, 255, (PIXELS, PIXELS, 3), np.uint8)
         return gym.spaces.Dict(spaces)
 
-    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
-        self.arm.reset_rows(rows, rngs)
+    def reset_rows(self, s: SpokenState, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        self.arm.reset_rows(s.arm, rows, rngs)
         arm = self.arm
         for i, rng in zip(rows, rngs, strict=True):  # every draw of a row from that row's generator
             placed: list[np.ndarray] = []
@@ -194,98 +213,98 @@ class SpokenCore:
                 point = radius * np.array([np.cos(np.pi * (2 * u[1] - 1)), np.sin(np.pi * (2 * u[1] - 1))])
                 if all(np.linalg.norm(point - other) >= MIN_SEPARATION for other in placed):
                     placed.append(point)
-            self.targets[i] = placed
-            self.command[i] = rng.integers(self.num_targets)
-            self.clip[i] = rng.choice(self.clips_by_word[self.command[i]])
-            padded, _, _ = _padded(int(self.clip[i]))
-            self.shift[i] = rng.integers(0, (len(padded) - self.window) // sd.HOP + 1)
-            self.noise_start[i] = rng.integers(0, (len(_noise_bank()[0]) - self.window) // sd.HOP)
-            self.audio[i] = 0.0 if self.mute else self._features(i)
-        self.on_wrong[rows] = False
-        arm.target[rows] = self.targets[rows, self.command[rows]]  # the arm's reward measures the named target
+            s.targets[i] = placed
+            s.command[i] = rng.integers(self.num_targets)
+            s.clip[i] = rng.choice(self.clips_by_word[s.command[i]])
+            padded, _, _ = _padded(int(s.clip[i]))
+            s.shift[i] = rng.integers(0, (len(padded) - self.window) // sd.HOP + 1)
+            s.noise_start[i] = rng.integers(0, (len(_noise_bank()[0]) - self.window) // sd.HOP)
+            s.audio[i] = 0.0 if self.mute else self._features(s, i)
+        s.on_wrong[rows] = False
+        s.arm.target[rows] = s.targets[rows, s.command[rows]]  # the arm's reward measures the named target
 
-    def _noise_scale(self, i: int) -> float:
+    def _noise_scale(self, s: SpokenState, i: int) -> float:
         """Noise standard deviation for the SNR (dB) relative to the clip's mean power; 0 without noise."""
         if self.snr_db is None:
             return 0.0
-        return float(np.sqrt(_padded(int(self.clip[i]))[2] / 10 ** (self.snr_db / 10)))
+        return float(np.sqrt(_padded(int(s.clip[i]))[2] / 10 ** (self.snr_db / 10)))
 
-    def waveform(self, i: int) -> np.ndarray:
+    def waveform(self, s: SpokenState, i: int) -> np.ndarray:
         """Row i's command as heard: the shifted clip plus noise, (window,) float32 in about [-1, 1]."""
-        padded, _, _ = _padded(int(self.clip[i]))
-        start = int(self.shift[i]) * sd.HOP
-        noise = _noise_bank()[0][int(self.noise_start[i]) * sd.HOP:][: self.window]
-        return (padded[start : start + self.window] + self._noise_scale(i) * noise).astype(np.float32)
+        padded, _, _ = _padded(int(s.clip[i]))
+        start = int(s.shift[i]) * sd.HOP
+        noise = _noise_bank()[0][int(s.noise_start[i]) * sd.HOP:][: self.window]
+        return (padded[start : start + self.window] + self._noise_scale(s, i) * noise).astype(np.float32)
 
-    def _features(self, i: int) -> np.ndarray:
+    def _features(self, s: SpokenState, i: int) -> np.ndarray:
         if self.audio_kind == "waveform":
-            return self.waveform(i)
-        _, power, _ = _padded(int(self.clip[i]))
-        noise = _noise_bank()[1][int(self.noise_start[i]):][: self.frames]
-        shift = int(self.shift[i])
-        mixed = power[shift : shift + self.frames] + self._noise_scale(i) ** 2 * noise  # (F, mels)
+            return self.waveform(s, i)
+        _, power, _ = _padded(int(s.clip[i]))
+        noise = _noise_bank()[1][int(s.noise_start[i]):][: self.frames]
+        shift = int(s.shift[i])
+        mixed = power[shift : shift + self.frames] + self._noise_scale(s, i) ** 2 * noise  # (F, mels)
         return np.log(mixed + sd.LOG_FLOOR).astype(np.float32)
 
-    def observe(self) -> dict[str, np.ndarray]:
-        arm = self.arm
+    def observe(self, s: SpokenState) -> dict[str, np.ndarray]:
+        arm = s.arm
         parts = [np.cos(arm.q), np.sin(arm.q), arm.qd, arm.tip]
         if not self.image:
-            parts.append(self.targets.reshape(self.num_envs, -1))
-        obs = {"audio": self.audio.copy(), "state": np.concatenate(parts, 1).astype(np.float32)}
+            parts.append(s.targets.reshape(self.num_envs, -1))
+        obs = {"audio": s.audio.copy(), "state": np.concatenate(parts, 1).astype(np.float32)}
         if self.image:
-            obs["image"] = np.stack([self.draw(i, PIXELS) for i in range(self.num_envs)])
+            obs["image"] = np.stack([self.draw(s, i, PIXELS) for i in range(self.num_envs)])
         return obs
 
-    def target_xy(self) -> np.ndarray:
+    def target_xy(self, s: SpokenState) -> np.ndarray:
         """(N, 4, 2) float32 target centres in the observed image's frame: x from -1 (left edge) to +1 (right
         edge), y from -1 (top) to +1 (bottom), as `draw` places them (a pixel's centre is half a pixel in)."""
         half = PIXELS / 2
         scale = arena_scale(self.arm.p, PIXELS)  # px per m
-        x = (self.targets[..., 0] * scale + 0.5) / half  # (N, 4)
-        y = (-self.targets[..., 1] * scale + 0.5) / half  # (N, 4): image rows grow downwards
+        x = (s.targets[..., 0] * scale + 0.5) / half  # (N, 4)
+        y = (-s.targets[..., 1] * scale + 0.5) / half  # (N, 4): image rows grow downwards
         return np.stack([x, y], -1).astype(np.float32)
 
-    def draw(self, i: int, size: int) -> np.ndarray:
+    def draw(self, s: SpokenState, i: int, size: int) -> np.ndarray:
         """Arena with the arm and the four coloured targets (the arm's own target marker covered by them)."""
-        img = draw_arena(self.arm.p, self.arm.q[i], self.targets[i, self.command[i]], size)
+        img = draw_arena(self.arm.p, s.arm.q[i], s.targets[i, s.command[i]], size)
         scale = arena_scale(self.arm.p, size)  # px per m
         for k, word in enumerate(self.words):
-            x, y = self.targets[i, k]
+            x, y = s.targets[i, k]
             centre = (int(round((size / 2 + x * scale) * 16)), int(round((size / 2 - y * scale) * 16)))
             cv2.circle(img, centre, max(2, size // 20) * 16, COLOURS[word], -1, cv2.LINE_AA, 4)
-        tip_x, tip_y = self.arm.tip[i]
+        tip_x, tip_y = s.arm.tip[i]
         tip = (int(round((size / 2 + tip_x * scale) * 16)), int(round((size / 2 - tip_y * scale) * 16)))
         cv2.circle(img, tip, max(1, size // 40) * 16, (40, 40, 40), -1, cv2.LINE_AA, 4)  # fingertip on top
         return img
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        rewards, terminated, truncated, info = self.arm.step(actions)
+    def step(self, s: SpokenState, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        rewards, terminated, truncated, info = self.arm.step(s.arm, actions)
         tol = self.arm.task.success_tolerance
-        gaps = np.linalg.norm(self.targets - self.arm.tip[:, None, :], axis=2)  # (N, targets), m
-        gaps[np.arange(self.num_envs), self.command] = np.inf
+        gaps = np.linalg.norm(s.targets - s.arm.tip[:, None, :], axis=2)  # (N, targets), m
+        gaps[np.arange(self.num_envs), s.command] = np.inf
         inside = gaps < tol  # (N, targets)
         wrong = inside.any(1)
         if self.wrong_penalty_on == "step":
             event = wrong
         elif self.wrong_penalty_on == "enter":
-            event = (inside & ~self.on_wrong).any(1)
+            event = (inside & ~s.on_wrong).any(1)
         else:  # "end"
             event = wrong & truncated
-        self.on_wrong = inside
+        s.on_wrong = inside
         rewards = rewards - self.wrong_penalty * event
-        info = {**info, "wrong_target": wrong, "heldout_voice": self.clip_heldout[self.clip].copy(), **self.labels()}
+        info = {**info, "wrong_target": wrong, "heldout_voice": self.clip_heldout[s.clip].copy(), **self.labels(s)}
         return rewards, terminated, truncated, info
 
-    def labels(self) -> dict[str, np.ndarray]:
+    def labels(self, s: SpokenState) -> dict[str, np.ndarray]:
         """Training-only labels of the current observations: the command, and on the image variant where the
         targets are in the image."""
-        out = {"command": self.command.copy()}  # index of the word each observation says
+        out = {"command": s.command.copy()}  # index of the word each observation says
         if self.image:
-            out["target_xy"] = self.target_xy()
+            out["target_xy"] = self.target_xy(s)
         return out
 
-    def reset_info(self) -> dict[str, np.ndarray]:
-        return self.labels()
+    def reset_info(self, s: SpokenState) -> dict[str, np.ndarray]:
+        return self.labels(s)
 
 
 class SpokenReachEnv(CoreEnv):
@@ -297,14 +316,14 @@ class SpokenReachEnv(CoreEnv):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
         self.params = SpokenParams(**kwargs)
-        self.core = SpokenCore(1, self.params)
+        super().__init__(SpokenCore(1, self.params))
         self.observation_space = self.core.observation_space()
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.render_mode, self.render_size = render_mode, render_size
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, _ = super().reset(seed=seed, options=options)
-        return obs, {"command": self.core.words[self.core.command[0]]}
+        return obs, {"command": self.core.words[self.state.command[0]]}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = super().step(action)
@@ -314,25 +333,25 @@ class SpokenReachEnv(CoreEnv):
 
     def command_audio(self) -> tuple[np.ndarray, int]:
         """The command as the agent hears it this episode (shifted, noisy): (samples float32, sample rate)."""
-        return self.core.waveform(0), sd.SAMPLE_RATE
+        return self.core.waveform(self.state, 0), sd.SAMPLE_RATE
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
-        size, core = self.render_size, self.core
-        arena = core.draw(0, size)
+        size, core, s = self.render_size, self.core, self.state
+        arena = core.draw(s, 0, size)
         if core.audio_kind == "logmel" and not core.mute:
-            spec = core.audio[0].T[::-1]  # (mels, frames), low frequencies at the bottom
+            spec = s.audio[0].T[::-1]  # (mels, frames), low frequencies at the bottom
         else:
-            spec = sd.log_mel(core.waveform(0)).T[::-1]
+            spec = sd.log_mel(core.waveform(s, 0)).T[::-1]
         lo, hi = np.percentile(spec, 2), spec.max()
         strip = np.clip((spec - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
         strip = cv2.applyColorMap(cv2.resize(strip, (size, size // 4), interpolation=cv2.INTER_NEAREST),
                                   cv2.COLORMAP_VIRIDIS)[..., ::-1]  # BGR -> RGB
         caption = np.full((max(20, size // 10), size, 3), 255, np.uint8)
-        word = core.words[core.command[0]]
-        voice = core.voice_names[core.clip_voice[core.clip[0]]]
-        split = "held-out" if core.clip_heldout[core.clip[0]] else "train"
+        word = core.words[s.command[0]]
+        voice = core.voice_names[core.clip_voice[s.clip[0]]]
+        split = "held-out" if core.clip_heldout[s.clip[0]] else "train"
         cv2.putText(caption, f'said "{word}" ({voice}, {split})', (4, caption.shape[0] - 6),
                     cv2.FONT_HERSHEY_SIMPLEX, size / 700, (20, 20, 20), 1, cv2.LINE_AA)
         return np.concatenate([arena, strip, caption], 0)

@@ -1,8 +1,8 @@
 """The one vector base of rlsuite's NumPy envs: seeding by row, autoreset, episode statistics, state capture.
 
-An env family writes a *core* (`VectorCore`): the state of N rows as arrays and a step made of array
-operations. `NumpyVectorEnv(core, ...)` turns a core of N rows into a Gymnasium vector env and
-`CoreEnv` turns a core of one row into the single env, so row i of a vector env reset with seed s is a
+An env family writes a *core* (`VectorCore`): the step of N rows in array operations, as a function of
+their `State` (a dataclass of arrays; as in gymnax, parameters and caches live on the core, the state
+apart). `NumpyVectorEnv(core, ...)` turns a core of N rows into a Gymnasium vector env and `CoreEnv` turns a core of one row into the single env, so row i of a vector env reset with seed s is a
 single env reset with seed s + i by construction (tests/test_env_rows.py checks it for every id).
 
 | what | how |
@@ -11,15 +11,16 @@ single env reset with seed s + i by construction (tests/test_env_rows.py checks 
 | partial reset | `reset(options={"reset_mask": mask})` resets only the masked rows |
 | autoreset | next-step (default: the step after an episode ends ignores its action and returns the reset observation, reward 0, not done) or same-step (`autoreset_mode="same_step"`: the reset observation at once, the last one in `info["final_obs"]`) |
 | episode statistics | with `episode_statistics=True`, `info["episode"] = {"r", "l", "t"}` and `info["_episode"]` on the step an episode ends, as Gymnasium's `RecordEpisodeStatistics` |
-| state | `get_state()` captures the core's state arrays, the base's bookkeeping and every row's generator state as an `EnvState` (NumPy arrays plus JSON-able values, nothing pickled); `set_state` restores it exactly |
+| state | `env.state` is the State of every row; `get_state()` captures its arrays, the base's bookkeeping and every row's generator state as an `EnvState` (NumPy arrays plus JSON-able values, nothing pickled); `set_state` restores it exactly |
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -56,69 +57,60 @@ def generator_from_state(state: dict[str, Any]) -> np.random.Generator:
 
 
 class VectorCore(Protocol):
-    """What an env family writes: N rows of state and their step, in array operations.
+    """What an env family writes: the step of N rows in array operations, as a function of their state.
 
-    `STATE` names the attributes that hold the physical state (arrays with the rows first, or per-row
-    scalars); everything else on a core is parameters, derived constants, caches or scratch buffers."""
+    A core holds the parameters, derived constants, caches and scratch buffers, never the state: that is a
+    `State` dataclass of arrays (rows first) made by `init_state` and passed to every call, which updates it
+    in place (new arrays per step would cost more than the step at a few rows). Caches a core keeps between
+    calls are keyed by the identity of the state's arrays, so a restored state (new arrays) misses them."""
 
-    STATE: ClassVar[tuple[str, ...]]
     num_envs: int
 
-    def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+    def init_state(self) -> Any:
+        """The `State` of `num_envs` rows, before any reset."""
+
+    def reset_rows(self, state: Any, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         """Start fresh episodes in `rows`, drawing row `rows[j]`'s randomness from `rngs[j]` only."""
 
-    def observe(self) -> Any:
+    def observe(self, state: Any) -> Any:
         """The observations of every row: an (N, ...) array or a dict of them."""
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Info]:
-        """Advance every row: rewards (N,), terminated (N,), truncated (N,) and info arrays (N, ...)."""
+    def step(self, state: Any, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Info]:
+        """Advance every row of `state`: rewards (N,), terminated (N,), truncated (N,), info arrays (N, ...)."""
 
-    def reset_info(self) -> Info:
+    def reset_info(self, state: Any) -> Info:
         """Info arrays (N, ...) that describe freshly reset rows (taken for the rows just reset)."""
 
 
-def capture(core: Any) -> dict[str, np.ndarray]:
-    """Copies of the core's `STATE` arrays (dotted names reach into dicts of arrays)."""
+def capture(state: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Copies of a State's arrays by field name (a nested State's fields as `outer.inner`)."""
     out: dict[str, np.ndarray] = {}
-    for name in core.STATE:
-        out[name] = np.array(_get(core, name), copy=True)
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(capture(value, f"{prefix}{f.name}."))
+        elif value is not None:  # an optional part this env does not have (e.g. frames without pixels)
+            out[prefix + f.name] = np.array(value, copy=True)
     return out
 
 
-def restore(core: Any, arrays: dict[str, np.ndarray]) -> None:
-    """Write captured `STATE` arrays back into the core (in place, so views of them stay valid)."""
-    missing = [name for name in core.STATE if name not in arrays]
-    if missing:
-        raise ValueError(f"the saved env state lacks {', '.join(missing)}; it was saved from another env.")
-    for name in core.STATE:
-        target = _get(core, name)
-        value = np.asarray(arrays[name])
-        if isinstance(target, np.ndarray):
-            if target.shape != value.shape:
-                raise ValueError(f"the saved env state's {name} has shape {value.shape}, this env's {target.shape}: "
-                                 "restore into an env built with the same settings and number of envs.")
-            target[...] = value
-        else:
-            _set(core, name, value.item() if value.ndim == 0 else value)
-    if hasattr(core, "state_restored"):
-        core.state_restored()
-
-
-def _get(core: Any, name: str) -> Any:
-    """`a.b.c`: attributes, or keys of dicts along the way."""
-    value = core
-    for part in name.split("."):
-        value = value[part] if isinstance(value, dict) else getattr(value, part)
-    return value
-
-
-def _set(core: Any, name: str, value: Any) -> None:
-    head, _, last = name.rpartition(".")
-    owner = _get(core, head) if head else core
-    if isinstance(owner, dict):
-        owner[last] = value
-    else:
-        setattr(owner, last, value)
+def restore(like: Any, arrays: dict[str, np.ndarray], prefix: str = "") -> Any:
+    """A new State of `like`'s type from captured arrays (copied), checked against `like`'s shapes."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(like):
+        current, name = getattr(like, f.name), prefix + f.name
+        if dataclasses.is_dataclass(current) or current is None:
+            values[f.name] = None if current is None else restore(current, arrays, name + ".")
+            continue
+        if name not in arrays:
+            raise ValueError(f"the saved env state lacks {name}; it was saved from another env.")
+        value, target = np.asarray(arrays[name]), np.asarray(current)
+        if target.shape != value.shape:
+            raise ValueError(f"the saved env state's {name} has shape {value.shape}, this env's {target.shape}: "
+                             "restore into an env built with the same settings and number of envs.")
+        value = value.astype(target.dtype, copy=True)
+        values[f.name] = value if isinstance(current, np.ndarray) else value.item()
+    return type(like)(**values)
 
 
 @dataclass
@@ -170,6 +162,7 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"render_mode must be None or one of {self.metadata.get('render_modes', [])}, got {render_mode!r}.")
         self.metadata = {**self.metadata, "autoreset_mode": mode, "supports_reset_mask": True}
         self.core, self.num_envs, self.autoreset_mode = core, core.num_envs, mode
+        self.state = core.init_state()
         self.render_mode = render_mode
         self.single_observation_space, self.single_action_space = single_observation_space, single_action_space
         self.observation_space = batch_space(single_observation_space, self.num_envs)
@@ -194,14 +187,14 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
         self._reset(rows)
         self._needs_reset[rows] = False
         self.last_rewards[rows] = 0.0
-        return self.core.observe(), self.core.reset_info()
+        return self.core.observe(self.state), self.core.reset_info(self.state)
 
     def _reset(self, rows: np.ndarray) -> None:
-        self.core.reset_rows(rows, [self._rngs[i] for i in rows])
+        self.core.reset_rows(self.state, rows, [self._rngs[i] for i in rows])
         self._return[rows], self._length[rows], self._start[rows] = 0.0, 0, time.perf_counter()
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        rewards, terminated, truncated, info = self.core.step(actions)
+        rewards, terminated, truncated, info = self.core.step(self.state, actions)
         rewards = np.asarray(rewards, dtype=np.float64)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             restarting = np.flatnonzero(self._needs_reset)
@@ -209,7 +202,7 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
                 self._reset(restarting)
                 rewards[restarting] = 0.0
                 terminated[restarting] = truncated[restarting] = False
-                fresh = self.core.reset_info()
+                fresh = self.core.reset_info(self.state)
                 for key, values in info.items():
                     if key in fresh:
                         values[restarting] = fresh[key][restarting]
@@ -218,11 +211,11 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
             done = terminated | truncated
             self._needs_reset = done
             info = self._statistics(info, rewards, done, ~self._pending(restarting))
-            obs = self.core.observe()
+            obs = self.core.observe(self.state)
         else:
             done = terminated | truncated
             info = self._statistics(info, rewards, done, np.ones(self.num_envs, dtype=bool))
-            obs = self.core.observe()
+            obs = self.core.observe(self.state)
             finished = np.flatnonzero(done)
             if finished.size:
                 final_obs = np.empty(self.num_envs, dtype=object)
@@ -231,8 +224,8 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
                 info = {**info, "final_obs": final_obs, "_final_obs": done, "final_info": dict(info),
                         "_final_info": done}
                 self._reset(finished)
-                obs = self.core.observe()
-                fresh = self.core.reset_info()
+                obs = self.core.observe(self.state)
+                fresh = self.core.reset_info(self.state)
                 for key, values in fresh.items():  # the reset rows' info describes their new episode
                     if key in info:
                         info[key] = np.array(info[key], copy=True)
@@ -264,7 +257,7 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
     def get_state(self) -> EnvState:
         """Everything the next steps depend on (module docstring); `set_state` on an env built with the same
         settings and number of envs continues exactly where this one is."""
-        arrays = {f"core.{k}": v for k, v in capture(self.core).items()}
+        arrays = {f"core.{k}": v for k, v in capture(self.state).items()}
         arrays.update({"vector.needs_reset": self._needs_reset.copy(), "vector.return": self._return.copy(),
                        "vector.length": self._length.copy()})
         meta = {"rngs": [generator_state(rng) for rng in self._rngs], "autoreset_mode": self.autoreset_mode.value,
@@ -274,7 +267,7 @@ class NumpyVectorEnv(gym.vector.VectorEnv):
     def set_state(self, state: EnvState) -> None:
         if state.meta.get("num_envs") != self.num_envs:
             raise ValueError(f"the saved env state has {state.meta.get('num_envs')} envs, this env {self.num_envs}.")
-        restore(self.core, {k.removeprefix("core."): v for k, v in state.arrays.items() if k.startswith("core.")})
+        self.state = restore(self.state, {k.removeprefix("core."): v for k, v in state.arrays.items() if k.startswith("core.")})
         self._needs_reset = np.array(state.arrays["vector.needs_reset"], dtype=bool)
         self._return = np.array(state.arrays["vector.return"], dtype=np.float64)
         self._length = np.array(state.arrays["vector.length"], dtype=np.int64)
@@ -286,25 +279,28 @@ class CoreEnv(gym.Env):
     batch of one. Env families subclass it to build their core and spaces."""
 
     metadata: dict[str, Any] = {"render_modes": []}
-    core: Any
+
+    def __init__(self, core: Any) -> None:
+        self.core, self.state = core, core.init_state()
+        self.last_reward = 0.0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
-        self.core.reset_rows(np.zeros(1, dtype=np.int64), [self.np_random])
+        self.core.reset_rows(self.state, np.zeros(1, dtype=np.int64), [self.np_random])
         self.last_reward = 0.0
-        return index_obs(self.core.observe(), 0), scalar_info(self.core.reset_info())
+        return index_obs(self.core.observe(self.state), 0), scalar_info(self.core.reset_info(self.state))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        rewards, terminated, truncated, info = self.core.step(np.asarray(action)[None])
+        rewards, terminated, truncated, info = self.core.step(self.state, np.asarray(action)[None])
         self.last_reward = float(rewards[0])
-        return (index_obs(self.core.observe(), 0), self.last_reward, bool(terminated[0]), bool(truncated[0]),
+        return (index_obs(self.core.observe(self.state), 0), self.last_reward, bool(terminated[0]), bool(truncated[0]),
                 scalar_info(info))
 
     def get_state(self) -> EnvState:
-        """The core's state arrays and `np_random`'s state (see NumpyVectorEnv.get_state)."""
-        return EnvState({f"core.{k}": v for k, v in capture(self.core).items()},
+        """The State's arrays and `np_random`'s state (see NumpyVectorEnv.get_state)."""
+        return EnvState({f"core.{k}": v for k, v in capture(self.state).items()},
                         {"rngs": [generator_state(self.np_random)], "num_envs": 1})
 
     def set_state(self, state: EnvState) -> None:
-        restore(self.core, {k.removeprefix("core."): v for k, v in state.arrays.items() if k.startswith("core.")})
+        self.state = restore(self.state, {k.removeprefix("core."): v for k, v in state.arrays.items() if k.startswith("core.")})
         self._np_random = generator_from_state(state.meta["rngs"][0])

@@ -19,7 +19,7 @@ import numpy as np
 
 from rlsuite.agents.interface import Policy
 from rlsuite.agents.registry import get_spec, load_policy, make_baseline
-from rlsuite.agents.run import collect_versions, git_commit
+from rlsuite.agents.run import RunFolder, collect_versions, git_commit
 from rlsuite.envs import make_env
 from rlsuite.envs.factory import check_env_kwargs, describe_env_preset
 from rlsuite.evaluation.harness import (
@@ -75,8 +75,9 @@ def load_agent(*, run_dir: Path | None = None, agent: str | None = None, env_id:
         step_or_name: str | int = int(checkpoint) if checkpoint.isdigit() else checkpoint
         loaded = load_policy(run_dir, step_or_name)
         manifest = loaded.manifest
+        status = RunFolder(Path(run_dir)).effective_status(manifest)  # "crashed" when its process died
         run = RunRecord(run_id=manifest["name"], agent=manifest["agent"], env_id=manifest["env_id"],
-                        seed=manifest["seed"], status=manifest["status"], run_dir=str(Path(run_dir).resolve()),
+                        seed=manifest["seed"], status=status, run_dir=str(Path(run_dir).resolve()),
                         command=manifest.get("command"), config=manifest.get("settings", {}),
                         versions=manifest.get("versions", {}), git_commit=manifest.get("git_commit"),
                         error=manifest.get("error"), label=manifest.get("label"))

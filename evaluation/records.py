@@ -21,7 +21,7 @@ class RunRecord:
     seed: int | None
     """Training seed (a baseline's: the seed of its random draws); None when unknown."""
     status: str
-    """running | finished | interrupted | failed | baseline."""
+    """running | finished | interrupted | failed | crashed (its process died while running) | baseline."""
     run_dir: str | None = None
     command: str | None = None
     """The exact command line that reproduces the run (`rlsuite train ...`)."""

@@ -36,7 +36,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ import numpy as np
 from rlsuite import __version__ as rlsuite_version
 from rlsuite.agents.fileio import atomic_write_bytes
 from rlsuite.agents.logger import read_metrics
+from rlsuite.agents.run import RunError, RunFolder
 from rlsuite.envs import reference_score
 from rlsuite.evaluation import plots, stats
 from rlsuite.evaluation.harness import TEST_SEEDS, VALIDATION_SEEDS, median_episode
@@ -324,7 +325,7 @@ def _select(
             f"{db_path} holds no evaluations yet; record some with `rlsuite evaluate RUN_DIR --db {db_path}` "
             f"or `rlsuite evaluate --agent random --env ENV_ID --db {db_path}`, then write the report."
         )
-    records = {r.run_id: r for r in store.runs()}
+    records = {r.run_id: _current(r) for r in store.runs()}
 
     def names_of(e: EvaluationRecord) -> set[str]:  # an agent name, or a configuration's --label
         label = records[e.run_id].label if e.run_id in records else None
@@ -374,7 +375,7 @@ def _select(
         for r in records.values()
         if (envs is None or r.env_id in envs)
         and (agents is None or r.agent in agents or r.label in agents)
-        and ((r.run_id, r.env_id) not in evaluated or r.status in ("failed", "interrupted"))
+        and ((r.run_id, r.env_id) not in evaluated or r.status in _UNFINISHED)
         and not (r.status == "finished" and r.run_id in validated)
     ]
     return _Selection(
@@ -1124,6 +1125,23 @@ def _videos_section(sel: _Selection, db_path: Path, videos: dict[str, Path]) -> 
     return blocks
 
 
+_UNFINISHED = ("failed", "interrupted", "crashed")
+
+
+def _current(record: RunRecord) -> RunRecord:
+    """A run recorded while "running" (evaluated mid-training) as its folder says now (finished, interrupted,
+    or crashed if its process died), so a dead run is not reported as live. Without its folder, the
+    database's word stands."""
+    if record.status != "running" or not record.run_dir:
+        return record
+    folder = RunFolder(Path(record.run_dir))
+    try:
+        status = folder.effective_status()
+    except RunError:
+        return record
+    return record if status == record.status else replace(record, status=status)
+
+
 def _failures_section(sel: _Selection) -> list[_Block]:
     blocks: list[_Block] = [_Heading(2, "Failed, interrupted and unevaluated runs", "failed-runs")]
     if not sel.other_runs:
@@ -1140,9 +1158,13 @@ def _failures_section(sel: _Selection) -> list[_Block]:
     evaluated = {(run.evaluation.run_id, run.evaluation.env_id) for run in sel.all_runs()}
 
     def status(r: RunRecord) -> str:
+        if r.status == "crashed":
+            resume = f"; resume: rlsuite train --resume {r.run_dir}" if r.run_dir else ""
+            seen = ", its checkpoint at that time is evaluated above" if (r.run_id, r.env_id) in evaluated else ""
+            return f"crashed (its process died before it finished{seen}{resume})"
         if (r.run_id, r.env_id) in evaluated:
             return f"{r.status} (its last checkpoint is evaluated above)"
-        return r.status if r.status in ("failed", "interrupted") else f"{r.status}, not evaluated"
+        return r.status if r.status in _UNFINISHED else f"{r.status}, not evaluated"
 
     rows = tuple(
         (

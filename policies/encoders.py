@@ -270,7 +270,7 @@ class NatureCNN(Encoder):
 
     Needs images of at least 36x36 (the smallest input its three convs reduce to 1x1)."""
 
-    KERNELS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (out channels, kernel, stride)
+    KERNELS: tuple[tuple[int, int, int], ...] = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (out channels, kernel, stride)
 
     FEATURES = 512
 

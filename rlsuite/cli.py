@@ -80,8 +80,15 @@ def _command_line() -> str:
 
 
 @app.command("list")
-def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> None:
-    """List every registered env id or agent name, with a one-line description."""
+def list_cmd(
+    what: Annotated[str, typer.Argument(help="envs, agents or runs")],
+    folder: Annotated[Path | None, typer.Argument(help="For runs: the folder holding run folders (default runs; a "
+                                                      "sweep's are in OUT/runs).")] = None,
+) -> None:
+    """List every registered env id or agent name, with a one-line description; or the run folders in FOLDER
+    with how each stands (a run whose process died shows as crashed, with the command that resumes it)."""
+    if what != "runs" and folder is not None:
+        _fail(f"`rlsuite list {what}` takes no folder; only `rlsuite list runs [FOLDER]` does.")
     if what == "agents":
         from rlsuite.agents.registry import AGENTS
 
@@ -96,8 +103,59 @@ def list_cmd(what: Annotated[str, typer.Argument(help="envs or agents")]) -> Non
         for entry in env_catalog():  # rlsuite's first, then the ALE's, then the rest that can be made here
             table.add_row(entry.env_id, entry.description)
         console.print(table)
+    elif what == "runs":
+        _list_runs(folder if folder is not None else Path("runs"))
     else:
-        _fail(f"`rlsuite list` takes `envs` or `agents`, not {what!r}.")
+        _fail(f"`rlsuite list` takes `envs`, `agents` or `runs`, not {what!r}.")
+
+
+def _list_runs(root: Path) -> None:
+    """One row per run folder directly inside `root`: agent, env, seed, status, steps, started, what to do."""
+    from rlsuite.agents.checkpoint import CheckpointError, read_checkpoint_meta
+    from rlsuite.agents.run import MANIFEST_NAME, RunError, RunFolder
+
+    def newest_step(run: RunFolder) -> int | None:  # what a resume would continue from
+        try:
+            return int(read_checkpoint_meta(run.find_checkpoint("latest"))["step"])
+        except (RunError, CheckpointError, KeyError, TypeError, ValueError):
+            return None
+
+    if not root.is_dir():
+        _fail(f"{root} is not a folder of runs; pass the folder `rlsuite train` writes into (default runs, or "
+              f"--run-dir's parent), e.g. `rlsuite list runs sweep/runs`.")
+    table = Table("run", "agent", "env", "seed", "status", "steps", "started (UTC)", "next")
+    rows = 0
+    for path in sorted(p for p in root.iterdir() if (p / MANIFEST_NAME).is_file()):
+        run = RunFolder(path)
+        try:
+            manifest = run.manifest
+        except RunError as err:
+            table.add_row(path.name, "", "", "", "unreadable", "", "", str(err))
+            rows += 1
+            continue
+        status = run.effective_status(manifest)
+        steps = manifest.get("final_step")
+        if steps is None:
+            steps = newest_step(run)
+        action = (f"rlsuite train --resume {path}" if status in ("crashed", "interrupted", "failed") else
+                  f"rlsuite evaluate {path}" if status == "finished" else "")
+        table.add_row(path.name, str(manifest["agent"]), str(manifest["env_id"]), str(manifest["seed"]),
+                      f"[red]{status}[/]" if status in ("crashed", "failed") else status,
+                      "" if steps is None else str(steps), str(manifest.get("started_at") or "")[:19], action)
+        rows += 1
+    if rows == 0:
+        err_console.print(f"no run folders in {root}", highlight=False)
+        return
+    console.print(table)
+
+
+def _note_run_state(run_dir: Path) -> None:
+    """Before using a run that did not finish: say so on stderr (crashed: with the resume command)."""
+    from rlsuite.agents.run import RunFolder
+
+    note = RunFolder.open(run_dir).status_note()
+    if note is not None:
+        err_console.print(f"[bold yellow]note:[/] {note}", highlight=False)
 
 
 def _refuse_changes_on_resume(ctx: typer.Context, resume: Path) -> None:
@@ -140,6 +198,7 @@ def train(
         env_kwargs = parse_env_kwargs(env_kwarg or [])
         if resume is not None:
             _refuse_changes_on_resume(ctx, resume)
+            _check_not_training(resume)  # before torch and the env families are imported
         cli_values = {"total_steps": steps, "seed": seed, "n_envs": n_envs}
         if resume is None:  # refuse bad input before torch and the env families are imported
             check_train_input(agent, env, config_file=config, cli_values=cli_values, set_args=set_ or [])
@@ -161,6 +220,26 @@ def train(
         print(run.path)
         raise typer.Exit(EXIT_INTERRUPTED)
     print(run.path)
+
+
+def _check_not_training(run_dir: Path) -> None:
+    """Before a resume: refuse a run that a live process on this machine still trains (two writers would
+    corrupt it); warn when one on another machine sent a recent heartbeat; say so when it had crashed."""
+    from rlsuite.agents.run import RunFolder, crash_reason, process_gone
+
+    manifest = RunFolder.open(run_dir).manifest
+    process = manifest.get("process")
+    reason = crash_reason(manifest)
+    if reason is not None:
+        err_console.print(f"[bold yellow]note:[/] {run_dir} crashed ({reason}); resuming it.", highlight=False)
+    if manifest["status"] != "running" or reason is not None or not isinstance(process, dict):
+        return
+    if process_gone(process) is False:
+        _fail(f"{run_dir} is still being trained by process {process.get('pid')} on this machine. Stop it first "
+              f"(Ctrl-C writes a checkpoint), or wait for it to finish; two processes must not train one run.")
+    err_console.print(f"[bold yellow]warning:[/] {run_dir} was trained by process {process.get('pid')} on "
+                      f"{process.get('host')}, whose last heartbeat was {manifest.get('heartbeat')}; if it is still "
+                      f"running there, stop it: two processes must not train one run.", highlight=False)
 
 
 @app.command()
@@ -191,6 +270,8 @@ def evaluate(
         if sum(x is not None for x in (run_dir, agent, onnx)) != 1:
             _fail("give a RUN_DIR, or --onnx FILE [--env ENV_ID], or --agent NAME --env ENV_ID (one of them).")
         check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
+        if run_dir is not None:
+            _note_run_state(run_dir)
         from rlsuite.evaluation.evaluate import evaluate_baseline, evaluate_run
         from rlsuite.evaluation.records import strict_json
 
@@ -273,6 +354,7 @@ def export_cmd(
     from rlsuite.agents.export import export_run
 
     try:
+        _note_run_state(run_dir)
         which: str | int = int(checkpoint) if checkpoint.isdigit() else checkpoint
         result = export_run(run_dir, out, checkpoint=which, verify_episodes=verify_episodes,
                             verify_max_steps=verify_steps)
@@ -316,6 +398,8 @@ def record(
 
     try:
         check_subject(run_dir=run_dir, agent=agent, env_id=env)  # before torch and the env families load
+        if run_dir is not None:
+            _note_run_state(run_dir)
         from rlsuite.evaluation.evaluate import attach_recording, check_database, load_agent
         from rlsuite.evaluation.video import record_episodes
 

@@ -9,7 +9,8 @@ A trial is identified by its key: a hash of the agent, env, seed, resolved setti
 step budget) and evaluation protocol. The run id carries the key, so re-running a sweep skips every
 trial already evaluated in the database (resume after the driver died), and changing a setting makes
 new trials instead of mixing results. A trial that raises is retried, then recorded as failed with its
-error; the grid goes on. A worker that dies (killed, out of memory) costs its trial an attempt.
+error; the grid goes on. A worker that dies (killed, out of memory) costs its trial an attempt, and the
+next attempt resumes the trial from the newest checkpoint in its own run folder rather than from scratch.
 
 Both backends run the same function, `run_trial`, in a fresh worker process with one torch thread,
 so a trial gives the same evaluation results on either.
@@ -53,8 +54,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from rlsuite.agents.checkpoint import CheckpointError
 from rlsuite.agents.registry import agent_module, get_spec, make_baseline
-from rlsuite.agents.run import RunError, RunFolder, collect_versions, git_commit
+from rlsuite.agents.run import RunError, RunFolder, collect_versions, git_commit, process_gone
 from rlsuite.agents.settings import select_block, settings_from_dict, settings_to_dict
 from rlsuite.agents.tensors import resolve_device
 from rlsuite.envs import make_env
@@ -63,7 +65,7 @@ from rlsuite.evaluation.evaluate import load_agent, run_protocol
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.report import ReportError, write_report
 from rlsuite.evaluation.store import DEFAULT_DB, ResultsStore
-from rlsuite.train import check_label, prepare_settings, run_training
+from rlsuite.train import check_label, prepare_settings, resume, run_training
 
 __all__ = ["BACKENDS", "SweepError", "SweepSpec", "SweepSummary", "Trial", "TrialResult", "load_sweep_file",
            "parse_seeds", "plan_trials", "run_sweep", "run_trial", "train_trial"]
@@ -374,26 +376,59 @@ class TrialResult:
 
 
 def train_trial(trial: Trial) -> tuple[Path, str]:
-    """Train the trial's run folder (reusing one an earlier attempt finished); return it and the status."""
+    """Train the trial's run folder and return it and the status: reuse a folder an earlier attempt finished,
+    resume one whose attempt died after a checkpoint (from that checkpoint), else train from scratch."""
     module = agent_module(trial.agent)
     settings = settings_from_dict(module.Settings, trial.settings)
     path = Path(trial.runs_root) / trial.run_id
+    quiet = Console(file=io.StringIO())
     if path.exists():
+        folder: RunFolder | None = None
+        manifest: dict[str, Any] = {}
         try:
-            manifest = RunFolder.open(path).manifest
+            folder = RunFolder.open(path)
+            manifest = folder.manifest
         except RunError:
-            manifest = {}
+            folder = None
         if manifest.get("sweep", {}).get("trial_key") == trial.key:
-            if manifest["status"] == "finished" and manifest["settings"] == trial.settings:
+            same = manifest["settings"] == trial.settings
+            if manifest["status"] == "finished" and same:
                 return path, "finished"  # trained before the driver died: only the evaluation is missing
-            shutil.rmtree(path)  # a killed or failed attempt: start over, so the result equals a clean run
+            if same and folder is not None and folder.list_checkpoints():
+                status = _resume_trial(folder, manifest, quiet)
+                if status is not None:
+                    return path, status
+            shutil.rmtree(path)  # nothing to resume from: start over
     run = RunFolder.create(path.parent, agent=trial.agent, env_id=trial.env_id, seed=trial.seed,
                            settings=trial.settings, command=trial.command,
                            device=str(resolve_device(settings.device)), name=trial.run_id)
     run.update_manifest(sweep={"trial_key": trial.key, "host": socket.gethostname(), "pid": os.getpid()},
                         **({"label": trial.label} if trial.label else {}))
-    result = run_training(trial.agent, settings, run, console=Console(file=io.StringIO()), show_progress=False)
+    result = run_training(trial.agent, settings, run, console=quiet, show_progress=False)
     return path, result.status
+
+
+_PREVIOUS_ATTEMPT_WAIT_S = 60.0
+"""How long a retry waits for the worker of the attempt before it to exit (a broken pool ends its workers)."""
+
+
+def _resume_trial(folder: RunFolder, manifest: Mapping[str, Any], console: Console) -> str | None:
+    """Continue an earlier attempt's run from its newest checkpoint (`rlsuite train --resume`); None when
+    there is nothing it can resume from, so the caller starts over."""
+    process = manifest.get("process")
+    if isinstance(process, Mapping) and process.get("pid") != os.getpid():
+        deadline = time.monotonic() + _PREVIOUS_ATTEMPT_WAIT_S
+        while process_gone(process) is False:  # the same machine: wait until that worker is gone
+            if time.monotonic() > deadline:
+                raise SweepError(f"the previous attempt of {folder.path.name} (process {process.get('pid')}) is "
+                                 f"still running after {_PREVIOUS_ATTEMPT_WAIT_S:.0f} s; stop it and re-run the sweep.")
+            time.sleep(0.2)
+    folder.update_manifest(sweep={**manifest["sweep"], "host": socket.gethostname(), "pid": os.getpid()})
+    try:
+        _, result = resume(folder.path, console=console, show_progress=False)
+    except (RunError, CheckpointError):  # no checkpoint resume can use, or a damaged one
+        return None
+    return result.status
 
 
 def run_trial(trial: Trial) -> TrialResult:
@@ -610,9 +645,17 @@ def _finished_run_ids(db: Path) -> set[str]:
 
 
 def _failed_record(trial: Trial, error: str) -> RunRecord:
+    """The record of a trial that ran out of attempts: `crashed` when its training process died last (its run
+    folder keeps the checkpoints a re-run resumes from), else `failed`."""
     commit, _ = git_commit()
     run_dir = str(Path(trial.runs_root) / trial.run_id) if trial.trainable else None
-    return RunRecord(run_id=trial.run_id, agent=trial.agent, env_id=trial.env_id, seed=trial.seed, status="failed",
+    status = "failed"
+    if run_dir is not None and Path(run_dir).is_dir():
+        try:
+            status = "crashed" if RunFolder.open(Path(run_dir)).effective_status() == "crashed" else "failed"
+        except RunError:
+            pass
+    return RunRecord(run_id=trial.run_id, agent=trial.agent, env_id=trial.env_id, seed=trial.seed, status=status,
                      run_dir=run_dir, command=trial.command, config=trial.settings, versions=collect_versions(),
                      git_commit=commit, error=error)
 
@@ -752,7 +795,10 @@ def _settle(trial: Trial, result: TrialResult, may_retry: bool, spec: SweepSpec,
                       f"{first_line}", highlight=False)
         todo.appendleft(trial)
         return
-    store.record_run(_failed_record(trial, first_line))
+    record = _failed_record(trial, first_line)
+    store.record_run(record)
+    if record.status == "crashed":
+        first_line += "; re-run the sweep to resume it from its newest checkpoint"
     summary.failed += 1
     summary.failures[trial.run_id] = first_line
-    console.print(f"[red]failed[/] {trial.run_id}: {first_line}", highlight=False)
+    console.print(f"[red]{record.status}[/] {trial.run_id}: {first_line}", highlight=False)

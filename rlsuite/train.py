@@ -116,7 +116,11 @@ def run_training(agent: str, settings: TrainSettings, run: RunFolder, *, resume_
 
     with MetricLogger(run.path, tensorboard=settings.tensorboard, resume_step=resume_step) as logger, \
             _StopFlag() as stop, progress:
-        ctx = TrainContext(run=run, logger=logger, evaluate=evaluate, progress=progress.update,
+        def after_update(step: int, metrics: Mapping[str, float]) -> None:
+            progress.update(step, metrics)
+            run.heartbeat()  # cheap: rewrites the manifest at most every HEARTBEAT_EVERY_S seconds
+
+        ctx = TrainContext(run=run, logger=logger, evaluate=evaluate, progress=after_update,
                            stop_requested=lambda: stop.requested, resume_from=resume_from)
         try:
             result = module.train(settings, ctx)

@@ -8,6 +8,9 @@ through the adapter equals our env holding the same vehicles.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,24 +28,24 @@ HAVE_HIGHWAY_ENV = importlib.util.find_spec("highway_env") is not None
 needs_highway_env = pytest.mark.skipif(not HAVE_HIGHWAY_ENV, reason="needs the bench extra (highway-env)")
 
 
-def _ours(states: np.ndarray) -> np.ndarray:
+def _ours(states: np.ndarray, env_id: str = "rlsuite/Highway-v0") -> np.ndarray:
     """Our env's kinematics observation with its vehicles set to `states` (V, 5): x, y, vx, vy, heading."""
-    env = gym.make("rlsuite/Highway-v0").unwrapped
+    env = gym.make(env_id).unwrapped
     env.reset(seed=0)
-    core = env.core
-    V = core.x.shape[1]
+    core, st = env.core, env.state
+    V = st.x.shape[1]
     full = np.zeros((V, 5))
     full[:, 0] = 1e5 + 100 * np.arange(V)  # vehicles beyond the given ones: far away, unseen
     full[: len(states)] = states
     speed = np.hypot(full[:, 2], full[:, 3])
-    core.x, core.y = full[None, :, 0].copy(), full[None, :, 1].copy()
-    core.speed, core.heading = speed[None].copy(), full[None, :, 4].copy()
-    return kinematics_of(core)[0, 0].reshape(-1).astype(np.float32)  # (E, K, rows, 6): env 0, the ego
+    st.x, st.y = full[None, :, 0].copy(), full[None, :, 1].copy()
+    st.speed, st.heading = speed[None].copy(), full[None, :, 4].copy()
+    return kinematics_of(core, st)[0, 0].reshape(-1).astype(np.float32)  # (E, K, rows, 6): env 0, the ego
 
 
-def _random_states(rng: np.random.Generator, n: int) -> np.ndarray:
+def _random_states(rng: np.random.Generator, n: int, lanes: int = 3) -> np.ndarray:
     x = rng.uniform(0, 300, n)
-    y = rng.integers(0, 3, n) * 4.0 + rng.normal(0, 0.4, n)
+    y = rng.integers(0, lanes, n) * 4.0 + rng.normal(0, 0.4, n)
     speed, heading = rng.uniform(15, 32, n), rng.normal(0, 0.1, n)
     return np.stack([x, y, speed * np.cos(heading), speed * np.sin(heading), heading], axis=1)
 
@@ -83,3 +86,40 @@ def test_hand_built_highway_env_road_reads_as_our_env() -> None:
     longitudinal = kinematics(states, order="longitudinal").reshape(5, 6)
     np.testing.assert_allclose(native[1:, :5], longitudinal[1:, :5], atol=1e-5)
     assert native[0, 1] == pytest.approx(min(1.0, states[0, 0] / 200), abs=1e-5) and mapped[1] == 0.0
+
+
+@needs_highway_env
+def test_hand_built_merge_road_reads_as_our_merge_env() -> None:
+    import highway_env  # noqa: F401
+
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="lanes_count"):  # merge-v0 has no lanes_count setting to default to
+        OursInHighwayEnv(gym.make("merge-v0"))
+    peer = OursInHighwayEnv(gym.make("merge-v0"), lanes_count=2)
+    peer.reset(seed=0)
+    base = peer.unwrapped
+    vehicles = [base.vehicle] + [v for v in base.road.vehicles if v is not base.vehicle]
+    states = _random_states(rng, len(vehicles), lanes=3)  # the two lanes and the ramp beside them (y = 8 m)
+    for v, (x, y, vx, vy, heading) in zip(vehicles, states, strict=True):
+        v.position = np.array([x, y])
+        v.speed, v.heading = float(np.hypot(vx, vy)), float(heading)
+    mapped = peer.observation(None)
+    np.testing.assert_allclose(mapped, _ours(states, "rlsuite/Merge-v0"), atol=1e-5)
+    assert mapped[2] == pytest.approx(np.clip(states[0, 1] / 8.0, -1, 1), abs=1e-6)  # y over 2 lanes x 4 m
+
+
+@needs_highway_env
+@pytest.mark.slow
+def test_benchmark_runs_end_to_end_from_another_directory(tmp_path: Path) -> None:
+    """The quick check the script documents: train both arms briefly, evaluate, print the table (about a minute)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_driving.py"
+    out = tmp_path / "runs"
+    result = subprocess.run([sys.executable, str(script), "all", "--out", str(out), "--seeds", "0", "--steps", "2048",
+                             "--episodes", "2", "--no-ablation"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| highway-idm (rlsuite, via adapter) |" in result.stdout
+    assert "| ppo rlsuite, default | " in result.stdout and "| sb3-ppo highway-env, 1x CPU | " in result.stdout
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert {len(rows[name]["crashed"]) for name in rows} == {1, 2}  # one run (seed 0) per trained row, 2 episodes per rule row
+    assert json.loads(next(out.glob("ours/default/*/cpu_seconds.json")).read_text())["steps"] == 2048

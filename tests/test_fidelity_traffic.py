@@ -27,13 +27,13 @@ def _our_observation(scenario: str, phase: int, can_change: bool, vehicles: np.n
     """Our env's own observation of a single intersection holding these vehicles (approach x movement)."""
     env = TrafficGridVectorEnv(1, scenario)
     env.reset(seed=0)
-    core = env.sim.core
-    core.phase[0, 0] = phase
-    core.clear_left[0, 0] = 0
-    core.green_s[0, 0] = env.net.min_green_s if can_change else 0
-    core.mov_occ[0] = vehicles.astype(np.int32)
-    core.queue[0] = halting.astype(np.int32)
-    return core.observe(False, False)[0, 0]  # (N, K, 29): row 0, intersection 0
+    core, st = env.sim.core, env.state
+    st.phase[0, 0] = phase
+    st.clear_left[0, 0] = 0
+    st.green_s[0, 0] = env.net.min_green_s if can_change else 0
+    st.mov_occ[0] = vehicles.astype(np.int32)
+    st.queue[0] = halting.astype(np.int32)
+    return core.observe(st, False, False)[0, 0]  # (N, K, 29): row 0, intersection 0
 
 
 @pytest.mark.parametrize("scenario", ["single", str(Path(__file__).resolve().parents[1] / "benchmarks/fidelity/scenarios/sumo.yaml")])

@@ -21,6 +21,7 @@ from rlsuite.envs.highway import (
     HighwayCore,
     HighwayEnv,
     HighwayParams,
+    HighwayState,
     idm_acceleration,
 )
 
@@ -167,19 +168,19 @@ def test_action_mask_and_target_speed_semantics() -> None:
     env = HighwayEnv(initial_lane=0)
     _, info = env.reset(seed=0)
     np.testing.assert_array_equal(info["action_mask"], [False, True, True, True, True])  # leftmost lane, mid speed
-    core = env.core
-    assert core.desired_speed[0, 0] == 25.0  # 25 m/s is target speed index 1 of (20, 25, 30)
+    st = env.state
+    assert st.desired_speed[0, 0] == 25.0  # 25 m/s is target speed index 1 of (20, 25, 30)
     env.step(FASTER)
-    assert core.desired_speed[0, 0] == 30.0
+    assert st.desired_speed[0, 0] == 30.0
     _, _, _, _, info = env.step(FASTER)
-    assert core.desired_speed[0, 0] == 30.0 and not info["action_mask"][FASTER]
-    closest = int(np.clip(np.rint((core.speed[0, 0] - 20.0) / 5.0), 0, 2))
+    assert st.desired_speed[0, 0] == 30.0 and not info["action_mask"][FASTER]
+    closest = int(np.clip(np.rint((st.speed[0, 0] - 20.0) / 5.0), 0, 2))
     env.step(SLOWER)  # one below the target speed closest to the current speed
-    assert core.desired_speed[0, 0] == (20.0, 25.0, 30.0)[max(closest - 1, 0)]
+    assert st.desired_speed[0, 0] == (20.0, 25.0, 30.0)[max(closest - 1, 0)]
     env.step(LANE_LEFT)  # no lane beyond the left edge
-    assert core.target_lane[0, 0] == 0
+    assert st.target_lane[0, 0] == 0
     env.step(LANE_RIGHT)
-    assert core.target_lane[0, 0] == 1
+    assert st.target_lane[0, 0] == 1
 
 
 def test_reward_is_highway_envs_formula_of_the_reported_terms() -> None:
@@ -189,24 +190,25 @@ def test_reward_is_highway_envs_formula_of_the_reported_terms() -> None:
         _, reward, _, _, info = env.step(action)
         raw = -1.0 * info["collision_reward"] + 0.1 * info["right_lane_reward"] + 0.4 * info["high_speed_reward"]
         assert reward == pytest.approx((raw + 1.0) / 1.5 * info["on_road_reward"])
-        forward = env.core.speed[0, 0] * math.cos(env.core.heading[0, 0])  # [m/s] along the road
+        forward = env.state.speed[0, 0] * math.cos(env.state.heading[0, 0])  # [m/s] along the road
         assert info["high_speed_reward"] == pytest.approx(np.clip((forward - 20) / 10, 0, 1))
 
 
 # ---- physics against hand-computed cases --------------------------------------------------------------
-def _scene(vehicles: list[tuple[float, int, float]], **kwargs) -> HighwayCore:
-    """A core with vehicle 0 controlled and the given (x [m], lane, speed [m/s]) traffic, all on lane centres."""
+def _scene(vehicles: list[tuple[float, int, float]], **kwargs) -> tuple[HighwayCore, HighwayState]:
+    """A core and its state: vehicle 0 controlled and the given (x [m], lane, speed [m/s]) traffic on lane centres."""
     params = HighwayParams(vehicles_count=len(vehicles) - 1, **kwargs)
     core = HighwayCore(params, 1)
-    core.reset_rows(np.array([0]), [np.random.default_rng(0)])
+    st = core.init_state()
+    core.reset_rows(st, np.array([0]), [np.random.default_rng(0)])
     for v, (x, lane, speed) in enumerate(vehicles):
-        core.x[0, v], core.y[0, v], core.speed[0, v] = x, lane * params.lane_width, speed
-        core.target_lane[0, v], core.desired_speed[0, v], core.heading[0, v] = lane, speed, 0.0
-    core.delta[0] = 4.0
-    core.politeness[0] = 0.0
-    core.timer[0] = 0.0  # no lane-change decision on the first substep
-    core.crashed[0] = False
-    return core
+        st.x[0, v], st.y[0, v], st.speed[0, v] = x, lane * params.lane_width, speed
+        st.target_lane[0, v], st.desired_speed[0, v], st.heading[0, v] = lane, speed, 0.0
+    st.delta[0] = 4.0
+    st.politeness[0] = 0.0
+    st.timer[0] = 0.0  # no lane-change decision on the first substep
+    st.crashed[0] = False
+    return core, st
 
 
 def test_idm_acceleration_matches_hand_computation() -> None:
@@ -219,12 +221,12 @@ def test_idm_acceleration_matches_hand_computation() -> None:
     free = idm_acceleration(np.array([20.0]), np.array([30.0]), np.array([4.0]), None, None)
     assert free[0] == pytest.approx(3.0 * (1 - (2 / 3) ** 4))
     # The same number through the simulator: the follower's speed after one 0.2 s substep.
-    core = _scene([(0.0, 0, 25.0), (500.0, 1, 20.0), (530.0, 1, 15.0)])
-    core.desired_speed[0, 1] = 30.0
-    core.desired_speed[0, 2] = 15.0  # the leader cruises
-    core.substep()
-    assert core.speed[0, 1] == pytest.approx(20.0 + 0.2 * max(expected, -6.0))  # IDM output clipped at 6 m/s^2
-    assert core.speed[0, 2] == pytest.approx(15.0)
+    core, st = _scene([(0.0, 0, 25.0), (500.0, 1, 20.0), (530.0, 1, 15.0)])
+    st.desired_speed[0, 1] = 30.0
+    st.desired_speed[0, 2] = 15.0  # the leader cruises
+    core.substep(st)
+    assert st.speed[0, 1] == pytest.approx(20.0 + 0.2 * max(expected, -6.0))  # IDM output clipped at 6 m/s^2
+    assert st.speed[0, 2] == pytest.approx(15.0)
 
 
 def _mobil_oracle(gap_old: float, gap_new_front: float, gap_new_rear: float, speeds: dict[str, float], politeness: float) -> bool:
@@ -257,17 +259,17 @@ def test_mobil_lane_change_happens_exactly_when_its_criterion_says(gap_old: floa
     # Two lanes: vehicle 1 decides on lane 1 behind a slower car, with lane 0 as its only candidate; the
     # ego (vehicle 0) is far behind on lane 0, out of everyone's way.
     x1 = 1000.0
-    core = _scene(
+    core, st = _scene(
         [(0.0, 0, 25.0), (x1, 1, speeds["me"]), (x1 + gap_old, 1, speeds["lead"]),
          (x1 + gap_new_front, 0, speeds["new_lead"]), (x1 - gap_new_rear, 0, speeds["new_fol"])],
         lanes_count=2, collision_scope="controlled",
     )
-    core.desired_speed[0, 1] = speeds["me"] + 5.0
-    core.politeness[0, 1] = politeness
-    core.timer[0, 1] = 1.5  # due for a decision now; the others are not
-    core.substep()
+    st.desired_speed[0, 1] = speeds["me"] + 5.0
+    st.politeness[0, 1] = politeness
+    st.timer[0, 1] = 1.5  # due for a decision now; the others are not
+    core.substep(st)
     expected = _mobil_oracle(gap_old, gap_new_front, gap_new_rear, speeds, politeness)
-    assert (core.target_lane[0, 1] == 0) == expected
+    assert (st.target_lane[0, 1] == 0) == expected
 
 
 def test_mobil_oracle_cases_cover_both_outcomes() -> None:
@@ -280,17 +282,17 @@ def test_rear_end_collision_is_detected_at_the_right_substep() -> None:
     # Ego at 25 m/s holding its target speed, 47 m (centre to centre) behind a stopped, crashed car on its
     # lane: the gap is 47 - 5 n metres after n substeps of 0.2 s; the boxes (5 m long) overlap once it is
     # below 5 m, i.e. first after substep 9.
-    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
-    core.crashed[0, 1] = True
+    core, st = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
+    st.crashed[0, 1] = True
     for n in range(1, 10):
-        core.substep()
-        assert core.x[0, 0] == pytest.approx(5.0 * n)
-        assert core.crashed[0, 0] == (n >= 9), n
+        core.substep(st)
+        assert st.x[0, 0] == pytest.approx(5.0 * n)
+        assert st.crashed[0, 0] == (n >= 9), n
     env = HighwayEnv()
     env.reset(seed=0)
-    env.core.x[0, 1], env.core.y[0, 1], env.core.speed[0, 1] = env.core.x[0, 0] + 47.0, env.core.y[0, 0], 0.0
-    env.core.x[0, 2:] += 1000.0  # everyone else far ahead
-    env.core.crashed[0, 1] = True
+    env.state.x[0, 1], env.state.y[0, 1], env.state.speed[0, 1] = env.state.x[0, 0] + 47.0, env.state.y[0, 0], 0.0
+    env.state.x[0, 2:] += 1000.0  # everyone else far ahead
+    env.state.crashed[0, 1] = True
     _, _, terminated, _, info = env.step(IDLE)  # substeps 1-5
     assert not terminated
     _, reward, terminated, _, info = env.step(IDLE)  # substeps 6-10: the crash (substep 9) ends the episode
@@ -301,21 +303,21 @@ def test_rear_end_collision_is_detected_at_the_right_substep() -> None:
 def test_the_ego_crashes_at_the_same_substep_under_both_collision_scopes(scope: str) -> None:
     # The rear-end case above, with the wreck a traffic vehicle: the ego's crash (and the wreck's) does not
     # depend on whether traffic-traffic pairs are checked.
-    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0), (2000.0, 0, 20.0)], collision_scope=scope)
+    core, st = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0), (2000.0, 0, 20.0)], collision_scope=scope)
     for n in range(1, 10):
-        core.substep()
-        assert core.crashed[0].tolist() == [n >= 9, n >= 9, False], n
+        core.substep(st)
+        assert st.crashed[0].tolist() == [n >= 9, n >= 9, False], n
 
 
 def test_traffic_overlap_is_a_crash_only_when_all_pairs_are_checked() -> None:
     # Two traffic vehicles on lane 0, 3 m apart centre to centre (their 5 m boxes overlap), both at 20 m/s;
     # the ego is far behind on lane 2. highway-fast-v0 ("controlled") checks only pairs with the ego.
     scene = [(0.0, 2, 25.0), (500.0, 0, 20.0), (503.0, 0, 20.0)]
-    everything, ego_only = _scene(scene, collision_scope="all"), _scene(scene, collision_scope="controlled")
-    everything.substep()
-    ego_only.substep()
-    assert everything.crashed[0].tolist() == [False, True, True]
-    assert ego_only.crashed[0].tolist() == [False, False, False]
+    (everything, all_st), (ego_only, ego_st) = _scene(scene, collision_scope="all"), _scene(scene, collision_scope="controlled")
+    everything.substep(all_st)
+    ego_only.substep(ego_st)
+    assert all_st.crashed[0].tolist() == [False, True, True]
+    assert ego_st.crashed[0].tolist() == [False, False, False]
     with pytest.raises(ValueError, match="collision_scope must be 'all' or 'controlled'"):
         HighwayEnv(collision_scope="ego")
 
@@ -324,13 +326,13 @@ def test_min_ttc_is_the_smallest_time_to_collision_of_the_step() -> None:
     # Ego at 25 m/s holding its speed, 47 m (centre to centre) behind a stopped car on its lane: before
     # substep n of the step the bumper-to-bumper gap is 47 - 5 - 5 (n - 1) m, smallest before substep 5
     # (22 m), so the step's minimum time-to-collision is 22 / 25 s. Alone on the road, it is inf.
-    core = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
-    core.crashed[0, 1] = True  # the stopped car stays stopped
-    core.step(np.array([[IDLE]]))
-    assert core.min_ttc[0, 0] == pytest.approx(22.0 / 25.0)
-    free = _scene([(0.0, 1, 25.0), (500.0, 0, 25.0)])
-    free.step(np.array([[IDLE]]))
-    assert free.min_ttc[0, 0] == np.inf
+    core, st = _scene([(0.0, 1, 25.0), (47.0, 1, 0.0)])
+    st.crashed[0, 1] = True  # the stopped car stays stopped
+    core.step(st, np.array([[IDLE]]))
+    assert st.min_ttc[0, 0] == pytest.approx(22.0 / 25.0)
+    free, free_st = _scene([(0.0, 1, 25.0), (500.0, 0, 25.0)])
+    free.step(free_st, np.array([[IDLE]]))
+    assert free_st.min_ttc[0, 0] == np.inf
 
 
 @pytest.mark.parametrize(("seed", "scope"), [(0, "all"), (1, "all"), (0, "controlled")])
@@ -339,24 +341,25 @@ def test_no_vehicle_passes_through_another(seed: int, scope: str) -> None:
     or their footprints overlap, both are marked crashed (with scope "controlled", pairs with the ego)."""
     params = HighwayParams(vehicles_count=30, vehicles_density=2.0, collision_scope=scope)
     core = HighwayCore(params, 16)
-    core.reset_rows(np.arange(16), [np.random.default_rng(seed * 100 + i) for i in range(16)])
+    st = core.init_state()
+    core.reset_rows(st, np.arange(16), [np.random.default_rng(seed * 100 + i) for i in range(16)])
     rng = np.random.default_rng(seed)
     for _ in range(30):
-        core.apply_meta_actions(rng.integers(5, size=(16, 1)))
+        core.apply_meta_actions(st, rng.integers(5, size=(16, 1)))
         for _ in range(params.substeps):
-            x0 = core.x.copy()
-            core.substep()
+            x0 = st.x.copy()
+            core.substep(st)
             dx0 = x0[:, None, :] - x0[:, :, None]
-            dx1 = core.x[:, None, :] - core.x[:, :, None]
-            lateral = np.abs(core.y[:, None, :] - core.y[:, :, None]) < 2.0  # footprints side by side
+            dx1 = st.x[:, None, :] - st.x[:, :, None]
+            lateral = np.abs(st.y[:, None, :] - st.y[:, :, None]) < 2.0  # footprints side by side
             swapped = (dx0 * dx1 < 0) & lateral
-            overlapping = lateral & (np.abs(dx1) < 5.0) & ~np.eye(core.x.shape[1], dtype=bool)
+            overlapping = lateral & (np.abs(dx1) < 5.0) & ~np.eye(st.x.shape[1], dtype=bool)
             touching = swapped | overlapping
             if scope == "controlled":
                 touching[:, 1:, 1:] = False  # traffic-traffic pairs are not checked
             e, i, j = np.nonzero(touching)
-            assert core.crashed[e, i].all() and core.crashed[e, j].all()
-    assert core.crashed[:, 0].any()  # dense random traffic with a random ego does crash: the check was exercised
+            assert st.crashed[e, i].all() and st.crashed[e, j].all()
+    assert st.crashed[:, 0].any()  # dense random traffic with a random ego does crash: the check was exercised
 
 
 def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -366,17 +369,18 @@ def test_full_and_windowed_collision_checks_agree(monkeypatch: pytest.MonkeyPatc
 
     params = HighwayParams(vehicles_count=30, vehicles_density=2.0)
     cores = [HighwayCore(params, 16) for _ in range(2)]
-    for core in cores:
-        core.reset_rows(np.arange(16), [np.random.default_rng(7 + i) for i in range(16)])
+    states = [core.init_state() for core in cores]
+    for core, st in zip(cores, states, strict=True):
+        core.reset_rows(st, np.arange(16), [np.random.default_rng(7 + i) for i in range(16)])
     rng = np.random.default_rng(0)
     for _ in range(20):
         actions = rng.integers(5, size=(16, 1))
-        for limit, core in zip((0, 10**9), cores, strict=True):  # windowed, then full
+        for limit, core, st in zip((0, 10**9), cores, states, strict=True):  # windowed, then full
             monkeypatch.setattr(collisions, "FULL_CHECK_PAIRS", limit)
-            core.step(actions)
-        np.testing.assert_array_equal(cores[0].crashed, cores[1].crashed)
-        np.testing.assert_array_equal(cores[0].x, cores[1].x)
-    assert cores[0].crashed.any()
+            core.step(st, actions)
+        np.testing.assert_array_equal(states[0].crashed, states[1].crashed)
+        np.testing.assert_array_equal(states[0].x, states[1].x)
+    assert states[0].crashed.any()
 
 
 @pytest.mark.parametrize("num_envs", [6, 80])  # neighbours gathered at once, or looked up through the scans
@@ -384,19 +388,20 @@ def test_neighbour_search_matches_a_slow_loop(num_envs: int) -> None:
     """The sorted-scan neighbour search against the obvious double loop, on random scenes."""
     params = HighwayParams(vehicles_count=15, lanes_count=4)
     core = HighwayCore(params, num_envs)
+    st = core.init_state()
     rng = np.random.default_rng(0)
-    core.x = rng.uniform(0, 120, size=core.x.shape).round(0)  # rounded: ties in x happen
-    core.y = rng.uniform(-2, 14, size=core.y.shape)
-    front, rear = core.neighbours()
-    E, V = core.x.shape
+    st.x = rng.uniform(0, 120, size=st.x.shape).round(0)  # rounded: ties in x happen
+    st.y = rng.uniform(-2, 14, size=st.y.shape)
+    front, rear = core.neighbours(st)
+    E, V = st.x.shape
     for e in range(E):
         for i in range(V):
             for lane in range(4):
                 ahead, behind = (np.inf, V), (-np.inf, V)
                 for j in range(V):
-                    if j == i or abs(core.y[e, j] - 4.0 * lane) > 3.0:
+                    if j == i or abs(st.y[e, j] - 4.0 * lane) > 3.0:
                         continue
-                    dx = core.x[e, j] - core.x[e, i]
+                    dx = st.x[e, j] - st.x[e, i]
                     if dx > 0 or (dx == 0 and j > i):  # ties: the later vehicle in (stable) order is ahead
                         ahead = min(ahead, (dx, j))
                     else:
@@ -421,9 +426,9 @@ def test_parallel_env_rewards_and_ends_each_vehicle_on_its_own(scope: str) -> No
 
     env = highway_parallel_env(controlled_vehicles=3, collision_scope=scope)
     env.reset(seed=0)
-    core = env.core
+    st = env.state
     # Wreck a stopped car 6 m ahead of vehicle_1 only: it crashes on the first substep.
-    core.x[0, 3], core.y[0, 3], core.speed[0, 3], core.crashed[0, 3] = core.x[0, 1] + 6.0, core.y[0, 1], 0.0, True
+    st.x[0, 3], st.y[0, 3], st.speed[0, 3], st.crashed[0, 3] = st.x[0, 1] + 6.0, st.y[0, 1], 0.0, True
     _, rewards, terminations, truncations, infos = env.step({a: IDLE for a in env.agents})
     assert terminations == {"vehicle_0": False, "vehicle_1": True, "vehicle_2": False}
     assert infos["vehicle_1"]["crashed"] and not infos["vehicle_0"]["crashed"]
@@ -442,17 +447,17 @@ def test_merge_ramp_vehicles_merge_or_wait_and_never_drive_past_its_end() -> Non
     merged = 0
     for seed in range(3):
         env.reset(seed=seed)
-        core = env.unwrapped.core
+        core, st = env.unwrapped.core, env.unwrapped.state
         ramp = core.p.lanes_count
-        assert (core.target_lane[0, -3:] == ramp).all()  # the last three traffic vehicles start on the ramp
+        assert (st.target_lane[0, -3:] == ramp).all()  # the last three traffic vehicles start on the ramp
         for _ in range(30):
             _, _, terminated, truncated, info = env.step(IDLE)
-            on_ramp = core.lane_of(core.y[0]) == ramp
-            assert not (on_ramp & (core.x[0] + LENGTH / 2 > core.p.ramp_end) & ~core.crashed[0]).any()
-            assert not info["action_mask"][LANE_RIGHT] or core.lane_of(core.y[0, :1])[0] < ramp - 1  # never into the ramp
+            on_ramp = core.lane_of(st.y[0]) == ramp
+            assert not (on_ramp & (st.x[0] + LENGTH / 2 > core.p.ramp_end) & ~st.crashed[0]).any()
+            assert not info["action_mask"][LANE_RIGHT] or core.lane_of(st.y[0, :1])[0] < ramp - 1  # never into the ramp
             if terminated or truncated:
                 break
-        merged += int((core.lane_of(core.y[0, -3:]) < ramp).sum())
+        merged += int((core.lane_of(st.y[0, -3:]) < ramp).sum())
     assert merged >= 3  # MOBIL's mandatory merge does happen
 
 

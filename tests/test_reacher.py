@@ -120,7 +120,7 @@ def test_damping_dissipates_energy() -> None:
 def test_joint_limits_hold_under_full_torque() -> None:
     env = gym.make("rlsuite/Reacher3Link-v0")
     env.reset(seed=0)
-    core = env.unwrapped.core
+    core = env.unwrapped.state
     limit = env.unwrapped.params.joint_limit
     reached = 0.0
     for t in range(50):
@@ -156,7 +156,7 @@ def test_observation_reward_and_info_by_hand() -> None:
     assert obs.shape == gym.make("Reacher-v5").observation_space.shape == (10,)
     action = np.array([0.5, -0.25], np.float32)
     obs, reward, terminated, truncated, info = env.step(action)
-    core = env.unwrapped.core
+    core = env.unwrapped.state
     q, qd, target = core.q[0], core.qd[0], core.target[0]
     l1, l2 = 0.1, 0.11
     tip = np.array([l1 * np.cos(q[0]) + l2 * np.cos(q[0] + q[1]), l1 * np.sin(q[0]) + l2 * np.sin(q[0] + q[1])])
@@ -171,7 +171,7 @@ def test_observation_reward_and_info_by_hand() -> None:
 def test_targets_are_reachable() -> None:
     vec = gym.make_vec("rlsuite/Reacher-v0", num_envs=500, vectorization_mode="vector_entry_point")
     vec.reset(seed=0)
-    radius = np.linalg.norm(vec.unwrapped.core.target, axis=1)
+    radius = np.linalg.norm(vec.unwrapped.state.target, axis=1)
     assert radius.min() >= 0.05 and radius.max() <= 0.95 * 0.21
 
 
@@ -256,7 +256,7 @@ def test_pixels_show_the_target_and_render_draws_a_trace() -> None:
     obs, _ = env.reset(seed=0)
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
     red = (obs[..., 0] > 180) & (obs[..., 1] < 90)
-    target = env.unwrapped.core.target[0]
+    target = env.unwrapped.state.target[0]
     rows, cols = np.nonzero(red)
     scale = 64 / (2.2 * 0.21)  # px per m, as draw_arena
     assert abs(cols.mean() - (32 + target[0] * scale)) < 1.5 and abs(rows.mean() - (32 - target[1] * scale)) < 1.5

@@ -68,7 +68,8 @@ def test_create_writes_manifest(tmp_path):
     m = json.loads((run.path / "manifest.json").read_text())
     expected_keys = {
         "schema_version", "name", "agent", "env_id", "seed", "settings", "command", "versions", "git_commit",
-        "git_dirty", "device", "hostname", "started_at", "ended_at", "status", "error", "final_step", "resumed",
+        "git_dirty", "device", "hostname", "process", "started_at", "heartbeat", "ended_at", "status", "error",
+        "final_step", "resumed",
     }  # fmt: skip
     assert set(m) == expected_keys
     assert m["status"] == "running" and m["ended_at"] is None and m["resumed"] == [] and m["schema_version"] == 1

@@ -59,7 +59,7 @@ def test_cached_shifted_features_equal_features_of_the_shifted_waveform() -> Non
     for seed in range(3):
         obs, _ = env.reset(seed=seed)
         core = env.unwrapped.core
-        heard = core.waveform(0)  # the shifted clip, as samples
+        heard = core.waveform(env.unwrapped.state, 0)  # the shifted clip, as samples
         np.testing.assert_allclose(obs["audio"], sd.log_mel(heard), rtol=1e-4, atol=1e-3)
 
 
@@ -68,8 +68,8 @@ def test_noise_is_at_the_requested_snr() -> None:
     noisy = gym.make("rlsuite/SpokenReach-v0", snr_db=10.0)
     quiet.reset(seed=4)
     noisy.reset(seed=4)
-    clean, mixed = quiet.unwrapped.core.waveform(0), noisy.unwrapped.core.waveform(0)
-    clip_power = _padded(int(quiet.unwrapped.core.clip[0]))[2]
+    clean, mixed = quiet.unwrapped.core.waveform(quiet.unwrapped.state, 0), noisy.unwrapped.core.waveform(noisy.unwrapped.state, 0)
+    clip_power = _padded(int(quiet.unwrapped.state.clip[0]))[2]
     noise_power = np.mean((mixed - clean).astype(np.float64) ** 2)
     assert 10 * np.log10(clip_power / noise_power) == pytest.approx(10.0, abs=0.3)
 
@@ -108,7 +108,7 @@ def test_voice_split_mute_and_commands() -> None:
         env = gym.make("rlsuite/SpokenReach-v0", voices=voices)
         for seed in range(10):
             env.reset(seed=seed)
-            core = env.unwrapped.core
+            core = env.unwrapped.state
             assert bool(clips.heldout[core.clip[0]]) == heldout
             assert clips.word[core.clip[0]] == core.command[0]  # the clip says the named colour
     muted = gym.make("rlsuite/SpokenReach-v0", mute=True)
@@ -121,7 +121,7 @@ def test_voice_split_mute_and_commands() -> None:
 def test_reward_right_and_wrong_target() -> None:
     env = gym.make("rlsuite/SpokenReach-v0", wrong_penalty_on="step")  # the penalty on this very step
     env.reset(seed=3)
-    core = env.unwrapped.core
+    core = env.unwrapped.state
     env.step(np.zeros(2, np.float32))
     tip = core.arm.tip[0].copy()
     wrong = (core.command[0] + 1) % 4
@@ -141,7 +141,7 @@ def _penalties(rule: str, inside: list[bool]) -> list[float]:
     (max_episode_steps=6) whose fingertip sits on a wrong target on the steps marked True."""
     env = SpokenReachEnv(wrong_penalty=0.5, wrong_penalty_on=rule, max_episode_steps=6)
     env.reset(seed=3)
-    core = env.core
+    core = env.state
     wrong = (core.command[0] + 1) % 4
     away = core.targets[0, wrong].copy()
     out = []

@@ -38,13 +38,13 @@ def test_vector_info_labels_every_returned_observation_with_its_command() -> Non
     seen = [info["command"].copy()]
     for _ in range(10):
         _, _, _, _, info = vec.step(np.zeros((num_envs, 2), np.float32))
-        np.testing.assert_array_equal(info["command"], vec.core.command)
+        np.testing.assert_array_equal(info["command"], vec.state.command)
         seen.append(info["command"].copy())
     # the commands change only at the reset steps (steps 5 and 10 of each row) and agree with the clip's word
     changes = [t for t in range(1, 11) if (seen[t] != seen[t - 1]).any()]
     assert set(changes) <= {5, 10} and changes  # some row drew another word (probability 1 - 4^-6 here)
     clips_word = rlsuite.envs.speech_data._shipped_clips().word
-    np.testing.assert_array_equal(clips_word[vec.core.clip], info["command"])
+    np.testing.assert_array_equal(clips_word[vec.state.clip], info["command"])
 
 
 def test_aux_label_loss_hand_computed() -> None:

@@ -346,3 +346,52 @@ def _wait_gone(pid: int, timeout: float) -> None:
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     pytest.fail(f"worker {pid} outlived its driver by {timeout} s")
+
+
+@pytest.mark.slow
+def test_killed_local_worker_resumes_its_trial_from_its_own_checkpoint(tmp_path, monkeypatch):
+    """A trial's worker SIGKILLs itself right after its first checkpoint; the retry continues that run folder
+    from that checkpoint (not from scratch), the trial is recorded once, with the numbers of a clean run."""
+    from rlsuite.agents.checkpoint import KILL_AFTER_CHECKPOINT_ENV
+    from rlsuite.agents.settings import TrainSettings
+
+    # A `last` checkpoint after the first update where the settings offer it, else the final one.
+    early = ("checkpoint_interval_updates=1",) if "checkpoint_interval_updates" in TrainSettings.__dataclass_fields__ else ()
+    values = dict(agents=("ppo",), seeds=(0,), steps=2048, workers=1, retries=1, set_args=(*TINY, *early))
+    clean = run_sweep(grid(tmp_path / "clean", **values), show_progress=False)
+    assert (clean.finished, clean.failed) == (1, 0)
+
+    marker = tmp_path / "killed.json"
+    monkeypatch.setenv(KILL_AFTER_CHECKPOINT_ENV, str(marker))
+    spec = grid(tmp_path / "killed", **values)
+    summary = run_sweep(spec, show_progress=False)
+    killed = json.loads(marker.read_text())  # written by the worker just before it killed itself
+    assert (summary.finished, summary.failed) == (1, 0)
+    (run_dir,) = (spec.out / "runs").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert Path(killed["checkpoint"]).parent == run_dir / "checkpoints"
+    assert manifest["status"] == "finished" and manifest["sweep"]["pid"] != killed["pid"]
+    (resumed,) = manifest["resumed"]  # resumed once, from the checkpoint written before the kill
+    assert resumed["step"] == killed["step"] > 0 and "is gone" in resumed["after_crash"]
+    assert returns_by_run(spec.db) == returns_by_run(tmp_path / "clean" / "results.db")  # recorded once, same numbers
+
+
+@pytest.mark.slow
+def test_trial_whose_worker_died_on_its_last_attempt_is_recorded_crashed_and_a_rerun_resumes_it(tmp_path, monkeypatch):
+    from rlsuite.agents.checkpoint import KILL_AFTER_CHECKPOINT_ENV
+
+    spec = grid(tmp_path, agents=("ppo",), seeds=(0,), steps=2048, workers=1, retries=0)
+    marker = tmp_path / "killed.json"
+    monkeypatch.setenv(KILL_AFTER_CHECKPOINT_ENV, str(marker))
+    first = run_sweep(spec, show_progress=False)
+    (run_id,) = first.failures
+    assert (first.finished, first.failed) == (0, 1) and "re-run the sweep to resume" in first.failures[run_id]
+    with ResultsStore(spec.db, create=False) as store:
+        assert [(r.run_id, r.status) for r in store.runs()] == [(run_id, "crashed")]
+    again = run_sweep(spec, show_progress=False)
+    assert (again.finished, again.failed) == (1, 0)
+    manifest = json.loads((spec.out / "runs" / run_id / "manifest.json").read_text())
+    assert [r["step"] for r in manifest["resumed"]] == [json.loads(marker.read_text())["step"]]
+    with ResultsStore(spec.db, create=False) as store:
+        assert [(r.run_id, r.status) for r in store.runs()] == [(run_id, "finished")]
+        assert len(store.evaluations()) == 1

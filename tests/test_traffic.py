@@ -20,6 +20,7 @@ from rlsuite.envs.traffic import (
     TrafficCore,
     TrafficGridEnv,
     TrafficGridVectorEnv,
+    TrafficState,
     load_network,
     scenario_names,
     webster_plan,
@@ -42,21 +43,21 @@ def quiet(raw: dict) -> dict:
     return raw
 
 
-def run_ticks(core: TrafficCore, ticks: int) -> list[dict[str, np.ndarray]]:
-    core.prepare(ticks)
-    return [core.tick() for _ in range(ticks)]
+def run_ticks(core: TrafficCore, st: TrafficState, ticks: int) -> list[dict[str, np.ndarray]]:
+    core.prepare(st, ticks)
+    return [core.tick(st) for _ in range(ticks)]
 
 
-def check_invariants(core: TrafficCore) -> None:
+def check_invariants(core: TrafficCore, st: TrafficState) -> None:
     """Conservation and storage, for every row."""
-    pipe_and_queue = core.pipe.sum(axis=0) + core.queue  # (N, L, 3)
-    np.testing.assert_array_equal(pipe_and_queue, core.mov_occ)
-    np.testing.assert_array_equal(core.mov_occ.sum(axis=2), core.link_occ)
-    assert (core.link_occ <= core.net.capacity[None, :]).all()
-    assert (core.queue >= 0).all() and (core.pipe >= 0).all() and (core.backlog >= 0).all()
-    c = core.counts
-    np.testing.assert_array_equal(c["generated"], c["exited"] + core.in_network() + core.backlog.sum(axis=1))
-    np.testing.assert_array_equal(c["entered"], c["exited"] + core.in_network())
+    pipe_and_queue = st.pipe.sum(axis=0) + st.queue  # (N, L, 3)
+    np.testing.assert_array_equal(pipe_and_queue, st.mov_occ)
+    np.testing.assert_array_equal(st.mov_occ.sum(axis=2), st.link_occ)
+    assert (st.link_occ <= core.net.capacity[None, :]).all()
+    assert (st.queue >= 0).all() and (st.pipe >= 0).all() and (st.backlog >= 0).all()
+    c = {"generated": st.generated, "entered": st.entered, "exited": st.exited}
+    np.testing.assert_array_equal(c["generated"], c["exited"] + core.in_network(st) + st.backlog.sum(axis=1))
+    np.testing.assert_array_equal(c["entered"], c["exited"] + core.in_network(st))
 
 
 # --- API ----------------------------------------------------------------------------------------------------------------
@@ -155,35 +156,37 @@ def test_hand_computed_queue_discharge_on_a_tiny_scenario() -> None:
     raw = quiet(scenario())
     raw["link"]["lanes"] = {"left": 1, "through": 1, "right": 1}
     core = TrafficCore(load_network(raw), 1)
-    core.reset_rows(np.array([0]), np.array([7], dtype=np.uint64), np.array([0]))
-    core.queue[0, 0, 1] = core.mov_occ[0, 0, 1] = core.link_occ[0, 0] = 4  # link 0: node 0, approach N
-    core.counts["generated"][0] = core.counts["entered"][0] = 4
+    st = core.init_state()
+    core.reset_rows(st, np.array([0]), np.array([7], dtype=np.uint64), np.array([0]))
+    st.queue[0, 0, 1] = st.mov_occ[0, 0, 1] = st.link_occ[0, 0] = 4  # link 0: node 0, approach N
+    st.generated[0] = st.entered[0] = 4
     queues, exited = [], []
     for _ in range(9):
-        run_ticks(core, 1)
-        check_invariants(core)
-        queues.append(int(core.queue[0, 0, 1]))
-        exited.append(int(core.counts["exited"][0]))
+        run_ticks(core, st, 1)
+        check_invariants(core, st)
+        queues.append(int(st.queue[0, 0, 1]))
+        exited.append(int(st.exited[0]))
     assert queues == [4, 3, 3, 2, 2, 1, 1, 0, 0]
     assert exited == [0, 1, 1, 2, 2, 3, 3, 4, 4]
     # in the system during each tick: 4, 4, 3, 3, 2, 2, 1, 1 (they leave at the end of ticks 2, 4, 6, 8): 20 s / 4
-    assert core.metrics()["travel_time"][0] == pytest.approx((4 + 4 + 3 + 3 + 2 + 2 + 1 + 1) / 4)
+    assert core.metrics(st)["travel_time"][0] == pytest.approx((4 + 4 + 3 + 3 + 2 + 2 + 1 + 1) / 4)
 
 
 def test_no_discharge_on_red_or_yellow_and_clearance_timing() -> None:
     raw = quiet(scenario())
     net = load_network(raw)
     core = TrafficCore(net, 1)
-    core.reset_rows(np.array([0]), np.array([1], dtype=np.uint64), np.array([0]))
-    core.queue[0, :, :] = core.mov_occ[0, :, :] = 10
-    core.link_occ[0, :] = 30
-    core.counts["generated"][0] = core.counts["entered"][0] = 120
-    core.apply_actions(np.array([[2]]))  # before min green: ignored
-    assert core.phase[0, 0] == 0 and core.clear_left[0, 0] == 0
-    flows = run_ticks(core, net.min_green_s)
-    core.apply_actions(np.array([[2]]))  # now accepted: yellow, all-red, then east-west through
-    assert core.phase[0, 0] == 2 and core.clear_left[0, 0] == net.clearance_s
-    flows += run_ticks(core, net.clearance_s + 6)
+    st = core.init_state()
+    core.reset_rows(st, np.array([0]), np.array([1], dtype=np.uint64), np.array([0]))
+    st.queue[0, :, :] = st.mov_occ[0, :, :] = 10
+    st.link_occ[0, :] = 30
+    st.generated[0] = st.entered[0] = 120
+    core.apply_actions(st, np.array([[2]]))  # before min green: ignored
+    assert st.phase[0, 0] == 0 and st.clear_left[0, 0] == 0
+    flows = run_ticks(core, st, net.min_green_s)
+    core.apply_actions(st, np.array([[2]]))  # now accepted: yellow, all-red, then east-west through
+    assert st.phase[0, 0] == 2 and st.clear_left[0, 0] == net.clearance_s
+    flows += run_ticks(core, st, net.clearance_s + 6)
     for t, f in enumerate(flows):
         green = f["green"][0]
         assert (f["discharged"][0][~green] == 0).all(), f"discharge on red/yellow at t={t}"
@@ -192,44 +195,45 @@ def test_no_discharge_on_red_or_yellow_and_clearance_timing() -> None:
         if not in_clearance:
             expected = PHASE_GREEN[0 if t < net.min_green_s else 2]
             np.testing.assert_array_equal(green.reshape(4, 3), expected)
-    check_invariants(core)
+    check_invariants(core, st)
 
 
 def test_max_green_forces_the_next_phase() -> None:
     raw = quiet(scenario())
     net = load_network(raw)
     core = TrafficCore(net, 1)
-    core.reset_rows(np.array([0]), np.array([1], dtype=np.uint64), np.array([0]))
+    st = core.init_state()
+    core.reset_rows(st, np.array([0]), np.array([1], dtype=np.uint64), np.array([0]))
     held = 0
-    while core.phase[0, 0] == 0:
-        core.apply_actions(np.array([[0]]))  # always ask to keep phase 0
-        run_ticks(core, net.delta_time_s)
+    while st.phase[0, 0] == 0:
+        core.apply_actions(st, np.array([[0]]))  # always ask to keep phase 0
+        run_ticks(core, st, net.delta_time_s)
         held += net.delta_time_s
-    assert core.phase[0, 0] == 1
+    assert st.phase[0, 0] == 1
     assert held - net.delta_time_s == int(np.ceil(net.max_green_s / net.delta_time_s)) * net.delta_time_s
 
 
 def test_discharge_never_exceeds_saturation_flow_and_conservation_each_tick() -> None:
     env = TrafficGridVectorEnv(4, scenario="grid2x2", profile="ew_peak")
     env.reset(seed=5)
-    core, net = env.sim.core, env.net
+    core, st, net = env.sim.core, env.state, env.net
     rng = np.random.default_rng(1)
     run = np.zeros((4, net.num_links, 3), dtype=np.int64)  # seconds of the current green run
     served = np.zeros_like(run)  # vehicles discharged in it
     total_born = 0
     for _ in range(60):
-        core.apply_actions(rng.integers(0, 4, size=(4, net.num_nodes)))
-        core.prepare(net.delta_time_s)
+        core.apply_actions(st, rng.integers(0, 4, size=(4, net.num_nodes)))
+        core.prepare(st, net.delta_time_s)
         for _ in range(net.delta_time_s):
-            f = core.tick()
-            check_invariants(core)
+            f = core.tick(st)
+            check_invariants(core, st)
             total_born += int(f["born"].sum())
             run = np.where(f["green"], run + 1, 0)
             served = np.where(f["green"], served + f["discharged"], 0)
             assert (served <= net.rate[None] * run + 1).all()
             assert (f["discharged"] <= np.floor(net.rate[None] + 1)).all()
             assert (f["inflow"] <= core._turn_max).all()  # the turning table covers every count that occurs
-    assert total_born > 100 and core.counts["exited"].sum() > 50
+    assert total_born > 100 and st.exited.sum() > 50
 
 
 def test_turning_split_table_is_the_multinomial_of_independent_choices() -> None:
@@ -256,17 +260,17 @@ def test_turning_split_table_is_the_multinomial_of_independent_choices() -> None
     # and in the running network the movement shares follow the profile's turning ratios
     env = TrafficGridVectorEnv(8, scenario="grid2x2", profile="ns_peak")
     env.reset(seed=11)
-    core = env.sim.core
+    core, st = env.sim.core, env.state
     joined = np.zeros(3)
     rng = np.random.default_rng(0)
     for _ in range(100):
-        before = core.mov_occ.copy()
-        core.apply_actions(rng.integers(0, 4, size=(8, net.num_nodes)))
-        core.prepare(net.delta_time_s)
+        before = st.mov_occ.copy()
+        core.apply_actions(st, rng.integers(0, 4, size=(8, net.num_nodes)))
+        core.prepare(st, net.delta_time_s)
         for _ in range(net.delta_time_s):
-            f = core.tick()
-            joined += (core.mov_occ - before + f["discharged"]).sum(axis=(0, 1))
-            before = core.mov_occ.copy()
+            f = core.tick(st)
+            joined += (st.mov_occ - before + f["discharged"]).sum(axis=(0, 1))
+            before = st.mov_occ.copy()
     ratios = np.diff(np.concatenate([[0.0], net.turning[net.profile_names.index("ns_peak")]]))
     assert joined.sum() > 2000
     np.testing.assert_allclose(joined / joined.sum(), ratios, atol=0.03)
@@ -277,25 +281,25 @@ def test_fifo_vehicles_reach_the_stop_line_in_entry_order_after_the_travel_time(
     entered, shifted by the free-flow travel time (per link, per movement)."""
     env = TrafficGridVectorEnv(2, scenario="grid2x2", profile="ns_peak")
     env.reset(seed=2)
-    core, net = env.sim.core, env.net
+    core, st, net = env.sim.core, env.state, env.net
     T = int(net.travel_time_s[0])
     entered, arrived = [], []
-    mov_before = core.mov_occ.copy()
+    mov_before = st.mov_occ.copy()
     rng = np.random.default_rng(3)
     for _ in range(40):
-        core.apply_actions(rng.integers(0, 4, size=(2, net.num_nodes)))
-        core.prepare(net.delta_time_s)
+        core.apply_actions(st, rng.integers(0, 4, size=(2, net.num_nodes)))
+        core.prepare(st, net.delta_time_s)
         for _ in range(net.delta_time_s):
-            f = core.tick()
+            f = core.tick(st)
             arrived.append(f["arrivals"])
-            entered.append(core.mov_occ - mov_before + f["discharged"])  # joined each movement this tick
-            mov_before = core.mov_occ.copy()
+            entered.append(st.mov_occ - mov_before + f["discharged"])  # joined each movement this tick
+            mov_before = st.mov_occ.copy()
     entered_cum = np.cumsum(entered, axis=0)
     arrived_cum = np.cumsum(arrived, axis=0)
     np.testing.assert_array_equal(arrived_cum[T:], entered_cum[:-T])
     assert (arrived_cum[:T] == 0).all()
     # and a movement never discharges more vehicles than have reached its stop line
-    discharged = core.counts["exited"].sum()
+    discharged = st.exited.sum()
     assert discharged <= arrived_cum[-1].sum()
 
 
@@ -310,24 +314,25 @@ def test_spillback_blocks_discharge_into_a_full_link() -> None:
     raw["signal"]["max_green_s"] = 1000
     net = load_network(raw)
     core = TrafficCore(net, 1)
-    core.reset_rows(np.array([0]), np.array([11], dtype=np.uint64), np.array([0]))
+    st = core.init_state()
+    core.reset_rows(st, np.array([0]), np.array([11], dtype=np.uint64), np.array([0]))
     west_in_0, west_in_1 = 0 * 4 + 3, 1 * 4 + 3  # approach W of node 0 and of node 1
     blocked_ticks = 0
     for step in range(60):
-        core.apply_actions(np.array([[2, 0]]) if step >= 1 else np.array([[0, 0]]))  # node 0 EW green, node 1 NS green
-        core.prepare(net.delta_time_s)
+        core.apply_actions(st, np.array([[2, 0]]) if step >= 1 else np.array([[0, 0]]))  # node 0 EW green, node 1 NS green
+        core.prepare(st, net.delta_time_s)
         for _ in range(net.delta_time_s):
-            full = core.link_occ[0, west_in_1] == net.capacity[west_in_1]  # before the tick
-            f = core.tick()
-            check_invariants(core)
+            full = st.link_occ[0, west_in_1] == net.capacity[west_in_1]  # before the tick
+            f = core.tick(st)
+            check_invariants(core, st)
             if full and f["green"][0, west_in_0, 1]:
                 blocked_ticks += 1
                 assert f["discharged"][0, west_in_0, 1] == 0
-    assert core.link_occ[0, west_in_1] == net.capacity[west_in_1]  # filled up
+    assert st.link_occ[0, west_in_1] == net.capacity[west_in_1]  # filled up
     assert blocked_ticks > 20
-    assert core.counts["exited"][0] == 0  # nothing passed node 1 on red
-    assert core.queue[0, west_in_0, 1] > 0  # green but blocked
-    assert core.backlog[0, list(net.sources).index(west_in_0)] > 0  # the queue spilled back to the boundary
+    assert st.exited[0] == 0  # nothing passed node 1 on red
+    assert st.queue[0, west_in_0, 1] > 0  # green but blocked
+    assert st.backlog[0, list(net.sources).index(west_in_0)] > 0  # the queue spilled back to the boundary
 
 
 # --- controllers ----------------------------------------------------------------------------------------------------

@@ -23,16 +23,20 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3.common.callbacks import BaseCallback
 
 
-def train_ppo_preset(env_id: str, env_kwargs: dict[str, Any], seed: int, folder: Path, command: str) -> Path:
+def train_ppo_preset(env_id: str, env_kwargs: dict[str, Any], seed: int, folder: Path, command: str,
+                     total_steps: int | None = None) -> Path:
     """rlsuite's PPO preset for `env_id` with `env_kwargs`, one torch thread, in a run folder under `folder`
-    that also records the training's process CPU seconds (cpu_seconds.json)."""
+    that also records the training's process CPU seconds (cpu_seconds.json). `total_steps` replaces the
+    preset's budget (a quick check of the pipeline, not a result)."""
     from rlsuite.agents.run import RunFolder
     from rlsuite.agents.settings import settings_to_dict
     from rlsuite.train import prepare_settings, run_training
 
     torch.set_num_threads(1)
-    settings = prepare_settings("ppo", env_id, cli_values={"seed": seed, "tensorboard": False},
-                                env_kwargs=env_kwargs)
+    cli_values: dict[str, Any] = {"seed": seed, "tensorboard": False}
+    if total_steps is not None:
+        cli_values["total_steps"] = total_steps
+    settings = prepare_settings("ppo", env_id, cli_values=cli_values, env_kwargs=env_kwargs)
     run = RunFolder.create(folder, agent="ppo", env_id=env_id, seed=seed, settings=settings_to_dict(settings),
                            command=command, device="cpu")
     cpu = time.process_time()

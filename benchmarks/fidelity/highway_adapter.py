@@ -10,6 +10,8 @@ ego's y, vx, vy and every heading, clipped to [-1, 1]; the ego, then the `obs_ve
 vehicles within 200 m and no further than 10 m behind (`see_behind=False`); empty rows 0.
 Meta-actions are the same five in the same order (0 LANE_LEFT, 1 IDLE, 2 LANE_RIGHT, 3 FASTER,
 4 SLOWER) with the same target speeds (20, 25, 30 m/s), so actions pass through unchanged.
+Only vehicles are read, not road objects (merge-v0's obstacle at the ramp's end): our env's
+observation does not list its ramp's end either.
 """
 
 from __future__ import annotations
@@ -66,11 +68,18 @@ def kinematics(states: np.ndarray, obs_vehicles: int = 5, lanes_count: int = 3, 
 class OursInHighwayEnv(gym.ObservationWrapper):
     """highway-env with rlsuite's kinematics observation (actions unchanged)."""
 
-    def __init__(self, env: gym.Env, obs_vehicles: int = 5, order: str = "euclidean") -> None:
+    def __init__(self, env: gym.Env, obs_vehicles: int = 5, order: str = "euclidean",
+                 lanes_count: int | None = None) -> None:
+        """`lanes_count` scales y as the policy's env does (its main lanes); by default the peer's
+        `lanes_count` setting, which merge-v0 lacks (2 main lanes and a ramp: pass 2)."""
         super().__init__(env)
         config = env.unwrapped.config
+        if lanes_count is None and "lanes_count" not in config:
+            raise ValueError(f"{env.unwrapped.spec.id if env.unwrapped.spec else env} has no lanes_count setting: "
+                             f"pass lanes_count (the main lanes of the env the policy was trained in).")
         self.obs_vehicles, self.order = obs_vehicles, order
-        self.lanes_count, self.lane_width = int(config["lanes_count"]), 4.0
+        self.lanes_count = int(config["lanes_count"] if lanes_count is None else lanes_count)
+        self.lane_width = 4.0
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (obs_vehicles * 6,), np.float32)
 
     def observation(self, observation: Any) -> np.ndarray:

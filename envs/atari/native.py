@@ -1,4 +1,10 @@
-"""Preprocessed Atari games on ale-py's C++ emulators, with DeepMind's resets in NumPy."""
+"""Preprocessed Atari games on ale-py's C++ emulators, with DeepMind's resets in NumPy.
+
+Not on envs/vector.py's NumpyVectorEnv: its rows are C++ emulators seeded by their own generators, whose
+resets take several emulator steps driven in rounds across games, and its episode statistics count whole
+games while `terminated` marks every lost life; so it keeps its own next-step autoreset and statistics,
+and has no `get_state` (an emulator's state is not a set of NumPy arrays).
+"""
 
 from __future__ import annotations
 

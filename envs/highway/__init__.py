@@ -1,11 +1,12 @@
 """Highway: an ego vehicle among IDM/MOBIL traffic on a straight multi-lane road, natively vectorised.
 
 ## Description
-The decision-making task of highway-env (Leurent 2018), rebuilt around one NumPy core whose state arrays
-are shaped `(num_envs, num_vehicles)`: car following (IDM), lane changes (MOBIL), the neighbour search
-(one sort per substep), the lateral controllers, the kinematic bicycle model and the collision checks
-are array operations, with no Python loop over vehicles or envs in `step`. The single env is the
-same core with one row.
+The decision-making task of highway-env (Leurent 2018), rebuilt around one NumPy core: the state is a
+`HighwayState` of `(num_envs, num_vehicles)` arrays (state.py), the parameters a frozen `HighwayParams`
+(params.py), and `HighwayCore.step(state, action)` (dynamics.py) advances the state in place. Car
+following (IDM), lane changes (MOBIL), the neighbour search (one sort per substep), the lateral
+controllers, the kinematic bicycle model and the collision checks are array operations, with no Python
+loop over vehicles or envs in `step`. The single env is the same core with one row.
 
 Traffic vehicles follow the Intelligent Driver Model (Treiber et al. 2000) towards their own desired
 speed and exponent, and change lane with MOBIL (Kesting et al. 2007) with their own politeness, at most
@@ -90,7 +91,8 @@ from rlsuite.envs.highway.params import *  # noqa: F403  (its __all__: the const
 from rlsuite.envs.highway.params import HighwayParams
 from rlsuite.envs.highway.pettingzoo import HighwayParallelEnv, highway_parallel_env
 from rlsuite.envs.highway.rendering import render_frame
+from rlsuite.envs.highway.state import HighwayState
 
 __all__ = ["COLLISION_WINDOW", "FULL_CHECK_PAIRS", "HighwayCore", "HighwayEnv", "HighwayParallelEnv", "HighwayParams",
-           "HighwayVectorEnv", "IDMController", "MOBILController", "highway_parallel_env", "idm_acceleration",
+           "HighwayState", "HighwayVectorEnv", "IDMController", "MOBILController", "highway_parallel_env", "idm_acceleration",
            "kinematics", "mobil_incentive", "observation_space", "occupancy", "pixels", "render_frame"]

@@ -10,6 +10,7 @@ from rlsuite.envs.highway.params import ACC_MAX, LENGTH, MAX_SPEED, WIDTH
 
 if TYPE_CHECKING:
     from rlsuite.envs.highway.dynamics import HighwayCore
+    from rlsuite.envs.highway.state import HighwayState
 
 COLLISION_WINDOW = 3  # (2 or more) vehicles ahead in x order that each vehicle is checked against (see collide)
 FULL_CHECK_PAIRS = 4096  # batches with at most this many (env, vehicle, vehicle) triples check all pairs at once
@@ -29,7 +30,7 @@ def _hits(d: np.ndarray, half_sum: np.ndarray) -> np.ndarray:
     return overlap | flipped
 
 
-def collide(core: HighwayCore, x_before: np.ndarray, y_before: np.ndarray) -> None:
+def collide(core: HighwayCore, st: HighwayState, x_before: np.ndarray, y_before: np.ndarray) -> None:
     """Mark as crashed every pair whose footprints overlap, or whose order flipped while side by side.
 
     Footprints are the axis-aligned boxes around the rotated rectangles (exact at heading 0, a few cm
@@ -40,25 +41,25 @@ def collide(core: HighwayCore, x_before: np.ndarray, y_before: np.ndarray) -> No
     consecutive vehicles span more than one substep's reach (rows where they do not get the full check).
     Small batches (E V^2 <= FULL_CHECK_PAIRS, e.g. the single env) take the full (E, V, V) check at once:
     fewer array operations, and the same result since the windowed check is exact."""
-    p, E, V = core.p, core.x.shape[0], core.x.shape[1]
+    p, E, V = core.p, st.x.shape[0], st.x.shape[1]
     if p.collision_scope == "controlled":
-        collide_controlled(core, x_before, y_before)
+        collide_controlled(core, st, x_before, y_before)
         if p.merge_ramp:
-            cs = np.abs(core._cos_sin(), dtype=np.float64)  # (2, E, V)
-            collide_ramp(core, x_before, LENGTH / 2 * cs[0] + WIDTH / 2 * cs[1], WIDTH / 2 * cs[0] + LENGTH / 2 * cs[1])
+            cs = np.abs(core._cos_sin(st), dtype=np.float64)  # (2, E, V)
+            collide_ramp(core, st, x_before, LENGTH / 2 * cs[0] + WIDTH / 2 * cs[1], WIDTH / 2 * cs[0] + LENGTH / 2 * cs[1])
         return
     state = np.empty((6, E, V))  # x, y, x before, y before [m], half extents along x and y [m]
-    state[0], state[1], state[2], state[3] = core.x, core.y, x_before, y_before
+    state[0], state[1], state[2], state[3] = st.x, st.y, x_before, y_before
     half = state[4:]
-    np.abs(core._cos_sin(), out=half)
+    np.abs(core._cos_sin(st), out=half)
     np.matmul(_EXTENT, half.reshape(2, E * V), out=half.reshape(2, E * V))  # (L |cos| + W |sin|, W |cos| + L |sin|) / 2
     if p.merge_ramp:
-        collide_ramp(core, x_before, half[0], half[1])
+        collide_ramp(core, st, x_before, half[0], half[1])
     if E * V * V <= FULL_CHECK_PAIRS or COLLISION_WINDOW >= V - 1:
         crowded = None
     else:
         w = COLLISION_WINDOW
-        order = core._order()  # of the new x: the next substep's neighbour search reuses it
+        order = core._order(st)  # of the new x: the next substep's neighbour search reuses it
         flat_order = (order + core._off_v).T  # (V, E): sorted-position-major, so shifted slices are contiguous
         s = state.reshape(6, E * V).take(flat_order.ravel(), axis=1)  # (6, V E) sorted along x
         xs = s[0].reshape(V, E)
@@ -77,7 +78,7 @@ def collide(core: HighwayCore, x_before: np.ndarray, y_before: np.ndarray) -> No
                 hit = near[_hits(first[:4] - second[:4], first[4:] + second[4:])]
                 hit_sorted[hit] = True
                 hit_sorted[hit + o * E] = True
-        crashed = core.crashed.reshape(-1)
+        crashed = st.crashed.reshape(-1)
         crashed[flat_order.ravel()] |= hit_sorted
         crowded = np.flatnonzero(np.logical_or.reduce(close, axis=0))  # rows with w + 1 vehicles within reach
     if crowded is None or crowded.size:
@@ -86,22 +87,22 @@ def collide(core: HighwayCore, x_before: np.ndarray, y_before: np.ndarray) -> No
         hit.reshape(-1, V * V)[:, :: V + 1] = False  # nobody collides with itself
         rows_hit = np.logical_or.reduce(hit, axis=2)
         if crowded is None:
-            core.crashed |= rows_hit
+            st.crashed |= rows_hit
         else:
-            core.crashed[crowded] |= rows_hit
+            st.crashed[crowded] |= rows_hit
 
-def collide_controlled(core: HighwayCore, x_before: np.ndarray, y_before: np.ndarray) -> None:
+def collide_controlled(core: HighwayCore, st: HighwayState, x_before: np.ndarray, y_before: np.ndarray) -> None:
     """highway-fast-v0's rule: only pairs with a controlled vehicle collide (both of a pair crash), O(V)
     per env. Candidates are the pairs (e, k, j) for which the test of _hits could say yes from x alone:
     closer than LENGTH + WIDTH along x (two half extents are at most (LENGTH + WIDTH) / 2 each), or
     their x order flipped in this substep (the same products as _hits, so no rounding can drop a pair).
     Most substeps of an env have none; _hits runs on the candidates only."""
-    E, V, K = core.x.shape[0], core.x.shape[1], core.p.controlled_vehicles
+    E, V, K = st.x.shape[0], st.x.shape[1], core.p.controlled_vehicles
     if K == 1:  # (E, V) arrays: 2-D broadcasting is several times faster than 3-D
-        dx = core.x - core.x[:, :1]  # [m]
+        dx = st.x - st.x[:, :1]  # [m]
         flipped = x_before - x_before[:, :1]
     else:
-        dx = core.x[:, None, :] - core.x[:, :K, None]  # (E, K, V) [m]
+        dx = st.x[:, None, :] - st.x[:, :K, None]  # (E, K, V) [m]
         flipped = x_before[:, None, :] - x_before[:, :K, None]
     flipped *= dx
     near = flipped < 0.0
@@ -119,19 +120,19 @@ def collide_controlled(core: HighwayCore, x_before: np.ndarray, y_before: np.nda
         ev = ek // K * V
         pair = np.concatenate([ev + ek % K, ev + j])
     s = np.empty((6, 2 * n))  # x, y, x before, y before [m], half extents along x and y [m]
-    for r, a in enumerate((core.x, core.y, x_before, y_before)):
+    for r, a in enumerate((st.x, st.y, x_before, y_before)):
         a.take(pair, out=s[r])
-    cs = np.abs(core._cos_sin().reshape(-1).take(np.concatenate([pair, pair + E * V])), dtype=np.float64).reshape(2, 2 * n)  # |cos|, |sin|
+    cs = np.abs(core._cos_sin(st).reshape(-1).take(np.concatenate([pair, pair + E * V])), dtype=np.float64).reshape(2, 2 * n)  # |cos|, |sin|
     np.multiply(cs[0], LENGTH / 2, out=s[4])
     s[4] += WIDTH / 2 * cs[1]
     np.multiply(cs[0], WIDTH / 2, out=s[5])
     s[5] += LENGTH / 2 * cs[1]
     hit = _hits(s[:4, :n] - s[:4, n:], s[4:, :n] + s[4:, n:])  # (n,)
-    core.crashed.reshape(-1)[pair.reshape(2, n)[:, hit]] = True
+    st.crashed.reshape(-1)[pair.reshape(2, n)[:, hit]] = True
 
-def collide_ramp(core: HighwayCore, x_before: np.ndarray, half_x: np.ndarray, half_y: np.ndarray) -> None:
+def collide_ramp(core: HighwayCore, st: HighwayState, x_before: np.ndarray, half_x: np.ndarray, half_y: np.ndarray) -> None:
     """Driving into the ramp's end (a wall across the ramp at ramp_end), from the half extents (E, V) [m]."""
     p = core.p
-    ramp_side = core.y + half_y > (p.lanes_count - 0.5) * p.lane_width
-    core.crashed |= ramp_side & (core.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
+    ramp_side = st.y + half_y > (p.lanes_count - 0.5) * p.lane_width
+    st.crashed |= ramp_side & (st.x + half_x > p.ramp_end) & (x_before + half_x <= p.ramp_end)
 

@@ -1,6 +1,6 @@
-"""Highway's core: the state of N highways of V vehicles as (N, V) arrays and one decision's dynamics
-(IDM car following, MOBIL lane changes, the lateral controllers, the kinematic bicycle model), with no
-Python loop over vehicles or envs."""
+"""Highway's core: one decision's dynamics of N highways of V vehicles (IDM car following, MOBIL lane
+changes, the lateral controllers, the kinematic bicycle model) on their HighwayState (envs/highway/state.py),
+with no Python loop over vehicles or envs."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from rlsuite.envs.highway.params import (
     TIME_WANTED,
     HighwayParams,
 )
+from rlsuite.envs.highway.state import HighwayState, init_state
 
 
 def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
@@ -84,7 +85,11 @@ _MOBIL_PAIRS = np.array([[3, 3, 6, 4, 4, 6, 5, 5], [6, 0, 1, 1, 6, 2, 2, 6]])
 
 
 class HighwayCore:
-    """The state of `num_envs` highways of `num_vehicles` vehicles each, and their dynamics.
+    """The dynamics of `num_envs` highways of `num_vehicles` vehicles each: `step(state, actions)` advances a
+    HighwayState in place (gymnax's step(state, action, params), the params bound to the core). The core
+    holds the params and the index arrays, scratch buffers and caches of the step, which depend on the
+    batch size (big batches take other, equal, lookup paths) but never carry anything from one step to the
+    next: the sort and trigonometry caches are keyed by the identity of the State's arrays.
 
     Arrays are (E, V) with E envs and V vehicles; vehicles 0..K-1 are the controlled ones. Index V stands
     for "no vehicle" in neighbour arrays.
@@ -92,32 +97,11 @@ class HighwayCore:
 
     def __init__(self, params: HighwayParams, num_envs: int) -> None:
         self.p = params
-        E, V, K = num_envs, params.num_vehicles, params.controlled_vehicles
-        self.num_envs = E
-        self.x = np.zeros((E, V))  # [m] longitudinal
-        self.y = np.zeros((E, V))  # [m] lateral, lane l centred on l * lane_width
-        self.heading = np.zeros((E, V))  # [rad]
-        self.speed = np.zeros((E, V))  # [m/s]
-        self.target_lane = np.zeros((E, V), dtype=np.int64)
-        self.desired_speed = np.zeros((E, V))  # [m/s] IDM desired speed, or the controlled vehicles' target speed
-        self.delta = np.full((E, V), 4.0)
-        self.politeness = np.zeros((E, V))
-        self.timer = np.zeros((E, V))  # [s] since the last lane-change decision
-        self.crashed = np.zeros((E, V), dtype=bool)
-        self.speed_index = np.zeros((E, K), dtype=np.int64)
-        self.steps = np.zeros(E, dtype=np.int64)
-        self.x_start = np.zeros((E, K))
-        self.lane_changes = np.zeros((E, K), dtype=np.int64)
-        self.continuous = np.zeros((E, K, 2))  # (acceleration [m/s^2], steering [rad])
-        self.min_ttc = np.full((E, K), np.inf)  # [s] over the last step's substeps
-        self.frames: np.ndarray | None = None
-        if params.observation in ("pixels", "dict"):
-            self.frames = np.zeros((E, params.frame_stack, params.image_size, params.image_size), dtype=np.uint8)
-        # The physical state above (envs/vector.py); below, index caches and scratch buffers for the step.
-        self.STATE = ("x", "y", "heading", "speed", "target_lane", "desired_speed", "delta", "politeness", "timer",
-                      "crashed", "speed_index", "steps", "x_start", "lane_changes", "continuous", "min_ttc",
-                      *(("frames",) if self.frames is not None else ()))
-        self._build_caches(E, V, K)
+        self.num_envs = num_envs
+        self._build_caches(num_envs, params.num_vehicles, params.controlled_vehicles)
+
+    def init_state(self) -> HighwayState:
+        return init_state(self.p, self.num_envs)
 
     def _build_caches(self, E: int, V: int, K: int) -> None:
         """Index arrays, scratch buffers and caches of the step (none of it state: each step or reset refills it)."""
@@ -175,12 +159,8 @@ class HighwayCore:
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (x it was sorted from, argsort), see _order
         self._trig: tuple[np.ndarray, np.ndarray] | None = None  # (heading, its (cos, sin)), see _cos_sin
 
-    def state_restored(self) -> None:
-        """Forget the caches keyed by array identity: the state was written in place."""
-        self._sorted = self._trig = None
-
     # ---- reset -------------------------------------------------------------------------------------
-    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+    def reset_rows(self, st: HighwayState, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
         """Spawn fresh traffic in `rows`, drawing from `rngs[i]` for row `rows[i]` (highway-env's rule)."""
         p, K, V, L = self.p, self.p.controlled_vehicles, self.p.num_vehicles, self.p.lanes_count
         others = [len(a) for a in np.array_split(np.arange(p.vehicles_count), K)]  # near_split
@@ -213,27 +193,27 @@ class HighwayCore:
         if n:  # the last traffic vehicles wait on the ramp, 30 m apart or more
             x[:, -n:] = p.ramp_end - 60.0 - np.cumsum(30.0 + ramp_gap, axis=1)  # [m]
             lane[:, -n:] = L
-        self.x[rows] = x[:, to_index]
-        self.y[rows] = lane[:, to_index] * p.lane_width
-        self.target_lane[rows] = lane[:, to_index]
-        self.speed[rows] = speed[:, to_index]
-        self.desired_speed[rows] = speed[:, to_index]
-        self.delta[rows] = np.where(self.controlled, 4.0, delta[:, to_index])
-        self.politeness[rows] = politeness[:, to_index]
-        self.timer[rows] = timer[:, to_index]
-        self.heading[rows] = 0.0
-        self.crashed[rows] = False
+        st.x[rows] = x[:, to_index]
+        st.y[rows] = lane[:, to_index] * p.lane_width
+        st.target_lane[rows] = lane[:, to_index]
+        st.speed[rows] = speed[:, to_index]
+        st.desired_speed[rows] = speed[:, to_index]
+        st.delta[rows] = np.where(self.controlled, 4.0, delta[:, to_index])
+        st.politeness[rows] = politeness[:, to_index]
+        st.timer[rows] = timer[:, to_index]
+        st.heading[rows] = 0.0
+        st.crashed[rows] = False
         self._sorted = self._trig = None  # x and heading changed in place
-        self.speed_index[rows] = self._speed_to_index(self.speed[rows, :K])
-        self.desired_speed[rows, :K] = self._target_speeds[self.speed_index[rows]]
-        self.steps[rows] = 0
-        self.x_start[rows] = self.x[rows, :K]
-        self.lane_changes[rows] = 0
-        self.continuous[rows] = 0.0
-        self.min_ttc[rows] = np.inf
-        if self.frames is not None:
-            frame = pixels(self)[rows]  # (R, H, W)
-            self.frames[rows] = frame[:, None]
+        st.speed_index[rows] = self._speed_to_index(st.speed[rows, :K])
+        st.desired_speed[rows, :K] = self._target_speeds[st.speed_index[rows]]
+        st.steps[rows] = 0
+        st.x_start[rows] = st.x[rows, :K]
+        st.lane_changes[rows] = 0
+        st.continuous[rows] = 0.0
+        st.min_ttc[rows] = np.inf
+        if st.frames is not None:
+            frame = pixels(self, st)[rows]  # (R, H, W)
+            st.frames[rows] = frame[:, None]
 
     # ---- geometry helpers ---------------------------------------------------------------------------
     def lane_of(self, y: np.ndarray) -> np.ndarray:
@@ -244,12 +224,12 @@ class HighwayCore:
         frac = (speed - ts[0]) / (ts[-1] - ts[0])
         return np.minimum(np.maximum(np.rint(frac * (ts.size - 1)), 0), ts.size - 1).astype(np.int64)
 
-    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours(self, st: HighwayState) -> tuple[np.ndarray, np.ndarray]:
         """(front, rear), each (E, V, L): the nearest vehicle ahead of / behind each vehicle on each lane.
 
         One sort per row, then suffix-min / prefix-max scans over the sorted order: O(E V L), no (V, V) table.
         A vehicle ahead at exactly the same x counts as in front (highway-env's `s <= s_v`)."""
-        rank = self._neighbours_sorted()
+        rank = self._neighbours_sorted(st)
         E, V = rank.shape
         lanes = np.arange(self.p.all_lanes) * self._nb_stride
         at = self._nb_l0[:, :, None] + lanes + rank[:, :, None]  # (E, V, L)
@@ -257,35 +237,35 @@ class HighwayCore:
         front, rear = slots % (V + 1)  # table slot -> vehicle (V: none)
         return front, rear
 
-    def _cos_sin(self) -> np.ndarray:
+    def _cos_sin(self, st: HighwayState) -> np.ndarray:
         """(2, E, V) cos and sin of the headings, shared by the collision check of one substep, the IDM
         table of the next and the observation (every substep makes a new heading array; reset_rows forgets it)."""
-        if self._trig is not None and self._trig[0] is self.heading:
+        if self._trig is not None and self._trig[0] is st.heading:
             return self._trig[1]
-        cs = np.empty((2, *self.heading.shape), dtype=self._float)
-        heading = self.heading.astype(self._float, copy=False)
+        cs = np.empty((2, *st.heading.shape), dtype=self._float)
+        heading = st.heading.astype(self._float, copy=False)
         np.cos(heading, out=cs[0])
         np.sin(heading, out=cs[1])
-        self._trig = (self.heading, cs)
+        self._trig = (st.heading, cs)
         return cs
 
-    def _order(self) -> np.ndarray:
+    def _order(self, st: HighwayState) -> np.ndarray:
         """(E, V) argsort of x (stable), shared by the collision check of one substep and the neighbour
         search of the next: both see the same x array (every substep makes a new one; reset_rows forgets it)."""
-        if self._sorted is not None and self._sorted[0] is self.x:
+        if self._sorted is not None and self._sorted[0] is st.x:
             return self._sorted[1]
-        order = self.x.argsort(axis=1, kind="stable")
-        self._sorted = (self.x, order)
+        order = st.x.argsort(axis=1, kind="stable")
+        self._sorted = (st.x, order)
         return order
 
-    def _neighbours_sorted(self) -> np.ndarray:
+    def _neighbours_sorted(self, st: HighwayState) -> np.ndarray:
         """The neighbour search of this substep: returns (E, V) the sorted position of each vehicle, and
         prepares _neighbour_slots, which looks up the table slot of the front (f = 0) or rear (f = 1)
         vehicle on lane l of the vehicle at sorted position k of env e."""
-        E, V = self.x.shape
-        order = self._order()
+        E, V = st.x.shape
+        order = self._order(st)
         flat_order = order + self._off_v  # (E, V)
-        y_sorted = self.y.take(flat_order)  # (E, V)
+        y_sorted = st.y.take(flat_order)  # (E, V)
         on_sorted = np.abs(y_sorted[:, None, :] - self._lane_centres) <= self.p.lane_width / 2 + LANE_MARGIN  # (E, L, V)
         # scan[0][k + 1]: first on-lane position > k; scan[1][k + 1]: last on-lane position < k. "None" is V
         # and -1: both land on a "no vehicle" slot of slots below (index off - 1 is the previous row's
@@ -313,7 +293,7 @@ class HighwayCore:
             return self._nb.take(at)
         return self._slot_buf.take(self._scan_buf.take(at) + row_off)
 
-    def _table(self) -> np.ndarray:
+    def _table(self, st: HighwayState) -> np.ndarray:
         """(8, E * (V + 1)) per-vehicle columns for IDM, column-major, with slot V of each env standing
         for "no vehicle" (x = NO_VEHICLE_X, the rest 0).
 
@@ -322,18 +302,18 @@ class HighwayCore:
         (cos, sin) s / (2 sqrt(a b)); last the speed. IDM's closing speed along the follower is s - (vx_l cos
         + vy_l sin), so d* = row 4 - (vx_l row 5 + vy_l row 6): every per-follower term, the power law above
         all, is computed once per vehicle here, not once per (follower, leader) pair."""
-        E, V = self.x.shape
+        E, V = st.x.shape
         t = self._table_buf[:, :, :V]  # (8, E, V) view, filled in place
-        speed = self.speed
-        np.multiply(self._cos_sin(), speed, out=t[0:2])  # [m/s]
-        t[2] = self.x
-        v0 = np.minimum(self.desired_speed, self.p.speed_limit)  # [m/s]
+        speed = st.speed
+        np.multiply(self._cos_sin(st), speed, out=t[0:2])  # [m/s]
+        t[2] = st.x
+        v0 = np.minimum(st.desired_speed, self.p.speed_limit)  # [m/s]
         np.abs(v0, out=v0)
         np.maximum(v0, 1e-2, out=v0)  # == |_not_zero(v0)|
         ratio = np.empty(v0.shape, dtype=self._float)  # (v / v0)^delta as exp(delta log(v / v0)) in float32, 4x faster than np.power in float64
         np.divide(np.maximum(speed, 1e-30), v0, out=ratio)  # 1e-30 for 0: exp(delta log 1e-30) underflows to exactly 0
         np.log(ratio, out=ratio)
-        ratio *= self.delta
+        ratio *= st.delta
         np.exp(ratio, out=ratio)
         np.subtract(1.0, ratio, out=ratio)
         np.multiply(ratio, COMFORT_ACC_MAX, out=t[3])  # [m/s^2] as in idm_acceleration
@@ -363,49 +343,49 @@ class HighwayCore:
         return np.subtract(f[1], q, out=q)
 
     # ---- step --------------------------------------------------------------------------------------
-    def apply_meta_actions(self, actions: np.ndarray) -> None:
+    def apply_meta_actions(self, st: HighwayState, actions: np.ndarray) -> None:
         """Discrete meta-actions (E, K) set the controlled vehicles' target lane and target speed."""
         K, L = self.p.controlled_vehicles, self.p.lanes_count
         faster, slower = actions == FASTER, actions == SLOWER
-        current = self._speed_to_index(self.speed[:, :K])
-        self.speed_index = np.where(faster, current + 1, np.where(slower, current - 1, self.speed_index))
-        self.speed_index = np.minimum(np.maximum(self.speed_index, 0), self._target_speeds.size - 1)
-        self.desired_speed[:, :K] = self._target_speeds[self.speed_index]
+        current = self._speed_to_index(st.speed[:, :K])
+        st.speed_index = np.where(faster, current + 1, np.where(slower, current - 1, st.speed_index))
+        st.speed_index = np.minimum(np.maximum(st.speed_index, 0), self._target_speeds.size - 1)
+        st.desired_speed[:, :K] = self._target_speeds[st.speed_index]
         shift = np.where(actions == LANE_LEFT, -1, np.where(actions == LANE_RIGHT, 1, 0))
-        target = self.target_lane[:, :K]
+        target = st.target_lane[:, :K]
         highest = np.where(target >= L, L, L - 1)  # the ramp can be left, never entered
-        self.target_lane[:, :K] = np.minimum(np.maximum(target + shift, 0), highest)
+        st.target_lane[:, :K] = np.minimum(np.maximum(target + shift, 0), highest)
 
-    def set_continuous(self, actions: np.ndarray) -> None:
+    def set_continuous(self, st: HighwayState, actions: np.ndarray) -> None:
         a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)  # (E, K, 2)
-        self.continuous = a * np.array([ACCELERATION_RANGE, STEERING_RANGE])
+        st.continuous = a * np.array([ACCELERATION_RANGE, STEERING_RANGE])
 
-    def action_mask(self) -> np.ndarray:
+    def action_mask(self, st: HighwayState) -> np.ndarray:
         """(E, K, 5): which meta-actions change something (IDLE always)."""
         K, L = self.p.controlled_vehicles, self.p.lanes_count
-        lane = self.lane_of(self.y[:, :K])
+        lane = self.lane_of(st.y[:, :K])
         return np.stack([lane > 0, np.ones_like(lane, dtype=bool), lane < L - 1,
-                         self.speed_index < self._target_speeds.size - 1, self.speed_index > 0], axis=-1)
+                         st.speed_index < self._target_speeds.size - 1, st.speed_index > 0], axis=-1)
 
-    def _slip_sine(self) -> np.ndarray:
+    def _slip_sine(self, st: HighwayState) -> np.ndarray:
         """sin of the slip angle [-] that the lateral position then heading controller commands, towards each
         vehicle's target lane centre: highway-env's steering_control composed with the bicycle model's
         beta = arctan(tan(steering) / 2), which undoes its arctan(2 tan(slip)) (see BETA_MAX). The heading
         error needs no wrapping: controller-driven headings stay within +-pi/2 on a straight road."""
-        speed = np.copysign(np.maximum(np.abs(self.speed), 1e-2), self.speed)  # [m/s] _not_zero
-        q = self.target_lane * self.p.lane_width - self.y  # [m] towards the target lane centre
+        speed = np.copysign(np.maximum(np.abs(st.speed), 1e-2), st.speed)  # [m/s] _not_zero
+        q = st.target_lane * self.p.lane_width - st.y  # [m] towards the target lane centre
         q /= TAU_LATERAL
         q /= speed
         np.maximum(q, -SIN_HEADING_MAX, out=q)
         np.minimum(q, SIN_HEADING_MAX, out=q)
         d = np.arcsin(q, out=q)  # [rad] heading reference, within +-pi/4
-        d -= self.heading  # [rad] heading error
+        d -= st.heading  # [rad] heading error
         d *= LENGTH / 2 / TAU_HEADING
         d /= speed
         np.maximum(d, -SIN_BETA_MAX, out=d)
         return np.minimum(d, SIN_BETA_MAX, out=d)
 
-    def _abort_lane_changes(self, lane: np.ndarray, changing: np.ndarray) -> None:
+    def _abort_lane_changes(self, st: HighwayState, lane: np.ndarray, changing: np.ndarray) -> None:
         """Traffic abandons a lane change when another vehicle not yet there heads for the same lane just
         ahead, closer than the IDM desired gap (highway-env's change_lane_policy). Only the C vehicles
         that are changing lane are compared with the others: (C, V) arrays from this substep's IDM table.
@@ -413,7 +393,7 @@ class HighwayCore:
         f = np.flatnonzero(changing & self._traffic)  # (C,) flat e V + i
         if f.size == 0:
             return
-        V = self.x.shape[1]
+        V = st.x.shape[1]
         e = f // V
         t = self._table_buf  # (8, E, V + 1), filled by _table this substep
         g, gi = t[:3].take(e, axis=1), t[2:7].reshape(5, -1).take(self._me_flat.take(f), axis=1)  # (3, C, V + 1) the changer's env, (5, C) the changer
@@ -421,19 +401,19 @@ class HighwayCore:
         d_star = gi[2][:, None] - d[0]
         d_star -= d[1]  # [m] IDM's desired gap of the changer behind each vehicle
         dx = g[2, :, :V] - gi[0][:, None]  # [m] x_j - x_i (0 for the changer itself)
-        target = self.target_lane.take(f)[:, None]
+        target = st.target_lane.take(f)[:, None]
         # A rival heads for the changer's target lane and is not there yet: it is changing lane itself.
-        heading_for = np.where(changing, self.target_lane, -1)  # (E, V) target lane of those changing lane
+        heading_for = np.where(changing, st.target_lane, -1)  # (E, V) target lane of those changing lane
         rival = heading_for.take(e, axis=0) == target
         rival &= dx > 0
         rival &= dx < d_star
         abort = np.logical_or.reduce(rival, axis=1)
         if abort.any():
             fa = f[abort]
-            np.put(self.target_lane, fa, lane.take(fa))
+            np.put(st.target_lane, fa, lane.take(fa))
             np.put(changing, fa, False)
 
-    def _mobil(self, lane: np.ndarray, f: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
+    def _mobil(self, st: HighwayState, lane: np.ndarray, f: np.ndarray, m: np.ndarray, acc: np.ndarray) -> None:
         """MOBIL lane-change decisions of the D traffic vehicles at flat indices `f` (e V + i) that are due,
         from their IDM terms `m` (8, D) (rows of _MOBIL_PAIRS) and every vehicle's own-lane acceleration
         `acc` (E, V, C-contiguous).
@@ -449,7 +429,7 @@ class HighwayCore:
         gain = new_f_pred_a - new_f_a
         gain += m[1]
         gain -= m[0]
-        gain *= self.politeness.take(f)
+        gain *= st.politeness.take(f)
         gain += self_pred_a - self_a
         cand = cur + _SIDE2  # (2, D)
         # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only safety
@@ -463,33 +443,33 @@ class HighwayCore:
         ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
         ok &= worth
         # Right wins when both qualify, as in highway-env (it tries left, then right).
-        np.put(self.target_lane, f, np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur)))
+        np.put(st.target_lane, f, np.where(ok[1], cand[1], np.where(ok[0], cand[0], cur)))
         new_lane_acc = np.where(ok[1], self_pred_a[1], np.where(ok[0], self_pred_a[0], np.nan))
         np.put(acc, f, np.fmin(self_a, new_lane_acc))
 
-    def substep(self) -> None:
+    def substep(self, st: HighwayState) -> None:
         """One physics step: decisions (MOBIL, IDM, controllers), bicycle model, collisions.
 
         All IDM terms of the substep (own lane, target lane while changing, MOBIL's) are evaluated in one
         batch of table gathers (_idm), so the op count does not grow with the number of kinds of term."""
         p, K, dt = self.p, self.p.controlled_vehicles, self.p.dt
-        E, V = self.x.shape
+        E, V = st.x.shape
         L = p.all_lanes
-        lane = self.lane_of(self.y)
-        rank = self._neighbours_sorted()  # (E, V) sorted position of each vehicle
-        table = self._table()
+        lane = self.lane_of(st.y)
+        rank = self._neighbours_sorted(st)  # (E, V) sorted position of each vehicle
+        table = self._table(st)
         S = self._nb_stride
         own_leader = self._neighbour_slots(self._nb_l0 + lane * S + rank, self._off_v1)  # (E, V) table slot of the leader on the own lane
-        changing = lane != self.target_lane  # (E, V) while changing lane, IDM on both lanes
-        self._abort_lane_changes(lane, changing)
+        changing = lane != st.target_lane  # (E, V) while changing lane, IDM on both lanes
+        self._abort_lane_changes(st, lane, changing)
         cf = np.flatnonzero(changing)  # (C,) flat e V + i
         c_slot = self._me_flat.take(cf)  # (C,) table slots of the changing vehicles
-        ahead = self._neighbour_slots(self._nb_lv.take(cf) + self.target_lane.take(cf) * S + rank.take(cf),
+        ahead = self._neighbour_slots(self._nb_lv.take(cf) + st.target_lane.take(cf) * S + rank.take(cf),
                                       self._off_v1v.take(cf))  # (C,) leader on the target lane
-        due = self._traffic & (self.timer > p.lane_change_delay)
-        due &= ~(self.crashed | changing)
-        np.copyto(self.timer, 0.0, where=due)
-        due &= np.abs(self.speed) >= 1.0
+        due = self._traffic & (st.timer > p.lane_change_delay)
+        due &= ~(st.crashed | changing)
+        np.copyto(st.timer, 0.0, where=due)
+        due &= np.abs(st.speed) >= 1.0
         df = np.flatnonzero(due)  # (D,) MOBIL decisions now, flat e V + i
         at = self._nb_lv.take(df) + np.minimum(np.maximum(lane.take(df) + _SIDES, 0), L - 1) * S + rank.take(df)  # (3, D) current, left, right lane
         at = np.concatenate([at, at + self._nb_rear])  # (6, D) fronts, then rears
@@ -512,102 +492,102 @@ class HighwayCore:
         if n_change:
             np.put(acc, cf, np.minimum(acc.take(cf), acc_all[n_own:n_own + n_change]))
         if df.size:
-            self._mobil(lane, df, acc_all[n_own + n_change:].reshape(8, df.size), acc)
+            self._mobil(st, lane, df, acc_all[n_own + n_change:].reshape(8, df.size), acc)
         if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
-            on_ramp = (lane == p.lanes_count) & (self.x < p.ramp_end)
-            wall = idm_acceleration(self.speed, np.minimum(self.desired_speed, p.speed_limit), self.delta,
-                                    p.ramp_end + LENGTH / 2 - self.x, self.speed)
+            on_ramp = (lane == p.lanes_count) & (st.x < p.ramp_end)
+            wall = idm_acceleration(st.speed, np.minimum(st.desired_speed, p.speed_limit), st.delta,
+                                    p.ramp_end + LENGTH / 2 - st.x, st.speed)
             acc = np.where(on_ramp, np.minimum(acc, wall), acc)
         np.maximum(acc, -ACC_MAX, out=acc)
         np.minimum(acc, ACC_MAX, out=acc)
-        sin_beta = self._slip_sine()  # (E, V)
+        sin_beta = self._slip_sine(st)  # (E, V)
         if p.action == "continuous":
-            acc[:, :K] = self.continuous[:, :, 0]
-            steering = np.minimum(np.maximum(self.continuous[:, :, 1], -MAX_STEERING), MAX_STEERING)  # [rad]
+            acc[:, :K] = st.continuous[:, :, 0]
+            steering = np.minimum(np.maximum(st.continuous[:, :, 1], -MAX_STEERING), MAX_STEERING)  # [rad]
             sin_beta[:, :K] = np.sin(np.arctan(0.5 * np.tan(steering)))
         else:
-            acc[:, :K] = (self.desired_speed[:, :K] - self.speed[:, :K]) / TAU_ACC  # speed controller
+            acc[:, :K] = (st.desired_speed[:, :K] - st.speed[:, :K]) / TAU_ACC  # speed controller
         # Crashed vehicles brake to a stop; speeds stay within +-MAX_SPEED (highway-env's clip_actions).
-        if self.crashed.any():
-            np.copyto(acc, -self.speed, where=self.crashed)
-            np.copyto(sin_beta, 0.0, where=self.crashed)
-        too_fast = np.abs(self.speed) > MAX_SPEED  # (E, V): only these vehicles' acceleration is limited
+        if st.crashed.any():
+            np.copyto(acc, -st.speed, where=st.crashed)
+            np.copyto(sin_beta, 0.0, where=st.crashed)
+        too_fast = np.abs(st.speed) > MAX_SPEED  # (E, V): only these vehicles' acceleration is limited
         if too_fast.any():
-            np.copyto(acc, np.minimum(np.maximum(acc, -MAX_SPEED - self.speed), MAX_SPEED - self.speed), where=too_fast)
-        self._record_ttc(table, own_leader[:, :K])
+            np.copyto(acc, np.minimum(np.maximum(acc, -MAX_SPEED - st.speed), MAX_SPEED - st.speed), where=too_fast)
+        self._record_ttc(st, table, own_leader[:, :K])
         # Kinematic bicycle model, centre of gravity in the middle.
-        x_before, y_before = self.x, self.y
-        step = self.speed * dt  # [m]
+        x_before, y_before = st.x, st.y
+        step = st.speed * dt  # [m]
         # cos and sin of heading + beta by angle addition, from the heading's cos/sin: no trigonometry
-        cs = self._cos_sin()  # (2, E, V) of the heading
+        cs = self._cos_sin(st)  # (2, E, V) of the heading
         course = np.multiply(sin_beta, sin_beta)
         np.subtract(1.0, course, out=course)
         course = cs * np.sqrt(course, out=course)  # (2, E, V) cos(heading) cos(beta), sin(heading) cos(beta)
         course[0] -= cs[1] * sin_beta
         course[1] += cs[0] * sin_beta
         course *= step
-        self.x = x_before + course[0]
-        self.y = y_before + course[1]
+        st.x = x_before + course[0]
+        st.y = y_before + course[1]
         sin_beta *= step
         sin_beta *= 2.0 / LENGTH
-        self.heading = self.heading + sin_beta  # [rad] speed sin(beta) / (LENGTH / 2) dt
+        st.heading = st.heading + sin_beta  # [rad] speed sin(beta) / (LENGTH / 2) dt
         acc *= dt
-        self.speed = self.speed + acc
-        self.timer += dt
-        collide(self, x_before, y_before)
+        st.speed = st.speed + acc
+        st.timer += dt
+        collide(self, st, x_before, y_before)
 
-    def _record_ttc(self, table: np.ndarray, ahead: np.ndarray) -> None:
+    def _record_ttc(self, st: HighwayState, table: np.ndarray, ahead: np.ndarray) -> None:
         """Keep the largest closing rate [1/s] (closing speed over bumper-to-bumper gap, the inverse of the
         time-to-collision) of the controlled vehicles on the vehicle ahead (table slots `ahead` (E, K)) this
         substep; step() turns it into min_ttc. A missing leader sits at NO_VEHICLE_X, so its rate is about 1e-29."""
         K = self.p.controlled_vehicles
         lead = table[2:8:5].take(ahead, axis=1)  # (2, E, K) x [m] and speed [m/s] of the leader
-        gap = lead[0] - self.x[:, :K]
+        gap = lead[0] - st.x[:, :K]
         gap -= LENGTH
         np.maximum(gap, 1e-300, out=gap)  # [m] bumper to bumper; touching gives a rate of about 1e300
-        rate = self.speed[:, :K] - lead[1]  # [m/s] closing speed
+        rate = st.speed[:, :K] - lead[1]  # [m/s] closing speed
         rate /= gap
         np.maximum(self._ttc_rate, rate, out=self._ttc_rate)
 
-    def advance(self, actions: np.ndarray) -> None:
+    def advance(self, st: HighwayState, actions: np.ndarray) -> None:
         """One decision: actions (E, K) meta-actions or (E, K, 2) continuous, then `substeps` physics steps."""
         K = self.p.controlled_vehicles
-        lane_before = self.lane_of(self.y[:, :K])
+        lane_before = self.lane_of(st.y[:, :K])
         if self.p.action == "discrete":
-            self.apply_meta_actions(np.asarray(actions).reshape(-1, K).astype(np.int64))
+            self.apply_meta_actions(st, np.asarray(actions).reshape(-1, K).astype(np.int64))
         else:
-            self.set_continuous(np.asarray(actions).reshape(-1, K, 2))
+            self.set_continuous(st, np.asarray(actions).reshape(-1, K, 2))
         self._ttc_rate[:] = 0.0
         for _ in range(self.p.substeps):
-            self.substep()
+            self.substep(st)
         # The smallest time-to-collision [s] of the step: 1 / the largest closing rate; inf when never closing
         # in on a leader, 0 when touching it.
-        self.min_ttc = np.divide(1.0, self._ttc_rate, out=np.full_like(self._ttc_rate, np.inf), where=self._ttc_rate > 1e-20)
-        self.min_ttc[self.min_ttc < 1e-250] = 0.0
-        self.steps += 1
-        self.lane_changes += self.lane_of(self.y[:, :K]) != lane_before
-        if self.frames is not None:
-            self.frames[:, :-1] = self.frames[:, 1:]
-            self.frames[:, -1] = pixels(self)
+        st.min_ttc = np.divide(1.0, self._ttc_rate, out=np.full_like(self._ttc_rate, np.inf), where=self._ttc_rate > 1e-20)
+        st.min_ttc[st.min_ttc < 1e-250] = 0.0
+        st.steps += 1
+        st.lane_changes += self.lane_of(st.y[:, :K]) != lane_before
+        if st.frames is not None:
+            st.frames[:, :-1] = st.frames[:, 1:]
+            st.frames[:, -1] = pixels(self, st)
 
     # ---- the gym-facing step of controlled vehicle 0 (envs/vector.py's VectorCore) ----------------------
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def step(self, st: HighwayState, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """advance(), then the reward, terminated, truncated and info of controlled vehicle 0 of every row."""
         actions = np.asarray(actions)
-        self.advance(actions)
-        rewards, terms = self.rewards(actions)
-        return rewards[:, 0], self.terminated()[:, 0], self.truncated(), step_info(self, terms)
+        self.advance(st, actions)
+        rewards, terms = self.rewards(st, actions)
+        return rewards[:, 0], self.terminated(st)[:, 0], self.truncated(st), step_info(self, st, terms)
 
-    def reset_info(self) -> dict[str, np.ndarray]:
-        return step_info(self, self.rewards(None)[1])
+    def reset_info(self, st: HighwayState) -> dict[str, np.ndarray]:
+        return step_info(self, st, self.rewards(st, None)[1])
 
-    def observe(self) -> Any:
-        return observe(self)
+    def observe(self, st: HighwayState) -> Any:
+        return observe(self, st)
 
     # ---- outputs -----------------------------------------------------------------------------------
-    def on_road(self) -> np.ndarray:
+    def on_road(self, st: HighwayState) -> np.ndarray:
         K = self.p.controlled_vehicles
-        return self.road_at(self.x[:, :K], self.y[:, :K])
+        return self.road_at(st.x[:, :K], st.y[:, :K])
 
     def road_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Whether world points (x, y) [m] are on the road (main lanes, or the ramp before its end)."""
@@ -615,17 +595,17 @@ class HighwayCore:
         edge = np.where(p.merge_ramp & (x <= p.ramp_end), p.all_lanes - 0.5, p.lanes_count - 0.5) * p.lane_width
         return (y >= -p.lane_width / 2) & (y <= edge) & (x >= 0) & (x <= p.road_length)
 
-    def rewards(self, actions: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def rewards(self, st: HighwayState, actions: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(E, K) rewards and their terms."""
         p, K = self.p, self.p.controlled_vehicles
-        lane = self.target_lane[:, :K] if p.action == "discrete" else self.lane_of(self.y[:, :K])
-        forward = self.speed[:, :K] * np.cos(self.heading[:, :K])  # [m/s]
+        lane = st.target_lane[:, :K] if p.action == "discrete" else self.lane_of(st.y[:, :K])
+        forward = st.speed[:, :K] * np.cos(st.heading[:, :K])  # [m/s]
         lo, hi = p.reward_speed_range
         terms = {
-            "collision_reward": self.crashed[:, :K].astype(np.float64),
+            "collision_reward": st.crashed[:, :K].astype(np.float64),
             "right_lane_reward": np.minimum(lane, p.lanes_count - 1) / max(p.lanes_count - 1, 1),
             "high_speed_reward": np.clip((forward - lo) / (hi - lo), 0.0, 1.0),
-            "on_road_reward": self.on_road().astype(np.float64),
+            "on_road_reward": self.on_road(st).astype(np.float64),
         }
         changed = np.zeros_like(forward)
         if actions is not None and p.action == "discrete":
@@ -638,23 +618,23 @@ class HighwayCore:
             reward = (reward - low) / (high - low)
         return reward * terms["on_road_reward"], terms
 
-    def terminated(self) -> np.ndarray:
+    def terminated(self, st: HighwayState) -> np.ndarray:
         K = self.p.controlled_vehicles
-        done = self.crashed[:, :K].copy()
+        done = st.crashed[:, :K].copy()
         if self.p.offroad_terminal:
-            done |= ~self.on_road()
+            done |= ~self.on_road(st)
         return done  # (E, K)
 
-    def truncated(self) -> np.ndarray:
-        return self.steps >= self.p.max_steps  # (E,)
+    def truncated(self, st: HighwayState) -> np.ndarray:
+        return st.steps >= self.p.max_steps  # (E,)
 
-    def metrics(self) -> dict[str, np.ndarray]:
+    def metrics(self, st: HighwayState) -> dict[str, np.ndarray]:
         K = self.p.controlled_vehicles
         return {
-            "crashed": self.crashed[:, :K].copy(),
-            "speed": self.speed[:, :K].copy(),
-            "distance": self.x[:, :K] - self.x_start,
-            "lane_changes": self.lane_changes.copy(),
-            "min_ttc": self.min_ttc.copy(),
+            "crashed": st.crashed[:, :K].copy(),
+            "speed": st.speed[:, :K].copy(),
+            "distance": st.x[:, :K] - st.x_start,
+            "lane_changes": st.lane_changes.copy(),
+            "min_ttc": st.min_ttc.copy(),
         }
 

@@ -28,13 +28,12 @@ class HighwayEnv(CoreEnv):
         self.render_mode = render_mode
         self.observation_space = observation_space(self.params)
         self.action_space = action_space(self.params)
-        self.core = HighwayCore(self.params, 1)
-        self.last_reward = 0.0
+        super().__init__(HighwayCore(self.params, 1))
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        return render_frame(self.core, 0, self.last_reward)
+        return render_frame(self.core, self.state, 0, self.last_reward)
 
 
 class HighwayVectorEnv(NumpyVectorEnv):
@@ -54,5 +53,5 @@ class HighwayVectorEnv(NumpyVectorEnv):
     def render(self) -> tuple[np.ndarray, ...] | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
-        return tuple(render_frame(self.core, i, float(self.last_rewards[i])) for i in range(self.num_envs))
+        return tuple(render_frame(self.core, self.state, i, float(self.last_rewards[i])) for i in range(self.num_envs))
 

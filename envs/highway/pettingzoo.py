@@ -38,6 +38,7 @@ class HighwayParallelEnv(ParallelEnv):
         self._obs_space = observation_space(self.params)
         self._act_space = action_space(self.params)
         self.core = HighwayCore(self.params, 1)
+        self.state = self.core.init_state()
         self._rng = np.random.default_rng()
         self._alive = np.ones(self.params.controlled_vehicles, dtype=bool)
 
@@ -48,14 +49,14 @@ class HighwayParallelEnv(ParallelEnv):
         return self._act_space
 
     def _observations(self) -> dict[str, np.ndarray]:
-        per_vehicle = kinematics(self.core) if self.params.observation == "kinematics" else occupancy(self.core)
+        per_vehicle = kinematics(self.core, self.state) if self.params.observation == "kinematics" else occupancy(self.core, self.state)
         flat = per_vehicle[0].reshape(self.params.controlled_vehicles, -1).astype(np.float32)  # (K, D)
         return {a: flat[k] for k, a in enumerate(self.possible_agents) if a in self.agents}
 
     def _infos(self, terms: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-        metrics = {**self.core.metrics(), **terms}
+        metrics = {**self.core.metrics(self.state), **terms}
         if self.params.action == "discrete":
-            metrics["action_mask"] = self.core.action_mask()
+            metrics["action_mask"] = self.core.action_mask(self.state)
         out = {}
         for k, a in enumerate(self.possible_agents):
             if a in self.agents:
@@ -65,10 +66,10 @@ class HighwayParallelEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is not None:
             self._rng = gym.utils.seeding.np_random(seed)[0]
-        self.core.reset_rows(np.array([0]), [self._rng])
+        self.core.reset_rows(self.state, np.array([0]), [self._rng])
         self.agents = list(self.possible_agents)
         self._alive[:] = True
-        _, terms = self.core.rewards(None)
+        _, terms = self.core.rewards(self.state, None)
         return self._observations(), self._infos(terms)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
@@ -81,9 +82,9 @@ class HighwayParallelEnv(ParallelEnv):
         for k, a in enumerate(self.possible_agents):
             if a in actions and self._alive[k]:
                 batch[0, k] = actions[a]
-        self.core.advance(batch)
-        reward, terms = self.core.rewards(batch)
-        terminated, truncated = self.core.terminated()[0], bool(self.core.truncated()[0])
+        self.core.advance(self.state, batch)
+        reward, terms = self.core.rewards(self.state, batch)
+        terminated, truncated = self.core.terminated(self.state)[0], bool(self.core.truncated(self.state)[0])
         live = [a for k, a in enumerate(self.possible_agents) if self._alive[k]]
         rewards = {a: float(reward[0, int(a.split("_")[1])]) for a in live}
         terminations = {a: bool(terminated[int(a.split("_")[1])]) for a in live}
@@ -96,7 +97,7 @@ class HighwayParallelEnv(ParallelEnv):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        return render_frame(self.core, 0, 0.0)
+        return render_frame(self.core, self.state, 0, 0.0)
 
     def close(self) -> None:
         pass

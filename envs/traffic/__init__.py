@@ -8,7 +8,10 @@ enter at the boundary as seeded Poisson processes with time-varying rates, choos
 link by the scenario's turning ratios, travel the link at free flow, then queue at the stop line. A
 green movement discharges at its saturation flow (veh/s per lane x lanes) unless the downstream link is
 full (spillback); vehicles leaving the grid are counted as exits. The model steps in 1 s ticks over
-`(num_envs, links, movements)` arrays; there is no Python loop over envs or vehicles in `step`.
+`(num_envs, links, movements)` arrays; there is no Python loop over envs or vehicles in `step`. The
+state is a `TrafficState` of arrays (dynamics.py), the knobs a frozen `TrafficParams` plus the scenario's
+`Network`, and `TrafficSim.step(state, action)` (env.py) advances the state in place, one decision of
+`delta_time_s` ticks of `TrafficCore.tick(state)`.
 
 Signals run four phases: 0 north-south through (with right turns), 1 north-south left, 2 east-west
 through (with right turns), 3 east-west left. Every `delta_time_s` (5 s) the agent names the next green
@@ -68,7 +71,7 @@ from rlsuite.envs.traffic.controllers import (
     MaxPressureController,
     webster_plan,
 )
-from rlsuite.envs.traffic.dynamics import TrafficCore
+from rlsuite.envs.traffic.dynamics import TrafficCore, TrafficState
 from rlsuite.envs.traffic.env import (
     TrafficGridEnv,
     TrafficGridVectorEnv,
@@ -97,5 +100,5 @@ from rlsuite.envs.traffic.rendering import frame_shape, render_frames
 __all__ = ["DIRECTIONS", "MOVEMENTS", "OBS_MODES", "PHASE_GREEN", "PHASE_NAMES", "REWARDS", "SCENARIO_DIR",
            "ActuatedController", "FixedTimeController", "MaxPressureController", "Network", "ScenarioError",
            "TrafficCore", "TrafficGridEnv", "TrafficGridVectorEnv", "TrafficParallelEnv", "TrafficParams", "TrafficSim",
-           "frame_shape", "load_network", "make_shared_env", "make_shared_vector_env", "obs_dim", "render_frames",
+           "TrafficState", "frame_shape", "load_network", "make_shared_env", "make_shared_vector_env", "obs_dim", "render_frames",
            "scenario_names", "webster_plan"]

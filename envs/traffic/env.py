@@ -7,12 +7,12 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
 
-from rlsuite.envs.traffic.dynamics import TrafficCore
+from rlsuite.envs.traffic.dynamics import TrafficCore, TrafficState
 from rlsuite.envs.traffic.network import (
     OBS_MODES,
     REWARDS,
@@ -71,14 +71,10 @@ def _check_profile(net: Network, profile: str) -> None:
 
 class TrafficSim:
     """The decision-level process over a TrafficCore (envs/vector.py's VectorCore): phase requests every
-    delta_time_s, rewards per intersection, the demand profile and counter-based key of each episode.
+    delta_time_s, rewards per intersection, the demand profile and counter-based key of each episode; its
+    state is the core's TrafficState.
 
     Shared by the Gymnasium single env (one row), its vector env and the PettingZoo env."""
-
-    STATE: ClassVar[tuple[str, ...]] = tuple(f"core.{k}" for k in (
-        "key", "profile", "t", "pipe", "queue", "mov_occ", "credit", "backlog", "phase", "prev_phase", "clear_left",
-        "green_s", "counts.generated", "counts.entered", "counts.exited", "veh_s", "stopped_s", "backlog_s",
-        "node_stopped_s", "link_occ", "_clock"))
 
     def __init__(self, num_envs: int, params: TrafficParams) -> None:
         self.params = params
@@ -96,45 +92,45 @@ class TrafficSim:
             return self.net.held_out_profiles
         return (self.net.profile_names.index(self.profile),)
 
-    def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+    def init_state(self) -> TrafficState:
+        return self.core.init_state()
+
+    def reset_rows(self, st: TrafficState, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         choices = self._choices()
         keys = np.array([rng.integers(0, 2**63, dtype=np.int64) for rng in rngs], dtype=np.uint64)
         profiles = np.array([choices[rng.integers(len(choices))] for rng in rngs], dtype=np.int64)
-        self.core.reset_rows(np.asarray(rows), keys, profiles)
+        self.core.reset_rows(st, np.asarray(rows), keys, profiles)
 
-    def state_restored(self) -> None:
-        self.core._update_phase_green()
-
-    def agent_observations(self) -> np.ndarray:
+    def agent_observations(self, st: TrafficState) -> np.ndarray:
         """(N, K, D): one observation per intersection."""
-        return self.core.observe(self.pressure_obs, self.neighbour_obs)
+        return self.core.observe(st, self.pressure_obs, self.neighbour_obs)
 
-    def observe(self) -> np.ndarray:
+    def observe(self, st: TrafficState) -> np.ndarray:
         if self.params.obs_mode == "pixels":
-            return render_frames(self.core, np.arange(self.num_envs))
-        return self.agent_observations().reshape(self.num_envs, -1)
+            return render_frames(self.core, st, np.arange(self.num_envs))
+        return self.agent_observations(st).reshape(self.num_envs, -1)
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def step(self, st: TrafficState, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Phase requests (N, K): the team rewards (N,), terminated (never), truncated, and info with the
         network metrics and `agent_rewards` (N, K)."""
         core, net = self.core, self.net
-        stopped_before = core.node_stopped_s.copy()
-        core.apply_actions(np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1))
-        core.prepare(net.delta_time_s)
+        stopped_before = st.node_stopped_s.copy()
+        core.apply_actions(st, np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1))
+        core.prepare(st, net.delta_time_s)
         for _ in range(net.delta_time_s):
-            core.tick()
+            core.tick(st)
         if self.reward_kind == "wait":
-            rewards = -(core.node_stopped_s - stopped_before) / 100.0
+            rewards = -(st.node_stopped_s - stopped_before) / 100.0
         elif self.reward_kind == "queue":
-            rewards = -core.queue.reshape(self.num_envs, -1, 12).sum(axis=2) / 10.0
+            rewards = -st.queue.reshape(self.num_envs, -1, 12).sum(axis=2) / 10.0
         else:
-            rewards = -core.pressure() / 10.0
+            rewards = -core.pressure(st) / 10.0
         rewards = rewards.astype(np.float64)
-        info = {**core.metrics(), "agent_rewards": rewards}
-        return rewards.sum(axis=1), np.zeros(self.num_envs, dtype=bool), core.t >= net.duration_s, info
+        info = {**core.metrics(st), "agent_rewards": rewards}
+        return rewards.sum(axis=1), np.zeros(self.num_envs, dtype=bool), st.t >= net.duration_s, info
 
-    def reset_info(self) -> dict[str, np.ndarray]:
-        return self.core.metrics()
+    def reset_info(self, st: TrafficState) -> dict[str, np.ndarray]:
+        return self.core.metrics(st)
 
 
 def _spaces(net: Network, p: TrafficParams) -> tuple[gym.spaces.Box, gym.spaces.MultiDiscrete]:
@@ -158,13 +154,14 @@ class TrafficGridEnv(CoreEnv):
         if render_mode not in (None, "rgb_array"):
             raise ScenarioError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
         self.params = TrafficParams(scenario, profile, reward, pressure, neighbour_phases, obs_mode)
-        self.sim = self.core = TrafficSim(1, self.params)
+        self.sim = TrafficSim(1, self.params)
+        super().__init__(self.sim)
         self.net = self.sim.net
         self.obs_mode, self.render_mode = obs_mode, render_mode
         self.observation_space, self.action_space = _spaces(self.net, self.params)
 
     def _profile(self) -> str:
-        return self.net.profile_names[int(self.sim.core.profile[0])]
+        return self.net.profile_names[int(self.state.profile[0])]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         obs, info = super().reset(seed=seed, options=options)
@@ -177,7 +174,7 @@ class TrafficGridEnv(CoreEnv):
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode != "rgb_array":
             return None
-        return render_frames(self.sim.core, np.array([0]))[0]
+        return render_frames(self.sim.core, self.state, np.array([0]))[0]
 
 
 class TrafficGridVectorEnv(NumpyVectorEnv):
@@ -196,7 +193,7 @@ class TrafficGridVectorEnv(NumpyVectorEnv):
     def render(self) -> np.ndarray | None:  # type: ignore[override]  # batched frames
         if self.render_mode != "rgb_array":
             return None
-        return render_frames(self.sim.core, np.arange(self.num_envs))
+        return render_frames(self.sim.core, self.state, np.arange(self.num_envs))
 
     # -- the multi-agent view (envs/multiagent.py:MultiAgentCore): one agent per intersection ----------------
     @property
@@ -221,11 +218,11 @@ class TrafficGridVectorEnv(NumpyVectorEnv):
 
     def agent_info(self, rewards: np.ndarray | None = None) -> dict[str, Any]:
         """Network metrics per env (N,) and per-intersection metrics (N, K)."""
-        core = self.sim.core
-        info: dict[str, Any] = dict(core.metrics())
-        info["agent_queue"] = core.queue.reshape(self.num_envs, -1, 12).sum(axis=2).astype(np.float64)
-        info["agent_waiting_time"] = core.node_stopped_s / np.maximum(core.counts["generated"][:, None], 1)
-        info["agent_pressure"] = core.pressure().astype(np.float64)
+        core, st = self.sim.core, self.state
+        info: dict[str, Any] = dict(core.metrics(st))
+        info["agent_queue"] = st.queue.reshape(self.num_envs, -1, 12).sum(axis=2).astype(np.float64)
+        info["agent_waiting_time"] = st.node_stopped_s / np.maximum(st.generated[:, None], 1)
+        info["agent_pressure"] = core.pressure(st).astype(np.float64)
         if rewards is not None:
             info["agent_reward"] = rewards
         return info

@@ -63,7 +63,7 @@ class TrafficParallelEnv(ParallelEnv):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        return render_frames(self.core.sim.core, np.array([0]))[0]
+        return render_frames(self.core.sim.core, self.core.state, np.array([0]))[0]
 
     def close(self) -> None:
         pass
