@@ -70,6 +70,27 @@ class EvaluationRecord:
     created_at: str = ""
 
 
+@dataclass(frozen=True)
+class TuneRunRecord:
+    """Which tuning study trained a run, for which of its configurations, at which stage.
+
+    A run can serve several studies (the same settings and seed are trained once and reused), so a run
+    may have several of these; each (study, stage, candidate, run) is recorded once."""
+
+    study: str
+    """The study's name (`<agent>-<envs>-<hash>`, as `rlsuite tune` prints it)."""
+    stage: str
+    """search (a trial's run, evaluated on validation seeds) | confirm (a fresh-seed rerun, also on test seeds)."""
+    candidate: str
+    """The configuration within the study: `trial N`, `preset` or `untuned defaults`."""
+    trial: int | None
+    """Optuna's trial number; None for the preset and the untuned defaults."""
+    run_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    """The trial's searched values, or the settings the untuned defaults change from the preset."""
+    created_at: str = ""
+
+
 def json_safe(obj: Any) -> Any:
     """`obj` with every NaN or infinite float replaced by None (JSON null), recursively.
 

@@ -369,12 +369,14 @@ def _select(
         return (seed is None, seed or 0, run.evaluation.run_id)
 
     evaluated = {(e.run_id, e.env_id) for e in chosen}
+    validated = {e.run_id for e in stored if e.protocol.get("split") == "validation"}  # tuning's runs
     other = [
         r
         for r in records.values()
         if (envs is None or r.env_id in envs)
         and (agents is None or r.agent in agents or r.label in agents)
         and ((r.run_id, r.env_id) not in evaluated or r.status in _UNFINISHED)
+        and not (r.status == "finished" and r.run_id in validated)
     ]
     return _Selection(
         envs=tuple(chosen_envs),
@@ -1182,6 +1184,72 @@ def _failures_section(sel: _Selection) -> list[_Block]:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Tuning studies.
+
+
+def _tuning_section(store: ResultsStore, env_ids: set[str]) -> list[_Block]:
+    """Every configuration that `rlsuite tune` studies on the report's envs tried, with its runs' scores.
+
+    Search-stage runs are scored on validation seeds only, so they are listed here and never enter the
+    comparison tables; confirm-stage runs were also evaluated on test seeds and appear above as their own
+    rows, under the label shown here."""
+    runs = {r.run_id: r for r in store.runs()}
+    links = [t for t in store.tune_runs() if t.run_id in runs and runs[t.run_id].env_id in env_ids]
+    if not links:
+        return []
+    wanted = {t.run_id for t in links}
+    means: dict[tuple[str, str], float] = {}  # (run id, split) -> mean return of its newest evaluation
+    for ev in store.evaluations():
+        if ev.run_id in wanted and ev.eval_id is not None:
+            split = "validation" if ev.protocol.get("split") == "validation" else "test"
+            means[(ev.run_id, split)] = float(np.mean([e.episode_return for e in store.episodes(ev.eval_id)]))
+    blocks: list[_Block] = [
+        _Heading(2, "Tuning studies", "tuning"),
+        _Para(
+            _text(
+                "Configurations that ",
+                _Code("rlsuite tune"),
+                " tried on these envs. Search-stage runs are scored on validation seeds, which chose the "
+                "settings, so they stay out of the tables above; confirm-stage reruns on fresh training seeds are "
+                "the rows named in the last column. Scores: IQM over the runs of each one's mean return.",
+            )
+        ),
+    ]
+
+    def score(run_ids: list[str], split: str) -> str:
+        values = [means[(r, split)] for r in run_ids if (r, split) in means]
+        return format_number(stats.iqm(values)) if values else "\u2014"
+
+    for study in sorted({t.study for t in links}):
+        groups: dict[tuple[bool, int, str, str], list[str]] = {}  # search first, by trial number
+        params: dict[tuple[bool, int, str, str], dict[str, Any]] = {}
+        for t in links:
+            if t.study == study:
+                key = (t.stage != "search", t.trial if t.trial is not None else 1 << 30, t.candidate, t.stage)
+                groups.setdefault(key, []).append(t.run_id)
+                params[key] = t.params
+        rows = []
+        for key, ids in sorted(groups.items()):
+            _, _, candidate, stage = key
+            confirmed = stage == "confirm"
+            rows.append((
+                _text(stage),
+                _text(candidate),
+                _text(", ".join(str(runs[r].seed) for r in sorted(ids, key=lambda r: runs[r].seed or 0))),
+                _text(score(ids, "validation")),
+                _text(score(ids, "test") if confirmed else "\u2014"),
+                _text(", ".join(f"{k}={v}" for k, v in sorted(params[key].items())) or "(preset)"),
+                _text((runs[ids[0]].label if confirmed else None) or "\u2014"),
+            ))
+        agent_env = {(runs[t.run_id].agent, runs[t.run_id].env_id) for t in links if t.study == study}
+        blocks.append(_Heading(3, f"Study {study}", _anchor(f"tuning-{study}")))
+        blocks.append(_Para(_text(f"{'; '.join(f'{a} on {e}' for a, e in sorted(agent_env))}.")))
+        header = ("Stage", "Configuration", "Training seeds", "Validation IQM", "Test IQM", "Settings searched", "Row")
+        blocks.append(_Table(header, tuple(rows), numeric=frozenset({3, 4}), wrap=frozenset({5})))
+    return blocks
+
+
+# ----------------------------------------------------------------------------------------------------
 # Raw episodes.
 
 EPISODE_COLUMNS = (
@@ -1428,6 +1496,7 @@ def write_report(
         )
     with ResultsStore(db_path, create=False) as store:
         sel = _select(store, db_path, list(envs) if envs else None, list(agents) if agents else None)
+        tuning = _tuning_section(store, set(sel.env_ids.values()))
     colours = plots.agent_colors(sel.agents)
     videos: dict[str, Path] = {}
     generated = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
@@ -1440,6 +1509,7 @@ def write_report(
         blocks += _across_section(sel, colours, dict(references or {}), reps, seed, confidence)
     blocks += _curves_section(sel, db_path, colours, reps, seed, confidence)
     blocks += _videos_section(sel, db_path, videos)
+    blocks += tuning
     blocks += _failures_section(sel)
     blocks += [
         _Heading(2, "Raw data", "raw-data"),

@@ -23,13 +23,13 @@ from types import TracebackType
 from typing import Any
 
 from rlsuite.evaluation.identity import evaluation_key
-from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
+from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord, TuneRunRecord
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "ResultsStore", "StoreError"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever the tables change; older rlsuite refuses newer files rather than misread them, and
-this one upgrades older files in place (version 2 added runs.label)."""
+this one upgrades older files in place (version 2 added runs.label, version 3 the tune_runs table)."""
 
 DEFAULT_DB = Path("results.db")
 """Where `rlsuite evaluate` and `rlsuite report` look when no --db is given."""
@@ -86,7 +86,20 @@ CREATE TABLE episodes (
     metrics_json TEXT NOT NULL,
     PRIMARY KEY (eval_id, idx)
 );
+CREATE TABLE tune_runs (
+    study TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    candidate TEXT NOT NULL,
+    trial INTEGER,
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    params_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (study, stage, candidate, run_id)
+);
 """
+
+_TUNE_RUNS_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE tune_runs"):]
+_TUNE_STAGES = ("search", "confirm")
 
 
 class StoreError(ValueError):
@@ -242,6 +255,8 @@ class ResultsStore:
             version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
             if version < 2:
                 conn.execute("ALTER TABLE runs ADD COLUMN label TEXT")
+            if version < 3:
+                conn.execute(_TUNE_RUNS_TABLE)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def _check_ours(self, tables: set[str]) -> int:
@@ -344,6 +359,60 @@ class ResultsStore:
             eval_id = self._insert_evaluation_row(conn, evaluation, len(episode_rows), mean_return)
             self._insert_episode_rows(conn, eval_id, episode_rows)
         return eval_id
+
+    def record_tune_run(
+        self,
+        run: RunRecord,
+        evaluations: Sequence[tuple[EvaluationRecord, Sequence[EpisodeRecord]]],
+        tune: TuneRunRecord,
+    ) -> list[int]:
+        """Record a tuning study's run, its evaluations and which study and configuration it serves, in one
+        transaction; return the eval_ids. All or nothing, so a resumed study can trust what it finds."""
+        for evaluation, _ in evaluations:
+            if evaluation.run_id != run.run_id:
+                raise StoreError(
+                    f"evaluation of run {evaluation.run_id!r} cannot be recorded with run {run.run_id!r}; "
+                    "pass the run that was evaluated"
+                )
+        if tune.run_id != run.run_id:
+            raise StoreError(f"tuning record of run {tune.run_id!r} cannot be recorded with run {run.run_id!r}")
+        row = self._run_row(run)
+        rows = [self._evaluation_rows(evaluation, episodes) for evaluation, episodes in evaluations]
+        tune_row = self._tune_row(tune)
+        eval_ids = []
+        with self._transaction() as conn:
+            self._upsert_run(conn, run, row)
+            for (evaluation, _), (episode_rows, mean_return) in zip(evaluations, rows, strict=True):
+                eval_id = self._insert_evaluation_row(conn, evaluation, len(episode_rows), mean_return)
+                self._insert_episode_rows(conn, eval_id, episode_rows)
+                eval_ids.append(eval_id)
+            self._insert_tune_row(conn, tune_row)
+        return eval_ids
+
+    def link_tune_run(self, tune: TuneRunRecord) -> None:
+        """Record that a study uses a run already in the database (trained for another trial or study);
+        recording the same link again changes nothing."""
+        tune_row = self._tune_row(tune)
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (tune.run_id,)).fetchone() is None:
+                raise StoreError(
+                    f"run {tune.run_id!r} is not in {self.path}; record it with ResultsStore.record_tune_run"
+                )
+            self._insert_tune_row(conn, tune_row)
+
+    def _tune_row(self, tune: TuneRunRecord) -> tuple[Any, ...]:
+        if tune.stage not in _TUNE_STAGES:
+            raise StoreError(f"tuning stage {tune.stage!r} is not one of {', '.join(_TUNE_STAGES)}")
+        trial = None if tune.trial is None else int(tune.trial)
+        params = _dumps(tune.params, f"the params of {tune.candidate!r} in study {tune.study!r}")
+        return (tune.study, tune.stage, tune.candidate, trial, tune.run_id, params, tune.created_at or _now())
+
+    def _insert_tune_row(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        conn.execute(
+            """INSERT INTO tune_runs (study, stage, candidate, trial, run_id, params_json, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+            row,
+        )
 
     def _run_row(self, run: RunRecord) -> tuple[Any, ...]:
         return (
@@ -534,6 +603,21 @@ class ResultsStore:
         for ev in self.evaluations(agent=agent, env_id=env_id):  # oldest first: later ones replace
             newest[evaluation_key(runs.get(ev.run_id), ev)] = ev
         return sorted(newest.values(), key=lambda ev: ev.eval_id or 0)
+
+    def tune_runs(self, study: str | None = None) -> list[TuneRunRecord]:
+        """Runs that tuning studies trained or reused, with their study, stage and configuration, in the
+        order they were recorded."""
+        where, args = _filters(study=study)
+        rows = self._db.execute(
+            f"""SELECT study, stage, candidate, trial, run_id, params_json, created_at FROM tune_runs {where}
+                ORDER BY rowid""",
+            args,
+        ).fetchall()
+        return [
+            TuneRunRecord(study=r[0], stage=r[1], candidate=r[2], trial=r[3], run_id=r[4],
+                          params=json.loads(r[5]), created_at=r[6])
+            for r in rows
+        ]
 
     def episodes(self, eval_id: int) -> list[EpisodeRecord]:
         """The episodes of one evaluation, ordered by index."""

@@ -512,7 +512,7 @@ def machine_cores() -> int:
 class _LocalBackend:
     """A spawn-context process pool; a dead worker breaks the pool, which is rebuilt for the next trials.
 
-    `task` is what a worker runs on each submitted item: `run_trial` for sweeps (rlsuite/tune.py hands
+    `task` is what a worker runs on each submitted item: `run_trial` for sweeps (rlsuite/tune/ hands
     its own unit runner); a top-level function, so spawned workers can import it."""
 
     def __init__(self, workers: int, task: Callable[[Any], Any] = run_trial) -> None:

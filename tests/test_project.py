@@ -78,7 +78,8 @@ def test_wheel_installs_one_namespace(wheel):
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"rlsuite", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     for expected in ("rlsuite/cli.py", "rlsuite/agents/ppo.py", "rlsuite/agents/presets/ppo.yaml",
-                     "rlsuite/envs/factory.py", "rlsuite/policies/encoders.py", "rlsuite/evaluation/report.py"):
+                     "rlsuite/envs/factory.py", "rlsuite/policies/encoders.py", "rlsuite/evaluation/report.py",
+                     "rlsuite/tune/run.py", "rlsuite/search_spaces/ppo.yaml"):
         assert expected in names, expected
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "rlsuite = rlsuite.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -206,9 +206,11 @@ def test_version_1_database_is_upgraded_and_stays_readable(tmp_path: Path) -> No
         eval_id = store.record_evaluation(_evaluation(run), _episodes())
     with sqlite3.connect(db) as conn:  # turn it into what rlsuite with schema 1 wrote
         conn.execute("ALTER TABLE runs DROP COLUMN label")
+        conn.execute("DROP TABLE tune_runs")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with ResultsStore(db, create=False) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.tune_runs() == []
         assert store.runs()[0].label is None and store.runs()[0].config == run.config
         assert [e.eval_id for e in store.latest_evaluations()] == [eval_id]
         store.record_run(replace(run, label="named"))

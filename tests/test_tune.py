@@ -67,7 +67,7 @@ def fake_unit(unit: TuneUnit) -> UnitResult:
         return UnitResult(trial.run_id, "interrupted")
     value = fake_return(trial.settings, trial.seed)
     run = RunRecord(run_id=trial.run_id, agent=trial.agent, env_id=trial.env_id, seed=trial.seed, status="finished",
-                    config=trial.settings)
+                    config=trial.settings, label=trial.label)
     episodes = tuple(EpisodeRecord(index=i, seed=s, episode_return=value, length=1)
                      for i, s in enumerate(unit.validation_seeds))
     validation = EvaluationRecord(run_id=trial.run_id, agent=trial.agent, env_id=trial.env_id, checkpoint="last",
@@ -101,7 +101,7 @@ def unit_log(tmp_path, monkeypatch) -> Path:
 
 
 def study_of(s: TuneSpec) -> optuna.Study:
-    from rlsuite.tune import _open_study, study_name
+    from rlsuite.tune.study import _open_study, study_name
 
     return _open_study(s, study_name(s, load_search_space(s.agent, s.search_space, s.space_overrides)))
 
@@ -298,6 +298,53 @@ def test_confirm_picks_on_validation_and_reports_test(tmp_path, unit_log):
     assert f"IQM {-np.mean(best['validation']):.2f}" in text
     report = (s.out / "report" / "report.md").read_text()
     assert "confirm: test IQM" in report and "\u2605" in report
+
+
+def test_trials_land_in_results_db_once_with_their_identity(tmp_path, unit_log):
+    """Every run is stored once with its evaluations and its place in the study (stage, configuration,
+    trial number, searched values); a rerun adds nothing. `rlsuite report` shows confirm runs as their own
+    labelled rows, lists the search stage in its tuning section and keeps validation scores out of its
+    comparison tables."""
+    from rlsuite.evaluation.report import write_report
+    from rlsuite.tune.study import study_name
+
+    s = spec(tmp_path, trials=3, seeds=2, pruner="none", confirm_top=1, confirm_seeds=2)
+    run_tune(s, task=fake_unit)
+    study = study_name(s, load_search_space(s.agent, s.search_space, s.space_overrides))
+    trials = {t.number: t for t in study_of(s).trials}
+    with ResultsStore(s.db, create=False) as store:
+        links, runs = store.tune_runs(), {r.run_id: r for r in store.runs()}
+    assert {t.study for t in links} == {study}
+    search = [t for t in links if t.stage == "search"]
+    assert sorted((t.trial, runs[t.run_id].seed) for t in search) == [(n, seed) for n in range(3) for seed in (0, 1)]
+    for t in search:  # the identity matches Optuna's record of the trial, and the run trained with those values
+        assert t.candidate == f"trial {t.trial}" and t.params == trials[t.trial].user_attrs["settings"]
+        assert runs[t.run_id].config["learning_rate"] == pytest.approx(t.params["learning_rate"])
+        assert runs[t.run_id].label is None
+    confirm = [t for t in links if t.stage == "confirm"]
+    best = max(trials.values(), key=lambda t: t.value).number
+    assert sorted({(t.candidate, t.trial) for t in confirm}) == [
+        ("preset", None), (f"trial {best}", best), ("untuned defaults", None)]
+    labels = {t.candidate: runs[t.run_id].label for t in confirm}
+    assert labels == {"preset": "ppo preset", "untuned defaults": "ppo untuned defaults",
+                      f"trial {best}": f"{study} trial {best}"}
+    assert all(runs[t.run_id].seed in (10_000, 10_001) for t in confirm)
+    counts = evaluations_by_run(s.db)
+    assert {counts[t.run_id] for t in search} == {1} and {counts[t.run_id] for t in confirm} == {2}
+
+    again = run_tune(s, task=fake_unit)  # resumed, complete: nothing trained, nothing stored twice
+    assert again.units_run == 0
+    with ResultsStore(s.db, create=False) as store:
+        assert store.tune_runs() == links
+    assert evaluations_by_run(s.db) == counts
+
+    report = write_report(s.db, tmp_path / "report", reps=100).with_name("report.md").read_text()
+    tables, tuning = report.split("## Tuning studies")
+    for label in labels.values():
+        assert label in tables  # a row of the comparison tables
+    assert "(learning_rate=" not in tables  # search-stage runs (validation only) are not rows
+    assert f"Study {study}" in tuning and tuning.count("| search |") == 3 and tuning.count("| confirm |") == 3
+    assert "not evaluated" not in report  # search-stage runs are not listed as unevaluated
 
 
 # --- real training --------------------------------------------------------------------------------------

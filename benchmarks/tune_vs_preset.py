@@ -1,20 +1,21 @@
-"""`rlsuite tune` for PPO on Acrobot-v1 against RL Zoo's preset, the untuned defaults and Optuna in RL Zoo's style.
+"""`rlsuite tune` against the agent's preset, the untuned defaults and Optuna in RL Zoo's style, on one env.
 
 Two studies on the same budget of training runs, in one process, sharing one results database:
 
-- rlsuite: `--trials T --seeds 2`: each trial trains 2 seeds, is scored by the IQM of their mean returns on
-  20 validation episodes each, and is pruned (median pruner) after its first seed when that seed falls
-  below the median of earlier trials; the top 2 trials are confirmed.
-- RL Zoo style: `--trials 2T --seeds 1`: one seed per trial, scored by its last evaluation (RL Zoo's
+- rlsuite: `--trials T --seeds K`: each trial trains K seeds, is scored by the IQM of their mean returns on
+  20 validation episodes each, and is pruned (median pruner) after a seed when its IQM so far falls below
+  the median of earlier trials at that rung; the top 2 trials are confirmed.
+- RL Zoo style: `--trials K*T --seeds 1`: one seed per trial, scored by its last evaluation (RL Zoo's
   `--optimize` objective); its best trial is confirmed.
 
 Both confirm stages retrain on the same fresh seeds (10000 onwards) and evaluate on the test seeds; the
-preset (RL Zoo's Acrobot-v1 hyperparameters, at this budget) and the untuned defaults (the preset file's
-`default:` block) are confirmed alongside, once: the second study reuses those runs from the database.
-The table printed at the end is what docs/tune.md records: each configuration's tuning score next to its
-confirmed IQM with a 95% bootstrap interval, and the CPU seconds each study spent.
+preset (at this budget) and the untuned defaults (the preset file's `default:` block) are confirmed
+alongside, once: the second study reuses those runs from the database. The table printed at the end is
+what docs/tune.md records: each configuration's tuning score next to its confirmed IQM with a 95%
+bootstrap interval, and the CPU seconds each study spent.
 
-Run: `OMP_NUM_THREADS=1 nice python benchmarks/tune_acrobot.py [--trials 8] [--steps 50000] [--out bench_tune]`.
+Run: `OMP_NUM_THREADS=1 nice python benchmarks/tune_vs_preset.py --env Acrobot-v1 [--agent ppo] [--trials 8]
+[--seeds 2] [--steps 50000] [--confirm-seeds 4] [--out bench_tune]`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rlsuite.tune import TuneSpec, run_tune
 
 def study(name: str, spec: TuneSpec, console: Console) -> dict:
     wall = time.monotonic()
-    summary = run_tune(spec, command=f"benchmarks/tune_acrobot.py ({name})", console=console)
+    summary = run_tune(spec, command=f"benchmarks/tune_vs_preset.py ({name})", console=console)
     data = json.loads((spec.out / "tune.json").read_text())
     # CPU seconds of the tuning runs, as each worker measured them (a resumed call reuses earlier runs, so
     # the sum is read from the study, not from this process's children)
@@ -46,25 +47,28 @@ def study(name: str, spec: TuneSpec, console: Console) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8, help="rlsuite trials (RL Zoo style gets twice as many)")
+    parser.add_argument("--agent", default="ppo")
+    parser.add_argument("--env", default="Acrobot-v1")
+    parser.add_argument("--trials", type=int, default=8, help="rlsuite trials (RL Zoo style gets seeds x as many)")
+    parser.add_argument("--seeds", type=int, default=2, help="training seeds per rlsuite trial")
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--confirm-seeds", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench_tune"))
     args = parser.parse_args()
     console = Console(stderr=True)
-    common = dict(agent="ppo", envs=("Acrobot-v1",), steps=args.steps, episodes=20, confirm_seeds=args.confirm_seeds,
-                  workers=args.workers, db=args.out / "results.db")
-    ours = study("rlsuite", TuneSpec(**common, trials=args.trials, seeds=2, pruner="median", confirm_top=2,
-                                     out=args.out / "rlsuite"), console)
+    common = dict(agent=args.agent, envs=(args.env,), steps=args.steps, episodes=20,
+                  confirm_seeds=args.confirm_seeds, workers=args.workers, db=args.out / "results.db")
+    ours = study("rlsuite", TuneSpec(**common, trials=args.trials, seeds=args.seeds, pruner="median",
+                                     confirm_top=2, out=args.out / "rlsuite"), console)
     # Its own sampler seed: with the same one its first (random) proposals would repeat the first study's
-    zoo = study("rl-zoo-style", TuneSpec(**common, trials=2 * args.trials, seeds=1, pruner="none", confirm_top=1,
-                                         sampler_seed=1, out=args.out / "rlzoo"), console)
-    print(f"PPO on Acrobot-v1, {args.steps} steps per run, confirm: {args.confirm_seeds} fresh seeds x 20 test "
-          "episodes; IQM of the runs' mean returns [95% bootstrap CI]")
+    zoo = study("rl-zoo-style", TuneSpec(**common, trials=args.seeds * args.trials, seeds=1, pruner="none",
+                                         confirm_top=1, sampler_seed=1, out=args.out / "rlzoo"), console)
+    print(f"{args.agent} on {args.env}, {args.steps} steps per run, confirm: {args.confirm_seeds} fresh seeds x 20 "
+          "test episodes; IQM of the runs' mean returns [95% bootstrap CI]")
     print("| study | configuration | tuning score | confirmed test IQM [95% CI] | CPU s / run |")
     print("|---|---|---|---|---|")
-    for name, data in (("rlsuite (2 seeds/trial)", ours), ("RL Zoo style (1 seed/trial)", zoo)):
+    for name, data in ((f"rlsuite ({args.seeds} seeds/trial)", ours), ("RL Zoo style (1 seed/trial)", zoo)):
         for row in data["confirm"]:
             point, low, high = confirm_interval(row["test"], data["envs"])
             tuning = f"{row['tuning_values'][0]:.1f}" if row["tuning_values"] else "-"
@@ -74,6 +78,9 @@ def main() -> None:
     for name, data in (("rlsuite", ours), ("RL Zoo style", zoo)):
         print(f"{name}: {data['summary']}, {data['tuning_runs']} tuning runs, {data['tuning_cpu_seconds']:.0f} CPU s "
               f"of tuning runs; this call's wall time {data['wall_seconds']:.0f} s")
+        best = data.get("best_file")
+        if best:
+            print(f"{name} best.yaml ({best}):\n{Path(best).read_text()}")
 
 
 if __name__ == "__main__":
