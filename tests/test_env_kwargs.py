@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import rlsuite.agents.ppo
+import rlsuite.agents.onpolicy_setup
 import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
 from rlsuite.agents.registry import load_policy, make_baseline
 from rlsuite.cli import app
@@ -74,13 +74,13 @@ def test_baseline_evaluation_on_a_named_profile_from_the_command_line(tmp_path: 
 @pytest.mark.slow
 def test_train_stores_the_env_kwargs_and_evaluation_reuses_them_unless_overridden(tmp_path: Path, monkeypatch) -> None:
     built: list[dict[str, Any]] = []
-    make_vec_env = rlsuite.agents.ppo.make_vec_env
+    make_vec_env = rlsuite.agents.onpolicy_setup.make_vec_env
 
     def spy(env_id: str, num_envs: int, **kwargs: Any) -> Any:
         built.append(kwargs)
         return make_vec_env(env_id, num_envs, **kwargs)
 
-    monkeypatch.setattr(rlsuite.agents.ppo, "make_vec_env", spy)
+    monkeypatch.setattr(rlsuite.agents.onpolicy_setup, "make_vec_env", spy)
     run = tmp_path / "run"
     result = cli("train", "--agent", "ppo", "--env", SHARED, "--steps", "512", "--n-envs", "4",
                  "--set", "n_steps=64", "--set", "tensorboard=false", "--set", "eval_every=0",
