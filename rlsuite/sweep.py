@@ -431,17 +431,22 @@ def _resume_trial(folder: RunFolder, manifest: Mapping[str, Any], console: Conso
     return result.status
 
 
-def run_trial(trial: Trial) -> TrialResult:
-    """Train (unless a baseline) and evaluate one trial in this process; never writes the database."""
+def prepare_worker(seed: int) -> None:
+    """Same state in every worker, whatever ran there before: one torch thread, and the global generators
+    seeded from the trial (agents seed their own; this covers anything that draws before they do)."""
     import numpy as np
     import torch
 
-    # Same state in every worker, whatever ran there before: one thread, and the global generators
-    # seeded from the trial (agents seed their own; this covers anything that draws before they do).
     torch.set_num_threads(1)
-    torch.manual_seed(trial.seed)
-    np.random.seed(trial.seed)
-    random.seed(trial.seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def run_trial(trial: Trial) -> TrialResult:
+    """Train (unless a baseline) and evaluate one trial in this process; never writes the database."""
+
+    prepare_worker(trial.seed)
     start = time.monotonic()
     host = socket.gethostname()
     try:

@@ -3,7 +3,6 @@ configurations (an Optuna trial, or a confirm candidate) as rungs of units, with
 
 from __future__ import annotations
 
-import random
 import socket
 import time
 import traceback
@@ -21,7 +20,7 @@ from rlsuite.evaluation.evaluate import checkpoint_selection, load_agent, run_pr
 from rlsuite.evaluation.harness import eval_epsilon, evaluate_policy
 from rlsuite.evaluation.records import EpisodeRecord, EvaluationRecord, RunRecord
 from rlsuite.evaluation.stats import iqm, normalize
-from rlsuite.sweep import SweepSpec, Trial, plan_trials, train_trial
+from rlsuite.sweep import SweepSpec, Trial, plan_trials, prepare_worker, train_trial
 from rlsuite.tune.spec import _NOT_WRITTEN_BACK, PROTOCOL_SETTINGS, TuneError, TuneSpec
 
 if TYPE_CHECKING:
@@ -56,13 +55,9 @@ class UnitResult:
 def run_unit(unit: TuneUnit) -> UnitResult:
     """Train one run (reusing one an earlier attempt finished), evaluate it on the validation seeds and,
     for the confirm stage, on the test seeds; never writes the database."""
-    import torch
 
     trial = unit.trial
-    torch.set_num_threads(1)
-    torch.manual_seed(trial.seed)
-    np.random.seed(trial.seed)
-    random.seed(trial.seed)
+    prepare_worker(trial.seed)
     host = socket.gethostname()
     cpu_start = time.process_time()
     try:
