@@ -14,13 +14,14 @@ process's CPU seconds and against frames (one figure, both axes), for the docs.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from atari_pipeline import FRAME_SKIP, ppo_ours, ppo_sb3
+
+from rlsuite.agents.logger import read_metrics
 
 
 def speed(game: str, frames: int, repeats: int) -> None:
@@ -49,14 +50,9 @@ def speed(game: str, frames: int, repeats: int) -> None:
 
 def read_curve(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frames, training CPU seconds, eval/mean_return) at each periodic evaluation of a run folder."""
-    cpu_at: dict[int, float] = {}
-    score_at: dict[int, float] = {}
-    with (run / "metrics.csv").open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row["key"] == "charts/process_cpu_s":
-                cpu_at[int(row["step"])] = float(row["value"])
-            elif row["key"] == "eval/mean_return":
-                score_at[int(row["step"])] = float(row["value"])
+    metrics = read_metrics(run)
+    cpu_at = dict(zip(*metrics.get("charts/process_cpu_s", ((), ())), strict=True))
+    score_at = dict(zip(*metrics.get("eval/mean_return", ((), ())), strict=True))
     steps = sorted(s for s in score_at if s in cpu_at)
     return (np.array(steps) * FRAME_SKIP, np.array([cpu_at[s] for s in steps]), np.array([score_at[s] for s in steps]))
 
