@@ -36,6 +36,7 @@ from rlsuite.agents.actor_critic import (
     load_actor_critic_policy,
 )
 from rlsuite.agents.interface import TrainContext, TrainResult
+from rlsuite.agents.logger import LazyMetrics
 from rlsuite.agents.onpolicy_setup import build_on_policy
 from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
 from rlsuite.agents.rollout import (
@@ -124,15 +125,24 @@ def advantages_and_returns(s: A2CSettings, rewards: Array, values: Array, next_v
 
 def a2c_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor,
              valid: torch.Tensor, vf_coef: float, ent_coef: float, state: Any = None,
-             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, pg_loss, v_loss, entropy) through the modules, for autograd: every loss a mean over the valid
-    (T*N,) rows; `state` and `starts` (T, N) feed a recurrent core."""
+             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, LazyMetrics]:
+    """pg_loss + vf_coef * v_loss - ent_coef * entropy through the modules, for autograd, every term a mean over
+    the valid (T*N,) rows; and the terms for the logs (no gradient, each computed when read). `state` and
+    `starts` (T, N) feed a recurrent core."""
     dist, value, _ = network.act_value(obs, state, starts)  # value (T*N,)
     logprob = dist.log_prob(actions)  # (T*N,)
     pg_loss = -masked_mean(advantages * logprob, valid)
     v_loss = masked_mean((returns - value) ** 2, valid)
-    entropy = masked_mean(dist.entropy(), valid)
-    return pg_loss - ent_coef * entropy + vf_coef * v_loss, pg_loss, v_loss, entropy
+    loss = pg_loss + vf_coef * v_loss
+    entropy = masked_mean(dist.entropy(), valid) if ent_coef else None  # a loss term, or only logged
+    if entropy is not None:
+        loss = loss - ent_coef * entropy
+
+    def logged_entropy() -> torch.Tensor:
+        with torch.no_grad():
+            return entropy.detach() if entropy is not None else masked_mean(dist.entropy(), valid)
+
+    return loss, LazyMetrics(policy_loss=pg_loss.detach, value_loss=v_loss.detach, entropy=logged_entropy)
 
 
 def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
@@ -173,9 +183,8 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         flat_returns = returns.flatten()
         last = update == num_updates
         log_now = update % s.log_interval == 0 or last
-        loss, pg_loss, v_loss, entropy_loss = a2c_loss(network, flatten_obs(rollout.obs), rollout.actions.flatten(0, 1),
-                                                       adv, flat_returns, valid, s.vf_coef, s.ent_coef,
-                                                       rollout.initial_state, buf["starts"])
+        loss, terms = a2c_loss(network, flatten_obs(rollout.obs), rollout.actions.flatten(0, 1), adv, flat_returns, valid,
+                               s.vf_coef, s.ent_coef, rollout.initial_state, buf["starts"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.clip_grad_norm_(s.max_grad_norm)
@@ -185,8 +194,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         metrics = None
         if log_now:
             keep = valid.bool()
-            metrics = {"charts/learning_rate": lr, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                       "losses/entropy": entropy_loss.item(),
+            metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
                        "losses/explained_variance": explained_variance(rollout.values.flatten()[keep], flat_returns[keep])}
         if run.tick(metrics, policy, collector.recent_returns, last=last):
             break

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,6 +48,27 @@ def _format_rows(rows: list[tuple[int, float, str, float]], header: bool) -> str
     for step, wall, key, value in rows:
         writer.writerow((step, repr(wall), key, repr(value)))
     return buffer.getvalue()
+
+
+class LazyMetrics(Mapping[str, Any]):
+    """Values for the logs, each computed on first read. A loss returns its terms this way: most gradient
+    steps' terms are never logged (PPO logs one minibatch an update), and on a CPU with a small network the
+    ops that compute them cost as much as a tenth of the step."""
+
+    def __init__(self, **values: Any) -> None:
+        self._values = values  # a value, or a function of no arguments computing it
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._values[key]
+        if callable(value):
+            value = self._values[key] = value()
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class MetricLogger:

@@ -30,6 +30,7 @@ from rlsuite.agents.actor_critic import (
     load_actor_critic_policy,
 )
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
+from rlsuite.agents.logger import LazyMetrics
 from rlsuite.agents.onpolicy_setup import build_on_policy
 from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.rollout import (
@@ -140,12 +141,12 @@ def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_c
 
 def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOSettings,
              mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean, state: Any = None,
-             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, LazyMetrics]:
     """PPO's loss on a minibatch: clipped surrogate + vf_coef * value loss - ent_coef * entropy, plus the named
-    network's auxiliary loss; and its terms for the logs (no gradient). `mb` holds obs, actions and the
-    rollout's logprobs, values, advantages (as the surrogate takes them: `epochs` normalises them per
-    minibatch with norm_adv), returns (and aux: info values), rows averaged by `mean`; `state` and `starts`
-    (T, B) feed a recurrent core."""
+    network's auxiliary loss; and its terms for the logs (no gradient, each computed when read). `mb` holds obs,
+    actions and the rollout's logprobs, values, advantages (as the surrogate takes them: `epochs` normalises
+    them per minibatch with norm_adv), returns (and aux: info values), rows averaged by `mean`; `state` and
+    `starts` (T, B) feed a recurrent core."""
     dist, new_value, _ = network.act_value(mb["obs"], state, starts)  # new_value (B,)
     log_ratio = dist.log_prob(mb["actions"]) - mb["logprobs"]  # (B,) log(pi_new / pi_old)
     ratio = log_ratio.exp()
@@ -156,18 +157,25 @@ def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOS
         v_error = torch.max(v_error, (v_clipped - mb["returns"]) ** 2)
     v_loss = 0.5 * mean(v_error)
     loss = pg_loss + s.vf_coef * v_loss
-    with torch.set_grad_enabled(bool(s.ent_coef) and torch.is_grad_enabled()):  # a loss term, or only logged
-        entropy = mean(dist.entropy())
-    if s.ent_coef:
+    entropy = mean(dist.entropy()) if s.ent_coef else None  # a loss term, or only logged
+    if entropy is not None:
         loss = loss - s.ent_coef * entropy
     aux_loss, aux_terms = network.aux_loss(mb.get("aux", {}), mean)
     if aux_loss is not None:
         loss = loss + aux_loss
-    with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-        ratio, log_ratio = ratio.detach(), log_ratio.detach()
-        terms = {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach(),
-                 "approx_kl": mean((ratio - 1) - log_ratio), "clipfrac": mean(((ratio - 1.0).abs() > clip_coef).float())}
-    return loss, {**terms, **aux_terms}
+
+    def logged_entropy() -> torch.Tensor:
+        with torch.no_grad():
+            return entropy.detach() if entropy is not None else mean(dist.entropy())
+
+    def approx_kl() -> torch.Tensor:  # http://joschu.net/blog/kl-approx.html
+        return mean((ratio.detach() - 1) - log_ratio.detach())
+
+    def clipfrac() -> torch.Tensor:
+        return mean(((ratio.detach() - 1.0).abs() > clip_coef).float())
+
+    return loss, LazyMetrics(policy_loss=pg_loss.detach, value_loss=v_loss.detach, entropy=logged_entropy,
+                             approx_kl=approx_kl, clipfrac=clipfrac, **aux_terms)
 
 
 def flat_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor, keep_resets: bool) -> dict[str, Any]:
@@ -256,7 +264,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         # --- minibatch updates ----------------------------------------------------------------------------------
         network.train()
         batch = flat_batch(rollout, advantages, returns, keep_resets=recurrent)
-        epoch_terms: list[dict[str, torch.Tensor]] = []
+        clipfracs: list[torch.Tensor] = []
         for minibatches in epochs(s, rollout, batch, recurrent):
             for mb, mb_state, mb_starts in minibatches:
                 # sequences keep their reset steps for the LSTM; the losses mask them out
@@ -266,14 +274,14 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
                 loss.backward()
                 optimizer.clip_grad_norm_(s.max_grad_norm)
                 optimizer.step()
-                epoch_terms.append(terms)
+                clipfracs.append(terms["clipfrac"])
             if s.target_kl is not None and float(terms["approx_kl"]) > s.target_kl:
                 break
 
         # --- logging (the last minibatch's losses, the update's mean clip fraction), evaluation, checkpoints ------
         valid = torch.as_tensor(rollout.valid, device=device).flatten().bool()
         metrics = {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in terms.items()},
-                   "losses/clipfrac": float(torch.stack([t["clipfrac"] for t in epoch_terms]).mean()),
+                   "losses/clipfrac": float(torch.stack(clipfracs).mean()),
                    "losses/explained_variance": explained_variance(rollout.values.flatten()[valid], returns.flatten()[valid])}
         if run.tick(metrics, policy, collector.recent_returns, last=update == num_updates):
             break

@@ -425,11 +425,10 @@ def test_loss_matches_a_slow_float_reference(agent):
     advantages, returns = torch.randn(batch), torch.randn(batch) * 3.0
     mask = (torch.rand(batch) > 0.15).float()  # reset steps and unfinished tails carry no loss
     if agent == "a2c":
-        loss, *parts = a2c.a2c_loss(network, obs, actions, advantages, returns, mask, vf_coef, ent_coef)
-        pg, v, ent = (x.detach() for x in parts)
+        loss, terms = a2c.a2c_loss(network, obs, actions, advantages, returns, mask, vf_coef, ent_coef)
     else:
         loss, terms = reinforce.reinforce_loss(network, obs, actions, returns, mask, settings)
-        pg, v, ent = terms["policy_loss"], terms["value_loss"], terms["entropy"]
+    pg, v, ent = terms["policy_loss"], terms["value_loss"], terms["entropy"]
     kept = [i for i in range(batch) if mask[i] == 1]
     rows = _float_policy_terms(network, obs, actions)
     # A2C: A given, value loss mean (G - V)^2; REINFORCE: A = G - V (the baseline), value loss 0.5 mean (G - V)^2

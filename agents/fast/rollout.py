@@ -31,6 +31,7 @@ class FusedMLPForward:
         self.blocks: list[list[tuple[nn.Linear, slice, slice]]] = []
         self.activation: Any = None
         self.n_out = 0  # width of the actor head's output (logits or means)
+        self.copies: list[tuple[torch.Tensor, torch.Tensor, nn.Linear]] = []  # (W^T block, b block, its layer)
         self.refresh()
 
     @staticmethod
@@ -49,21 +50,27 @@ class FusedMLPForward:
 
     @torch.no_grad()
     def refresh(self) -> None:
+        """Copy the live parameters into the fused weights (the blocks and parameter views are found once)."""
+        for w_block, b_block, linear in self.copies:  # every call but the first: only the copies; the parameters
+            w_block.copy_(linear.weight.t())  # are read anew each time (an optimiser may have rebound their storage)
+            b_block.copy_(linear.bias)
+        if self.copies:
+            return
+        # first call: allocate the fused (W^T, b) per layer, zeros off the diagonal blocks; find where each goes
         net = self.network
         head = cast(nn.Linear, net.actor.linear if isinstance(net.actor, CategoricalHead) else net.actor.mean)
         actor = self._linears(net.actor_encoder) + [head]
         shared = net.critic_encoder is net.actor_encoder
         critic_head = cast(nn.Linear, net.critic.linear)
         critic = [critic_head] if shared else self._linears(net.critic_encoder) + [critic_head]
-        if not self.layers:  # first call: allocate the fused (W^T, b) per layer, zeros off the diagonal blocks
-            self.activation = next(m for m in net.actor_encoder.modules() if isinstance(m, tuple(ACTIVATIONS.values())))
-            self.n_out = head.weight.shape[0]
-            self.blocks = self._blocks(actor, critic, shared)
-            self.layers = [(torch.zeros(n_in, n_out), torch.zeros(n_out)) for n_in, n_out in self._sizes()]
+        self.activation = next(m for m in net.actor_encoder.modules() if isinstance(m, tuple(ACTIVATIONS.values())))
+        self.n_out = head.weight.shape[0]
+        self.blocks = self._blocks(actor, critic, shared)
+        self.layers = [(torch.zeros(n_in, n_out), torch.zeros(n_out)) for n_in, n_out in self._sizes()]
         for (w_t, b), layer_blocks in zip(self.layers, self.blocks, strict=True):
             for linear, rows, cols in layer_blocks:  # W^T[rows, cols] = W.T, b[cols] = bias
-                w_t[rows, cols].copy_(linear.weight.t())
-                b[cols].copy_(linear.bias)
+                self.copies.append((w_t[rows, cols], b[cols], linear))
+        self.refresh()
 
     def _blocks(self, actor: list[nn.Linear], critic: list[nn.Linear], shared: bool) -> list[list[tuple[nn.Linear, slice, slice]]]:
         """Where each original layer sits in the fused ones: (linear, input rows, output columns)."""
