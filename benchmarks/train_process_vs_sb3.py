@@ -7,7 +7,8 @@ than wall time. Ours runs with periodic evaluation off (`eval_every=0`), since t
 nothing. Sides alternate seed by seed (ours, SB3, ours, SB3, ...).
 
 Run: `python benchmarks/train_process_vs_sb3.py --agent ppo --steps 100000 --seeds 3 4 5`
-(agents: ppo, a2c, dqn on CartPole-v1).
+(agents: ppo, a2c, dqn on CartPole-v1). `--before /other/checkout/.venv/bin/rlsuite` adds a column: that
+checkout's CLI run in the same loop (ours, before, SB3 per seed), so a change is measured under the same load.
 """
 
 from __future__ import annotations
@@ -81,16 +82,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5])
     parser.add_argument("--sides", choices=["both", "ours", "sb3"], default="both")
     parser.add_argument("--rlsuite", default="rlsuite", help="the command that runs our CLI (e.g. another checkout's)")
+    parser.add_argument("--before", default=None, help="another checkout's CLI, run in the same loop as a column")
     args = parser.parse_args()
     print(f"{args.agent} on {ENV_ID}, {args.steps} steps, whole process, OMP_NUM_THREADS=1; CPU seconds")
-    print("| seed | ours CPU s | SB3 CPU s | SB3 / ours |\n|---|---|---|---|", flush=True)
+    before_cols = (" before CPU s |", " SB3 / before |") if args.before else ("", "")
+    print(f"| seed | ours CPU s |{before_cols[0]} SB3 CPU s | SB3 / ours |{before_cols[1]}\n"
+          + "|---" * (6 if args.before else 4) + "|", flush=True)
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             a = ours(args.agent, seed, args.steps, Path(tmp), args.rlsuite) if args.sides != "sb3" else float("nan")
+            c = ours(args.agent, seed, args.steps, Path(tmp) / "before", args.before) if args.before else float("nan")
             b = sb3(args.agent, seed, args.steps, Path(tmp)) if args.sides != "ours" else float("nan")
             ratios.append(b / a)
-            print(f"| {seed} | {a:.1f} | {b:.1f} | {b / a:.2f} |", flush=True)
+            cells = (f" {c:.1f} |", f" {b / c:.2f} |") if args.before else ("", "")
+            print(f"| {seed} | {a:.1f} |{cells[0]} {b:.1f} | {b / a:.2f} |{cells[1]}", flush=True)
     if args.sides == "both":
         print(f"mean SB3 / ours: {sum(ratios) / len(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
 
