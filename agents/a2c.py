@@ -28,6 +28,7 @@ import gymnasium as gym
 import torch
 import torch.nn as nn
 
+from rlsuite.agents import fast
 from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
@@ -38,7 +39,7 @@ from rlsuite.agents.actor_critic import (
 from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.logger import LazyMetrics
 from rlsuite.agents.onpolicy_setup import build_on_policy
-from rlsuite.agents.optim import FlatAdam, FlatParameters, FlatRMSprop
+from rlsuite.agents.optim import Optimizer
 from rlsuite.agents.rollout import (
     Array,
     Rollout,
@@ -107,11 +108,9 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
     check_actor_critic_spaces(AGENT_NAME, observation_space, action_space)
 
 
-def make_optimizer(s: A2CSettings, network: nn.Module) -> FlatParameters:
-    """RMSprop or Adam over the network's parameters in one flat buffer (agents/optim.py)."""
-    if s.optimizer == "rmsprop":
-        return FlatRMSprop(network, lr=s.learning_rate, alpha=s.rmsprop_alpha, eps=s.optimizer_eps)
-    return FlatAdam(network, lr=s.learning_rate, eps=s.optimizer_eps)
+def make_optimizer(s: A2CSettings, network: nn.Module) -> Optimizer:
+    """RMSprop or Adam over the network's parameters (in one flat buffer where agents/fast supports it)."""
+    return fast.optimizer(network, s.optimizer, lr=s.learning_rate, eps=s.optimizer_eps, alpha=s.rmsprop_alpha)
 
 
 def advantages_and_returns(s: A2CSettings, rewards: Array, values: Array, next_value: Array, terminated: Array,
@@ -149,7 +148,7 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
     # the vector env, the seeded network (agents/fast where it applies), normalisers, policy and rollout collector
     envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(AGENT_NAME, s, ctx, s.gamma)
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
-    optimizer = make_optimizer(s, network)  # parameters in one buffer: clipping and the step are a few ops
+    optimizer = make_optimizer(s, network)
     run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
                   parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG

@@ -43,7 +43,7 @@ from gymnasium import spaces
 from rlsuite.agents import fast
 from rlsuite.agents.checkpoint import load_checkpoint, load_module_tensors
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
-from rlsuite.agents.optim import FlatAdam
+from rlsuite.agents.optim import Optimizer
 from rlsuite.agents.replay import Batch, ReplayBuffer, SequenceBatch
 from rlsuite.agents.run_loop import RunLoop
 from rlsuite.agents.settings import ConfigError, TrainSettings, settings_from_dict
@@ -275,7 +275,7 @@ def phase_tensors(batch: Batch, s: DQNSettings, device: torch.device,
 
 
 def td_gradient_step(b: dict[str, Any], s: DQNSettings, network: QNetwork,
-                     optimizer: FlatAdam) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                     optimizer: Optimizer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One gradient step of a feed-forward Q-network on batch `b` (with `y` or `next_q_target`): autograd through
     `td_loss`, the global-norm clip, one Adam step. Returns (Q(s, a) (B,), y (B,), IS weights or None).
     tests/test_dqn_vs_sb3.py runs it beside SB3's `DQN.train`."""
@@ -294,7 +294,7 @@ def td_gradient_step(b: dict[str, Any], s: DQNSettings, network: QNetwork,
     return q_taken.detach(), y, weights
 
 
-def drqn_gradient_step(seq: SequenceBatch, s: DQNSettings, network: QNetwork, target: QNetwork, optimizer: FlatAdam,
+def drqn_gradient_step(seq: SequenceBatch, s: DQNSettings, network: QNetwork, target: QNetwork, optimizer: Optimizer,
                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One gradient step of a recurrent Q-network on `batch_size` windows of burn_in + sequence_length (+ 1) steps:
     both networks start each window from a zero state, the online one warms up over the burn-in without gradient,
@@ -344,27 +344,33 @@ def update_metrics(s: DQNSettings, epsilon: float, n_updates: int,
     return metrics
 
 
-def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
+def build(s: DQNSettings) -> tuple[gym.vector.VectorEnv, QNetwork, QNetwork, Optimizer, torch.device]:
+    """Threads and device; the vector env (its spaces checked); the seeded online network, its frozen target copy
+    (both through agents/fast: the same function, faster where it applies) and the optimiser."""
     torch.set_num_threads(s.torch_threads)
     device = resolve_device(s.device)
-    # episode statistics are counted below (cheaper than Gymnasium's RecordEpisodeStatistics wrapper)
+    # episode statistics are counted in the loop (cheaper than Gymnasium's RecordEpisodeStatistics wrapper)
     envs = make_vec_env(s.env_id, s.n_envs, mode=s.vectorization, record_stats=False, preset=s.env_preset,
                         **s.env_kwargs)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
-    assert isinstance(act_space, spaces.Discrete)
-    n_actions, action_start = int(act_space.n), int(act_space.start)
-
+    n_actions = int(cast(spaces.Discrete, act_space).n)
     torch.manual_seed(s.seed)  # before the networks: their initial weights are part of the seeded run
     np.random.seed(s.seed)
     network = QNetwork(obs_space, n_actions, s).to(device)
     target = QNetwork(obs_space, n_actions, s).to(device)
     target.load_state_dict(network.state_dict())
     target.requires_grad_(False)
-    fast.accelerate(network)  # agents/fast: the same function, faster where it applies
+    fast.accelerate(network)
     fast.accelerate(target)
-    # parameters and gradients as views into two flat buffers: one-norm clipping, a six-op Adam (agents/optim.py)
-    optimizer = FlatAdam(network, lr=s.learning_rate)
+    # Adam (eps 1e-8); where agents/fast supports it, parameters and gradients as views into two flat buffers
+    return envs, network, target, fast.optimizer(network, "adam", lr=s.learning_rate, eps=1e-8), device
+
+
+def train(s: DQNSettings, ctx: TrainContext) -> TrainResult:
+    envs, network, target, optimizer, device = build(s)
+    obs_space, act_space = envs.single_observation_space, cast(spaces.Discrete, envs.single_action_space)
+    n_actions, action_start = int(act_space.n), int(act_space.start)
     online_params: list[torch.Tensor] = list(network.parameters())
     target_params: list[torch.Tensor] = list(target.parameters())
     policy = DQNPolicy(network, obs_space, act_space, device)

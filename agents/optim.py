@@ -1,120 +1,90 @@
-"""Adam and RMSprop over all of a network's parameters held in one flat buffer: a few kernels per step, not Python loops.
+"""The optimisers' plain path: torch.optim's Adam or RMSprop with global-norm clipping, behind the small
+interface the agents call (`zero_grad`, `clip_grad_norm_`, `step`, `lr`, checkpoint state).
 
-On a CPU with the small networks of classic control, `clip_grad_norm_` and `torch.optim.Adam` spend most
-of their time in Python: grouping and looping over a dozen parameter tensors, profiler hooks, checks
-(measured: `torch.optim.Adam(fused=True).step()` costs about 10x the update kernel itself, and with
-clipping about a third of a PPO gradient step). `FlatAdam` turns every parameter of a module into a view
-of one buffer and every gradient into a view of a second one: backward accumulates straight into the
-gradient buffer, the global norm is one reduction, and the Adam update is six in-place tensor ops. The
-module itself works unchanged. The update is torch.optim.Adam's (Kingma and Ba, with epsilon added after
-the bias-corrected square root, no weight decay); tests/test_optim.py checks it step for step.
-
-Rules that keep the views intact: never move the module to another device afterwards, load weights with
-`load_state_dict` (which copies into the views), and zero gradients with `FlatAdam.zero_grad`.
+The agents never pick an implementation: `rlsuite.agents.fast.optimizer` returns the flat-buffer versions
+(agents/fast/optim.py) where they support the module and `TorchOptimizer` otherwise. Both keep their
+checkpoint state in the same form (one (P,) tensor per moment, parameters in `module.parameters()` order,
+and Adam's step count), so a checkpoint written by one resumes with the other.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
 
+OptimizerKind = Literal["adam", "rmsprop"]
+_MOMENTS = {"adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}
 
-class FlatParameters:
-    """A module's trainable parameters as views into one buffer, their gradients as views into a second one."""
 
-    def __init__(self, module: nn.Module, lr: float) -> None:
-        params = [p for p in module.parameters() if p.requires_grad]  # shared parameters appear once
-        if not params:
-            raise ValueError(f"{type(self).__name__} needs a module with at least one trainable parameter.")
-        self.lr = lr
-        # (P,) with P = the number of parameter elements; parameters and grads become views into these
-        self.param = torch.cat([p.detach().reshape(-1) for p in params])
-        self.grad = torch.zeros_like(self.param)
-        offset = 0
-        for p in params:
-            size = p.numel()
-            p.data = self.param[offset : offset + size].view_as(p)
-            p.grad = self.grad[offset : offset + size].view_as(p)
-            offset += size
+class Optimizer(Protocol):
+    """What an agent's loop calls on its optimiser."""
 
-    def zero_grad(self) -> None:
-        self.grad.zero_()
+    lr: float
+
+    def zero_grad(self) -> None: ...
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
-        """Scale gradients so their global L2 norm is at most `max_norm` (as nn.utils.clip_grad_norm_); returns the norm."""
-        total_norm = torch.linalg.vector_norm(self.grad)
-        self.grad.mul_((max_norm / (total_norm + 1e-6)).clamp(max=1.0))
-        return total_norm
+        """Scale the gradients to a global L2 norm of at most `max_norm`; returns the norm before."""
+        ...
+
+    def step(self) -> None: ...
+
+    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]: ...
+
+    def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None: ...
+
+
+class TorchOptimizer:
+    """torch.optim.Adam (betas, eps) or torch.optim.RMSprop (alpha, eps; no momentum, not centred) over the
+    trainable parameters of `module`, with nn.utils.clip_grad_norm_."""
+
+    def __init__(self, module: nn.Module, kind: OptimizerKind, lr: float, eps: float,
+                 betas: tuple[float, float] = (0.9, 0.999), alpha: float = 0.99) -> None:
+        self.kind = kind
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.optim = (torch.optim.Adam(self.params, lr=lr, betas=betas, eps=eps) if kind == "adam"
+                      else torch.optim.RMSprop(self.params, lr=lr, alpha=alpha, eps=eps))
+
+    @property
+    def lr(self) -> float:
+        return float(self.optim.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.optim.param_groups[0]["lr"] = value
+
+    def zero_grad(self) -> None:
+        self.optim.zero_grad()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        return nn.utils.clip_grad_norm_(self.params, max_norm)
 
     def step(self) -> None:
-        raise NotImplementedError
+        self.optim.step()
 
     def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Each moment as one (P,) tensor (zeros before the first step), and Adam's step count."""
+        state = [self.optim.state.get(p, {}) for p in self.params]
+        out = {f"{prefix}.{name}": torch.cat([s[name].reshape(-1) if name in s else torch.zeros(p.numel(), device=p.device)
+                                             for s, p in zip(state, self.params, strict=True)])
+               for name in _MOMENTS[self.kind]}
+        if self.kind == "adam":
+            out[f"{prefix}.steps"] = torch.tensor(int(state[0]["step"]) if state[0] else 0, dtype=torch.int64)
+        return out
 
     def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
-
-    def _load_buffers(self, prefix: str, tensors: dict[str, torch.Tensor], names: tuple[str, ...]) -> None:
-        for name in names:
-            stored = tensors[f"{prefix}.{name}"]
-            if stored.shape != self.param.shape:
+        total = sum(p.numel() for p in self.params)
+        moments = {name: tensors[f"{prefix}.{name}"] for name in _MOMENTS[self.kind]}
+        for name, flat in moments.items():
+            if flat.shape != (total,):
                 raise ValueError(
-                    f"Checkpoint optimiser state {prefix}.{name} has shape {tuple(stored.shape)}, this network has "
-                    f"{tuple(self.param.shape)} parameters: the checkpoint belongs to a different network configuration."
-                )
-            getattr(self, name).copy_(stored)
-
-
-class FlatAdam(FlatParameters):
-    """Adam with optional global-norm gradient clipping over the trainable parameters of `module`."""
-
-    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        super().__init__(module, lr)
-        self.betas, self.eps = betas, eps
-        self.exp_avg = torch.zeros_like(self.param)  # (P,) first moment
-        self.exp_avg_sq = torch.zeros_like(self.param)  # (P,) second moment
-        self.steps = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        beta1, beta2 = self.betas
-        self.steps += 1
-        self.exp_avg.lerp_(self.grad, 1.0 - beta1)  # m = b1 m + (1 - b1) g
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1.0 - beta2)  # v = b2 v + (1 - b2) g^2
-        bias_correction1 = 1.0 - beta1**self.steps
-        bias_correction2 = 1.0 - beta2**self.steps
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
-        self.param.addcdiv_(self.exp_avg, denom, value=-self.lr / bias_correction1)
-
-    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        """The optimiser state for a checkpoint (the step count travels as a 0-d tensor)."""
-        return {f"{prefix}.exp_avg": self.exp_avg, f"{prefix}.exp_avg_sq": self.exp_avg_sq,
-                f"{prefix}.steps": torch.tensor(self.steps, dtype=torch.int64)}
-
-    def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
-        self._load_buffers(prefix, tensors, ("exp_avg", "exp_avg_sq"))
-        self.steps = int(tensors[f"{prefix}.steps"])
-
-
-class FlatRMSprop(FlatParameters):
-    """RMSprop as torch.optim.RMSprop (no momentum, not centred, no weight decay) over one flat buffer:
-    v = alpha v + (1 - alpha) g^2, then p -= lr g / (sqrt(v) + eps). A2C's optimiser (SB3: alpha 0.99, eps 1e-5)."""
-
-    def __init__(self, module: nn.Module, lr: float, alpha: float = 0.99, eps: float = 1e-8) -> None:
-        super().__init__(module, lr)
-        self.alpha, self.eps = alpha, eps
-        self.square_avg = torch.zeros_like(self.param)  # (P,) running mean of g^2
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.square_avg.mul_(self.alpha).addcmul_(self.grad, self.grad, value=1.0 - self.alpha)
-        self.param.addcdiv_(self.grad, self.square_avg.sqrt().add_(self.eps), value=-self.lr)
-
-    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.square_avg": self.square_avg}
-
-    def load_state_tensors(self, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
-        self._load_buffers(prefix, tensors, ("square_avg",))
+                    f"Checkpoint optimiser state {prefix}.{name} has shape {tuple(flat.shape)}, this network has "
+                    f"({total},) parameters: the checkpoint belongs to a different network configuration.")
+        steps = float(tensors[f"{prefix}.steps"]) if self.kind == "adam" else 0.0
+        offset = 0
+        for p in self.params:
+            state = {name: flat[offset:offset + p.numel()].reshape(p.shape).to(p).clone() for name, flat in moments.items()}
+            self.optim.state[p] = {"step": torch.tensor(steps), **state}
+            offset += p.numel()

@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlsuite.agents import fast
 from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
@@ -32,7 +33,6 @@ from rlsuite.agents.actor_critic import (
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.logger import LazyMetrics
 from rlsuite.agents.onpolicy_setup import build_on_policy
-from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.rollout import (
     Rollout,
     compute_gae,
@@ -233,7 +233,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
     envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(
         AGENT_NAME, s, ctx, s.gamma, make_network)
     num_updates = max(1, s.total_steps // (s.n_envs * s.n_steps))
-    optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
+    optimizer = fast.optimizer(network, "adam", lr=s.learning_rate, eps=1e-5)  # flat-buffer Adam where it applies
     run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
                   parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG

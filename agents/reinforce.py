@@ -28,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from rlsuite.agents import fast
 from rlsuite.agents.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
@@ -37,7 +38,6 @@ from rlsuite.agents.actor_critic import (
 )
 from rlsuite.agents.interface import TrainContext, TrainResult
 from rlsuite.agents.onpolicy_setup import build_on_policy
-from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.rollout import (
     Rollout,
     discounted_returns,
@@ -120,7 +120,7 @@ def reinforce_loss(network: ActorCritic, obs: Any, actions: torch.Tensor, return
 def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
     # the vector env, the seeded network (agents/fast where it applies), normalisers, policy and rollout collector
     envs, network, obs_normalizer, reward_scaler, policy, collector, device = build_on_policy(AGENT_NAME, s, ctx, s.gamma)
-    optimizer = FlatAdam(network, lr=s.learning_rate, eps=1e-5)  # parameters in one buffer (agents/optim.py)
+    optimizer = fast.optimizer(network, "adam", lr=s.learning_rate, eps=1e-5)  # flat-buffer Adam where it applies
     run = RunLoop(AGENT_NAME, s, ctx, envs, device=device, seed_rngs=True,
                   parts={"model": network, "optim": optimizer, "obs_rms": obs_normalizer, "ret_rms": reward_scaler})
     run.start()  # fresh (seeded) or resumed: step, update, best return, optimiser, normalisers, RNG

@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/spoken_reach.py --seeds 0 1 2 --root runs/spoken-reach
 
 Each seed trains the PPO preset (agents/presets/ppo.yaml, 500k steps, about 17 CPU minutes) in its own
-`rlsuite train` process into ROOT/s<seed>; a folder whose run already finished is scored, not retrained.
+`rlsuite train` process into ROOT/s<seed>; a folder whose run already finished is scored, not retrained, and
+one whose run stopped is resumed from its last checkpoint (the CPU column then counts the resumed part only).
 The final policy then plays 200 fresh episodes (seeds 3,000,000+, never used in training) through the
 evaluation harness with the training voices and with the held-out voices; chance is 1/4.
 """
@@ -30,11 +31,15 @@ THRESHOLD = 0.9
 
 
 def train(run_dir: Path, seed: int, steps: int | None) -> float:
-    """Train one seed in its own process (one torch thread); its CPU seconds (user + system)."""
-    command = ["rlsuite", "train", "--agent", "ppo", "--env", ENV_ID, "--seed", str(seed),
-               "--run-dir", str(run_dir), "--no-progress"] + (["--steps", str(steps)] if steps else [])
+    """Train one seed in its own process (one torch thread), or resume its stopped run; the CPU seconds this
+    process took (user + system)."""
+    command = ["rlsuite", "train", "--no-progress"] + (["--steps", str(steps)] if steps else [])
+    command += (["--resume", str(run_dir)] if run_dir.exists() else
+                ["--agent", "ppo", "--env", ENV_ID, "--seed", str(seed), "--run-dir", str(run_dir)])
     before = os.times()
-    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    code = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+    if code != 0:
+        sys.exit(f"seed {seed}: `{' '.join(command)}` stopped with exit code {code}; rerun this script to resume it")
     after = os.times()
     return (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
@@ -62,9 +67,6 @@ def main() -> None:
         run_dir = args.root / f"s{seed}"
         cpu = float("nan")
         if not (run_dir.exists() and RunFolder.open(run_dir).effective_status() == "finished"):
-            if run_dir.exists():
-                sys.exit(f"{run_dir} holds a run that did not finish; resume it with "
-                         f"`rlsuite train --resume {run_dir}` or delete it, then rerun this script")
             started = time.perf_counter()
             cpu = train(run_dir, seed, args.steps)
             print(f"seed {seed}: trained in {cpu:.0f} CPU s ({time.perf_counter() - started:.0f} s wall)", flush=True)

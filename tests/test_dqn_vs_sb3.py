@@ -23,9 +23,9 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from rlsuite.agents import dqn, fast
+from rlsuite.agents.fast.optim import FlatAdam
 from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.logger import MetricLogger, read_metrics
-from rlsuite.agents.optim import FlatAdam
 from rlsuite.agents.replay import ReplayBuffer
 from rlsuite.agents.run import RunFolder
 

@@ -1,4 +1,5 @@
-"""FlatAdam against torch.optim.Adam and nn.utils.clip_grad_norm_ (the oracle), step for step."""
+"""FlatAdam and FlatRMSprop against torch.optim and nn.utils.clip_grad_norm_ (the oracle), step for step; the
+seam that picks between them and the plain TorchOptimizer."""
 
 import copy
 
@@ -6,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from rlsuite.agents.optim import FlatAdam, FlatRMSprop
+from rlsuite.agents import fast
+from rlsuite.agents.fast.optim import FlatAdam, FlatRMSprop
+from rlsuite.agents.optim import TorchOptimizer
 
 
 def _net() -> nn.Module:
@@ -78,3 +81,39 @@ def test_wrong_sized_state_is_refused() -> None:
     other = FlatAdam(nn.Linear(2, 2), lr=1e-3)
     with pytest.raises(ValueError, match="different network"):
         opt.load_state_tensors("o", other.state_tensors("o"))
+
+
+def test_the_seam_takes_the_flat_optimisers_only_where_they_support_the_module() -> None:
+    assert type(fast.optimizer(_net(), "adam", lr=1e-3, eps=1e-5)) is FlatAdam
+    assert type(fast.optimizer(_net(), "rmsprop", lr=1e-3, eps=1e-5)) is FlatRMSprop
+    mixed = nn.Sequential(nn.Linear(5, 16), nn.Linear(16, 3).double())  # two dtypes cannot share one buffer
+    assert type(fast.optimizer(mixed, "adam", lr=1e-3, eps=1e-5)) is TorchOptimizer
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_torch_optimizer_state_resumes_in_the_flat_one(kind: str) -> None:
+    """TorchOptimizer, the plain path, and the flat optimisers keep one checkpoint form: three steps with
+    torch.optim, its state loaded into the flat optimiser, and both take the same fourth step."""
+    plain_net, flat_net = _net(), _net()
+    plain = TorchOptimizer(plain_net, kind, lr=3e-3, eps=1e-5)  # type: ignore[arg-type]
+    x = torch.randn(16, 5, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        plain.zero_grad()
+        plain_net(x).pow(2).mean().backward()
+        plain.clip_grad_norm_(0.05)
+        plain.step()
+    flat_net.load_state_dict(plain_net.state_dict())
+    flat = FlatAdam(flat_net, lr=3e-3, eps=1e-5) if kind == "adam" else FlatRMSprop(flat_net, lr=3e-3, eps=1e-5)
+    flat.load_state_tensors("o", plain.state_tensors("o"))
+    plain.lr = flat.lr = 1e-3
+    for net, opt in ((plain_net, plain), (flat_net, flat)):
+        opt.zero_grad()
+        net(x).pow(2).mean().backward()
+        opt.clip_grad_norm_(0.05)
+        opt.step()
+    for a, b in zip(plain_net.parameters(), flat_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    restored = TorchOptimizer(_net(), kind, lr=1e-3, eps=1e-5)  # type: ignore[arg-type]
+    restored.load_state_tensors("o", flat.state_tensors("o"))
+    for key, value in flat.state_tensors("o").items():
+        torch.testing.assert_close(restored.state_tensors("o")[key], value)

@@ -317,7 +317,7 @@ def test_sequence_encoder_encodes_each_distinct_row_once_with_the_same_values_an
 
 
 def test_sequence_encoder_without_gradients_reuses_unchanged_rows_until_the_weights_change():
-    from rlsuite.agents.optim import FlatAdam
+    from rlsuite.agents.fast.optim import FlatAdam
 
     enc = SequenceEncoder(S.Box(-5, 5, (20, 6), np.float32), conv_channels=8, hidden_size=12)
     sizes = _lstm_batch_sizes(enc)

@@ -14,12 +14,14 @@ dispatch, not arithmetic, so these pieces have faster versions here, and only he
   the CPU, sampling from torch's generator exactly as the module path does.
 - `NatureCNN.forward_channels_last` (policies/encoders.py) for a channel-first Nature CNN on the CPU: the same function to
   float tolerance, its convolutions' oneDNN backward 1.1-1.35x cheaper per PPO update (docs/atari.md).
+- `FlatAdam` and `FlatRMSprop` (fast/optim.py): torch.optim's Adam and RMSprop over the parameters held in one
+  buffer, so clipping and the update are a few ops rather than a loop over parameter tensors.
 
-An agent calls `accelerate` once on its training network (its loss calls `network.act_value`) and hands
-`rollout_step` to its collector; both pick a fast piece only where it supports the network, else keep the
-plain path, so the agent files never branch on it. Checkpoints and loaded policies are plain modules either
+An agent calls `accelerate` once on its training network (its loss calls `network.act_value`), hands
+`rollout_step` to its collector and takes its optimiser from `optimizer`; each picks a fast piece only where it
+supports the network, else keeps the plain path, so the agent files never branch on it. Checkpoints and loaded policies are plain modules either
 way (same parameters, same state_dict keys). tests/test_fast.py is the contract: outputs and gradients
-equal to the plain path.
+equal to the plain path (tests/test_optim.py for the optimisers: step for step equal to torch.optim's).
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from torch import nn
 from rlsuite.agents.actor_critic import ActorCritic
 from rlsuite.agents.fast.actor_critic import ActorCriticFunction, FusedActorCritic
 from rlsuite.agents.fast.mlp import MLPTower, MLPTowerFunction
+from rlsuite.agents.fast.optim import FlatAdam, FlatParameters, FlatRMSprop
 from rlsuite.agents.fast.rollout import FusedMLPForward, NumpyCategoricalStep
+from rlsuite.agents.optim import Optimizer, OptimizerKind, TorchOptimizer
 from rlsuite.agents.rollout import ModuleStep, RolloutStep
 from rlsuite.policies import MLPEncoder, NatureCNN
 
-__all__ = ["ActorCriticFunction", "FusedActorCritic", "FusedMLPForward", "MLPTower", "MLPTowerFunction", "NumpyCategoricalStep", "accelerate", "rollout_step"]
+__all__ = ["ActorCriticFunction", "FlatAdam", "FlatRMSprop", "FusedActorCritic", "FusedMLPForward", "MLPTower",
+           "MLPTowerFunction", "NumpyCategoricalStep", "accelerate", "optimizer", "rollout_step"]
 
 
 def accelerate(network: nn.Module) -> list[str]:
@@ -65,3 +70,12 @@ def rollout_step(network: ActorCritic) -> Callable[[], RolloutStep]:
         if fast_step.supports(network):
             return fast_step(network).for_rollout
     return lambda: ModuleStep(network)
+
+
+def optimizer(module: nn.Module, kind: OptimizerKind, lr: float, eps: float, alpha: float = 0.99) -> Optimizer:
+    """Adam (betas 0.9, 0.999) or RMSprop (`alpha`) over the trainable parameters of `module`: FlatAdam or
+    FlatRMSprop where FlatParameters supports the module, torch.optim's through TorchOptimizer otherwise.
+    Call after moving the module to its device."""
+    if FlatParameters.supports(module):
+        return FlatAdam(module, lr=lr, eps=eps) if kind == "adam" else FlatRMSprop(module, lr=lr, alpha=alpha, eps=eps)
+    return TorchOptimizer(module, kind, lr=lr, eps=eps, alpha=alpha)
