@@ -9,14 +9,16 @@ entered, finished or not) and sumo-rl's return (diff-waiting-time reward summed 
 Rows:
 - `fixed-time (net)`: the net's own static program (sumo-rl `fixed_ts=True`).
 - `fixed-time (rlsuite Webster)`, `max-pressure`: rlsuite's controllers acting through the adapter
-  (benchmarks/fidelity/sumo_adapter.py), built on the `sumo` scenario (benchmarks/fidelity/scenarios:
-  the net's geometry and demand; one lane per movement, so max-pressure weighs halting vehicles alike).
+  (benchmarks/fidelity/sumo_adapter.py), built on the shipped `single_sumo` scenario (the net's geometry
+  and demand; one lane per movement, so max-pressure weighs halting vehicles alike).
 - `ppo rlsuite, scenario <s>`: rlsuite's PPO preset for `rlsuite/TrafficSingleShared-v0` trained in
   our model, then acting in SUMO through the adapter (our observation layout from SUMO's lanes, our
-  phases as sumo-rl's green phases). Scenarios: `single` (shipped), and the ablation scenarios in
-  benchmarks/fidelity/scenarios: `single_sumo_signal` (sumo-rl's yellow 2 s, no all-red, no max green),
-  `single_sumo_demand` (sumo-rl's two constant demands), `single_sumo_geometry` (142 m approaches, one
-  lane per movement), `sumo` (all three). The first scenario's mean CPU seconds set the SB3 budgets.
+  phases as sumo-rl's green phases). Scenarios: the shipped `single` and `single_sumo` (sumo-rl's
+  intersection: its geometry, signal timing and demand), and between them the ablation scenarios in
+  benchmarks/fidelity/scenarios, `single` with one of sumo-rl's settings each: `single_sumo_signal`
+  (yellow 2 s, no all-red, no max green), `single_sumo_demand` (its two constant demands),
+  `single_sumo_geometry` (142 m approaches, one lane per movement). The first scenario's mean CPU
+  seconds set the SB3 budgets.
 - `sb3-ppo sumo-rl (Nx)`: SB3 PPO trained in sumo-rl itself on the same demands (alternating per
   episode), for N times the CPU seconds our training took (snapshots of one run per seed).
 
@@ -59,8 +61,9 @@ from fidelity.sumo_adapter import (
 
 ENV_ID = "rlsuite/TrafficSingleShared-v0"
 SCENARIO_DIR = Path(__file__).parent / "fidelity" / "scenarios"
-# What our PPO trains on: the shipped scenario, then sumo-rl's settings one at a time, then all of them.
-SCENARIOS = ("single", "single_sumo_signal", "single_sumo_demand", "single_sumo_geometry", "sumo")
+# What our PPO trains on: the shipped scenario, then sumo-rl's settings one at a time, then the shipped
+# scenario with all of them.
+SCENARIOS = ("single", "single_sumo_signal", "single_sumo_demand", "single_sumo_geometry", "single_sumo")
 # SB3 PPO in sumo-rl: our preset's algorithm settings where they carry over (lr, gamma, lambda, entropy,
 # epochs, reward normalisation, 64x64 tanh MLP), one SUMO simulation per process, constant learning rate.
 SB3_PPO = {"n_steps": 512, "batch_size": 128, "n_epochs": 8, "learning_rate": 1e-3, "gamma": 0.9,
@@ -71,7 +74,7 @@ STEPS_HELP = "our PPO's env steps instead of the preset's 150k: a quick check of
 
 
 def scenario_arg(name: str) -> str:
-    """A shipped scenario name, or one of the ablation scenarios in benchmarks/fidelity/scenarios."""
+    """One of the ablation scenarios in benchmarks/fidelity/scenarios as its path, or a shipped name."""
     path = SCENARIO_DIR / f"{name}.yaml"
     return str(path) if path.exists() else name
 
@@ -149,7 +152,7 @@ def controller_rows(episodes: int, workdir: Path) -> dict[str, Scores]:
     rows: dict[str, Scores] = {}
     fixed = _episodes(None, episodes, workdir, fixed_ts=True)
     rows["fixed-time (net's program)"] = {m: _matrix([[ep] for ep in fixed], m) for m in ("waiting_time", "return")}
-    scenario = scenario_arg("sumo")  # the net's lanes and demand: Webster's plan and equal saturation flows
+    scenario = "single_sumo"  # the net's lanes and demand: Webster's plan and equal saturation flows
     obs_class = rlsuite_observation_class(load_network(scenario), np.zeros(0))
     for name, label in (("fixed-time", "fixed-time (rlsuite Webster, via adapter)"),
                         ("max-pressure", "max-pressure (rlsuite, via adapter)")):

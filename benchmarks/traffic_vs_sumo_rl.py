@@ -8,8 +8,9 @@ delta_time 5 s) as a single env and natively vectorised with 256 and 1024 envs. 
 of this process (libsumo runs inside it; robust on a shared machine), simulated seconds per CPU second,
 decisions per wall second, and the ratios to sumo-rl. Random actions everywhere.
 
-Run: `python benchmarks/traffic_vs_sumo_rl.py [--repeats 3] [--decisions 400]` (needs the `bench` extra:
-sumo-rl, eclipse-sumo, libsumo; SUMO_HOME is set here from the installed `sumo` package).
+Run: `python benchmarks/traffic_vs_sumo_rl.py [--repeats 3] [--decisions 400] [--scenarios single single_sumo]`
+(needs the `bench` extra: sumo-rl, eclipse-sumo, libsumo; SUMO_HOME is set here from the installed `sumo`
+package). `--scenarios` runs our env on each named scenario (`single_sumo`: sumo-rl's own intersection).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def bench_sumo(env, decisions: int) -> tuple[float, float]:  # noqa: ANN001
     return decisions / clock.cpu, decisions / clock.wall
 
 
-def bench_ours(num_envs: int, decisions: int) -> tuple[float, float]:
+def bench_ours(num_envs: int, decisions: int, scenario: str) -> tuple[float, float]:
     """Decisions per CPU and per wall second (summed over envs) of our single env (num_envs=0) or vector env."""
     import gymnasium as gym
 
@@ -68,7 +69,7 @@ def bench_ours(num_envs: int, decisions: int) -> tuple[float, float]:
 
     rng = np.random.default_rng(0)
     if num_envs == 0:
-        env = gym.make("rlsuite/TrafficSingle-v0").unwrapped
+        env = gym.make("rlsuite/TrafficSingle-v0", scenario=scenario).unwrapped
         env.reset(seed=0)
         actions = rng.integers(0, 4, size=(decisions, 1))
         with _Clock() as clock:
@@ -77,7 +78,8 @@ def bench_ours(num_envs: int, decisions: int) -> tuple[float, float]:
                 if truncated:
                     env.reset()
         return decisions / clock.cpu, decisions / clock.wall
-    vec = gym.make_vec("rlsuite/TrafficSingle-v0", num_envs=num_envs, vectorization_mode="vector_entry_point")
+    vec = gym.make_vec("rlsuite/TrafficSingle-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+                       scenario=scenario)
     vec.reset(seed=0)
     steps = max(5, decisions // 20)
     actions = rng.integers(0, 4, size=(steps, num_envs, 1))
@@ -91,15 +93,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decisions", type=int, default=400, help="decisions per sumo-rl / single-env block")
+    parser.add_argument("--scenarios", nargs="+", default=["single"], help="scenarios our env runs (shipped names)")
     args = parser.parse_args()
     sumo_env = _sumo_env(num_seconds=100_000)
-    results: dict[str, list[tuple[float, float]]] = {
-        "sumo-rl (libsumo)": [], "ours single": [], "ours vec 256": [], "ours vec 1024": []}
+    results: dict[str, list[tuple[float, float]]] = {"sumo-rl (libsumo)": []}
     for r in range(args.repeats):
         results["sumo-rl (libsumo)"].append(bench_sumo(sumo_env, args.decisions))
-        results["ours single"].append(bench_ours(0, args.decisions))
-        results["ours vec 256"].append(bench_ours(256, args.decisions))
-        results["ours vec 1024"].append(bench_ours(1024, args.decisions))
+        for scenario in args.scenarios:
+            suffix = "" if args.scenarios == ["single"] else f" ({scenario})"
+            for num_envs, label in ((0, "single"), (256, "vec 256"), (1024, "vec 1024")):
+                results.setdefault(f"ours {label}{suffix}", []).append(bench_ours(num_envs, args.decisions, scenario))
         print(f"repeat {r} (decisions per CPU s): " + ", ".join(f"{k} {v[-1][0]:,.0f}" for k, v in results.items()),
               flush=True)
     sumo_env.close()

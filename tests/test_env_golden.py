@@ -48,12 +48,14 @@ GOLDEN: dict[str, str] = {
     "rlsuite/TrafficSingleShared-v0@3": "14a375b382689178ab7e28c37a10ed86b6187540306eb4cf9950e49d8dc976cb",
     "rlsuite/Highway-Fast-v0@64": "f5d5acfdd87693160f54d66c668e6a329b1d70fbc74428ba287f37706233acdc",
     "rlsuite/Highway-v0@64": "5aa56e755dfa3c03764b26c34f0ebe32ae20c438c0bf09fbb39c1b3bd9763501",
+    "rlsuite/TrafficSingle-v0@3:single_sumo": "e58c4dbac8b24348f65f48000085bcb17c3896375be3d5f4ce2e4cdebbce51de",
+    "rlsuite/TrafficSingleShared-v0@3:single_sumo": "ad9be6a00b0da646eb892a7156fd358d78908dbbae56198692a0db5318243fd0",
 }
 
 
-def _short(env_id: str) -> dict[str, Any]:
-    """Traffic episodes of 40 s (8 decisions), so the run sees autoresets."""
-    scenario = gym.spec(env_id).kwargs.get("scenario")
+def _short(env_id: str, scenario: str | None = None) -> dict[str, Any]:
+    """Traffic episodes of 40 s (8 decisions), so the run sees autoresets; `scenario` replaces the id's."""
+    scenario = scenario or gym.spec(env_id).kwargs.get("scenario")
     if scenario is None:
         return {}
     raw = yaml.safe_load((SCENARIOS / f"{scenario}.yaml").read_text())
@@ -84,9 +86,9 @@ def _feed(h: Any, value: Any) -> None:
     h.update(np.ascontiguousarray(array).tobytes())
 
 
-def trajectory_hash(env_id: str, num_envs: int = 3) -> str:
+def trajectory_hash(env_id: str, num_envs: int = 3, scenario: str | None = None) -> str:
     """sha256 of a seeded run: the vector env of `num_envs` rows, then the single env."""
-    kwargs = _short(env_id)
+    kwargs = _short(env_id, scenario)
     if "Shared" in env_id:  # one row per intersection: two networks
         from rlsuite.envs.traffic import load_network
 
@@ -108,14 +110,19 @@ def trajectory_hash(env_id: str, num_envs: int = 3) -> str:
     return h.hexdigest()
 
 
-CASES = [(env_id, 3) for env_id in IDS] + [("rlsuite/Highway-Fast-v0", 64), ("rlsuite/Highway-v0", 64)]
+# (id, rows, shipped scenario instead of the id's own): the registered ids, Highway's big batches, and the
+# traffic scenarios no id registers
+CASES: list[tuple[str, int, str | None]] = [(env_id, 3, None) for env_id in IDS] + [
+    ("rlsuite/Highway-Fast-v0", 64, None), ("rlsuite/Highway-v0", 64, None),
+    ("rlsuite/TrafficSingle-v0", 3, "single_sumo"), ("rlsuite/TrafficSingleShared-v0", 3, "single_sumo")]
 
 
-@pytest.mark.parametrize(("env_id", "num_envs"), CASES)
-def test_trajectory_matches_the_recorded_hash(env_id: str, num_envs: int) -> None:
+@pytest.mark.parametrize(("env_id", "num_envs", "scenario"), CASES)
+def test_trajectory_matches_the_recorded_hash(env_id: str, num_envs: int, scenario: str | None) -> None:
     """Highway at 64 rows takes the big-batch code paths (split IDM, windowed collisions)."""
-    digest = trajectory_hash(env_id, num_envs)
+    digest = trajectory_hash(env_id, num_envs, scenario)
+    key = f"{env_id}@{num_envs}" + (f":{scenario}" if scenario else "")
     if os.environ.get("RECORD"):
-        print(f'    "{env_id}@{num_envs}": "{digest}",')
+        print(f'    "{key}": "{digest}",')
         return
-    assert digest == GOLDEN[f"{env_id}@{num_envs}"], f"{env_id} with {num_envs} envs: the trajectory changed"
+    assert digest == GOLDEN[key], f"{key}: the trajectory changed"

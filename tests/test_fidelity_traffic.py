@@ -36,7 +36,7 @@ def _our_observation(scenario: str, phase: int, can_change: bool, vehicles: np.n
     return core.observe(st, False, False)[0, 0]  # (N, K, 29): row 0, intersection 0
 
 
-@pytest.mark.parametrize("scenario", ["single", str(Path(__file__).resolve().parents[1] / "benchmarks/fidelity/scenarios/sumo.yaml")])
+@pytest.mark.parametrize("scenario", ["single", "single_sumo"])
 def test_mapping_equals_our_observation_on_hand_built_counts(scenario: str) -> None:
     rng = np.random.default_rng(0)
     net = load_network(scenario)
@@ -125,3 +125,47 @@ def test_sumo_rl_env_gives_our_layout_and_takes_our_phases(tmp_path: Path) -> No
     np.testing.assert_array_equal(seen[0][29:], features)
     assert seen[-1][:4].tolist() == [0, 0, 1, 0]  # the requested phase is the committed one
     assert result["vehicles"] > 0 and result["waiting_time"] >= 0 and result["return"] <= 0
+
+
+@needs_sumo
+def test_single_sumo_scenario_is_read_from_sumo_rls_files() -> None:
+    """The shipped `single_sumo` scenario against sumo-rl's net, its two route files and its env defaults."""
+    import inspect
+    import xml.etree.ElementTree as ET
+
+    from fidelity.sumo_adapter import ROUTES, SumoProtocol, net_dir, route_file, setup_sumo
+
+    setup_sumo()
+    import sumo_rl  # after SUMO_HOME is set
+
+    net = load_network("single_sumo")
+    lanes = [lane for edge in ET.parse(net_dir() / "single-intersection.net.xml").getroot().iter("edge")
+             if edge.get("to") == "t" for lane in edge.iter("lane")]  # the approaches' lanes
+    assert len(lanes) == 8
+    assert {round(float(lane.get("length"))) for lane in lanes} == {round(net.link_length_m)}
+    assert {float(lane.get("speed")) for lane in lanes} == {13.9}
+    assert (net.travel_time_s == round(net.link_length_m / 13.9)).all()
+    # demand: veh/h per approach and the flow-weighted (left, through, right) split of each route file
+    for p, route in enumerate(ROUTES):
+        root = ET.parse(route_file(route)).getroot()
+        edges = {r.get("id"): r.get("edges").split() for r in root.iter("route")}
+        per_dir = np.zeros(4)
+        per_move = np.zeros(3)
+        for flow in root.iter("flow"):
+            src, dst = edges[flow.get("route")]
+            d, exit_dir = "nesw".index(src[0]), "nesw".index(dst[-1])  # from d (N, E, S, W), towards exit_dir
+            heading = (d + 2) % 4
+            move = [(heading + 3) % 4, heading, (heading + 1) % 4].index(exit_dir)  # left, through, right
+            per_dir[d] += float(flow.get("vehsPerHour"))
+            per_move[move] += float(flow.get("vehsPerHour"))
+        assert net.profile_names[p] == route
+        np.testing.assert_allclose(net.lam[p, 0, np.argsort(net.source_dir)] * 3600, per_dir)  # constant flows
+        np.testing.assert_allclose(net.lam[p, -1], net.lam[p, 0])
+        np.testing.assert_allclose(net.turning[p], np.cumsum(per_move / per_move.sum()))
+    # signal timing: sumo-rl's env defaults (the protocol every row is evaluated with), no all-red, no max green
+    defaults = inspect.signature(sumo_rl.SumoEnvironment).parameters
+    protocol = SumoProtocol()
+    assert net.delta_time_s == defaults["delta_time"].default == protocol.delta_time
+    assert net.yellow_s == defaults["yellow_time"].default == protocol.yellow_time
+    assert net.min_green_s == defaults["min_green"].default == protocol.min_green
+    assert net.all_red_s == 0 and net.max_green_s >= net.duration_s == protocol.seconds

@@ -27,9 +27,9 @@ from rlsuite.envs.traffic import (
 )
 
 
-def scenario(**changes) -> dict:
-    """The shipped single-intersection scenario with some keys replaced (a dict is a valid scenario)."""
-    raw = yaml.safe_load((SCENARIO_DIR / "single.yaml").read_text())
+def scenario(name: str = "single", **changes) -> dict:
+    """A shipped single-intersection scenario with some keys replaced (a dict is a valid scenario)."""
+    raw = yaml.safe_load((SCENARIO_DIR / f"{name}.yaml").read_text())
     for key, value in changes.items():
         raw[key] = value
     return raw
@@ -172,8 +172,9 @@ def test_hand_computed_queue_discharge_on_a_tiny_scenario() -> None:
     assert core.metrics(st)["travel_time"][0] == pytest.approx((4 + 4 + 3 + 3 + 2 + 2 + 1 + 1) / 4)
 
 
-def test_no_discharge_on_red_or_yellow_and_clearance_timing() -> None:
-    raw = quiet(scenario())
+@pytest.mark.parametrize("name", ["single", "single_sumo"])
+def test_no_discharge_on_red_or_yellow_and_clearance_timing(name: str) -> None:
+    raw = quiet(scenario(name))
     net = load_network(raw)
     core = TrafficCore(net, 1)
     st = core.init_state()
@@ -198,8 +199,9 @@ def test_no_discharge_on_red_or_yellow_and_clearance_timing() -> None:
     check_invariants(core, st)
 
 
-def test_max_green_forces_the_next_phase() -> None:
-    raw = quiet(scenario())
+@pytest.mark.parametrize("name", ["single", "single_sumo"])
+def test_max_green_forces_the_next_phase(name: str) -> None:
+    raw = quiet(scenario(name))
     net = load_network(raw)
     core = TrafficCore(net, 1)
     st = core.init_state()
@@ -211,6 +213,34 @@ def test_max_green_forces_the_next_phase() -> None:
         held += net.delta_time_s
     assert st.phase[0, 0] == 1
     assert held - net.delta_time_s == int(np.ceil(net.max_green_s / net.delta_time_s)) * net.delta_time_s
+
+
+def test_single_sumo_constants_and_timing_by_hand() -> None:
+    """sumo-rl's intersection: 142 m at 13.9 m/s is 10 s of travel; 3 lanes x 142 m / 7.5 m is 56 vehicles of
+    storage, 56 / 3 a movement; 1800 veh/h per lane is 0.5 veh/s; 850 veh/h from the north in `vertical` is
+    850 / 3600 arrivals per tick all episode; a change asked at 5 s of green shows 2 s of yellow, then green."""
+    net = load_network("single_sumo")
+    assert net.travel_time_s.tolist() == [10] * 4 and net.capacity.tolist() == [56] * 4
+    np.testing.assert_allclose(net.mov_capacity, np.full((4, 3), 56 / 3))
+    np.testing.assert_allclose(net.rate, np.full((4, 3), 0.5))
+    vertical, horizontal = net.profile_names.index("vertical"), net.profile_names.index("horizontal")
+    np.testing.assert_allclose(net.lam[vertical] * 3600, np.tile([850, 400, 850, 400], (net.duration_s, 1)))
+    np.testing.assert_allclose(net.lam[horizontal] * 3600, np.tile([400, 850, 400, 850], (net.duration_s, 1)))
+    np.testing.assert_allclose(net.turning, [[0.28, 0.64, 1.0]] * 2)
+    with pytest.raises(ScenarioError, match="holds out no profile"):
+        TrafficGridEnv(scenario="single_sumo", profile="held_out")
+    core = TrafficCore(load_network(quiet(scenario("single_sumo"))), 1)
+    st = core.init_state()
+    core.reset_rows(st, np.array([0]), np.array([1], dtype=np.uint64), np.array([0]))
+    st.queue[0, 1, 1] = st.mov_occ[0, 1, 1] = st.link_occ[0, 1] = 3  # 3 stopped on the east approach, through
+    st.generated[0] = st.entered[0] = 3
+    run_ticks(core, st, 5)
+    core.apply_actions(st, np.array([[2]]))  # east-west through after 5 s of north-south green
+    flows = run_ticks(core, st, 8)
+    green = [bool(f["green"][0][1, 1]) for f in flows]
+    assert green == [False, False, True, True, True, True, True, True]  # yellow 2 s, no all-red
+    # discharge credit 0.5 a second from the first green second: one vehicle every 2 s
+    assert [int(f["discharged"][0][1, 1]) for f in flows] == [0, 0, 0, 1, 0, 1, 0, 1]
 
 
 def test_discharge_never_exceeds_saturation_flow_and_conservation_each_tick() -> None:

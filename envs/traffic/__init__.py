@@ -2,16 +2,17 @@
 
 ## Description
 A grid of four-leg intersections (a single intersection, an arterial 1xN, grids 2x2 and 4x4 ship as
-scenario files in `envs/scenarios/`). Every approach of every intersection is a link with a length, a
-free-flow travel time, a storage capacity and lanes per movement (left, through, right). Vehicles
-enter at the boundary as seeded Poisson processes with time-varying rates, choose a movement on each
-link by the scenario's turning ratios, travel the link at free flow, then queue at the stop line. A
-green movement discharges at its saturation flow (veh/s per lane x lanes) unless the downstream link is
-full (spillback); vehicles leaving the grid are counted as exits. The model steps in 1 s ticks over
-`(num_envs, links, movements)` arrays; there is no Python loop over envs or vehicles in `step`. The
-state is a `TrafficState` of arrays (dynamics.py), the knobs a frozen `TrafficParams` plus the scenario's
-`Network`, and `TrafficSim.step(state, action)` (env.py) advances the state in place, one decision of
-`delta_time_s` ticks of `TrafficCore.tick(state)`.
+scenario files in `envs/scenarios/`, and `single_sumo`: sumo-rl's single intersection, its geometry,
+signal timing and demand read from its files, to train on before validating in SUMO). Every approach of
+every intersection is a link with a length, a free-flow travel time, a storage capacity and lanes per
+movement (left, through, right). Vehicles enter at the boundary as seeded Poisson processes with
+time-varying rates, choose a movement on each link by the scenario's turning ratios, travel the link at
+free flow, then queue at the stop line. A green movement discharges at its saturation flow (veh/s per
+lane x lanes) unless the downstream link is full (spillback); vehicles leaving the grid are counted as
+exits. The model steps in 1 s ticks over `(num_envs, links, movements)` arrays; there is no Python loop
+over envs or vehicles in `step`. The state is a `TrafficState` of arrays (dynamics.py), the knobs a
+frozen `TrafficParams` plus the scenario's `Network`, and `TrafficSim.step(state, action)` (env.py)
+advances the state in place, one decision of `delta_time_s` ticks of `TrafficCore.tick(state)`.
 
 Signals run four phases: 0 north-south through (with right turns), 1 north-south left, 2 east-west
 through (with right turns), 3 east-west left. Every `delta_time_s` (5 s) the agent names the next green

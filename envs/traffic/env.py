@@ -43,7 +43,8 @@ class TrafficParams:
     """Every knob of a traffic env besides the scenario file's own (those load into `Network`)."""
 
     scenario: str | Path | dict = "grid2x2"
-    """A shipped scenario name (envs/scenarios/), a path to a YAML file of the same form, or its dict."""
+    """A shipped scenario name (envs/scenarios/; `single_sumo` is sumo-rl's single intersection, the one to
+    train on when the policy will run in SUMO), a path to a YAML file of the same form, or its dict."""
     profile: str = "train"
     """Demand profiles drawn at reset: "train", "held_out", or one profile's name."""
     reward: str = "wait"
