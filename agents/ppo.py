@@ -74,10 +74,6 @@ class PPOSettings(ActorCriticSettings):
     """PPO ratio clip."""
     anneal_clip: bool = False
     """Decay the clip coefficient linearly to 0 (RL Zoo's `lin_0.2`)."""
-    clip_vloss: bool = False
-    """Clip the value update around the old value estimate (off in SB3 by default)."""
-    norm_adv: bool = True
-    """Normalise advantages per minibatch."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient."""
     vf_coef: float = 0.5
@@ -144,18 +140,14 @@ def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOS
              starts: torch.Tensor | None = None) -> tuple[torch.Tensor, LazyMetrics]:
     """PPO's loss on a minibatch: clipped surrogate + vf_coef * value loss - ent_coef * entropy, plus the named
     network's auxiliary loss; and its terms for the logs (no gradient, each computed when read). `mb` holds obs,
-    actions and the rollout's logprobs, values, advantages (as the surrogate takes them: `epochs` normalises
-    them per minibatch with norm_adv), returns (and aux: info values), rows averaged by `mean`; `state` and
+    actions and the rollout's logprobs, advantages (as the surrogate takes them: `epochs` normalises them per
+    minibatch), returns (and aux: info values), rows averaged by `mean`; `state` and
     `starts` (T, B) feed a recurrent core."""
     dist, new_value, _ = network.act_value(mb["obs"], state, starts)  # new_value (B,)
     log_ratio = dist.log_prob(mb["actions"]) - mb["logprobs"]  # (B,) log(pi_new / pi_old)
     ratio = log_ratio.exp()
     pg_loss = mean(clipped_surrogate_loss(ratio, mb["advantages"], clip_coef))
-    v_error = (new_value - mb["returns"]) ** 2  # (B,)
-    if s.clip_vloss:  # the value update clipped around the rollout's estimate, as the ratio is
-        v_clipped = mb["values"] + (new_value - mb["values"]).clamp(-clip_coef, clip_coef)
-        v_error = torch.max(v_error, (v_clipped - mb["returns"]) ** 2)
-    v_loss = 0.5 * mean(v_error)
+    v_loss = 0.5 * mean((new_value - mb["returns"]) ** 2)
     loss = pg_loss + s.vf_coef * v_loss
     entropy = mean(dist.entropy()) if s.ent_coef else None  # a loss term, or only logged
     if entropy is not None:
@@ -183,7 +175,7 @@ def flat_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor
     steps are left out once, so every mean over the rows is a plain one."""
     valid = torch.as_tensor(rollout.valid, device=rollout.device)
     batch: dict[str, Any] = {"obs": flatten_obs(rollout.obs), "actions": rollout.actions, "logprobs": rollout.logprobs,
-                             "values": rollout.values, "advantages": advantages, "returns": returns, "valid": valid}
+                             "advantages": advantages, "returns": returns, "valid": valid}
     batch = {k: v if k == "obs" else v.flatten(0, 1) for k, v in batch.items()}
     batch["aux"] = {k: torch.as_tensor(v.reshape(-1, *v.shape[2:]), device=rollout.device) for k, v in rollout.aux.items()}
     if keep_resets:
@@ -200,13 +192,11 @@ def take(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
 def epochs(s: PPOSettings, rollout: Rollout, batch: dict[str, Any], recurrent: bool
            ) -> Iterator[list[tuple[dict[str, Any], Any, Any]]]:
     """The update's epochs, each a list of minibatches (rows, LSTM state, episode starts) with advantages
-    normalised per minibatch (norm_adv): shuffled rows, or for a recurrent network whole env sequences, so the
+    normalised per minibatch (as SB3's and CleanRL's PPO by default): shuffled rows, or for a recurrent network whole env sequences, so the
     LSTM replays each from its rollout-start state. A single feed-forward minibatch is the whole batch, the
     same every epoch: no shuffling, no gathering, normalised once."""
 
     def normalised(mb: dict[str, Any]) -> dict[str, Any]:
-        if not s.norm_adv:
-            return mb
         mean = partial(masked_mean, mask=mb["valid"]) if recurrent else torch.mean  # reset steps carry no loss
         return {**mb, "advantages": normalize_advantages(mb["advantages"], mean)}
 
