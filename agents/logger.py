@@ -93,8 +93,10 @@ class MetricLogger:
         self._writer: Any = None
         if tensorboard:
             # Imported lazily: TensorBoard is slow to import and optional for a run.
+            from tensorboard.compat.proto.summary_pb2 import Summary
             from torch.utils.tensorboard import SummaryWriter
 
+            self._summary: Any = Summary
             purge = resume_step + 1 if resume_step is not None else None
             self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge)
 
@@ -112,13 +114,17 @@ class MetricLogger:
         if self._file.closed:
             raise ValueError(f"MetricLogger for {self.path} is closed; create a new one to log more.")
         wall = time.time()
+        scalars = []
         for key, raw in metrics.items():
             if raw is None:
                 continue
             value = float(raw)
             self._csv.writerow((int(step), repr(wall), key, repr(value)))
             if self._writer is not None and math.isfinite(value):
-                self._writer.add_scalar(key, value, int(step), walltime=wall)
+                scalars.append(self._summary.Value(tag=key, simple_value=value))
+        if scalars:  # one event holding every scalar of the call, as TensorBoard reads them: add_scalar would write
+            # one event per scalar, each a serialisation and a hand-off to the writer thread
+            self._writer.file_writer.add_summary(self._summary(value=scalars), int(step), wall)
         self._file.flush()
 
     def close(self) -> None:

@@ -76,9 +76,17 @@ def test_appending_after_torn_line_keeps_rows_apart(tmp_path):
 
 def test_tensorboard_events_written(tmp_path):
     pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     with MetricLogger(tmp_path, tensorboard=True) as log:
         log.log(1, {"a": 1.0})
+        log.log(5, {"a": 2.5, "b": -3.0, "skipped": None, "not_finite": float("nan")})
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["a", "b"]  # as TensorBoard shows them: None and NaN left out
+    assert [(e.step, e.value) for e in events.Scalars("a")] == [(1, 1.0), (5, 2.5)]
+    assert [(e.step, e.value) for e in events.Scalars("b")] == [(5, -3.0)]
 
 
 # --- normalisers --------------------------------------------------------------------------------------
