@@ -38,6 +38,25 @@ def test_matches_torch_adam_and_clipping(max_norm: float | None) -> None:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_adam_is_torch_fused_adam_bit_for_bit() -> None:
+    """FlatAdam runs the kernel of torch.optim.Adam(fused=True): the same parameters to the last bit, lr changing
+    between steps as the agents anneal it."""
+    ours, reference = _net(), _net()
+    flat = FlatAdam(ours, lr=3e-3, eps=1e-5)
+    fused = torch.optim.Adam(reference.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    for step in range(25):
+        x = torch.randn(32, 5, generator=torch.Generator().manual_seed(step))
+        flat.zero_grad()
+        ours(x).pow(2).mean().backward()
+        fused.zero_grad()
+        reference(x).pow(2).mean().backward()
+        flat.step()
+        fused.step()
+        flat.lr = fused.param_groups[0]["lr"] = 3e-3 * (1 - step / 25)
+        for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_rmsprop_matches_torch_rmsprop_and_clipping() -> None:
     ours, reference = _net(), _net()
     flat = FlatRMSprop(ours, lr=7e-4, alpha=0.99, eps=1e-5)

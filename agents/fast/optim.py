@@ -5,9 +5,11 @@ of their time in Python: grouping and looping over a dozen parameter tensors, pr
 (measured: `torch.optim.Adam(fused=True).step()` costs about 10x the update kernel itself, and with
 clipping about a third of a PPO gradient step). `FlatAdam` turns every parameter of a module into a view
 of one buffer and every gradient into a view of a second one: backward accumulates straight into the
-gradient buffer, the global norm is one reduction, and the Adam update is six in-place tensor ops. The
-module itself works unchanged. The update is torch.optim.Adam's (Kingma and Ba, with epsilon added after
-the bias-corrected square root, no weight decay); tests/test_optim.py checks it step for step.
+gradient buffer, the global norm is one reduction, and the Adam update is one kernel: the one
+`torch.optim.Adam(fused=True)` runs (`torch._fused_adam_`), here on the one buffer without the Python around it.
+The module itself works unchanged. The update is torch.optim.Adam's (Kingma and Ba, with epsilon added after
+the bias-corrected square root, no weight decay); tests/test_optim.py checks it step for step, bit for bit
+against torch.optim.Adam(fused=True).
 
 Rules that keep the views intact: never move the module to another device afterwards, load weights with
 `load_state_dict` (which copies into the views), and zero gradients with `FlatAdam.zero_grad`. The agents
@@ -16,8 +18,6 @@ the module and torch.optim's otherwise (agents/optim.py, the same interface and 
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -86,17 +86,18 @@ class FlatAdam(FlatParameters):
         self.exp_avg = torch.zeros_like(self.param)  # (P,) first moment
         self.exp_avg_sq = torch.zeros_like(self.param)  # (P,) second moment
         self.steps = 0
+        self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.param.device)  # the kernel reads t here
 
     @torch.no_grad()
     def step(self) -> None:
+        """m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps),
+        in one kernel over the buffer."""
         beta1, beta2 = self.betas
         self.steps += 1
-        self.exp_avg.lerp_(self.grad, 1.0 - beta1)  # m = b1 m + (1 - b1) g
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1.0 - beta2)  # v = b2 v + (1 - b2) g^2
-        bias_correction1 = 1.0 - beta1**self.steps
-        bias_correction2 = 1.0 - beta2**self.steps
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
-        self.param.addcdiv_(self.exp_avg, denom, value=-self.lr / bias_correction1)
+        self._step_tensor.fill_(self.steps)
+        torch._fused_adam_([self.param], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor],
+                           amsgrad=False, lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,
+                           maximize=False)
 
     def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """The optimiser state for a checkpoint (the step count travels as a 0-d tensor)."""
