@@ -141,8 +141,8 @@ def ppo_loss(network: ActorCritic, mb: dict[str, Any], clip_coef: float, s: PPOS
     """PPO's loss on a minibatch: clipped surrogate + vf_coef * value loss - ent_coef * entropy, plus the named
     network's auxiliary loss; and its terms for the logs (no gradient, each computed when read). `mb` holds obs,
     actions and the rollout's logprobs, advantages (as the surrogate takes them: `epochs` normalises them per
-    minibatch), returns (and aux: info values), rows averaged by `mean`; `state` and
-    `starts` (T, B) feed a recurrent core."""
+    minibatch), returns (and aux: info values), rows averaged by `mean`; `state` and `starts` (T, B) feed a
+    recurrent core."""
     dist, new_value, _ = network.act_value(mb["obs"], state, starts)  # new_value (B,)
     log_ratio = dist.log_prob(mb["actions"]) - mb["logprobs"]  # (B,) log(pi_new / pi_old)
     ratio = log_ratio.exp()
@@ -192,8 +192,8 @@ def take(batch: dict[str, Any], rows: Any) -> dict[str, Any]:
 def epochs(s: PPOSettings, rollout: Rollout, batch: dict[str, Any], recurrent: bool
            ) -> Iterator[list[tuple[dict[str, Any], Any, Any]]]:
     """The update's epochs, each a list of minibatches (rows, LSTM state, episode starts) with advantages
-    normalised per minibatch (as SB3's and CleanRL's PPO by default): shuffled rows, or for a recurrent network whole env sequences, so the
-    LSTM replays each from its rollout-start state. A single feed-forward minibatch is the whole batch, the
+    normalised per minibatch (as SB3's and CleanRL's PPO do by default): shuffled rows, or for a recurrent
+    network whole env sequences, so the LSTM replays each from its rollout-start state. A single feed-forward minibatch is the whole batch, the
     same every epoch: no shuffling, no gathering, normalised once."""
 
     def normalised(mb: dict[str, Any]) -> dict[str, Any]:
