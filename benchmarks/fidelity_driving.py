@@ -12,9 +12,12 @@ Rows:
 - `highway-idm`, `highway-mobil`: rlsuite's rule-based drivers acting through the adapter
   (benchmarks/fidelity/highway_adapter.py: our kinematics observation computed from highway-env's
   vehicles; the five meta-actions are the same, so actions pass unchanged).
-- `ppo rlsuite (<variant>)`: rlsuite's PPO preset for `rlsuite/Highway-v0` trained in our env (the
-  shipped defaults, an ablation variant through env kwargs, or `merge`: rlsuite/Merge-v0's road, 2
-  lanes, an on-ramp ending at 400 m, 12 vehicles, 3 of them on the ramp), acting through the adapter.
+- `ppo rlsuite (<variant>)`: rlsuite's PPO preset (one block for Highway-v0, Highway-Fast-v0 and
+  Merge-v0) trained in our env as the variant sets it (`VARIANTS`: a registered id and env kwargs): the
+  shipped `rlsuite/Highway-v0`; `highway-fast`, the reference profile `rlsuite/Highway-Fast-v0`
+  (highway-fast-v0's traffic: ego-only collisions, politeness 0), and its two settings one at a time;
+  `merge`, `rlsuite/Merge-v0` (2 lanes, an on-ramp ending at 400 m, 12 vehicles, 3 of them on the
+  ramp), and `merge-*`, one of merge-v0's settings each. Acting through the adapter.
 - `sb3-ppo highway-env (1x)`: SB3 PPO trained in the peer env itself with highway-env's own recipe
   (scripts/sb3_highway_ppo.py: 256x256 MLP, batch 64, 10 epochs, lr 5e-4, gamma 0.8, 768 steps per
   update) for the CPU seconds our training took (one env: the machine is shared).
@@ -28,6 +31,9 @@ Commands (the bench extra installs highway-env):
     python benchmarks/fidelity_driving.py train-sb3 --seed 0 --budgets 300 --out DIR
     python benchmarks/fidelity_driving.py table --out DIR --episodes 50
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge
+    # the merge-v0 ablation: one trained row per difference, evaluated in merge-v0
+    python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge \
+        --variants merge merge-zero-politeness merge-v0-traffic merge-v0-traffic-speed merge-v0-reward
     # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
     python benchmarks/fidelity_driving.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 2
 """
