@@ -33,7 +33,7 @@ Commands (the bench extra installs highway-env):
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge
     # the merge-v0 ablation: one trained row per difference, evaluated in merge-v0
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge \
-        --variants merge merge-zero-politeness merge-v0-traffic merge-v0-traffic-speed merge-v0-reward
+        --variants merge merge-zero-politeness merge-v0-traffic merge-v0-traffic-speed merge-15hz merge-v0-reward
     # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
     python benchmarks/fidelity_driving.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 2
 """
