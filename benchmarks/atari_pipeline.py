@@ -65,29 +65,33 @@ def sb3(game: str, n_envs: int, steps: int, subproc: bool) -> float:
         envs.close()
 
 
-def ppo_ours(frames: int, root: Path, game: str = "Breakout", config: str | None = None) -> tuple[float, float]:
-    """(frames per wall second, frames per CPU second of the process, emulator threads included) of our PPO
-    with its Atari preset, or with the named `--config` recipe over it (e.g. "cpu")."""
-    from rlsuite.agents import ppo
+def atari_ours(frames: int, root: Path, game: str = "Breakout", config: str | None = None,
+               agent: str = "ppo", overrides: dict[str, object] | None = None) -> tuple[float, float]:
+    """(frames per wall second, frames per CPU second of the process, emulator threads included) of our
+    `agent` (PPO by default) with its Atari preset, or with the named `--config` recipe over it (e.g. "cpu"),
+    and any `--set` overrides."""
     from rlsuite.agents.interface import TrainContext
     from rlsuite.agents.logger import MetricLogger
+    from rlsuite.agents.registry import agent_module
     from rlsuite.agents.run import RunFolder
     from rlsuite.agents.settings import resolve_settings, settings_to_dict
 
     env_id = f"ALE/{game}-v5"
-    settings = resolve_settings(ppo.PPOSettings, "ppo", env_id, config_file=Path(config) if config else None, cli_values={
-        "total_steps": frames // FRAME_SKIP, "eval_every": 0, "tensorboard": False, "torch_threads": 1})
-    run = RunFolder.create(root, agent="ppo", env_id=env_id, seed=0, settings=settings_to_dict(settings),
+    module = agent_module(agent)
+    settings = resolve_settings(module.Settings, agent, env_id, config_file=Path(config) if config else None,
+                                cli_values={"total_steps": frames // FRAME_SKIP, "eval_every": 0, "tensorboard": False,
+                                            "torch_threads": 1, **(overrides or {})})
+    run = RunFolder.create(root, agent=agent, env_id=env_id, seed=0, settings=settings_to_dict(settings),
                            command="benchmark", device="cpu")
     with MetricLogger(run.path, tensorboard=False) as logger:
         start, cpu = time.perf_counter(), time.process_time()
-        result = ppo.train(settings, TrainContext(run=run, logger=logger))
+        result = module.train(settings, TrainContext(run=run, logger=logger))
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return result.final_step * FRAME_SKIP / elapsed, result.final_step * FRAME_SKIP / cpu
 
 
 def ppo_sb3(frames: int, game: str = "Breakout") -> tuple[float, float]:
-    """As `ppo_ours`; DummyVecEnv, so all of SB3's CPU is this process's."""
+    """As `atari_ours`; DummyVecEnv, so all of SB3's CPU is this process's."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -99,6 +103,26 @@ def ppo_sb3(frames: int, game: str = "Breakout") -> tuple[float, float]:
     envs = VecFrameStack(make_atari_env(f"ale_py:{game}NoFrameskip-v4", n_envs=8, seed=0), 4)
     model = PPO("CnnPolicy", envs, n_steps=128, batch_size=256, n_epochs=4, learning_rate=linear(2.5e-4),
                 clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=0, device="cpu", verbose=0)
+    model.learn(total_timesteps=frames // FRAME_SKIP)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    envs.close()
+    return model.num_timesteps * FRAME_SKIP / elapsed, model.num_timesteps * FRAME_SKIP / cpu
+
+
+def dqn_sb3(frames: int, game: str = "Breakout", learning_starts: int = 100_000) -> tuple[float, float]:
+    """As `ppo_sb3`, for SB3's DQN with RL Zoo's Atari settings (one env, Nature CNN, 100k replay, one
+    gradient step of 32 samples per 4 agent steps); `learning_starts` lowered makes a short run time the
+    learning loop rather than the warm-up."""
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    start, cpu = time.perf_counter(), time.process_time()
+    envs = VecFrameStack(make_atari_env(f"ale_py:{game}NoFrameskip-v4", n_envs=1, seed=0), 4)
+    model = DQN("CnnPolicy", envs, buffer_size=100_000, learning_rate=1e-4, batch_size=32,
+                learning_starts=learning_starts, target_update_interval=1000, train_freq=4, gradient_steps=1,
+                exploration_fraction=0.1, exploration_final_eps=0.01, optimize_memory_usage=False, seed=0,
+                device="cpu", verbose=0)
     model.learn(total_timesteps=frames // FRAME_SKIP)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     envs.close()
@@ -221,7 +245,7 @@ def main() -> None:
         ours_fps, sb3_fps = [], []
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.repeats):
-                ours_fps.append(ppo_ours(args.ppo_frames, Path(tmp)))
+                ours_fps.append(atari_ours(args.ppo_frames, Path(tmp)))
                 sb3_fps.append(ppo_sb3(args.ppo_frames))
                 (ours_wall, ours_cpu), (sb3_wall, sb3_cpu) = ours_fps[-1], sb3_fps[-1]
                 print(f"PPO Breakout {args.ppo_frames} frames: ours {ours_wall:.0f} frames/s ({ours_cpu:.0f} per CPU "

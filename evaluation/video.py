@@ -245,16 +245,17 @@ def annotate(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.4, h / 650)  # 0.4 at 256 px, ~0.6 at CartPole's 400 px
     thickness = max(1, round(scale * 1.5))
-    widest = max(cv2.getTextSize(line, font, scale, thickness)[0][0] for line in lines)
+    # The band's geometry comes from the frame's nominal font size, never from this text, so every frame
+    # of a video has one size whatever its lines say.
     margin = max(3, round(6 * scale))
-    if widest > w - 2 * margin:  # narrow frame: shrink the text to fit rather than cut it off
-        scale = max(0.3, scale * (w - 2 * margin) / widest)
-        thickness = max(1, round(scale * 1.5))
-        lines = [_fit_text(line, font, scale, thickness, w - 2 * margin) for line in lines]
-    # The band's height comes from the font's nominal size, not from this text, so it is constant.
     (_, text_h), base = cv2.getTextSize("Ag", font, scale, thickness)
     line_height = text_h + base + max(2, round(4 * scale))
     band = np.full((line_height * len(lines) + margin, w, 3), 24, dtype=np.uint8)  # (band_h, W, 3)
+    widest = max(cv2.getTextSize(line, font, scale, thickness)[0][0] for line in lines)
+    if widest > w - 2 * margin:  # narrow frame: shrink the text to fit (within the band) rather than cut it off
+        scale = max(0.3, scale * (w - 2 * margin) / widest)
+        thickness = max(1, round(scale * 1.5))
+        lines = [_fit_text(line, font, scale, thickness, w - 2 * margin) for line in lines]
     for k, line in enumerate(lines):
         y = margin + line_height * k + text_h
         cv2.putText(band, line, (margin, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -137,6 +137,17 @@ def test_annotate_upscales_atari_sized_frames():
     assert np.array_equal(out[band:][::4, ::4], frame)  # nearest-neighbour copies, uncovered
 
 
+def test_annotate_band_height_does_not_depend_on_how_long_the_lines_are():
+    """Lines too wide for the frame are drawn smaller, inside the same band: a long action or return on one
+    step must not change the video's frame size (ffmpeg needs one size)."""
+    frame = np.zeros((210, 160, 3), np.uint8)  # an Atari screen, upscaled to 420x320
+    short = annotate(frame, ["ALE/Pong-v5", "step 1"])
+    long = annotate(frame, ["ALE/Pong-v5  episode 1/1  seed 1000000  checkpoint last",
+                            "step 3051   action 3   reward -1   return 11   epsilon 0.05   lives 0"])
+    assert short.shape == long.shape
+    assert np.array_equal(long[-420:], short[-420:])  # the same scene under the band
+
+
 class NoPixelsEnv(gym.Env):
     """An env that renders nothing (its metadata offers no rgb_array)."""
 
