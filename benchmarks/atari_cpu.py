@@ -10,7 +10,8 @@ process's CPU seconds and against frames (one figure, both axes), for the docs.
 
     OMP_NUM_THREADS=1 python benchmarks/atari_cpu.py speed --game Pong --frames 32768 --repeats 2
     OMP_NUM_THREADS=1 python benchmarks/atari_cpu.py speed --agent dqn --game Pong --frames 65536 --repeats 2
-    python benchmarks/atari_cpu.py curve docs/atari_cpu/ppo-pong-cpu --out docs/atari_cpu/learning_curve.png
+    python benchmarks/atari_cpu.py curve docs/atari_cpu/dqn-pong-cpu --out docs/atari_cpu/learning_curve.png
+    OMP_NUM_THREADS=1 python benchmarks/atari_cpu.py epsilon docs/atari_cpu/dqn-pong-cpu --episodes 10
 """
 
 from __future__ import annotations
@@ -100,6 +101,23 @@ def curve(runs: list[Path], out: Path) -> None:
     print(f"wrote {out}")
 
 
+def epsilon_cost(run: Path, checkpoint: str, episodes: int, epsilons: list[float]) -> None:
+    """A run's checkpoint on the same validation-seed games at each evaluation epsilon: what the
+    protocol's epsilon (0.05) costs a policy against the epsilon it trained with."""
+    from rlsuite.evaluation.evaluate import load_agent
+    from rlsuite.evaluation.harness import evaluate_policy, validation_seeds
+
+    subject = load_agent(run_dir=run, checkpoint=checkpoint)
+    preset = str(subject.run.config.get("env_preset") or "")  # as the harness: the run's preprocessing preset
+    env_kwargs = {**({"preset": preset} if preset else {}), **subject.env_kwargs}
+    print(f"{run.name}, checkpoint {checkpoint} (step {subject.checkpoint_step}), {episodes} games, validation seeds")
+    for eps in epsilons:
+        records = evaluate_policy(subject.policy, subject.env_id, episodes=episodes, seeds=validation_seeds(episodes),
+                                  epsilon=eps, env_kwargs=env_kwargs, threads=1)
+        returns = [r.episode_return for r in records]
+        print(f"| {eps:g} | {np.mean(returns):.1f} | {' '.join(f'{r:g}' for r in returns)} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,11 +129,18 @@ def main() -> None:
     plot = sub.add_parser("curve", help="score against CPU time and frames, from run folders")
     plot.add_argument("runs", nargs="+", type=Path)
     plot.add_argument("--out", type=Path, required=True)
+    cost = sub.add_parser("epsilon", help="a checkpoint's score at several evaluation epsilons (validation seeds)")
+    cost.add_argument("run", type=Path)
+    cost.add_argument("--checkpoint", default="last")
+    cost.add_argument("--episodes", type=int, default=10)
+    cost.add_argument("--epsilons", type=float, nargs="+", default=[0.05, 0.01, 0.001])
     args = parser.parse_args()
     if args.command == "speed":
         speed(args.agent, args.game, args.frames, args.repeats)
-    else:
+    elif args.command == "curve":
         curve(args.runs, args.out)
+    else:
+        epsilon_cost(args.run, args.checkpoint, args.episodes, args.epsilons)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def sb3(game: str, n_envs: int, steps: int, subproc: bool) -> float:
 
 
 def atari_ours(frames: int, root: Path, game: str = "Breakout", config: str | None = None,
-             agent: str = "ppo", overrides: dict[str, object] | None = None) -> tuple[float, float]:
+               agent: str = "ppo", overrides: dict[str, object] | None = None) -> tuple[float, float]:
     """(frames per wall second, frames per CPU second of the process, emulator threads included) of our
     `agent` (PPO by default) with its Atari preset, or with the named `--config` recipe over it (e.g. "cpu"),
     and any `--set` overrides."""

@@ -2,9 +2,10 @@
 
 Equivalent settings: 3 lanes, 20 traffic vehicles, simulation at 5 Hz, decisions at 1 Hz, 30 s episodes,
 kinematics observation of 5 vehicles, discrete meta-actions, uniform random actions, episodes reset when
-they end. The primary rows are `rlsuite/Highway-Fast-v0`, which also checks collisions of the ego only
-(highway-fast-v0 sets `check_collisions = False` on every traffic vehicle); the second figure is
-`rlsuite/Highway-v0`, which checks all pairs of vehicles (more work than the peer does).
+they end. The primary rows are `rlsuite/Highway-Fast-v0`, which also has highway-fast-v0's traffic:
+collisions of the ego only (highway-fast-v0 sets `check_collisions = False` on every traffic vehicle)
+and MOBIL politeness 0; the second figure is `rlsuite/Highway-v0`, which checks all pairs of vehicles
+(more work than the peer does) and draws each vehicle's politeness in [0, 0.3].
 Repeats alternate peer / ours (A B A B ...) and the ratio of medians is printed, since absolute figures
 on a shared machine move from run to run. Each contestant runs for `--seconds` of its own CPU time and
 both rates are printed: steps per CPU second (the process's time, so the other jobs on a loaded machine
@@ -25,7 +26,7 @@ import numpy as np
 import rlsuite.envs  # noqa: F401  (registers rlsuite/ ids)
 
 Rates = tuple[float, float]  # (steps per CPU second, steps per wall second)
-EQUIVALENT = "rlsuite/Highway-Fast-v0"  # highway-fast-v0's settings and collision rule
+EQUIVALENT = "rlsuite/Highway-Fast-v0"  # highway-fast-v0's settings, collision rule and politeness
 ALL_PAIRS = "rlsuite/Highway-v0"  # the same, with collisions checked between all vehicles
 
 

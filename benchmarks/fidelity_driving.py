@@ -12,9 +12,12 @@ Rows:
 - `highway-idm`, `highway-mobil`: rlsuite's rule-based drivers acting through the adapter
   (benchmarks/fidelity/highway_adapter.py: our kinematics observation computed from highway-env's
   vehicles; the five meta-actions are the same, so actions pass unchanged).
-- `ppo rlsuite (<variant>)`: rlsuite's PPO preset for `rlsuite/Highway-v0` trained in our env (the
-  shipped defaults, an ablation variant through env kwargs, or `merge`: rlsuite/Merge-v0's road, 2
-  lanes, an on-ramp ending at 400 m, 12 vehicles, 3 of them on the ramp), acting through the adapter.
+- `ppo rlsuite (<variant>)`: rlsuite's PPO preset (one block for Highway-v0, Highway-Fast-v0 and
+  Merge-v0) trained in our env as the variant sets it (`VARIANTS`: a registered id and env kwargs): the
+  shipped `rlsuite/Highway-v0`; `highway-fast`, the reference profile `rlsuite/Highway-Fast-v0`
+  (highway-fast-v0's traffic: ego-only collisions, politeness 0), and its two settings one at a time;
+  `merge`, `rlsuite/Merge-v0` (2 lanes, an on-ramp ending at 400 m, 12 vehicles, 3 of them on the
+  ramp), and `merge-*`, one of merge-v0's settings each. Acting through the adapter.
 - `sb3-ppo highway-env (1x)`: SB3 PPO trained in the peer env itself with highway-env's own recipe
   (scripts/sb3_highway_ppo.py: 256x256 MLP, batch 64, 10 epochs, lr 5e-4, gamma 0.8, 768 steps per
   update) for the CPU seconds our training took (one env: the machine is shared).
@@ -28,6 +31,9 @@ Commands (the bench extra installs highway-env):
     python benchmarks/fidelity_driving.py train-sb3 --seed 0 --budgets 300 --out DIR
     python benchmarks/fidelity_driving.py table --out DIR --episodes 50
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge
+    # the merge-v0 ablation: one trained row per difference, evaluated in merge-v0
+    python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge \
+        --variants merge merge-zero-politeness merge-v0-traffic merge-v0-traffic-speed merge-15hz merge-v0-reward
     # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
     python benchmarks/fidelity_driving.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 2
 """
@@ -48,18 +54,32 @@ import torch
 from fidelity.budget import CpuBudgetSnapshots, train_ppo_preset
 from fidelity.rows import cache_rows, row_path
 
-ENV_ID = "rlsuite/Highway-v0"
 PEERS = ("highway-fast-v0", "merge-v0")
-# Env kwargs of each variant of our env the PPO preset trains on: the shipped defaults, and highway-fast-v0's
-# settings where ours differ (collision rule, politeness of the traffic), one at a time and together; and
-# rlsuite/Merge-v0's road (its registered kwargs, so Highway-v0's preset trains on exactly that env).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "ego-collisions": {"collision_scope": "controlled"},
-    "zero-politeness": {"politeness_range": (0.0, 0.0)},
-    "highway-fast": {"collision_scope": "controlled", "politeness_range": (0.0, 0.0)},
-    "merge": {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 12, "ramp_vehicles": 3},
+# Each variant of our env the PPO preset (one block for Highway-v0, Highway-Fast-v0 and Merge-v0) trains on: a
+# registered id and env kwargs on top of it. highway-fast-v0: the shipped defaults; highway-fast-v0's settings
+# where ours differ (collision rule, politeness of the traffic), one at a time; and both, which is the reference
+# profile rlsuite/Highway-Fast-v0. merge-v0: rlsuite/Merge-v0, and one of merge-v0's settings where ours differ.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("rlsuite/Highway-v0", {}),
+    "ego-collisions": ("rlsuite/Highway-v0", {"collision_scope": "controlled"}),
+    "zero-politeness": ("rlsuite/Highway-v0", {"politeness_range": (0.0, 0.0)}),
+    "highway-fast": ("rlsuite/Highway-Fast-v0", {}),
+    "merge": ("rlsuite/Merge-v0", {}),
+    # merge-v0's traffic is highway-env's IDMVehicle: MOBIL politeness 0
+    "merge-zero-politeness": ("rlsuite/Merge-v0", {"politeness_range": (0.0, 0.0)}),
+    # merge-v0's vehicles: 3 on the main road and 1 on the ramp; the ego starts in the right lane at 30 m/s
+    "merge-v0-traffic": ("rlsuite/Merge-v0", {"vehicles_count": 4, "ramp_vehicles": 1, "initial_lane": 1,
+                                              "ego_speed": 30.0}),
+    # merge-v0's lanes keep highway-env's default speed limit, 20 m/s, which caps every IDM vehicle's desired
+    # speed: traffic drives at about 20 m/s (here desired speeds drawn in 0.7-0.8 x 26.7 = 18.7-21.3 m/s)
+    "merge-v0-traffic-speed": ("rlsuite/Merge-v0", {"speed_limit": 80.0 / 3.0}),
+    # merge-v0 simulates at 15 Hz (highway-fast-v0 and our ids at 5 Hz)
+    "merge-15hz": ("rlsuite/Merge-v0", {"simulation_frequency": 15}),
+    # merge-v0's reward weights (its altruistic penalty for slow ramp vehicles has no counterpart here)
+    "merge-v0-reward": ("rlsuite/Merge-v0", {"high_speed_reward": 0.2, "lane_change_reward": -0.05}),
 }
+# The variants whose settings the highway-fast-v0 ablation evaluates a trained policy under, in our env.
+HIGHWAY_ABLATION = ("default", "ego-collisions", "zero-politeness", "highway-fast")
 # What each peer is compared with: the variant whose runs set the SB3 budget (and are ablated, highway only).
 FIRST_VARIANT = {"highway-fast-v0": "default", "merge-v0": "merge"}
 SB3_PPO = {"n_steps": 768, "batch_size": 64, "n_epochs": 10, "learning_rate": 5e-4, "gamma": 0.8}
@@ -75,20 +95,29 @@ def make_peer(peer: str) -> gym.Env:
     return gym.make(peer)
 
 
+def env_kwargs(variant: str) -> dict[str, Any]:
+    """Every env kwarg of `variant`: its id's registered kwargs, then the variant's own."""
+    import rlsuite.envs  # noqa: F401  (registers the ids)
+
+    env_id, kwargs = VARIANTS[variant]
+    return {**gym.spec(env_id).kwargs, **kwargs}
+
+
 def lanes_of(variant: str) -> int:
     """Main lanes of our env in `variant`: the adapter scales y by them, as our env does."""
     from rlsuite.envs.highway import HighwayParams
 
-    return int(VARIANTS[variant].get("lanes_count", HighwayParams().lanes_count))
+    return int(env_kwargs(variant).get("lanes_count", HighwayParams().lanes_count))
 
 
 # --- training ---------------------------------------------------------------------------------------------------
 
 def train_ours(variant: str, seed: int, out: Path, steps: int | None = None) -> Path:
-    """rlsuite's PPO preset on Highway-v0 with the variant's env kwargs (`steps`: instead of the preset's);
+    """rlsuite's PPO preset for the variant's id with its env kwargs (`steps`: instead of the preset's);
     the run folder, with its CPU seconds."""
-    return train_ppo_preset(ENV_ID, VARIANTS[variant], seed, out / "ours" / variant,
-                            "benchmarks/fidelity_driving.py train-ours", steps)
+    env_id, kwargs = VARIANTS[variant]
+    return train_ppo_preset(env_id, kwargs, seed, out / "ours" / variant,
+                            f"benchmarks/fidelity_driving.py train-ours --variant {variant} --seed {seed}", steps)
 
 
 def train_sb3(peer: str, seed: int, budgets: list[float], out: Path) -> None:
@@ -150,11 +179,12 @@ def episodes_in_peer(peer: str, act: Actor, episodes: int, lanes: int | None = N
         env.close()
 
 
-def episodes_in_ours(act: Actor, episodes: int, env_kwargs: dict[str, Any]) -> list[dict[str, float]]:
-    """Episodes in our env (single env) with `env_kwargs`, same seeds."""
+def episodes_in_ours(act: Actor, episodes: int, variant: str) -> list[dict[str, float]]:
+    """Episodes in our env (single env) as `variant` sets it, same seeds."""
     from rlsuite.envs import make_env
 
-    env = make_env(ENV_ID, **env_kwargs)
+    env_id, kwargs = VARIANTS[variant]
+    env = make_env(env_id, **kwargs)
     try:
         return [run_episode(env, act, seed) for seed in eval_seeds(episodes)]
     finally:
@@ -201,7 +231,8 @@ def evaluate_row(key: str, out: Path, episodes: int, first_variant: str, peer: s
     if key == "rules":  # the drivers read our observation of the first variant's road
         rows: Row = {}
         for name in ("highway-idm", "highway-mobil"):
-            driver = make_baseline(name, make_env(ENV_ID, **VARIANTS[first_variant]))
+            env_id, kwargs = VARIANTS[first_variant]
+            driver = make_baseline(name, make_env(env_id, **kwargs))
             eps = episodes_in_peer(peer, ours_actor(driver), episodes, lanes_of(first_variant))
             rows[f"{name} (rlsuite, via adapter)"] = (_scores([[ep] for ep in eps]), f"- ({episodes} episodes)")
         return rows
@@ -261,8 +292,8 @@ def _ablation(policies: list[Any], variant: str, episodes: int, in_peer: bool) -
         return {"highway-env, vehicles ranked by longitudinal distance": (
             _scores([episodes_in_peer("highway-fast-v0", ours_actor(p), episodes, lanes_of(variant), order="longitudinal")
                      for p in policies]), variant)}
-    return {f"our env, {name}": (_scores([episodes_in_ours(ours_actor(p), episodes, kwargs) for p in policies]), variant)
-            for name, kwargs in VARIANTS.items() if name != "merge"}
+    return {f"our env, {name}": (_scores([episodes_in_ours(ours_actor(p), episodes, name) for p in policies]), variant)
+            for name in HIGHWAY_ABLATION}
 
 
 def sb3_scores(peer: str, out: Path, budget_s: float, episodes: int) -> tuple[Scores, list[float], list[int]] | None:

@@ -34,8 +34,10 @@ for _id, _kwargs, _text in (
     ("rlsuite/Highway-PixelsSmall-v0", {"observation": "pixels", "image_size": 64, "image_scale": 1.0},
      "Highway-v0 from 4 stacked 64x64 frames (a CNN a CPU can train)"),
     ("rlsuite/Highway-Dense-v0", {"lanes_count": 4, "vehicles_count": 50}, "Highway-v0 with 4 lanes and 50 vehicles"),
-    # highway-fast-v0's collision rule (only the ego collides; its other settings are Highway-v0's defaults).
-    ("rlsuite/Highway-Fast-v0", {"collision_scope": "controlled"}, "Highway-v0 with highway-fast-v0's ego-only collisions"),
+    # highway-fast-v0's traffic: only the ego collides, and every traffic vehicle's MOBIL has politeness 0
+    # (highway-env's IDMVehicle.POLITENESS; its other settings are Highway-v0's defaults).
+    ("rlsuite/Highway-Fast-v0", {"collision_scope": "controlled", "politeness_range": (0.0, 0.0)},
+     "Highway-v0 with highway-fast-v0's traffic (ego-only collisions, politeness 0)"),
     ("rlsuite/Merge-v0", {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 12, "ramp_vehicles": 3},
      "a 2-lane highway with merging traffic from a ramp"),
 ):

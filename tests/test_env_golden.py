@@ -26,7 +26,7 @@ SCENARIOS = Path(rlsuite.envs.__file__).parent / "scenarios"
 GOLDEN: dict[str, str] = {
     "rlsuite/Highway-Continuous-v0@3": "eba9ebf8efd08fb59eb299b3f546d79df33b1783098b848f812d75dd92368f6a",
     "rlsuite/Highway-Dense-v0@3": "9bd26736ba8d1343a1c6a6a238fae3ffc87ad33ffa9bb5a2a5f687c622bdf8d3",
-    "rlsuite/Highway-Fast-v0@3": "6b02c756c72c71e13ddd68afeed74e223a8046e34900687cc385dcaa9fa3b341",
+    "rlsuite/Highway-Fast-v0@3": "4b064c4afc8807bd214498f6d7a12c86b5516926cc1abfa8ae500ef4010b0bcb",
     "rlsuite/Highway-Pixels-v0@3": "67cdbd91a6e77302944c4126163c6ad0bb685ac454a147274c3d9600ba13b530",
     "rlsuite/Highway-PixelsSmall-v0@3": "9e87aec1296e1af9dd24c2391ece4f4bdb2430340080759cb564ba4cf0aea3ba",
     "rlsuite/Highway-v0@3": "6b02c756c72c71e13ddd68afeed74e223a8046e34900687cc385dcaa9fa3b341",
@@ -46,7 +46,7 @@ GOLDEN: dict[str, str] = {
     "rlsuite/TrafficGridShared-v0@3": "252d261c66b7a78748ba36d1b32b5104689bff5f0c490a0d775d10d9f877651c",
     "rlsuite/TrafficSingle-v0@3": "a5a30031201f4fe78be8d89214669c759da9c671aa7705c1e97fb680e2936fa1",
     "rlsuite/TrafficSingleShared-v0@3": "14a375b382689178ab7e28c37a10ed86b6187540306eb4cf9950e49d8dc976cb",
-    "rlsuite/Highway-Fast-v0@64": "f5d5acfdd87693160f54d66c668e6a329b1d70fbc74428ba287f37706233acdc",
+    "rlsuite/Highway-Fast-v0@64": "f235c8de9e0df8fdbcaaaeb536a5553d42a4022b0d6c3165aca937c205ef754d",
     "rlsuite/Highway-v0@64": "5aa56e755dfa3c03764b26c34f0ebe32ae20c438c0bf09fbb39c1b3bd9763501",
     "rlsuite/TrafficSingle-v0@3:single_sumo": "e58c4dbac8b24348f65f48000085bcb17c3896375be3d5f4ce2e4cdebbce51de",
     "rlsuite/TrafficSingleShared-v0@3:single_sumo": "ad9be6a00b0da646eb892a7156fd358d78908dbbae56198692a0db5318243fd0",

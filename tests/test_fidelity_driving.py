@@ -123,3 +123,31 @@ def test_benchmark_runs_end_to_end_from_another_directory(tmp_path: Path) -> Non
     rows = json.loads((out / "table.json").read_text())["rows"]
     assert {len(rows[name]["crashed"]) for name in rows} == {1, 2}  # one run (seed 0) per trained row, 2 episodes per rule row
     assert json.loads(next(out.glob("ours/default/*/cpu_seconds.json")).read_text())["steps"] == 2048
+
+
+@needs_highway_env
+def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
+    """Each `merge-*` variant of the benchmark puts one of merge-v0's settings on rlsuite/Merge-v0, read here
+    from a reset merge-v0: its vehicles (3 on the road, 1 on the ramp), the ego's lane and speed, the lanes'
+    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward weights and politeness."""
+    import fidelity_driving as bench
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    peer = gym.make("merge-v0").unwrapped
+    peer.reset(seed=0)
+    ego = peer.vehicle
+    traffic = [v for v in peer.road.vehicles if v is not ego]
+    on_ramp = [v for v in traffic if v.lane_index[0] == "j"]
+    kwargs = {name: bench.env_kwargs(name) for name in bench.VARIANTS if name.startswith("merge")}
+    assert all(k["merge_ramp"] and k["lanes_count"] == 2 for k in kwargs.values())  # all on rlsuite/Merge-v0's road
+    count = kwargs["merge-v0-traffic"]
+    assert (count["vehicles_count"], count["ramp_vehicles"]) == (len(traffic), len(on_ramp)) == (4, 1)
+    assert (count["initial_lane"], count["ego_speed"]) == (ego.lane_index[2], ego.speed)  # lane 1: the right lane
+    limit = kwargs["merge-v0-traffic-speed"]["speed_limit"]  # our desired speeds: U(0.7, 0.8) x speed_limit
+    assert 0.7 * limit < ego.lane.speed_limit < 0.8 * limit
+    assert {v.lane.speed_limit for v in traffic} == {ego.lane.speed_limit}  # every lane's, ramp included
+    assert kwargs["merge-15hz"]["simulation_frequency"] == peer.config["simulation_frequency"]
+    reward = kwargs["merge-v0-reward"]
+    assert (reward["high_speed_reward"], reward["lane_change_reward"]) == (
+        peer.config["high_speed_reward"], peer.config["lane_change_reward"])
+    assert kwargs["merge-zero-politeness"]["politeness_range"] == (IDMVehicle.POLITENESS, IDMVehicle.POLITENESS)

@@ -322,6 +322,38 @@ def test_traffic_overlap_is_a_crash_only_when_all_pairs_are_checked() -> None:
         HighwayEnv(collision_scope="ego")
 
 
+def test_highway_fast_id_is_highway_fast_v0s_traffic_on_highway_v0s_draws() -> None:
+    """rlsuite/Highway-Fast-v0 is highway-fast-v0's traffic: ego-only collisions and MOBIL politeness 0 for
+    every traffic vehicle; everything else is drawn as in rlsuite/Highway-v0 (same seed, same spawn)."""
+    fast, default = gym.make("rlsuite/Highway-Fast-v0").unwrapped, gym.make(ENV_ID).unwrapped
+    assert (fast.params.collision_scope, fast.params.politeness_range) == ("controlled", (0.0, 0.0))
+    fast.reset(seed=3)
+    default.reset(seed=3)
+    assert (fast.state.politeness == 0.0).all() and (default.state.politeness[0, 1:] > 0.0).all()
+    for name in ("x", "y", "speed", "desired_speed", "delta", "timer"):
+        np.testing.assert_array_equal(getattr(fast.state, name), getattr(default.state, name), err_msg=name)
+
+
+def test_highway_fast_id_matches_highway_envs_traffic_settings() -> None:
+    """The id's two settings are highway-env's own: IDMVehicle's politeness (a class constant, never
+    randomised) and highway-fast-v0's collision rule (traffic vehicles do not check collisions)."""
+    pytest.importorskip("highway_env")  # the bench extra; importing it registers highway-fast-v0
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    fast = gym.make("rlsuite/Highway-Fast-v0").unwrapped.params
+    assert fast.politeness_range == (IDMVehicle.POLITENESS, IDMVehicle.POLITENESS)
+    peer = gym.make("highway-fast-v0").unwrapped
+    peer.reset(seed=0)
+    traffic = [v for v in peer.road.vehicles if v is not peer.vehicle]
+    assert traffic and all(v.POLITENESS == 0.0 and not v.check_collisions for v in traffic)
+    assert peer.vehicle.check_collisions and fast.collision_scope == "controlled"
+    # the settings both ids share with highway-fast-v0
+    config = peer.config
+    assert (fast.lanes_count, fast.vehicles_count, fast.duration, fast.simulation_frequency, fast.ego_spacing) == (
+        config["lanes_count"], config["vehicles_count"], config["duration"], config["simulation_frequency"],
+        config["ego_spacing"])
+
+
 def test_min_ttc_is_the_smallest_time_to_collision_of_the_step() -> None:
     # Ego at 25 m/s holding its speed, 47 m (centre to centre) behind a stopped car on its lane: before
     # substep n of the step the bumper-to-bumper gap is 47 - 5 - 5 (n - 1) m, smallest before substep 5

@@ -17,9 +17,11 @@ right, lane `l` is centred on `y = l * lane_width`.
 Settings match highway-env's `highway-fast-v0` by default: 3 lanes, 20 traffic vehicles, simulation at
 5 Hz, decisions at 1 Hz, 30 s episodes, the same spawn rule, the same IDM/MOBIL constants, the same
 target-speed semantics and the same reward. Unlike `highway-fast-v0`, collisions are checked between all
-vehicles (`collision_scope="all"`), so no vehicle can pass through another; `collision_scope="controlled"`
-(registered as `rlsuite/Highway-Fast-v0`) is highway-fast-v0's rule, where only pairs with a controlled
-vehicle collide (it sets `check_collisions = False` on every traffic vehicle) and traffic may overlap.
+vehicles (`collision_scope="all"`), so no vehicle can pass through another, and each traffic vehicle's
+MOBIL politeness is drawn in [0, 0.3] (highway-env's is 0). `rlsuite/Highway-Fast-v0` is highway-fast-v0's
+traffic: `collision_scope="controlled"`, its rule, where only pairs with a controlled vehicle collide (it
+sets `check_collisions = False` on every traffic vehicle) and traffic may overlap, and
+`politeness_range=(0, 0)`.
 
 ## Action space
 - `action="discrete"` (default): `Discrete(5)` meta-actions as in highway-env: 0 LANE_LEFT, 1 IDLE,
@@ -76,7 +78,8 @@ comes at once and the last one is in `info["final_obs"]`). `render_mode="rgb_arr
 OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (continuous actions),
 `rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-PixelsSmall-v0` (4 stacked 64x64
 frames at 1 px/m, cheap enough to train a CNN on a CPU), `rlsuite/Highway-Dense-v0` (4 lanes, 50
-vehicles, as highway-v0), `rlsuite/Highway-Fast-v0` (highway-fast-v0's collision rule: ego-only checks).
+vehicles, as highway-v0), `rlsuite/Highway-Fast-v0` (highway-fast-v0's traffic: ego-only collision checks
+and politeness 0), `rlsuite/Merge-v0` (2 lanes and an on-ramp).
 
 ## Version history
 - v0: first version.
