@@ -108,12 +108,10 @@ def epsilon_cost(run: Path, checkpoint: str, episodes: int, epsilons: list[float
     from rlsuite.evaluation.harness import evaluate_policy, validation_seeds
 
     subject = load_agent(run_dir=run, checkpoint=checkpoint)
-    preset = str(subject.run.config.get("env_preset") or "")  # as the harness: the run's preprocessing preset
-    env_kwargs = {**({"preset": preset} if preset else {}), **subject.env_kwargs}
     print(f"{run.name}, checkpoint {checkpoint} (step {subject.checkpoint_step}), {episodes} games, validation seeds")
     for eps in epsilons:
         records = evaluate_policy(subject.policy, subject.env_id, episodes=episodes, seeds=validation_seeds(episodes),
-                                  epsilon=eps, env_kwargs=env_kwargs, threads=1)
+                                  epsilon=eps, env_kwargs=subject.eval_env_kwargs, threads=1)
         returns = [r.episode_return for r in records]
         print(f"| {eps:g} | {np.mean(returns):.1f} | {' '.join(f'{r:g}' for r in returns)} |", flush=True)
 

@@ -60,6 +60,16 @@ class AgentUnderTest:
     validation_seeds: tuple[int, ...] | None = None
     """The seeds training evaluated on to choose `best` (manifest `validation_seeds`); None if not recorded."""
 
+    @property
+    def env_preset(self) -> str:
+        """A trained run's preprocessing preset (Atari), "" when it has none."""
+        return str(self.run.config.get("env_preset") or "")
+
+    @property
+    def eval_env_kwargs(self) -> dict[str, Any]:
+        """What the env is built with to evaluate this subject: its run's preset, then its env kwargs."""
+        return {**({"preset": self.env_preset} if self.env_preset else {}), **self.env_kwargs}
+
 
 def baseline_run_id(agent: str, env_id: str) -> str:
     return f"baseline:{agent}:{env_id}"
@@ -136,9 +146,7 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
     """
     if episodes < 1:
         raise EvaluationError(f"episodes must be at least 1, got {episodes}.")
-    preset = str(subject.run.config.get("env_preset") or "")  # a trained run's preprocessing preset (Atari)
-    env_kwargs: dict[str, Any] = {"preset": preset} if preset else {}
-    env_kwargs.update(subject.env_kwargs)
+    env_kwargs = subject.eval_env_kwargs
     env = make_env(subject.env_id, **env_kwargs)
     try:
         check_spaces(subject.policy, env, subject.env_id)
@@ -153,7 +161,7 @@ def run_protocol(subject: AgentUnderTest, *, episodes: int = 20, deterministic: 
     protocol: dict[str, Any] = {"vectorization": "sync", "checkpoint_selection": checkpoint_selection(subject)}
     if epsilon > 0:
         protocol["epsilon"] = epsilon
-    preprocessing = describe_env_preset(subject.env_id, preset, "eval")
+    preprocessing = describe_env_preset(subject.env_id, subject.env_preset, "eval")
     if preprocessing is not None:
         protocol["env_preprocessing"] = preprocessing
     if subject.env_kwargs:  # e.g. a held-out demand profile: part of what was measured

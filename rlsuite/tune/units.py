@@ -65,9 +65,7 @@ def run_unit(unit: TuneUnit) -> UnitResult:
         if status != "finished":
             return UnitResult(trial.run_id, "interrupted", host=host)
         subject = load_agent(run_dir=path, checkpoint=trial.checkpoint)
-        preset = str(subject.run.config.get("env_preset") or "")
-        env_kwargs: dict[str, Any] = {"preset": preset} if preset else {}
-        env_kwargs.update(subject.env_kwargs)
+        env_kwargs = subject.eval_env_kwargs
         epsilon = eval_epsilon(subject.env_id)
         episodes = evaluate_policy(subject.policy, subject.env_id, episodes=len(unit.validation_seeds),
                                    seeds=unit.validation_seeds, deterministic=trial.deterministic, env_kwargs=env_kwargs,
