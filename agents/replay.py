@@ -8,6 +8,10 @@ observation (the bootstrap target after a truncation) and is itself a reset step
 ignored, so it is marked invalid and never sampled as a transition. Observations keep the space's dtype
 (uint8 images stay uint8, 1 byte a pixel), so a buffer holds half what obs + next_obs copies would.
 Frame stacks are stored as the env returns them (the stack once per row, not once per transition).
+Channel-first images (C, H, W) are held channels-last in memory, (H, W, C) per observation, and handed
+out as arrays of the space's shape (B, C, H, W) with channels-last strides: the same values, in the
+memory order a CPU convolution reads without a transposing copy (`NatureCNN.forward_channels_last`).
+Writing a step transposes its n_envs images once; otherwise every sampled batch would be transposed.
 
 Sampling draws (row, env) pairs with NumPy index arrays; the only Python loops run over the n of the
 n-step return or the levels of the sum-tree, never over the samples of a batch.
@@ -20,19 +24,35 @@ n-step return or the levels of the sum-tree, never over the samples of a batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rlsuite.policies import SpaceError, image_layout, is_image_space
+
 Obs = np.ndarray | dict[str, np.ndarray]
 
 
+def _channels_first_image(space: gym.Space) -> bool:
+    """A Box the encoders read as a (C, H, W) image."""
+    try:
+        return is_image_space(space) and image_layout(cast(spaces.Box, space)).order == "chw"
+    except SpaceError:  # an ambiguous layout: not stored as an image
+        return False
+
+
 def _alloc(space: gym.Space, leading: tuple[int, ...]) -> Obs:
-    """Zeros shaped `leading + space.shape` in the space's own dtype (uint8 stays uint8)."""
+    """Zeros shaped `leading + space.shape` in the space's own dtype (uint8 stays uint8); a channel-first image
+    channels-last in memory (a transposed view of `leading + (H, W, C)`)."""
     if isinstance(space, spaces.Dict):
         return {key: _alloc(sub, leading) for key, sub in space.spaces.items()}  # type: ignore[misc]
+    if _channels_first_image(space):
+        channels, height, width = space.shape  # type: ignore[misc]
+        n = len(leading)
+        return np.zeros(leading + (height, width, channels), dtype=space.dtype).transpose(
+            *range(n), n + 2, n, n + 1)  # (..., C, H, W) with C innermost in memory
     if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         return np.zeros(leading + tuple(space.shape or ()), dtype=space.dtype)
     raise ValueError(f"the replay buffer stores Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, not {space}.")

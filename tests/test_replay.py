@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats
+import torch
 from gymnasium import spaces
 
 from rlsuite.agents.replay import ReplayBuffer, SumTree
@@ -160,6 +161,27 @@ def test_uint8_images_are_stored_once_in_uint8():
     for _ in range(3):
         buffer.add(frame, np.zeros(4, int), np.zeros(4), ~ones, ~ones, ones, ones)
     assert buffer.sample(2).obs.dtype == np.uint8
+
+
+def test_channel_first_images_are_handed_out_channels_last_with_the_written_values():
+    images = spaces.Box(0, 255, (4, 12, 10), np.uint8)  # (C, H, W)
+    buffer = ReplayBuffer(images, 200, n_envs=2, seed=3)
+    rng = np.random.default_rng(0)
+    written = rng.integers(0, 256, size=(30, 2, 4, 12, 10), dtype=np.uint8)  # (rows, envs, C, H, W)
+    ones = np.ones(2, bool)
+    for row in written:
+        buffer.add(row, np.zeros(2, int), np.zeros(2), ~ones, ~ones, ones, ones)
+    batch = buffer.sample(16)
+    rows, envs = batch.indices // 2, batch.indices % 2  # absolute rows: the buffer has not wrapped
+    np.testing.assert_array_equal(batch.obs, written[rows, envs])
+    np.testing.assert_array_equal(batch.next_obs, written[rows + 1, envs])
+    assert batch.obs.shape == (16, 4, 12, 10) and batch.obs.strides == (480, 1, 40, 4)  # channels innermost
+    as_tensor = torch.from_numpy(batch.obs)
+    assert as_tensor.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(buffer.state()["obs"], written)  # checkpoints hold the space's layout
+    restored = ReplayBuffer(images, 200, n_envs=2, seed=3)
+    restored.load_state(buffer.state())
+    np.testing.assert_array_equal(restored.obs[:30], written)
 
 
 def test_sequences_are_contiguous_rows_of_one_env():
