@@ -308,8 +308,9 @@ class NatureCNN(Encoder):
         """
         if self.input.layout.order != "chw":
             return self(obs)
-        # (B, C, H, W) raw values, NHWC in memory: transposed as uint8, then converted (strides kept), about
-        # 1.5x cheaper than converting and transposing in one copy
+        # (B, C, H, W) raw values, NHWC in memory: a batch that is already channels-last (a replay buffer's,
+        # agents/replay.py) is only converted; others are transposed as uint8, then converted (strides kept),
+        # about 1.5x cheaper than converting and transposing in one copy
         x = obs.contiguous(memory_format=torch.channels_last).to(torch.float32)
         first = True
         for layer in self.cnn:
