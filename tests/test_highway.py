@@ -22,6 +22,7 @@ from rlsuite.envs.highway import (
     HighwayEnv,
     HighwayParams,
     HighwayState,
+    HighwayVectorEnv,
     idm_acceleration,
 )
 
@@ -491,6 +492,25 @@ def test_merge_ramp_vehicles_merge_or_wait_and_never_drive_past_its_end() -> Non
                 break
         merged += int((core.lane_of(st.y[0, -3:]) < ramp).sum())
     assert merged >= 3  # MOBIL's mandatory merge does happen
+
+
+def test_episode_terminates_once_the_ego_is_past_end_position() -> None:
+    # merge-v0's rule (x > 370 m ends it), here with end_position 500 m. Ego alone at 25 m/s holding its
+    # target speed on a lane centre: one decision (5 substeps of 0.2 s) moves it exactly 25 m. Row 0 starts
+    # at 474.9 m and ends the decision at 499.9 m (before the line: goes on), row 1 at 475.1 m ends it at
+    # 500.1 m (past it: terminated, not crashed, not truncated). Without end_position neither ends.
+    for end, expected in ((500.0, [False, True]), (None, [False, False])):
+        envs = HighwayVectorEnv(2, vehicles_count=1, end_position=end)
+        envs.reset(seed=0)
+        st = envs.state
+        st.x[:, 0], st.speed[:, 0], st.heading[:, 0] = [474.9, 475.1], 25.0, 0.0
+        st.y[:, 0] = st.target_lane[:, 0] * 4.0
+        st.x[:, 1] = 5000.0  # the traffic vehicle far ahead
+        _, _, terminated, truncated, info = envs.step(np.array([IDLE, IDLE]))
+        np.testing.assert_allclose(st.x[:, 0], [499.9, 500.1])
+        assert terminated.tolist() == expected and not truncated.any() and not info["crashed"].any()
+    with pytest.raises(ValueError, match="end_position must be None or an x in"):
+        HighwayEnv(end_position=0.0)
 
 
 # ---- learning -------------------------------------------------------------------------------------------

@@ -65,8 +65,9 @@ is also its desired speed; IDM exponent in [3.5, 4.5], politeness in `politeness
 timer phase in [0, 1) s. Every draw comes from the env's seeded generator.
 
 ## Episode end
-Terminates when the ego crashes (or leaves the road with `offroad_terminal`); truncates after `duration`
-seconds (30 decisions by default).
+Terminates when the ego crashes (or leaves the road with `offroad_terminal`, or passes x = `end_position`
+metres when that is set: merge-v0 ends its episodes once the ego is past its ramp); truncates after
+`duration` seconds (30 decisions by default).
 
 ## Arguments
 `gym.make("rlsuite/Highway-v0", **fields of HighwayParams)` (envs/highway/params.py), e.g. `lanes_count=4, vehicles_count=50,

@@ -623,6 +623,8 @@ class HighwayCore:
         done = st.crashed[:, :K].copy()
         if self.p.offroad_terminal:
             done |= ~self.on_road(st)
+        if self.p.end_position is not None:  # past the end of the road section (merge-v0's rule): no bootstrap
+            done |= st.x[:, :K] > self.p.end_position
         return done  # (E, K)
 
     def truncated(self, st: HighwayState) -> np.ndarray:

@@ -58,6 +58,9 @@ class HighwayParams:
     """Vehicles driven by actions (more than 1 only in the PettingZoo env)."""
     duration: float = 30.0
     """Episode length [s]."""
+    end_position: float | None = None
+    """x [m] past which a controlled vehicle's episode terminates, as merge-v0's does once its ego has passed the
+    ramp (x > 370 m, 60 m beyond the ramp's end); None: episodes end on a crash or after `duration` only."""
     simulation_frequency: int = 5
     """Physics substeps per second [Hz]."""
     policy_frequency: int = 1
@@ -130,6 +133,8 @@ class HighwayParams:
             fail(f"policy_frequency ({self.policy_frequency}) must divide simulation_frequency ({self.simulation_frequency}).")
         if self.duration <= 0 or self.lane_width <= 0 or self.vehicles_density <= 0:
             fail("duration, lane_width and vehicles_density must be positive.")
+        if self.end_position is not None and not 0 < self.end_position <= self.road_length:
+            fail(f"end_position must be None or an x in (0, road_length={self.road_length}] metres, got {self.end_position}.")
         if self.initial_lane is not None and not 0 <= self.initial_lane < self.lanes_count:
             fail(f"initial_lane must be None or in 0..{self.lanes_count - 1}, got {self.initial_lane}.")
         if len(self.target_speeds) < 2 or any(b <= a for a, b in zip(self.target_speeds, self.target_speeds[1:], strict=False)):
