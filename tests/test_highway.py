@@ -500,12 +500,12 @@ def test_episode_terminates_once_the_ego_is_past_end_position() -> None:
     # at 474.9 m and ends the decision at 499.9 m (before the line: goes on), row 1 at 475.1 m ends it at
     # 500.1 m (past it: terminated, not crashed, not truncated). Without end_position neither ends.
     for end, expected in ((500.0, [False, True]), (None, [False, False])):
-        envs = HighwayVectorEnv(2, vehicles_count=1, end_position=end)
+        envs = HighwayVectorEnv(2, vehicles_count=4, end_position=end)
         envs.reset(seed=0)
         st = envs.state
         st.x[:, 0], st.speed[:, 0], st.heading[:, 0] = [474.9, 475.1], 25.0, 0.0
         st.y[:, 0] = st.target_lane[:, 0] * 4.0
-        st.x[:, 1] = 5000.0  # the traffic vehicle far ahead
+        st.x[:, 1:] = 5000.0 + 100.0 * np.arange(4)  # the traffic far ahead
         _, _, terminated, truncated, info = envs.step(np.array([IDLE, IDLE]))
         np.testing.assert_allclose(st.x[:, 0], [499.9, 500.1])
         assert terminated.tolist() == expected and not truncated.any() and not info["crashed"].any()
