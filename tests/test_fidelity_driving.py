@@ -129,8 +129,8 @@ def test_benchmark_runs_end_to_end_from_another_directory(tmp_path: Path) -> Non
 def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     """Each `merge-*` variant of the benchmark puts one of merge-v0's settings on rlsuite/Merge-v0, read here
     from a reset merge-v0: its vehicles (3 on the road, 1 on the ramp), the ego's lane and speed, the lanes'
-    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward weights, politeness and
-    where its episodes end."""
+    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward weights, politeness,
+    where its episodes end and where and when its ramp vehicle merges."""
     import fidelity_driving as bench
     from highway_env.vehicle.behavior import IDMVehicle
 
@@ -160,3 +160,10 @@ def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     for x, ends in ((ramp_end + beyond, False), (ramp_end + beyond + 0.01, True)):
         ego.position = np.array([x, ego.position[1]])
         assert (peer._is_terminated(), peer._is_truncated()) == (ends, False), x
+    # the merging rule: the ramp has a lane beside the road only on its last 80 m, and the merging vehicle has no
+    # route, so MOBIL's incentive (not just safety) decides there
+    network = peer.road.network
+    assert network.side_lanes(("j", "k", 0)) == network.side_lanes(("k", "b", 0)) == []
+    assert network.side_lanes(("b", "c", 2)) == [("b", "c", 1)]
+    assert kwargs["merge-v0-merge"]["ramp_merge_length"] == network.get_lane(("b", "c", 2)).length
+    assert not on_ramp[0].route
