@@ -89,6 +89,10 @@ class DQNSettings(TrainSettings):
     """TD loss: huber (smooth L1, delta 1) or mse."""
     double: bool = False
     """Double DQN: the online net picks the next action, the target net scores it."""
+    bootstrap_epsilon: float = 0.0
+    """Bootstrap from the epsilon-greedy policy's value at s' (expected SARSA): (1 - e) Q(s', a*) + e mean_a Q(s', a).
+    0 is Q-learning's greedy target. Set to the evaluation's epsilon, the greedy policy learns the value of
+    playing with the random actions it will be evaluated with (the best epsilon-soft policy)."""
     dueling: bool = False
     """Dueling head: Q = V + A - mean(A)."""
     per: bool = False
@@ -133,6 +137,7 @@ class DQNSettings(TrainSettings):
         self.require(0.0 < self.exploration_fraction <= 1.0, "exploration_fraction", "must lie in (0, 1]")
         for name in ("exploration_initial_eps", "exploration_final_eps"):
             self.require(0.0 <= getattr(self, name) <= 1.0, name, "must lie in [0, 1]")
+        self.require(0.0 <= self.bootstrap_epsilon <= 1.0, "bootstrap_epsilon", "must lie in [0, 1]")
         self.require(self.loss in ("huber", "mse"), "loss", "must be one of 'huber', 'mse'")
         self.require(self.per_alpha >= 0, "per_alpha", "must be >= 0")
         self.require(0.0 <= self.per_beta0 <= 1.0, "per_beta0", "must lie in [0, 1]")
@@ -234,8 +239,9 @@ def linear_schedule(start: float, end: float, duration: float, step: float) -> f
 
 
 def td_targets(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: torch.Tensor,
-               next_q_online: torch.Tensor | None = None) -> torch.Tensor:
-    """y = G + discount * Q_target(s', a*) for (B,) returns and (B, A) next Q-values.
+               next_q_online: torch.Tensor | None = None, epsilon: float = 0.0) -> torch.Tensor:
+    """y = G + discount * V(s') for (B,) returns and (B, A) next Q-values, V(s') = (1 - epsilon) Q_target(s', a*)
+    + epsilon mean_a Q_target(s', a): the value of acting epsilon-greedily from s' (epsilon 0: Q-learning's max).
 
     a* = argmax_a Q_target(s', a) (plain DQN), or argmax_a Q_online(s', a) with `next_q_online` (double DQN),
     which stops the max over noisy estimates from selecting and scoring with the same errors."""
@@ -243,6 +249,8 @@ def td_targets(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: to
         next_value = next_q_target.max(dim=-1).values  # (B,)
     else:
         next_value = next_q_target.gather(-1, next_q_online.argmax(dim=-1, keepdim=True)).squeeze(-1)  # (B,)
+    if epsilon > 0:
+        next_value = (1.0 - epsilon) * next_value + epsilon * next_q_target.mean(dim=-1)  # (B,)
     return returns + discounts * next_value
 
 
@@ -270,7 +278,8 @@ def phase_tensors(batch: Batch, s: DQNSettings, device: torch.device,
     with torch.no_grad():
         phase["next_q_target"] = target_q(phase["next_obs"])  # (G*B, A)
         if not s.double:
-            phase["y"] = td_targets(phase["returns"], phase["discounts"], phase["next_q_target"])  # (G*B,)
+            phase["y"] = td_targets(phase["returns"], phase["discounts"], phase["next_q_target"],
+                                    epsilon=s.bootstrap_epsilon)  # (G*B,)
     return phase
 
 
@@ -284,7 +293,7 @@ def td_gradient_step(b: dict[str, Any], s: DQNSettings, network: QNetwork,
     else:
         with torch.no_grad():
             next_q_online = network(b["next_obs"]) if s.double else None  # (B, A)
-            y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online)  # (B,)
+            y = td_targets(b["returns"], b["discounts"], b["next_q_target"], next_q_online, s.bootstrap_epsilon)  # (B,)
     weights = b["weights"] if s.per else None
     q_taken = network(b["obs"]).gather(1, b["actions"][:, None]).squeeze(1)  # (B,)
     optimizer.zero_grad()
@@ -315,7 +324,8 @@ def drqn_gradient_step(seq: SequenceBatch, s: DQNSettings, network: QNetwork, ta
     actions = torch.from_numpy(seq.actions[s.burn_in:]).to(device)  # (S, B)
     rewards = torch.from_numpy(seq.rewards[s.burn_in:]).to(device)
     discounts = s.gamma * (1.0 - torch.from_numpy(seq.terminated[s.burn_in:]).to(device))
-    y = td_targets(rewards, discounts, q_next_all[s.burn_in + 1:], q_online[1:].detach() if s.double else None)  # (S, B)
+    y = td_targets(rewards, discounts, q_next_all[s.burn_in + 1:], q_online[1:].detach() if s.double else None,
+                   s.bootstrap_epsilon)  # (S, B)
     q_taken = q_online[:-1].gather(2, actions[..., None]).squeeze(2)  # (S, B)
     mask = torch.from_numpy(seq.valid[s.burn_in:]).to(device)  # (S, B): no loss on reset steps
     weights = mask / mask.sum().clamp(min=1.0) * mask.numel()  # the masked mean as a weighted one

@@ -22,7 +22,7 @@ from rlsuite.agents.settings import ConfigError, resolve_settings, settings_to_d
 from rlsuite.evaluation.harness import evaluate_policy, make_eval_callback
 
 
-def slow_td_targets(returns, discounts, next_q_target, next_q_online=None):
+def slow_td_targets(returns, discounts, next_q_target, next_q_online=None, epsilon=0.0):
     """Row by row with Python floats and lists."""
     out = []
     for i in range(len(returns)):
@@ -32,6 +32,7 @@ def slow_td_targets(returns, discounts, next_q_target, next_q_online=None):
         else:
             online_row = [float(v) for v in next_q_online[i]]
             value = target_row[online_row.index(max(online_row))]
+        value = (1 - epsilon) * value + epsilon * sum(target_row) / len(target_row)
         out.append(float(returns[i]) + float(discounts[i]) * value)
     return np.array(out)
 
@@ -48,6 +49,10 @@ def test_td_targets_plain_and_double_match_slow_reference():
     np.testing.assert_allclose(double.numpy(), slow_td_targets(returns, discounts, next_q_target, next_q_online),
                                atol=1e-12)
     assert not np.allclose(plain.numpy(), double.numpy())  # the two rules do differ on these inputs
+    for online in (None, next_q_online):
+        soft = dqn.td_targets(t(returns), t(discounts), t(next_q_target), None if online is None else t(online), 0.05)
+        np.testing.assert_allclose(soft.numpy(), slow_td_targets(returns, discounts, next_q_target, online, 0.05),
+                                   atol=1e-12)
 
 
 def test_td_targets_hand_computed():
@@ -57,6 +62,8 @@ def test_td_targets_hand_computed():
     assert dqn.td_targets(returns, discounts, next_q_target).item() == pytest.approx(3.0)
     assert dqn.td_targets(returns, discounts, next_q_target, next_q_online).item() == pytest.approx(2.0)
     assert dqn.td_targets(returns, torch.tensor([0.0]), next_q_target).item() == pytest.approx(1.0)  # terminated
+    # epsilon 0.5: V(s') = 0.5 * max(2, 4) + 0.5 * mean(2, 4) = 3.5 -> 1 + 0.5 * 3.5 = 2.75
+    assert dqn.td_targets(returns, discounts, next_q_target, epsilon=0.5).item() == pytest.approx(2.75)
 
 
 def test_linear_schedule():
