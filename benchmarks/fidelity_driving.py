@@ -33,7 +33,8 @@ Commands (the bench extra installs highway-env):
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge
     # the merge-v0 ablation: one trained row per difference, evaluated in merge-v0
     python benchmarks/fidelity_driving.py all --peer merge-v0 --seeds 0 1 2 --out runs/fidelity_merge \
-        --variants merge merge-zero-politeness merge-v0-traffic merge-v0-traffic-speed merge-15hz merge-v0-reward
+        --variants merge merge-zero-politeness merge-v0-traffic merge-v0-traffic-speed merge-15hz merge-v0-reward \
+        merge-v0-end merge-v0-merge
     # a quick check that everything runs (a minute of CPU; the numbers mean nothing):
     python benchmarks/fidelity_driving.py all --out /tmp/fid_quick --seeds 0 --steps 4096 --episodes 2
 """
@@ -77,6 +78,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "merge-15hz": ("rlsuite/Merge-v0", {"simulation_frequency": 15}),
     # merge-v0's reward weights (its altruistic penalty for slow ramp vehicles has no counterpart here)
     "merge-v0-reward": ("rlsuite/Merge-v0", {"high_speed_reward": 0.2, "lane_change_reward": -0.05}),
+    # merge-v0's episode end: it terminates (no time limit) once the ego is past x = 370 m, 60 m beyond the end of
+    # its ramp (310 m); here 60 m beyond ours (400 m). The 30 s time limit stays, but never binds there.
+    "merge-v0-end": ("rlsuite/Merge-v0", {"end_position": 460.0}),
+    # merge-v0's merging rule: its ramp vehicle (no route, so MOBIL's incentive decides) can change lane only where
+    # the ramp runs beside the road, its last 80 m; ours merge anywhere on the ramp, whenever it is safe.
+    "merge-v0-merge": ("rlsuite/Merge-v0", {"ramp_merge_length": 80.0}),
 }
 # The variants whose settings the highway-fast-v0 ablation evaluates a trained policy under, in our env.
 HIGHWAY_ABLATION = ("default", "ego-collisions", "zero-politeness", "highway-fast")

@@ -129,9 +129,12 @@ def test_benchmark_runs_end_to_end_from_another_directory(tmp_path: Path) -> Non
 def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     """Each `merge-*` variant of the benchmark puts one of merge-v0's settings on rlsuite/Merge-v0, read here
     from a reset merge-v0: its vehicles (3 on the road, 1 on the ramp), the ego's lane and speed, the lanes'
-    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward weights and politeness."""
+    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward weights, politeness,
+    where its episodes end and where and when its ramp vehicle merges."""
     import fidelity_driving as bench
     from highway_env.vehicle.behavior import IDMVehicle
+
+    from rlsuite.envs.highway import fields_of
 
     peer = gym.make("merge-v0").unwrapped
     peer.reset(seed=0)
@@ -151,3 +154,16 @@ def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     assert (reward["high_speed_reward"], reward["lane_change_reward"]) == (
         peer.config["high_speed_reward"], peer.config["lane_change_reward"])
     assert kwargs["merge-zero-politeness"]["politeness_range"] == (IDMVehicle.POLITENESS, IDMVehicle.POLITENESS)
+    # the episode's end: terminated once the ego is past a line as far beyond the ramp's end as merge-v0's
+    beyond = kwargs["merge-v0-end"]["end_position"] - fields_of(kwargs["merge-v0-end"]).ramp_end  # [m]
+    ramp_end = peer.road.network.get_lane(("b", "c", 2)).end[0]  # where merge-v0's ramp (its merge lane) ends
+    for x, ends in ((ramp_end + beyond, False), (ramp_end + beyond + 0.01, True)):
+        ego.position = np.array([x, ego.position[1]])
+        assert (peer._is_terminated(), peer._is_truncated()) == (ends, False), x
+    # the merging rule: the ramp has a lane beside the road only on its last 80 m, and the merging vehicle has no
+    # route, so MOBIL's incentive (not just safety) decides there
+    network = peer.road.network
+    assert network.side_lanes(("j", "k", 0)) == network.side_lanes(("k", "b", 0)) == []
+    assert network.side_lanes(("b", "c", 2)) == [("b", "c", 1)]
+    assert kwargs["merge-v0-merge"]["ramp_merge_length"] == network.get_lane(("b", "c", 2)).length
+    assert not on_ramp[0].route

@@ -22,6 +22,7 @@ from rlsuite.envs.highway import (
     HighwayEnv,
     HighwayParams,
     HighwayState,
+    HighwayVectorEnv,
     idm_acceleration,
 )
 
@@ -491,6 +492,46 @@ def test_merge_ramp_vehicles_merge_or_wait_and_never_drive_past_its_end() -> Non
                 break
         merged += int((core.lane_of(st.y[0, -3:]) < ramp).sum())
     assert merged >= 3  # MOBIL's mandatory merge does happen
+
+
+# A ramp vehicle at 25 m/s (desired 25: no free-road term) on a 2-lane road whose ramp ends at 400 m, the
+# ego far ahead. IDM's desired gap at 25 m/s is d* = 10 + 1.5 x 25 (+ 25 x 25 / (2 sqrt(15)) closing on the
+# stopped wall) m: the wall (centre 402.5 m) makes its own-lane acceleration -3 (128.2 / gap)^2 m/s^2:
+# -4.69 at 300 m, -9.38 at 330 m, -0.54 at 100 m. On the free main lane it would get 0; behind a leader
+# 80 m ahead at its speed, -3 (47.5 / 80)^2 = -1.06 (safe: above -2, but 0.52 worse than staying).
+@pytest.mark.parametrize(("merge_length", "x", "leader", "merges"), [
+    (None, 300.0, False, True),  # mandatory merge: safe, so anywhere on the ramp
+    (80.0, 300.0, False, False),  # merge-v0's rule: 100 m before the end is outside the last 80 m
+    (80.0, 330.0, False, True),  # inside them, and it pays (+9.4 m/s^2)
+    (None, 100.0, True, True),  # mandatory: safe behind the leader
+    (400.0, 100.0, True, False),  # allowed anywhere, but it does not pay (-1.06 against -0.54)
+])
+def test_ramp_vehicles_merge_where_and_when_their_rule_says(merge_length: float | None, x: float, leader: bool,
+                                                            merges: bool) -> None:
+    scene = [(3000.0, 0, 25.0), (x, 2, 25.0), *([(x + 80.0, 1, 25.0)] if leader else [])]
+    core, st = _scene(scene, merge_ramp=True, lanes_count=2, ramp_vehicles=1, ramp_merge_length=merge_length)
+    st.timer[0, 1] = 1.01  # the ramp vehicle decides on this substep
+    core.substep(st)
+    assert st.target_lane[0, 1] == (1 if merges else 2)
+
+
+def test_episode_terminates_once_the_ego_is_past_end_position() -> None:
+    # merge-v0's rule (x > 370 m ends it), here with end_position 500 m. Ego alone at 25 m/s holding its
+    # target speed on a lane centre: one decision (5 substeps of 0.2 s) moves it exactly 25 m. Row 0 starts
+    # at 474.9 m and ends the decision at 499.9 m (before the line: goes on), row 1 at 475.1 m ends it at
+    # 500.1 m (past it: terminated, not crashed, not truncated). Without end_position neither ends.
+    for end, expected in ((500.0, [False, True]), (None, [False, False])):
+        envs = HighwayVectorEnv(2, vehicles_count=4, end_position=end)
+        envs.reset(seed=0)
+        st = envs.state
+        st.x[:, 0], st.speed[:, 0], st.heading[:, 0] = [474.9, 475.1], 25.0, 0.0
+        st.y[:, 0] = st.target_lane[:, 0] * 4.0
+        st.x[:, 1:] = 5000.0 + 100.0 * np.arange(4)  # the traffic far ahead
+        _, _, terminated, truncated, info = envs.step(np.array([IDLE, IDLE]))
+        np.testing.assert_allclose(st.x[:, 0], [499.9, 500.1])
+        assert terminated.tolist() == expected and not truncated.any() and not info["crashed"].any()
+    with pytest.raises(ValueError, match="end_position must be None or an x in"):
+        HighwayEnv(end_position=0.0)
 
 
 # ---- learning -------------------------------------------------------------------------------------------

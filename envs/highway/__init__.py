@@ -65,8 +65,9 @@ is also its desired speed; IDM exponent in [3.5, 4.5], politeness in `politeness
 timer phase in [0, 1) s. Every draw comes from the env's seeded generator.
 
 ## Episode end
-Terminates when the ego crashes (or leaves the road with `offroad_terminal`); truncates after `duration`
-seconds (30 decisions by default).
+Terminates when the ego crashes (or leaves the road with `offroad_terminal`, or passes x = `end_position`
+metres when that is set: merge-v0 ends its episodes once the ego is past its ramp); truncates after
+`duration` seconds (30 decisions by default).
 
 ## Arguments
 `gym.make("rlsuite/Highway-v0", **fields of HighwayParams)` (envs/highway/params.py), e.g. `lanes_count=4, vehicles_count=50,
@@ -79,7 +80,8 @@ OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (conti
 `rlsuite/Highway-Pixels-v0` (pixel observations), `rlsuite/Highway-PixelsSmall-v0` (4 stacked 64x64
 frames at 1 px/m, cheap enough to train a CNN on a CPU), `rlsuite/Highway-Dense-v0` (4 lanes, 50
 vehicles, as highway-v0), `rlsuite/Highway-Fast-v0` (highway-fast-v0's traffic: ego-only collision checks
-and politeness 0), `rlsuite/Merge-v0` (2 lanes and an on-ramp).
+and politeness 0), `rlsuite/Merge-v0` (2 lanes and an on-ramp: its vehicles merge anywhere on it when
+it is safe; with `ramp_merge_length` only on its last metres and when MOBIL's incentive pays, as merge-v0's).
 
 ## Version history
 - v0: first version.

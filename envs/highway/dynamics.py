@@ -432,13 +432,16 @@ class HighwayCore:
         gain *= st.politeness.take(f)
         gain += self_pred_a - self_a
         cand = cur + _SIDE2  # (2, D)
-        # Off the ramp a change must pay (MOBIL's incentive); leaving the ramp is mandatory, so only safety
-        # counts there: no hard braking for me or for my new follower (highway-env's route rule).
+        # Off the ramp a change must pay (MOBIL's incentive). Leaving the ramp is mandatory by default, so only
+        # safety counts there: no hard braking for me or for my new follower (highway-env's route rule); with
+        # ramp_merge_length (merge-v0's rule) it must pay too, and only beside the ramp's last metres.
+        worth = gain >= LANE_CHANGE_MIN_ACC_GAIN
         if p.merge_ramp:
-            worth = np.where(cur >= p.lanes_count, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED,
-                             gain >= LANE_CHANGE_MIN_ACC_GAIN)
-        else:
-            worth = gain >= LANE_CHANGE_MIN_ACC_GAIN
+            on_ramp = cur >= p.lanes_count
+            if p.ramp_merge_length is None:
+                worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, worth)
+            else:
+                worth &= ~on_ramp | (st.x.take(f) >= p.ramp_end - p.ramp_merge_length)
         ok = self._lane_ok.take(cand)  # main lanes only (-1 wraps to a False slot)
         ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
         ok &= worth
@@ -491,13 +494,13 @@ class HighwayCore:
         n_change = cf.size
         if n_change:
             np.put(acc, cf, np.minimum(acc.take(cf), acc_all[n_own:n_own + n_change]))
-        if df.size:
-            self._mobil(st, lane, df, acc_all[n_own + n_change:].reshape(8, df.size), acc)
-        if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end
+        if p.merge_ramp:  # the ramp's end is a stopped obstacle whose rear is at ramp_end (MOBIL's own-lane term)
             on_ramp = (lane == p.lanes_count) & (st.x < p.ramp_end)
             wall = idm_acceleration(st.speed, np.minimum(st.desired_speed, p.speed_limit), st.delta,
                                     p.ramp_end + LENGTH / 2 - st.x, st.speed)
             acc = np.where(on_ramp, np.minimum(acc, wall), acc)
+        if df.size:
+            self._mobil(st, lane, df, acc_all[n_own + n_change:].reshape(8, df.size), acc)
         np.maximum(acc, -ACC_MAX, out=acc)
         np.minimum(acc, ACC_MAX, out=acc)
         sin_beta = self._slip_sine(st)  # (E, V)
@@ -623,6 +626,8 @@ class HighwayCore:
         done = st.crashed[:, :K].copy()
         if self.p.offroad_terminal:
             done |= ~self.on_road(st)
+        if self.p.end_position is not None:  # past the end of the road section (merge-v0's rule): no bootstrap
+            done |= st.x[:, :K] > self.p.end_position
         return done  # (E, K)
 
     def truncated(self, st: HighwayState) -> np.ndarray:

@@ -58,6 +58,9 @@ class HighwayParams:
     """Vehicles driven by actions (more than 1 only in the PettingZoo env)."""
     duration: float = 30.0
     """Episode length [s]."""
+    end_position: float | None = None
+    """x [m] past which a controlled vehicle's episode terminates, as merge-v0's does once its ego has passed the
+    ramp (x > 370 m, 60 m beyond the ramp's end); None: episodes end on a crash or after `duration` only."""
     simulation_frequency: int = 5
     """Physics substeps per second [Hz]."""
     policy_frequency: int = 1
@@ -90,6 +93,9 @@ class HighwayParams:
     """Where the ramp ends [m]: its end acts as a wall."""
     ramp_vehicles: int = 3
     """How many of the traffic vehicles start on the ramp (with merge_ramp)."""
+    ramp_merge_length: float | None = None
+    """With merge_ramp: ramp vehicles merge only beside the ramp's last `ramp_merge_length` metres and only when
+    MOBIL's incentive pays, as merge-v0's (80 m); None: anywhere on the ramp, whenever it is safe (mandatory)."""
     collision_scope: str = "all"
     """'all': every pair of vehicles can collide; 'controlled': only pairs with a controlled vehicle (both crash),
     traffic-traffic pairs are never checked, as in highway-fast-v0 (rlsuite/Highway-Fast-v0); O(V) per env."""
@@ -130,6 +136,8 @@ class HighwayParams:
             fail(f"policy_frequency ({self.policy_frequency}) must divide simulation_frequency ({self.simulation_frequency}).")
         if self.duration <= 0 or self.lane_width <= 0 or self.vehicles_density <= 0:
             fail("duration, lane_width and vehicles_density must be positive.")
+        if self.end_position is not None and not 0 < self.end_position <= self.road_length:
+            fail(f"end_position must be None or an x in (0, road_length={self.road_length}] metres, got {self.end_position}.")
         if self.initial_lane is not None and not 0 <= self.initial_lane < self.lanes_count:
             fail(f"initial_lane must be None or in 0..{self.lanes_count - 1}, got {self.initial_lane}.")
         if len(self.target_speeds) < 2 or any(b <= a for a, b in zip(self.target_speeds, self.target_speeds[1:], strict=False)):
@@ -144,6 +152,8 @@ class HighwayParams:
             fail(f"obs_vehicles must be 1 or more, got {self.obs_vehicles}.")
         if self.frame_stack not in (1, 3, 4):
             fail(f"frame_stack must be 1, 3 or 4 (read as image channels), got {self.frame_stack}.")
+        if self.ramp_merge_length is not None and not 0 < self.ramp_merge_length <= self.ramp_end:
+            fail(f"ramp_merge_length must be None or in (0, ramp_end={self.ramp_end}] metres, got {self.ramp_merge_length}.")
         if self.merge_ramp and not 0 <= self.ramp_vehicles <= self.vehicles_count:
             fail(f"ramp_vehicles must be in 0..vehicles_count ({self.vehicles_count}), got {self.ramp_vehicles}.")
         if self.image_size < 36:
