@@ -8,7 +8,7 @@ Switches: `double` (van Hasselt et al. 2016: the online net picks the next actio
 scores it), `dueling` (Wang et al. 2016, in policies.QHead), `per` (Schaul et al. 2016: proportional
 prioritised replay, alpha, beta annealed from beta0 to 1 over training), `n_step` returns, `loss`
 huber | mse, hard (`tau = 1`) or Polyak (`tau < 1`) target updates every `target_update_interval` env
-steps, a linear epsilon schedule. `--set double=true dueling=true per=true n_step=3` is a Rainbow-lite;
+steps, a linear epsilon schedule. `--set double=true --set dueling=true --set per=true --set n_step=3` is a Rainbow-lite;
 the distributional head (C51) and noisy nets are left out (see docs/dqn.md).
 
 `recurrent=true` is DRQN (Hausknecht & Stone 2015) with R2D2's burn-in (Kapturowski et al. 2019): the
