@@ -53,9 +53,14 @@ As in highway-env: `collision_reward * crashed + right_lane_reward * lane / (lan
 high_speed_reward * clip((forward_speed - 20) / (30 - 20), 0, 1) + lane_change_reward * [lane change
 action]`, mapped linearly from [collision_reward, high_speed_reward + right_lane_reward] to [0, 1] when
 `normalize_reward`, then multiplied by `on_road`. Each term is in `info` (`collision_reward`,
-`right_lane_reward`, `high_speed_reward`, `on_road_reward`), with metrics: `crashed`, `speed` (m/s),
-`distance` (m travelled since reset), `lane_changes` (since reset), `min_ttc` (smallest time-to-collision
-with the vehicle ahead in the ego's lane over the step's substeps, s; inf when not closing in).
+`right_lane_reward`, `high_speed_reward`, `on_road_reward`). With `merging_speed_reward` (a weight,
+default 0; merge-v0's -0.5; merge roads only) the reward adds merge-v0's altruistic term, reported as
+`info["merging_speed_reward"]`: the sum over traffic vehicles on the ramp beside its merge section (the
+last `ramp_merge_length` metres, or all of it) of (desired speed - speed) / desired speed, and the
+normalisation map's low end becomes collision_reward + merging_speed_reward, as in merge-v0. Metrics:
+`crashed`, `speed` (m/s), `distance` (m travelled since reset), `lane_changes` (since reset), `min_ttc`
+(smallest time-to-collision with the vehicle ahead in the ego's lane over the step's substeps, s; inf
+when not closing in).
 
 ## Starting state
 Vehicles are placed as highway-env places them: the ego first, on a random lane (or `initial_lane`) at
