@@ -86,7 +86,9 @@ OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (conti
 frames at 1 px/m, cheap enough to train a CNN on a CPU), `rlsuite/Highway-Dense-v0` (4 lanes, 50
 vehicles, as highway-v0), `rlsuite/Highway-Fast-v0` (highway-fast-v0's traffic: ego-only collision checks
 and politeness 0), `rlsuite/Merge-v0` (2 lanes and an on-ramp: its vehicles merge anywhere on it when
-it is safe; with `ramp_merge_length` only on its last metres and when MOBIL's incentive pays, as merge-v0's).
+it is safe; with `ramp_merge_length` only on its last metres and when MOBIL's incentive pays, as merge-v0's),
+`rlsuite/Merge-Reference-v0` (Merge-v0 with every merge-v0 setting the env expresses but its 15 Hz
+simulation: its traffic, ego start, episode end, merging rule and reward).
 
 ## Version history
 - v0: first version.
