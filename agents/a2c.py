@@ -167,11 +167,11 @@ def train(s: A2CSettings, ctx: TrainContext) -> TrainResult:
         run.global_step, _ = collector.collect(rollout, run.global_step)
 
         # --- returns and advantages -----------------------------------------------------------------------------
-        next_value = collector.next_value()  # (N,) V(s_T), the bootstrap at the rollout's cut
         buf = rollout.scalars()  # rewards, terminated, dones, starts, valid: (T, N)
         # a (5, 8) recursion: NumPy's per-op cost is a fraction of torch's
         advantages_np, returns_np = advantages_and_returns(s, rollout.rewards, rollout.values.cpu().numpy(),
-                                                           next_value.cpu().numpy(), rollout.terminated, rollout.dones)
+                                                           rollout.next_value.cpu().numpy(),  # V(s_T): the bootstrap
+                                                           rollout.terminated, rollout.dones)
         advantages, returns = torch.as_tensor(advantages_np, device=device), torch.as_tensor(returns_np, device=device)
 
         # --- one gradient step on the whole rollout ------------------------------------------------------------

@@ -293,6 +293,14 @@ def load_optimizer_state(
 # Random number generators
 
 
+def seed_global_rngs(seed: int) -> None:
+    """Seed every global RNG a checkpoint saves (python `random`, NumPy's legacy global RNG, torch on every
+    device), so a seeded run's checkpoints are the same run after run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The global RNG states (python `random`, NumPy's legacy global RNG, torch CPU and CUDA)."""
     version, mt_state, gauss_next = random.getstate()

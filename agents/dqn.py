@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from rlsuite.agents import fast
-from rlsuite.agents.checkpoint import load_checkpoint, load_module_tensors
+from rlsuite.agents.checkpoint import load_checkpoint, load_module_tensors, seed_global_rngs
 from rlsuite.agents.interface import AgentError, TrainContext, TrainResult
 from rlsuite.agents.optim import Optimizer
 from rlsuite.agents.replay import Batch, ReplayBuffer, SequenceBatch
@@ -365,8 +365,7 @@ def build(s: DQNSettings) -> tuple[gym.vector.VectorEnv, QNetwork, QNetwork, Opt
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_spaces(obs_space, act_space)
     n_actions = int(cast(spaces.Discrete, act_space).n)
-    torch.manual_seed(s.seed)  # before the networks: their initial weights are part of the seeded run
-    np.random.seed(s.seed)
+    seed_global_rngs(s.seed)  # before the networks: their initial weights are part of the seeded run
     network = QNetwork(obs_space, n_actions, s).to(device)
     target = QNetwork(obs_space, n_actions, s).to(device)
     target.load_state_dict(network.state_dict())

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from rlsuite.agents import fast
@@ -20,6 +19,7 @@ from rlsuite.agents.actor_critic import (
     ActorCriticSettings,
     check_actor_critic_spaces,
 )
+from rlsuite.agents.checkpoint import seed_global_rngs
 from rlsuite.agents.interface import TrainContext
 from rlsuite.agents.normalize import ObsNormalizer, RewardScaler
 from rlsuite.agents.rollout import RolloutCollector
@@ -39,7 +39,7 @@ class OnPolicyParts(NamedTuple):
 
 def build_on_policy(agent: str, s: ActorCriticSettings, ctx: TrainContext, gamma: float,
                     make_network: Callable[[gym.Space, gym.Space, Any], ActorCritic] = ActorCritic) -> OnPolicyParts:
-    """Threads and device; the vector env (its spaces checked for `agent`); torch and NumPy seeded before the network,
+    """Threads and device; the vector env (its spaces checked for `agent`); the global RNGs seeded before the network,
     whose initial weights are part of the seeded run; `fast.accelerate` on it; normalisers as `s` asks (rewards
     scaled by the std of the `gamma`-discounted return); the policy evaluation acts with; a collector stepping
     with `fast.rollout_step`."""
@@ -49,8 +49,7 @@ def build_on_policy(agent: str, s: ActorCriticSettings, ctx: TrainContext, gamma
                         preset=s.env_preset, **s.env_kwargs)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     check_actor_critic_spaces(agent, obs_space, act_space)
-    torch.manual_seed(s.seed)
-    np.random.seed(s.seed)
+    seed_global_rngs(s.seed)
     network = make_network(obs_space, act_space, s).to(device)
     fast.accelerate(network)  # the same function, faster where it applies
     obs_normalizer = ObsNormalizer(obs_space) if s.normalize_obs else None

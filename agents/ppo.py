@@ -246,8 +246,7 @@ def train(s: PPOSettings, ctx: TrainContext) -> TrainResult:
         run.global_step, _ = collector.collect(rollout, run.global_step)
 
         # --- returns: a loop over T steps of (N,) vectors, in NumPy (the rewards' home; small ops cost less) ------
-        next_value = collector.next_value()
-        adv_np, ret_np = compute_gae(rollout.rewards, rollout.values.cpu().numpy(), next_value.cpu().numpy(),
+        adv_np, ret_np = compute_gae(rollout.rewards, rollout.values.cpu().numpy(), rollout.next_value.cpu().numpy(),
                                      rollout.terminated, rollout.dones, s.gamma, s.gae_lambda)
         advantages, returns = torch.as_tensor(adv_np, device=device), torch.as_tensor(ret_np, device=device)
 

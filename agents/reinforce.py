@@ -144,8 +144,8 @@ def train(s: ReinforceSettings, ctx: TrainContext) -> TrainResult:
         # --- reward-to-go ---------------------------------------------------------------------------------------
         buf = rollout.scalars(steps)  # rewards, terminated, dones, starts, valid: (T, N)
         values = rollout.values[:steps]  # (T, N)
-        next_value = collector.next_value()  # (N,) only read by a sub-env cut at max_rollout_steps
-        returns = discounted_returns(buf["rewards"], values, next_value, buf["terminated"], buf["dones"], s.gamma)
+        # rollout.next_value (N,) is only read by a sub-env cut at max_rollout_steps
+        returns = discounted_returns(buf["rewards"], values, rollout.next_value, buf["terminated"], buf["dones"], s.gamma)
         mask = complete_episode_mask(buf["dones"], buf["valid"]).flatten()  # (T*N,)
 
         # --- one gradient step ---------------------------------------------------------------------------------

@@ -141,6 +141,8 @@ class Rollout:
         """1 where a step begins an episode: the LSTM clears that row's state before it."""
         self.valid = np.zeros((n_steps, n_envs), dtype=np.float32)
         """0 for reset steps (next-step autoreset), which no loss may see."""
+        self.next_value = torch.zeros(n_envs, device=device)
+        """V of the observations after the rollout's last step (N,): the bootstrap at its cut."""
         self.initial_state: LSTMState | None = None
         """The LSTM state before the first step, from which updates replay the sequences."""
         self.aux: dict[str, np.ndarray] = {}
@@ -223,7 +225,8 @@ class RolloutCollector:
         return self.obs_normalizer.normalize(self.raw_obs)
 
     def collect(self, rollout: Rollout, global_step: int, stop_when_all_done: bool = False) -> tuple[int, int]:
-        """Fill `rollout` step by step; returns (global_step after it, steps stored).
+        """Fill `rollout` step by step, then `rollout.next_value` with the same weights; returns (global_step
+        after it, steps stored).
 
         With `stop_when_all_done`, stops early once every sub-env has ended at least one episode (REINFORCE's
         batches of complete episodes); otherwise runs all `rollout.n_steps` steps.
@@ -272,11 +275,8 @@ class RolloutCollector:
                     if ended.all():
                         steps = step + 1
                         break
+            # the bootstrap: V of the observations after the last step, continuing the LSTM state
+            obs_t = obs_to_tensor(self._obs(update_stats=False), device)
+            starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=device)[None]  # (1, N)
+            rollout.next_value = act.value(obs_t, self.lstm_state, starts)  # (N,)
         return global_step, steps
-
-    @torch.inference_mode()
-    def next_value(self) -> torch.Tensor:
-        """V of the current observations (N,), continuing the LSTM state: the bootstrap after the rollout."""
-        obs_t = obs_to_tensor(self._obs(update_stats=False), self.device)
-        starts = torch.as_tensor(self.episode_start, dtype=torch.float32, device=self.device)[None]  # (1, N)
-        return self.make_step().value(obs_t, self.lstm_state, starts)

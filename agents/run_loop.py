@@ -39,6 +39,7 @@ from rlsuite.agents.checkpoint import (
     restore_rng_state,
     rng_state,
     save_checkpoint,
+    seed_global_rngs,
     unpack_tree,
 )
 from rlsuite.agents.env_state import capture_problem, env_state, set_env_state
@@ -128,8 +129,7 @@ class RunLoop:
             self._record_resume(problem)
         else:
             if self.seed_rngs:
-                torch.manual_seed(s.seed)
-                np.random.seed(s.seed)
+                seed_global_rngs(s.seed)
             ctx.run.update_manifest(exact_resume={"possible": self.exact_problem is None, "reason": self.exact_problem})
         step = self.global_step
         self.next_eval = schedule_next(step, s.eval_every)

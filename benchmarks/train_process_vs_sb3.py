@@ -9,6 +9,8 @@ nothing. Sides alternate seed by seed (ours, SB3, ours, SB3, ...).
 Run: `python benchmarks/train_process_vs_sb3.py --agent ppo --steps 100000 --seeds 3 4 5`
 (agents: ppo, a2c, dqn on CartPole-v1). `--before /other/checkout/.venv/bin/rlsuite` adds a column: that
 checkout's CLI run in the same loop (ours, before, SB3 per seed), so a change is measured under the same load.
+`--repeats K` runs each side K times per seed, interleaved, and tables each side's median: a side's CPU
+seconds move by up to a fifth between identical runs, even on an idle machine.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+from math import nan
 from pathlib import Path
 
 ENV_ID = "CartPole-v1"
@@ -83,6 +87,8 @@ def main() -> None:
     parser.add_argument("--sides", choices=["both", "ours", "sb3"], default="both")
     parser.add_argument("--rlsuite", default="rlsuite", help="the command that runs our CLI (e.g. another checkout's)")
     parser.add_argument("--before", default=None, help="another checkout's CLI, run in the same loop as a column")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each side per seed, interleaved; the table shows each side's median")
     args = parser.parse_args()
     print(f"{args.agent} on {ENV_ID}, {args.steps} steps, whole process, OMP_NUM_THREADS=1; CPU seconds")
     before_cols = (" before CPU s |", " SB3 / before |") if args.before else ("", "")
@@ -91,9 +97,16 @@ def main() -> None:
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            a = ours(args.agent, seed, args.steps, Path(tmp), args.rlsuite) if args.sides != "sb3" else float("nan")
-            c = ours(args.agent, seed, args.steps, Path(tmp) / "before", args.before) if args.before else float("nan")
-            b = sb3(args.agent, seed, args.steps, Path(tmp)) if args.sides != "ours" else float("nan")
+            runs: list[tuple[float, float, float]] = []
+            for repeat in range(args.repeats):  # ours, before, SB3, ours, ...: drifts in load hit every side
+                root = Path(tmp) / f"repeat-{repeat}"
+                runs.append((ours(args.agent, seed, args.steps, root, args.rlsuite) if args.sides != "sb3" else nan,
+                             ours(args.agent, seed, args.steps, root / "before", args.before) if args.before else nan,
+                             sb3(args.agent, seed, args.steps, root) if args.sides != "ours" else nan))
+            a, c, b = (statistics.median(side) for side in zip(*runs, strict=True))
+            if args.repeats > 1:
+                print(f"seed {seed}, each run (ours, before, SB3): "
+                      + "; ".join(", ".join(f"{x:.1f}" for x in run) for run in runs), flush=True)
             ratios.append(b / a)
             cells = (f" {c:.1f} |", f" {b / c:.2f} |") if args.before else ("", "")
             print(f"| {seed} | {a:.1f} |{cells[0]} {b:.1f} | {b / a:.2f} |{cells[1]}", flush=True)

@@ -60,14 +60,14 @@ def metric_rows(run_dir: Path) -> list[tuple[str, str, str]]:
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     tensors = load_file(run_dir / "checkpoints" / "last.safetensors")
-    return {k: v for k, v in tensors.items() if k.startswith(("model.", "target.", "optim."))}
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "target.", "optim.", "rng."))}
 
 
 def assert_same_run(resumed: Path, reference: Path) -> None:
     a, b = weights(resumed), weights(reference)
     assert a.keys() == b.keys() and a
     different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"weights differ from the uninterrupted run: {different[:5]}"
+    assert not different, f"weights or RNG states differ from the uninterrupted run: {different[:5]}"
     assert metric_rows(resumed) == metric_rows(reference)  # no row lost, none logged twice
     manifest = json.loads((resumed / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["resume_exact"] is True
@@ -89,6 +89,14 @@ def ppo_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = rlsuite(*PPO_CARTPOLE, "--run-dir", str(cwd / "run"), cwd=cwd)
     assert result.returncode == 0, result.stderr
     return cwd / "run"
+
+
+def test_a_seeded_run_saves_the_same_checkpoint_every_time(tmp_path, ppo_reference):
+    """Every tensor of `last`, the global RNG states included (python `random` too, which nothing draws from)."""
+    assert rlsuite(*PPO_CARTPOLE, "--run-dir", str(tmp_path / "run"), cwd=tmp_path).returncode == 0
+    again, reference = (load_file(run / "checkpoints" / "last.safetensors") for run in (tmp_path / "run", ppo_reference))
+    assert again.keys() == reference.keys() and {"rng.python", "rng.numpy", "rng.torch"} <= again.keys()
+    assert [k for k in again if not torch.equal(again[k], reference[k])] == []
 
 
 def test_ppo_cartpole_killed_during_a_checkpoint_write_resumes_bit_exact(tmp_path, ppo_reference):
