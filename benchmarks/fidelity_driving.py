@@ -76,14 +76,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "merge-v0-traffic-speed": ("rlsuite/Merge-v0", {"speed_limit": 80.0 / 3.0}),
     # merge-v0 simulates at 15 Hz (highway-fast-v0 and our ids at 5 Hz)
     "merge-15hz": ("rlsuite/Merge-v0", {"simulation_frequency": 15}),
-    # merge-v0's reward weights (its altruistic penalty for slow ramp vehicles has no counterpart here)
+    # merge-v0's reward weights alone, and with its altruistic term (the ramp's merging vehicles' speed shortfall)
     "merge-v0-reward": ("rlsuite/Merge-v0", {"high_speed_reward": 0.2, "lane_change_reward": -0.05}),
+    "merge-v0-altruism": ("rlsuite/Merge-v0", {"high_speed_reward": 0.2, "lane_change_reward": -0.05,
+                                               "merging_speed_reward": -0.5}),
     # merge-v0's episode end: it terminates (no time limit) once the ego is past x = 370 m, 60 m beyond the end of
     # its ramp (310 m); here 60 m beyond ours (400 m). The 30 s time limit stays, but never binds there.
     "merge-v0-end": ("rlsuite/Merge-v0", {"end_position": 460.0}),
     # merge-v0's merging rule: its ramp vehicle (no route, so MOBIL's incentive decides) can change lane only where
     # the ramp runs beside the road, its last 80 m; ours merge anywhere on the ramp, whenever it is safe.
     "merge-v0-merge": ("rlsuite/Merge-v0", {"ramp_merge_length": 80.0}),
+    # all of the above but the 15 Hz simulation: the reference profile rlsuite/Merge-Reference-v0
+    "merge-reference": ("rlsuite/Merge-Reference-v0", {}),
 }
 # The variants whose settings the highway-fast-v0 ablation evaluates a trained policy under, in our env.
 HIGHWAY_ABLATION = ("default", "ego-collisions", "zero-politeness", "highway-fast")

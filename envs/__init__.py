@@ -40,6 +40,17 @@ for _id, _kwargs, _text in (
      "Highway-v0 with highway-fast-v0's traffic (ego-only collisions, politeness 0)"),
     ("rlsuite/Merge-v0", {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 12, "ramp_vehicles": 3},
      "a 2-lane highway with merging traffic from a ramp"),
+    # merge-v0's settings where Merge-v0's differ and the env can express them: highway-env's IDMVehicle traffic
+    # (politeness 0), 3 vehicles on the road and 1 on the ramp, the ego in the right lane at 30 m/s, traffic at about
+    # 20 m/s (merge-v0's lanes' limit caps IDM's desired speed; here drawn in 0.7-0.8 x 26.7 m/s), episodes that end
+    # 60 m past the ramp's end, ramp vehicles that merge only beside its last 80 m when MOBIL's incentive pays, and
+    # merge-v0's reward (its weights and its altruistic term). It simulates at 5 Hz (merge-v0: 15 Hz), which would
+    # make training about 1.5x as long.
+    ("rlsuite/Merge-Reference-v0",
+     {"merge_ramp": True, "lanes_count": 2, "vehicles_count": 4, "ramp_vehicles": 1, "initial_lane": 1,
+      "ego_speed": 30.0, "politeness_range": (0.0, 0.0), "speed_limit": 80.0 / 3.0, "end_position": 460.0,
+      "ramp_merge_length": 80.0, "high_speed_reward": 0.2, "lane_change_reward": -0.05, "merging_speed_reward": -0.5},
+     "Merge-v0 with merge-v0's traffic, episode end, merging rule and reward"),
 ):
     _register(_id, _text, "rlsuite.envs.highway:HighwayEnv", "rlsuite.envs.highway:HighwayVectorEnv", kwargs=_kwargs)
 

@@ -31,6 +31,7 @@ GOLDEN: dict[str, str] = {
     "rlsuite/Highway-PixelsSmall-v0@3": "9e87aec1296e1af9dd24c2391ece4f4bdb2430340080759cb564ba4cf0aea3ba",
     "rlsuite/Highway-v0@3": "6b02c756c72c71e13ddd68afeed74e223a8046e34900687cc385dcaa9fa3b341",
     "rlsuite/MemoryCue-v0@3": "cf61208ff4c3fe72f75116cd7147a7f694e1b4cb74a2452509bb2c36a414b8f9",
+    "rlsuite/Merge-Reference-v0@3": "32aff7ebfb7c3fdc2838cab2d252481a2fe94773df218e62fe49d3682f1698df",
     "rlsuite/Merge-v0@3": "db32b2c9f80ee57f2bc86f748ab9d9a8a7299f0132f91cf7bc823c1df1c17c08",
     "rlsuite/Reacher-v0@3": "b3cf9d4f5c5449814c91f3ef32f9c214370b37e327ca70132209e2d798d96bd8",
     "rlsuite/Reacher3Link-v0@3": "e926ddc59ed3b3a21368eb151823489efd09e552d48146dabcd6c88b42311466",

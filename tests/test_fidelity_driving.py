@@ -129,8 +129,9 @@ def test_benchmark_runs_end_to_end_from_another_directory(tmp_path: Path) -> Non
 def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     """Each `merge-*` variant of the benchmark puts one of merge-v0's settings on rlsuite/Merge-v0, read here
     from a reset merge-v0: its vehicles (3 on the road, 1 on the ramp), the ego's lane and speed, the lanes'
-    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward weights, politeness,
-    where its episodes end and where and when its ramp vehicle merges."""
+    speed limit (which caps every IDM vehicle's desired speed), its frequency, reward (weights and altruistic term),
+    politeness, where its episodes end and where and when its ramp vehicle merges; the reference profile
+    rlsuite/Merge-Reference-v0 registers all of them but the frequency."""
     import fidelity_driving as bench
     from highway_env.vehicle.behavior import IDMVehicle
 
@@ -153,6 +154,11 @@ def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     reward = kwargs["merge-v0-reward"]
     assert (reward["high_speed_reward"], reward["lane_change_reward"]) == (
         peer.config["high_speed_reward"], peer.config["lane_change_reward"])
+    weights = ("collision_reward", "right_lane_reward", "high_speed_reward", "lane_change_reward", "merging_speed_reward",
+               "reward_speed_range")
+    altruism = fields_of(kwargs["merge-v0-altruism"])  # the weights, its altruistic term's included, and speed range
+    assert [getattr(altruism, w) for w in weights] == [tuple(peer.config[w]) if w == "reward_speed_range" else peer.config[w]
+                                                       for w in weights]
     assert kwargs["merge-zero-politeness"]["politeness_range"] == (IDMVehicle.POLITENESS, IDMVehicle.POLITENESS)
     # the episode's end: terminated once the ego is past a line as far beyond the ramp's end as merge-v0's
     beyond = kwargs["merge-v0-end"]["end_position"] - fields_of(kwargs["merge-v0-end"]).ramp_end  # [m]
@@ -167,3 +173,8 @@ def test_merge_ablation_variants_carry_merge_v0s_settings() -> None:
     assert network.side_lanes(("b", "c", 2)) == [("b", "c", 1)]
     assert kwargs["merge-v0-merge"]["ramp_merge_length"] == network.get_lane(("b", "c", 2)).length
     assert not on_ramp[0].route
+    # the reference profile rlsuite/Merge-Reference-v0 is all of these settings (merge-v0's, read above) but 15 Hz
+    one_each = [n for n in kwargs if n not in ("merge", "merge-reference", "merge-15hz", "merge-v0-reward")]
+    own = {k: v for n in one_each for k, v in bench.VARIANTS[n][1].items()}  # each variant's own settings
+    assert kwargs["merge-reference"] == {**gym.spec("rlsuite/Merge-v0").kwargs, **own}
+    assert bench.VARIANTS["merge-reference"] == ("rlsuite/Merge-Reference-v0", {})

@@ -515,6 +515,30 @@ def test_ramp_vehicles_merge_where_and_when_their_rule_says(merge_length: float 
     assert st.target_lane[0, 1] == (1 if merges else 2)
 
 
+# merge-v0's reward on a hand-built merge road (2 lanes, ramp = lane 2 ending at 400 m, merge section its last
+# 80 m: 320-400 m). Ego at 50 m in lane 0 at 25 m/s: high speed (25 - 20) / 10 = 0.5, right lane 0, IDLE.
+# Traffic: A on the ramp at 350 m, 15 m/s, desired 30: (30 - 15) / 30 = 0.5; B on the ramp at 390 m, stopped,
+# desired 24: 1; C on the ramp at 300 m (before the section), 10 m/s, desired 30: 2/3, counted only when the
+# whole ramp is; D in lane 1 at 360 m, 10 m/s, desired 30: never (not on the ramp).
+# Raw: 0.2 x 0.5 - 0.5 x term; normalised from [-1 - 0.5, 0.2 + 0.1] = [-1.5, 0.3] to [0, 1].
+@pytest.mark.parametrize(("merge_length", "term"), [(80.0, 1.5), (None, 1.5 + 2.0 / 3.0)])
+def test_merging_speed_reward_is_merge_v0s_altruistic_term(merge_length: float | None, term: float) -> None:
+    scene = [(50.0, 0, 25.0), (350.0, 2, 15.0), (390.0, 2, 0.0), (300.0, 2, 10.0), (360.0, 1, 10.0)]
+    weights = {"high_speed_reward": 0.2, "lane_change_reward": -0.05, "merging_speed_reward": -0.5}
+    core, st = _scene(scene, merge_ramp=True, lanes_count=2, ramp_vehicles=3, ramp_merge_length=merge_length, **weights)
+    st.desired_speed[0, 1:] = [30.0, 24.0, 30.0, 30.0]
+    reward, terms = core.rewards(st, np.array([[IDLE]]))
+    assert terms["merging_speed_reward"][0, 0] == pytest.approx(term)
+    assert reward[0, 0] == pytest.approx((0.2 * 0.5 - 0.5 * term + 1.5) / 1.8)
+    # weight 0 (the default): the reward is the one without the term, which is not computed
+    core, st = _scene(scene, merge_ramp=True, lanes_count=2, ramp_vehicles=3, ramp_merge_length=merge_length)
+    st.desired_speed[0, 1:] = [30.0, 24.0, 30.0, 30.0]
+    reward, terms = core.rewards(st, np.array([[IDLE]]))
+    assert "merging_speed_reward" not in terms and reward[0, 0] == pytest.approx((0.4 * 0.5 + 1.0) / 1.5)
+    with pytest.raises(ValueError, match="merging_speed_reward needs merge_ramp"):
+        HighwayEnv(merging_speed_reward=-0.5)
+
+
 def test_episode_terminates_once_the_ego_is_past_end_position() -> None:
     # merge-v0's rule (x > 370 m ends it), here with end_position 500 m. Ego alone at 25 m/s holding its
     # target speed on a lane centre: one decision (5 substeps of 0.2 s) moves it exactly 25 m. Row 0 starts

@@ -53,9 +53,14 @@ As in highway-env: `collision_reward * crashed + right_lane_reward * lane / (lan
 high_speed_reward * clip((forward_speed - 20) / (30 - 20), 0, 1) + lane_change_reward * [lane change
 action]`, mapped linearly from [collision_reward, high_speed_reward + right_lane_reward] to [0, 1] when
 `normalize_reward`, then multiplied by `on_road`. Each term is in `info` (`collision_reward`,
-`right_lane_reward`, `high_speed_reward`, `on_road_reward`), with metrics: `crashed`, `speed` (m/s),
-`distance` (m travelled since reset), `lane_changes` (since reset), `min_ttc` (smallest time-to-collision
-with the vehicle ahead in the ego's lane over the step's substeps, s; inf when not closing in).
+`right_lane_reward`, `high_speed_reward`, `on_road_reward`). With `merging_speed_reward` (a weight,
+default 0; merge-v0's -0.5; merge roads only) the reward adds merge-v0's altruistic term, reported as
+`info["merging_speed_reward"]`: the sum over traffic vehicles on the ramp beside its merge section (the
+last `ramp_merge_length` metres, or all of it) of (desired speed - speed) / desired speed, and the
+normalisation map's low end becomes collision_reward + merging_speed_reward, as in merge-v0. Metrics:
+`crashed`, `speed` (m/s), `distance` (m travelled since reset), `lane_changes` (since reset), `min_ttc`
+(smallest time-to-collision with the vehicle ahead in the ego's lane over the step's substeps, s; inf
+when not closing in).
 
 ## Starting state
 Vehicles are placed as highway-env places them: the ego first, on a random lane (or `initial_lane`) at
@@ -81,7 +86,9 @@ OpenCV (no display, no pygame). Variants: `rlsuite/Highway-Continuous-v0` (conti
 frames at 1 px/m, cheap enough to train a CNN on a CPU), `rlsuite/Highway-Dense-v0` (4 lanes, 50
 vehicles, as highway-v0), `rlsuite/Highway-Fast-v0` (highway-fast-v0's traffic: ego-only collision checks
 and politeness 0), `rlsuite/Merge-v0` (2 lanes and an on-ramp: its vehicles merge anywhere on it when
-it is safe; with `ramp_merge_length` only on its last metres and when MOBIL's incentive pays, as merge-v0's).
+it is safe; with `ramp_merge_length` only on its last metres and when MOBIL's incentive pays, as merge-v0's),
+`rlsuite/Merge-Reference-v0` (Merge-v0 with every merge-v0 setting the env expresses but its 15 Hz
+simulation: its traffic, ego start, episode end, merging rule and reward).
 
 ## Version history
 - v0: first version.

@@ -610,14 +610,22 @@ class HighwayCore:
             "high_speed_reward": np.clip((forward - lo) / (hi - lo), 0.0, 1.0),
             "on_road_reward": self.on_road(st).astype(np.float64),
         }
+        if p.merging_speed_reward:  # merge-v0's altruistic term: how far the merging vehicles fall short of their speed
+            x, lane = st.x[:, K:], self.lane_of(st.y[:, K:])  # (E, V - K) the traffic
+            start = -np.inf if p.ramp_merge_length is None else p.ramp_end - p.ramp_merge_length  # [m]
+            merging = (lane == p.lanes_count) & (x >= start) & (x <= p.ramp_end)
+            shortfall = (st.desired_speed[:, K:] - st.speed[:, K:]) / st.desired_speed[:, K:]
+            terms["merging_speed_reward"] = np.repeat(np.where(merging, shortfall, 0.0).sum(axis=1, keepdims=True), K, axis=1)
         changed = np.zeros_like(forward)
         if actions is not None and p.action == "discrete":
             a = np.asarray(actions).reshape(-1, K)
             changed = ((a == LANE_LEFT) | (a == LANE_RIGHT)).astype(np.float64)
         reward = (p.collision_reward * terms["collision_reward"] + p.right_lane_reward * terms["right_lane_reward"]
                   + p.high_speed_reward * terms["high_speed_reward"] + p.lane_change_reward * changed)
+        if p.merging_speed_reward:
+            reward = reward + p.merging_speed_reward * terms["merging_speed_reward"]
         if p.normalize_reward:
-            low, high = p.collision_reward, p.high_speed_reward + p.right_lane_reward
+            low, high = p.collision_reward + p.merging_speed_reward, p.high_speed_reward + p.right_lane_reward
             reward = (reward - low) / (high - low)
         return reward * terms["on_road_reward"], terms
 

@@ -103,6 +103,10 @@ class HighwayParams:
     right_lane_reward: float = 0.1
     high_speed_reward: float = 0.4
     lane_change_reward: float = 0.0
+    merging_speed_reward: float = 0.0
+    """Weight of merge-v0's altruistic term (merge-v0: -0.5; needs merge_ramp): the sum, over the traffic vehicles on
+    the ramp beside its merge section (its last `ramp_merge_length` metres; all of it when None), of (desired speed -
+    speed) / desired speed. With normalize_reward it lowers the low end of the map, as merge-v0's does."""
     reward_speed_range: tuple[float, float] = (20.0, 30.0)
     """Forward speeds mapped to 0..1 for high_speed_reward [m/s]."""
     normalize_reward: bool = True
@@ -154,6 +158,8 @@ class HighwayParams:
             fail(f"frame_stack must be 1, 3 or 4 (read as image channels), got {self.frame_stack}.")
         if self.ramp_merge_length is not None and not 0 < self.ramp_merge_length <= self.ramp_end:
             fail(f"ramp_merge_length must be None or in (0, ramp_end={self.ramp_end}] metres, got {self.ramp_merge_length}.")
+        if self.merging_speed_reward and not self.merge_ramp:
+            fail("merging_speed_reward needs merge_ramp=True (it weighs the speed of the ramp's vehicles).")
         if self.merge_ramp and not 0 <= self.ramp_vehicles <= self.vehicles_count:
             fail(f"ramp_vehicles must be in 0..vehicles_count ({self.vehicles_count}), got {self.ramp_vehicles}.")
         if self.image_size < 36:
