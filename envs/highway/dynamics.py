@@ -441,7 +441,7 @@ class HighwayCore:
             if p.ramp_merge_length is None:
                 worth = np.where(on_ramp, self_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED, worth)
             else:
-                worth &= ~on_ramp | (st.x.take(f) >= p.ramp_end - p.ramp_merge_length)
+                worth &= ~on_ramp | (st.x.take(f) >= p.merge_section_start)
         ok = self._lane_ok.take(cand)  # main lanes only (-1 wraps to a False slot)
         ok &= new_f_pred_a >= -LANE_CHANGE_MAX_BRAKING_IMPOSED
         ok &= worth
@@ -612,8 +612,7 @@ class HighwayCore:
         }
         if p.merging_speed_reward:  # merge-v0's altruistic term: how far the merging vehicles fall short of their speed
             x, lane = st.x[:, K:], self.lane_of(st.y[:, K:])  # (E, V - K) the traffic
-            start = -np.inf if p.ramp_merge_length is None else p.ramp_end - p.ramp_merge_length  # [m]
-            merging = (lane == p.lanes_count) & (x >= start) & (x <= p.ramp_end)
+            merging = (lane == p.lanes_count) & (x >= p.merge_section_start) & (x <= p.ramp_end)
             shortfall = (st.desired_speed[:, K:] - st.speed[:, K:]) / st.desired_speed[:, K:]
             terms["merging_speed_reward"] = np.repeat(np.where(merging, shortfall, 0.0).sum(axis=1, keepdims=True), K, axis=1)
         changed = np.zeros_like(forward)

@@ -175,6 +175,11 @@ class HighwayParams:
         return self.lanes_count + int(self.merge_ramp)
 
     @property
+    def merge_section_start(self) -> float:
+        """x [m] from which ramp vehicles may merge: the ramp's last `ramp_merge_length` metres, or all of it."""
+        return -np.inf if self.ramp_merge_length is None else self.ramp_end - self.ramp_merge_length
+
+    @property
     def substeps(self) -> int:
         return self.simulation_frequency // self.policy_frequency
 
