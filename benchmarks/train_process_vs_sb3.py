@@ -10,7 +10,9 @@ Run: `python benchmarks/train_process_vs_sb3.py --agent ppo --steps 100000 --see
 (agents: ppo, a2c, dqn on CartPole-v1). `--before /other/checkout/.venv/bin/rlsuite` adds a column: that
 checkout's CLI run in the same loop (ours, before, SB3 per seed), so a change is measured under the same load.
 `--repeats K` runs each side K times per seed, interleaved, and tables each side's median: a side's CPU
-seconds move by up to a fifth between identical runs, even on an idle machine.
+seconds move by up to a fifth between identical runs, even on an idle machine. The last line is the ratio of
+the two sides' total CPU seconds with a 95% bootstrap interval over the interleaved (ours, SB3) pairs of runs:
+the figure that a single run's noise moves least.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import sys
 import tempfile
 from math import nan
 from pathlib import Path
+
+import numpy as np
 
 ENV_ID = "CartPole-v1"
 
@@ -95,6 +99,7 @@ def main() -> None:
     print(f"| seed | ours CPU s |{before_cols[0]} SB3 CPU s | SB3 / ours |{before_cols[1]}\n"
           + "|---" * (6 if args.before else 4) + "|", flush=True)
     ratios = []
+    pairs: list[tuple[float, float]] = []  # (ours, SB3) CPU seconds of each interleaved pair of runs
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             runs: list[tuple[float, float, float]] = []
@@ -108,10 +113,22 @@ def main() -> None:
                 print(f"seed {seed}, each run (ours, before, SB3): "
                       + "; ".join(", ".join(f"{x:.1f}" for x in run) for run in runs), flush=True)
             ratios.append(b / a)
+            pairs += [(run[0], run[2]) for run in runs]
             cells = (f" {c:.1f} |", f" {b / c:.2f} |") if args.before else ("", "")
             print(f"| {seed} | {a:.1f} |{cells[0]} {b:.1f} | {b / a:.2f} |{cells[1]}", flush=True)
     if args.sides == "both":
         print(f"mean SB3 / ours: {sum(ratios) / len(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})")
+        total, low, high = total_ratio_ci(np.array(pairs))
+        print(f"total SB3 / ours: {total:.2f}, 95% CI [{low:.2f}, {high:.2f}] (bootstrap over {len(pairs)} pairs of runs)")
+
+
+def total_ratio_ci(pairs: np.ndarray, reps: int = 10_000) -> tuple[float, float, float]:
+    """SB3's total CPU seconds over ours for (n, 2) rows of (ours, SB3), and its 95% percentile bootstrap
+    interval, resampling the rows."""
+    rows = np.random.default_rng(0).integers(0, len(pairs), size=(reps, len(pairs)))  # (reps, n) resampled rows
+    totals = pairs[rows].sum(axis=1)  # (reps, 2)
+    low, high = np.percentile(totals[:, 1] / totals[:, 0], [2.5, 97.5])
+    return float(pairs[:, 1].sum() / pairs[:, 0].sum()), float(low), float(high)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from rlsuite.agents import a2c, dqn, fast, ppo
 from rlsuite.agents.actor_critic import ActorCritic
+from rlsuite.agents.fast import mlp as fast_mlp
 from rlsuite.agents.rollout import ModuleStep
 
 
@@ -94,6 +95,20 @@ def test_mlp_tower_gives_the_td_loss_the_same_gradients(activation, loss, weight
     _assert_same_grads(plain, accelerated)
 
 
+def test_tanh_by_sigmoid_is_tanh_and_weight_grad_is_the_matmul():
+    x = torch.cat([torch.linspace(-30.0, 30.0, 20_001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4, float("inf"),
+                                                                     float("-inf")])])
+    exact = torch.tanh(x.double())
+    got = fast_mlp.tanh_(x.clone()).double()
+    assert (got - exact).abs().max() <= 2.5e-7
+    assert got.abs().max() == 1.0 and got[-2:].tolist() == [1.0, -1.0]  # saturates exactly, never beyond
+    assert fast_mlp.tanh_(torch.tensor([float("nan")])).isnan().all()
+    generator = torch.Generator().manual_seed(4)
+    for n_in, n_out in [(4, 64), (64, 64), (64, 2), (1, 3)]:
+        grad, inputs = torch.randn(33, n_out, generator=generator), torch.randn(33, n_in, generator=generator)
+        torch.testing.assert_close(fast_mlp.weight_grad(grad, inputs), grad.t() @ inputs)  # (out, in)
+
+
 def test_accelerate_takes_only_tanh_and_relu_towers():
     box = spaces.Box(-1.0, 1.0, (3,), np.float32)
     assert fast.accelerate(ActorCritic(box, spaces.Discrete(2), a2c.A2CSettings(activation="elu"))) == []
@@ -109,7 +124,7 @@ def test_fused_actor_critic_is_act_value_in_one_node(action_space, activation):
     plain, accelerated = _pair(box, action_space, ppo.PPOSettings(env_id="x", hidden_sizes=(8, 5), activation=activation))
     obs = torch.randn(16, 4)
     (dist_a, value_a, _), (dist_p, value_p, _) = accelerated.act_value(obs), plain.act_value(obs)
-    torch.testing.assert_close(value_a, value_p, rtol=0, atol=0)
+    torch.testing.assert_close(value_a, value_p, rtol=0, atol=1e-6)  # tanh as 2 sigmoid(2x) - 1: within 2e-7 per unit
     torch.testing.assert_close(dist_a.mode(), dist_p.mode())
     assert type(dist_a) is type(dist_p)
     fused = fast.FusedActorCritic(accelerated)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -562,23 +564,22 @@ def test_episode_terminates_once_the_ego_is_past_end_position() -> None:
 @pytest.mark.slow
 def test_ppo_reaches_the_idm_baseline_within_its_preset_budget(tmp_path) -> None:
     """PPO with the kinematics observation and the preset's budget (agents/presets/ppo.yaml) against the
-    IDM-only ego, its best checkpoint chosen on validation seeds and measured on test seeds: at least 95%
-    of IDM's mean return (seed 0 reaches 97%, seed 1 beats IDM), or a crash rate under 10% at a higher
-    mean speed."""
-    import torch
-
+    IDM-only ego, on two training seeds (two `rlsuite train` processes at once, one per core), each run's best
+    checkpoint chosen on validation seeds and measured on test seeds: the runs' mean return is at least 95% of
+    IDM's, or their crash rate is under 10% at a higher mean speed. One seed's score moves by a few percent
+    with float-level changes to the network's arithmetic (seed 0: 95-97%), so the bar is on two seeds' mean."""
     from rlsuite.agents.registry import load_policy, make_baseline
-    from rlsuite.agents.run import RunFolder
-    from rlsuite.agents.settings import settings_to_dict
     from rlsuite.envs import make_env, reference_score
     from rlsuite.evaluation.harness import evaluate_policy
-    from rlsuite.train import prepare_settings, run_training
 
-    torch.set_num_threads(1)
-    settings = prepare_settings("ppo", ENV_ID, cli_values={"seed": 0, "tensorboard": False})
-    run = RunFolder.create(tmp_path, agent="ppo", env_id=ENV_ID, seed=0, settings=settings_to_dict(settings),
-                           command="test", device="cpu")
-    run_training("ppo", settings, run, show_progress=False)
+    runs = {seed: tmp_path / f"ppo-s{seed}" for seed in (0, 1)}
+    trainings = [subprocess.Popen([sys.executable, "-m", "rlsuite.cli", "train", "--agent", "ppo", "--env", ENV_ID,
+                                   "--seed", str(seed), "--set", "tensorboard=false", "--no-progress",
+                                   "--run-dir", str(run)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for seed, run in runs.items()]
+    for training in trainings:
+        _, stderr = training.communicate(timeout=3600)
+        assert training.returncode == 0, stderr
 
     def measure(policy) -> tuple[float, float, float]:
         episodes = evaluate_policy(policy, ENV_ID, episodes=50, n_envs=25)
@@ -587,12 +588,12 @@ def test_ppo_reaches_the_idm_baseline_within_its_preset_budget(tmp_path) -> None
         speeds = [e.metrics["distance"] / e.length for e in episodes]  # [m/s] mean over the episode (1 s steps)
         return float(np.mean(returns)), float(np.mean(crashes)), float(np.mean(speeds))
 
-    ppo_return, ppo_crash, ppo_speed = measure(load_policy(run.path, "best").policy)
+    per_seed = {seed: measure(load_policy(run, "best").policy) for seed, run in runs.items()}
+    ppo_return, ppo_crash, ppo_speed = np.mean(list(per_seed.values()), axis=0)
     idm_return, _, idm_speed = measure(make_baseline("highway-idm", make_env(ENV_ID)))
     assert idm_return == pytest.approx(reference_score(ENV_ID).reference, abs=1.0)  # the table holds IDM's score
     assert ppo_return >= 0.95 * idm_return or (ppo_crash < 0.1 and ppo_speed > idm_speed), (
-        f"PPO: return {ppo_return:.2f}, crash rate {ppo_crash:.2f}, speed {ppo_speed:.2f}; "
-        f"IDM: return {idm_return:.2f}, speed {idm_speed:.2f}")
+        f"PPO (return, crash rate, speed) per seed: {per_seed}; IDM: return {idm_return:.2f}, speed {idm_speed:.2f}")
 
 
 def test_small_pixel_variant_feeds_the_nature_cnn_with_its_ppo_preset() -> None:

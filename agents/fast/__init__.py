@@ -6,7 +6,8 @@ dispatch, not arithmetic, so these pieces have faster versions here, and only he
 
 - `FusedActorCritic` (fast/actor_critic.py): `ActorCritic.act_value` of separate actor and critic MLPs on a
   flat observation, both towers and both heads as one autograd node with its own hand-written backward.
-  Loss-independent: autograd still differentiates the loss down to the head outputs.
+  Loss-independent: autograd still differentiates the loss down to the head outputs. Their tanh is
+  2 sigmoid(2x) - 1 (fast/mlp.py: `tanh_`), within 2e-7 of torch's, whose float32 CPU kernel costs about 3x.
 - `MLPTower` (fast/mlp.py): the same for one `Linear -> tanh|ReLU -> ...` tower, for the MLP networks the
   fused actor-critic does not cover (a shared encoder, a named network in front).
 - `FusedMLPForward` (fast/rollout.py): the rollout step of a feed-forward MLP actor-critic as one matmul

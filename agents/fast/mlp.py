@@ -19,6 +19,24 @@ _tanh_backward = torch.ops.aten.tanh_backward.default  # (grad, tanh output) -> 
 _relu_backward = torch.ops.aten.threshold_backward.default  # (grad, relu output, 0) -> grad * [output > 0]
 
 
+_ONE, _TWO = torch.tensor(1.0), torch.tensor(2.0)  # 0-d operands: a Python scalar costs a conversion per op
+
+
+def tanh_(x: torch.Tensor) -> torch.Tensor:
+    """tanh in place as 2 sigmoid(2x) - 1: torch's float32 CPU tanh kernel costs about 3x its sigmoid, so this
+    is cheaper even as four ops (measured on (256, 64): 25 against 57 us); within 2e-7 of tanh (absolute),
+    exact at the saturated ends."""
+    return x.mul_(_TWO).sigmoid_().mul_(_TWO).sub_(_ONE)
+
+
+def weight_grad(grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """dL/dW (out, in) = grad^T inputs for grad (B, out) and inputs (B, in). BLAS is slow when the product's
+    second dimension is narrow (measured 3x on (64, 256) @ (256, 4)), so the wider side goes second."""
+    if inputs.shape[1] < grad.shape[1]:
+        return (inputs.t() @ grad).t()  # (in, out) transposed: a view
+    return grad.t() @ inputs
+
+
 def chain_forward(x: torch.Tensor, params: tuple[torch.Tensor, ...], relu: bool, last_linear: bool) -> list[torch.Tensor]:
     """[x, h_1, ..., h_L] of `Linear -> act` layers, weights (out, in) and biases (out,) interleaved in `params`;
     with `last_linear` the last layer has no activation (a head)."""
@@ -27,7 +45,7 @@ def chain_forward(x: torch.Tensor, params: tuple[torch.Tensor, ...], relu: bool,
     for layer in range(n_layers):
         pre = torch.addmm(params[2 * layer + 1], acts[-1], params[2 * layer].t())  # (B, out)
         if not (last_linear and layer == n_layers - 1):
-            pre = pre.relu_() if relu else pre.tanh_()
+            pre = pre.relu_() if relu else tanh_(pre)
         acts.append(pre)
     return acts
 
@@ -41,7 +59,7 @@ def chain_backward(grad: torch.Tensor, acts: list[torch.Tensor], params: tuple[t
         if not (last_linear and layer == n_layers - 1):
             # dL/d(pre-activation): grad * [h > 0] for ReLU, grad * (1 - h^2) for tanh, each one kernel
             grad = _relu_backward(grad, acts[layer + 1], 0.0) if relu else _tanh_backward(grad, acts[layer + 1])
-        grads[2 * layer] = grad.t() @ acts[layer]  # (out, in) dL/dW
+        grads[2 * layer] = weight_grad(grad, acts[layer])  # (out, in) dL/dW
         grads[2 * layer + 1] = grad.sum(0)  # (out,) dL/db
         if layer > 0 or need_input_grad:
             grad = grad @ params[2 * layer]  # (B, in) dL/dh_{layer}
