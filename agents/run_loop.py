@@ -71,13 +71,14 @@ class RunLoop:
     entries are skipped. `content` adds tensors and metadata of an agent whose state is not in parts (SB3).
     `log_every` (env steps; 0: every tick) spaces out the logged metrics of agents that tick every env step;
     progress is reported when something was logged or evaluated, and on other ticks at most every
-    `progress_every_s` seconds (None: never).
+    `progress_every_s` seconds (None: never): a small network ticks thousands of times a second, and the
+    progress bar and the manifest's heartbeat need no more.
     `seed_rngs` seeds torch and NumPy at the start of a fresh run; `inexact_reason` says why an agent's loop
     cannot resume exactly whatever its env."""
 
     def __init__(self, agent: str, s: TrainSettings, ctx: TrainContext, envs: gym.vector.VectorEnv | None, *,
                  parts: Mapping[str, nn.Module | TensorState | None] | None = None, device: torch.device | str = "cpu",
-                 log_every: int = 0, progress_every_s: float | None = 0.0, seed_rngs: bool = False,
+                 log_every: int = 0, progress_every_s: float | None = 0.5, seed_rngs: bool = False,
                  inexact_reason: str | None = None,
                  content: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]] | None = None) -> None:
         self.agent, self.s, self.ctx, self.envs, self.device = agent, s, ctx, envs, torch.device(device)

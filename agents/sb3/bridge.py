@@ -108,8 +108,7 @@ def _train(algo: Algorithm, s: SB3Settings, ctx: TrainContext) -> TrainResult:
         return tensors, {"env_id": s.env_id, "episode_num": int(model._episode_num), "n_updates": int(model._n_updates),
                          "n_calls": int(getattr(model, "_n_calls", 0)), "sb3": policy_spec(algo, model), **state_meta}
 
-    run = RunLoop(algo.agent, s, ctx, None, device=device, content=content, inexact_reason=SB3_NOT_EXACT,
-                  progress_every_s=0.5)  # SB3 ticks every env step and logs through its own logger
+    run = RunLoop(algo.agent, s, ctx, None, device=device, content=content, inexact_reason=SB3_NOT_EXACT)
     if ctx.resume_from is not None:
         resume_tensors, resume_meta = load_checkpoint(ctx.resume_from, device)
         load_model_state(model, resume_tensors, resume_meta)
