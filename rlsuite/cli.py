@@ -658,8 +658,8 @@ def main() -> None:
         app()
     finally:
         # What the command allocated is mostly modules (torch alone brings hundreds of thousands of objects) and
-        # none of it is garbage: frozen, the interpreter's last collections at exit skip it (about 0.25 CPU s of
-        # every command that imported torch). atexit handlers and finalizers run as usual.
+        # none of it is garbage: frozen, the interpreter's last collections at exit skip it (measured: 0.25 CPU s
+        # after importing torch alone, 0.6 s after `rlsuite train`). atexit handlers and finalizers run as usual.
         gc.freeze()
 
 

@@ -3,8 +3,8 @@ the code as it was before a refactor, so a change of the envs' structure cannot 
 
 The hash covers observations, rewards, terminated, truncated and the numeric info arrays of the vector env
 (next-step autoreset included) and of the single env, floats to 9 decimals so that it holds on every CPU with
-AVX2 or AVX-512. A deliberate change of an env's behaviour updates
-the table (run this file with `RECORD=1` to print the new hashes) and the env's version history.
+AVX2 or AVX-512. A deliberate change of an env's behaviour updates the table (run this file with `RECORD=1`
+to print the new hashes) and the env's version history.
 """
 
 from __future__ import annotations
